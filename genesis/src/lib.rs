@@ -1,1 +1,22 @@
-//! placeholder
+//! The consortium's founding document and the files that go with it.
+//!
+//! What belongs here: the genesis document (agencies, validators, operator keys,
+//! consensus parameters, enabled chaincodes), its validation with errors that name the
+//! faulty field, the chain id, key files, node configuration files, and generation of a
+//! local four-agency consortium.
+//!
+//! What does not: the meaning of chaincode parameters (the chaincode crate checks them,
+//! passed in as a function), and running nodes.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod document;
+pub mod generate;
+pub mod keyfile;
+pub mod peer_id;
+
+pub use config::{ConfigError, LogFormat, NodeConfig};
+pub use document::{Agency, ConsensusParams, FieldError, Genesis, GenesisError, AGENCIES};
+pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
+pub use keyfile::{read_key, write_key, KeyFileError};

@@ -37,6 +37,12 @@ pub enum SignatureError {
 }
 
 impl PublicKey {
+    /// Whether the bytes are a usable verification key: a valid curve point that is not
+    /// of small order.
+    pub fn is_valid(&self) -> bool {
+        VerifyingKey::from_bytes(&self.0).is_ok_and(|k| !k.is_weak())
+    }
+
     /// Verifies `signature` over `message` strictly.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
         let key =
@@ -158,6 +164,8 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak = PublicKey(identity);
+        assert!(!weak.is_valid());
+        assert!(key(1).public().is_valid());
         assert!(weak.verify(b"x", &Signature([0; 64])).is_err());
         assert!(verify_batch(&[b"x"], &[Signature([0; 64])], &[weak]).is_err());
     }

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod hash;
 mod hex_bytes;
 pub mod merkle;
+pub mod params;
 pub mod time;
 pub mod tx;
 pub mod validators;
@@ -26,6 +27,7 @@ pub use crypto::{KeyPair, PublicKey, Signature, SignatureError};
 pub use hash::Hash;
 pub use hex_bytes::{parse_hex, HexError};
 pub use merkle::{InclusionProof, MerkleError, MerkleTree};
+pub use params::{ChaincodeConfig, ParamValue};
 pub use tx::{
     verify_all, Attribute, Call, Event, Outcome, Transaction, TxBody, TxError, TxResult,
     VerifiedTransaction,

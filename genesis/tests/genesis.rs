@@ -1,0 +1,261 @@
+//! The genesis document end to end: generate a consortium, load it back, and refuse
+//! every kind of fault with an error that names the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use cbec_genesis::*;
+use cbec_ledger::{ChaincodeConfig, Hash};
+use serde_json::Value;
+
+fn options() -> ConsortiumOptions {
+    ConsortiumOptions {
+        chain_name: "test-zone".into(),
+        genesis_time_ms: 1_795_721_744_000,
+        consensus: ConsensusParams::default(),
+        chaincodes: vec![ChaincodeConfig {
+            id: "goods".into(),
+            version: 1,
+            params: Default::default(),
+        }],
+    }
+}
+
+/// Stands in for the chaincode catalog: knows `goods` and `customs` only.
+fn catalog(cc: &ChaincodeConfig) -> Result<(), String> {
+    match cc.id.as_str() {
+        "goods" | "customs" => Ok(()),
+        other => Err(format!("unknown chaincode `{other}`")),
+    }
+}
+
+fn generated() -> (tempfile::TempDir, Consortium) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = generate_consortium(&dir.path().join("net"), &options(), &mut rand_core::OsRng)
+        .expect("generate");
+    (dir, c)
+}
+
+fn genesis_json(c: &Consortium) -> Value {
+    let text = std::fs::read_to_string(Consortium::genesis_path(&c.dir)).expect("read");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Writes `doc` next to the generated genesis and loads it.
+fn load_modified(c: &Consortium, doc: &Value) -> Result<Genesis, GenesisError> {
+    let path = c.dir.join("modified.json");
+    std::fs::write(&path, serde_json::to_string_pretty(doc).expect("json")).expect("write");
+    Genesis::load(&path, catalog)
+}
+
+fn assert_fault(c: &Consortium, doc: &Value, field: &str, words: &str) {
+    let err = load_modified(c, doc).expect_err("fault not caught");
+    let shown = err.to_string();
+    assert!(shown.contains("modified.json"), "no file in: {shown}");
+    assert!(shown.contains(field), "no field `{field}` in: {shown}");
+    assert!(shown.contains(words), "no `{words}` in: {shown}");
+    assert!(!shown.contains('\n'), "not one line: {shown}");
+}
+
+#[test]
+fn generated_consortium_loads_and_has_every_file() {
+    let (_tmp, c) = generated();
+    let loaded = Genesis::load(&Consortium::genesis_path(&c.dir), catalog).expect("valid");
+    assert_eq!(loaded, c.genesis);
+    assert_eq!(loaded.chain_id(), c.chain_id);
+    assert_eq!(loaded.validator_set().expect("set").len(), 4);
+    for agency in AGENCIES {
+        let config =
+            NodeConfig::load(&Consortium::node_config_path(&c.dir, agency)).expect("config");
+        assert_eq!(config.agency, agency);
+        assert_eq!(config.genesis, c.dir.join(agency).join("../genesis.json"));
+        let validator = read_key(&config.validator_key).expect("validator key");
+        let network = read_key(&config.network_key).expect("network key");
+        let operator = read_key(&c.dir.join(agency).join("operator.key")).expect("operator key");
+        let entry = loaded.agency(agency).expect("agency in genesis");
+        assert_eq!(entry.validator_key, validator.public());
+        assert_eq!(entry.operator_keys, vec![operator.public()]);
+        assert_eq!(peer_id::parse(&entry.peer_id), Ok(network.public()));
+        assert_eq!(entry.address, config.p2p_listen);
+    }
+    let ports: std::collections::BTreeSet<_> = AGENCIES
+        .iter()
+        .flat_map(|a| {
+            let config =
+                NodeConfig::load(&Consortium::node_config_path(&c.dir, a)).expect("config");
+            [config.p2p_listen, config.api_listen]
+        })
+        .collect();
+    assert_eq!(ports.len(), 8, "ports reused: {ports:?}");
+}
+
+#[test]
+fn generating_into_an_existing_consortium_is_refused() {
+    let (_tmp, c) = generated();
+    let err = generate_consortium(&c.dir, &options(), &mut rand_core::OsRng).unwrap_err();
+    assert!(matches!(err, GenerateError::Exists { .. }), "{err}");
+}
+
+#[test]
+fn chain_id_ignores_formatting_but_not_values() {
+    let (_tmp, c) = generated();
+    let path = Consortium::genesis_path(&c.dir);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let compact: Value = serde_json::from_str(&text).expect("json");
+    std::fs::write(&path, serde_json::to_string(&compact).expect("json")).expect("write");
+    assert_eq!(
+        Genesis::load(&path, catalog).expect("valid").chain_id(),
+        c.chain_id
+    );
+
+    // One character of the chain name changed: still valid, but another chain.
+    let changed = text.replace("\"test-zone\"", "\"test-zonf\"");
+    assert_ne!(changed, text);
+    std::fs::write(&path, changed).expect("write");
+    let err = Genesis::load_expecting(&path, &c.chain_id, catalog).unwrap_err();
+    assert!(matches!(err, GenesisError::ChainIdMismatch { .. }));
+    assert!(err.to_string().contains("chain id mismatch"), "{err}");
+    assert!(err.to_string().contains(&c.chain_id.to_string()), "{err}");
+}
+
+#[test]
+fn each_fault_names_its_field() {
+    let (_tmp, c) = generated();
+    let base = genesis_json(&c);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut doc = base.clone();
+        f(&mut doc);
+        doc
+    };
+
+    let zero = with(&|d| d["agencies"][2]["voting_power"] = 0.into());
+    assert_fault(&c, &zero, "agencies[2].voting_power", "greater than zero");
+
+    let unknown = with(&|d| d["agencies"][1]["name"] = "police".into());
+    assert_fault(&c, &unknown, "agencies[1].name", "unknown agency `police`");
+
+    let missing = with(&|d| {
+        d["agencies"].as_array_mut().expect("array").remove(3);
+    });
+    assert_fault(&c, &missing, "agencies", "`commerce` is missing");
+
+    let twice = with(&|d| d["agencies"][3]["name"] = "customs".into());
+    assert_fault(&c, &twice, "agencies[3].name", "listed twice");
+
+    let dup_key =
+        with(&|d| d["agencies"][1]["validator_key"] = d["agencies"][0]["validator_key"].clone());
+    assert_fault(&c, &dup_key, "agencies[1].validator_key", "used twice");
+
+    let dup_operator =
+        with(&|d| d["agencies"][2]["operator_keys"][0] = d["agencies"][0]["validator_key"].clone());
+    assert_fault(
+        &c,
+        &dup_operator,
+        "agencies[2].operator_keys[0]",
+        "used twice",
+    );
+
+    let bad_key = with(&|d| d["agencies"][0]["validator_key"] = "00".repeat(32).into());
+    assert_fault(
+        &c,
+        &bad_key,
+        "agencies[0].validator_key",
+        "not a valid Ed25519",
+    );
+
+    let short_key = with(&|d| d["agencies"][0]["validator_key"] = "abcd".into());
+    assert_fault(
+        &c,
+        &short_key,
+        "modified.json",
+        "expected 64 hex characters",
+    );
+
+    let bad_address = with(&|d| d["agencies"][2]["address"] = "127.0.0.1:9000".into());
+    assert_fault(&c, &bad_address, "agencies[2].address", "not a multiaddr");
+
+    let bad_port = with(&|d| d["agencies"][2]["address"] = "/ip4/127.0.0.1/tcp/70000".into());
+    assert_fault(&c, &bad_port, "agencies[2].address", "not a TCP port");
+
+    let bad_peer = with(&|d| d["agencies"][3]["peer_id"] = "QmNotAnEd25519Key".into());
+    assert_fault(&c, &bad_peer, "agencies[3].peer_id", "peer id");
+
+    let no_operators = with(&|d| d["agencies"][0]["operator_keys"] = Value::Array(vec![]));
+    assert_fault(
+        &c,
+        &no_operators,
+        "agencies[0].operator_keys",
+        "at least one",
+    );
+
+    let unknown_cc = with(&|d| d["chaincodes"][0]["id"] = "lottery".into());
+    assert_fault(
+        &c,
+        &unknown_cc,
+        "chaincodes[0]",
+        "unknown chaincode `lottery`",
+    );
+
+    let dup_cc = with(&|d| {
+        let first = d["chaincodes"][0].clone();
+        d["chaincodes"].as_array_mut().expect("array").push(first);
+    });
+    assert_fault(&c, &dup_cc, "chaincodes[1].id", "listed twice");
+
+    let zero_timeout = with(&|d| d["consensus"]["timeout_prevote_ms"] = 0.into());
+    assert_fault(&c, &zero_timeout, "consensus.timeout_prevote_ms", "outside");
+
+    let big_tx = with(&|d| d["consensus"]["tx_bytes_max"] = (64 * 1024 * 1024).into());
+    assert_fault(&c, &big_tx, "consensus", "tx_bytes_max");
+
+    let bad_name = with(&|d| d["chain_name"] = "Test Zone".into());
+    assert_fault(&c, &bad_name, "chain_name", "a-z");
+
+    let bad_time = with(&|d| d["genesis_time"] = "yesterday".into());
+    assert_fault(&c, &bad_time, "modified.json", "RFC 3339");
+
+    let extra = with(&|d| d["validators"] = Value::Array(vec![]));
+    assert_fault(&c, &extra, "modified.json", "unknown field `validators`");
+}
+
+#[test]
+fn unreadable_and_malformed_files_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing: PathBuf = dir.path().join("nope.json");
+    let err = Genesis::load(&missing, catalog).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&missing.display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot read"), "{err}");
+
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, "{\"chain_name\": \"x\",\n  \"agencies\": [").expect("write");
+    let err = Genesis::load(&truncated, catalog).unwrap_err();
+    assert!(matches!(err, GenesisError::Parse { .. }));
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn node_config_faults_name_the_field() {
+    let (_tmp, c) = generated();
+    let path: &Path = &Consortium::node_config_path(&c.dir, "tax");
+    let text = std::fs::read_to_string(path).expect("read");
+    let bad_api = text.replace("api_listen = \"127.0.0.1:", "api_listen = \"localhost:");
+    std::fs::write(path, bad_api).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(err.to_string().contains("api_listen"), "{err}");
+
+    std::fs::write(path, format!("{text}\nfoo = 1\n")).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+}
+
+#[test]
+fn chain_id_is_the_tagged_hash_of_the_canonical_encoding() {
+    let (_tmp, c) = generated();
+    let expected = Hash::tagged(
+        cbec_ledger::hash::tag::GENESIS,
+        &cbec_ledger::codec::encode(&c.genesis),
+    );
+    assert_eq!(c.chain_id, expected);
+}
