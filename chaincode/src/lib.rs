@@ -9,3 +9,5 @@
 //! its context: the caller, the block height and time, and a view of state.
 
 #![forbid(unsafe_code)]
+
+pub mod catalog;

@@ -1,0 +1,2 @@
+pub mod genesis;
+pub mod keys;

@@ -1,0 +1,172 @@
+//! The `cbec` binary as a user runs it: exit codes, one-line errors, JSON output.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cbec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cbec"))
+        .args(args)
+        .output()
+        .expect("run cbec")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with a one-line error that mentions `words`, a non-zero exit, and no panic.
+fn assert_fails(o: &Output, words: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "succeeded: {}", stdout(o));
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(words), "`{words}` not in: {err}");
+}
+
+fn new_consortium(dir: &Path) -> String {
+    let o = cbec(&[
+        "genesis",
+        "new",
+        "--out",
+        dir.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    v["chain_id"].as_str().expect("chain id").to_string()
+}
+
+#[test]
+fn new_verify_and_tamper_detection_as_the_readme_shows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    let chain_id = new_consortium(&dir);
+    let genesis = dir.join("genesis.json");
+    let g = genesis.to_str().expect("utf8");
+
+    let o = cbec(&["genesis", "verify", g, "--chain-id", &chain_id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&chain_id));
+
+    let o = cbec(&["genesis", "inspect", g]);
+    assert!(o.status.success());
+    for agency in ["customs", "tax", "forex", "commerce"] {
+        assert!(stdout(&o).contains(agency), "{agency} missing");
+    }
+
+    // One character of the document changed: verify against the agreed id fails.
+    let text = std::fs::read_to_string(&genesis).expect("read");
+    std::fs::write(
+        &genesis,
+        text.replacen("cbec-pilot-zone", "cbec-pilot-zond", 1),
+    )
+    .expect("write");
+    let o = cbec(&["genesis", "verify", g, "--chain-id", &chain_id]);
+    assert_fails(&o, "chain id mismatch");
+    assert!(stderr(&o).contains(g));
+}
+
+#[test]
+fn broken_genesis_is_reported_with_file_and_field() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    new_consortium(&dir);
+    let genesis = dir.join("genesis.json");
+    let text = std::fs::read_to_string(&genesis).expect("read");
+    std::fs::write(
+        &genesis,
+        text.replacen("\"voting_power\": 1", "\"voting_power\": 0", 1),
+    )
+    .expect("write");
+    let o = cbec(&["genesis", "verify", genesis.to_str().expect("utf8")]);
+    assert_fails(&o, "agencies[0].voting_power: must be greater than zero");
+
+    std::fs::write(&genesis, &text[..text.len() / 2]).expect("write");
+    let o = cbec(&["genesis", "inspect", genesis.to_str().expect("utf8")]);
+    assert_fails(&o, "not a genesis document");
+
+    let o = cbec(&["genesis", "verify", "/nonexistent/genesis.json"]);
+    assert_fails(&o, "/nonexistent/genesis.json: cannot read");
+
+    std::fs::write(
+        &genesis,
+        text.replacen("\"id\": \"goods\"", "\"id\": \"lottery\"", 1),
+    )
+    .expect("write");
+    let o = cbec(&["genesis", "verify", genesis.to_str().expect("utf8")]);
+    assert_fails(&o, "unknown chaincode `lottery`");
+}
+
+#[test]
+fn existing_consortium_is_not_overwritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    new_consortium(&dir);
+    let key_before = std::fs::read(dir.join("customs/validator.key")).expect("read");
+    let o = cbec(&["genesis", "new", "--out", dir.to_str().expect("utf8")]);
+    assert_fails(&o, "already holds a consortium");
+    assert_eq!(
+        std::fs::read(dir.join("customs/validator.key")).expect("read"),
+        key_before
+    );
+}
+
+#[test]
+fn keys_new_and_show_agree_and_bad_key_files_fail_cleanly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("seller.key");
+    let k = key.to_str().expect("utf8");
+    let o = cbec(&["keys", "new", "--out", k, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let o = cbec(&["keys", "show", k, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(created["public_key"], shown["public_key"]);
+    assert_eq!(
+        std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+
+    let o = cbec(&["keys", "new", "--out", k]);
+    assert_fails(&o, "refusing to overwrite");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    assert_fails(&cbec(&["keys", "show", k]), "chmod 600");
+
+    std::fs::write(&key, "abcdef\n").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_fails(&cbec(&["keys", "show", k]), "expected 64 hex characters");
+
+    std::fs::write(&key, format!("{}\n", "g".repeat(64))).expect("write");
+    assert_fails(&cbec(&["keys", "show", k]), "not hex");
+
+    assert_fails(
+        &cbec(&["keys", "show", "/nonexistent.key"]),
+        "key file not found",
+    );
+}
+
+#[test]
+fn bad_arguments_exit_with_usage_error() {
+    let o = cbec(&["genesis", "verify", "x.json", "--chain-id", "abc"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected 64 hex characters"));
+    let o = cbec(&[
+        "genesis",
+        "new",
+        "--out",
+        "/tmp/x",
+        "--genesis-time",
+        "noon",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("RFC 3339"));
+    let o = cbec(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("genesis"));
+}
