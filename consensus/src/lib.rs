@@ -9,5 +9,25 @@
 //!
 //! What does not: networking, storage and timers (the node performs the outputs), and
 //! execution (the node answers "validate this value" requests).
+//!
+//! How it is tested: unit tests drive single rules of Algorithm 1 (`tests/rules.rs`);
+//! the simulator ([`sim`]) runs whole networks under seeded faults and checks
+//! agreement, validity, no double signing and termination after every step.
 
 #![forbid(unsafe_code)]
+
+pub mod machine;
+pub mod proposer;
+pub mod safety;
+pub mod sim;
+pub mod types;
+pub mod votes;
+
+pub use machine::{
+    Config, Consensus, Counters, Decision, Honest, Input, Middleware, Output, Step, Timeout,
+    TimeoutKind, Timeouts,
+};
+pub use safety::{SignStep, SigningState};
+pub use types::{
+    Evidence, Height, Message, Proposal, Round, SignedProposal, SignedVote, Signer, Vote,
+};

@@ -1,0 +1,149 @@
+//! Double-sign protection: the one place that decides whether the validator may sign.
+//!
+//! A validator never signs two different messages for one height, round and step, not
+//! even after a crash. The rule (as in Tendermint's privval and Aptos' safety rules):
+//! sign only at a (height, round, step) strictly above the last one signed; for a step
+//! already signed in the current round, the recorded message is sent again instead. The state is
+//! handed to the host as an output *before* the signed message, and the host makes it
+//! durable before it sends anything; a restarted instance restored from it refuses
+//! whatever could conflict. The lock (`locked`) travels with it: a validator that
+//! forgot its lock after a crash could help decide a second value.
+
+use bincode::{Decode, Encode};
+use cbec_ledger::Hash;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Height, Message, Round};
+
+/// Steps in the order they are signed within a round.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
+pub enum SignStep {
+    Propose,
+    Prevote,
+    Precommit,
+}
+
+/// What must be on disk before a signed message leaves the validator.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SigningState {
+    /// The last (highest) height, round and step signed.
+    pub height: Height,
+    pub round: Round,
+    pub step: SignStep,
+    /// Everything signed at (height, round): at most a proposal, a prevote and a
+    /// precommit. A restarted validator sends these again instead of signing anew.
+    pub signed: Vec<Message>,
+    /// `lockedRound, lockedValue` of the height being decided.
+    pub locked: Option<(Round, Hash)>,
+    /// `validRound, validValue` of the height being decided.
+    pub valid: Option<(Round, Hash)>,
+}
+
+impl SigningState {
+    /// Nothing signed yet.
+    pub fn genesis() -> SigningState {
+        SigningState {
+            height: 0,
+            round: 0,
+            step: SignStep::Propose,
+            signed: Vec::new(),
+            locked: None,
+            valid: None,
+        }
+    }
+
+    /// May the validator sign at (height, round, step)?
+    pub fn permission(&self, height: Height, round: Round, step: SignStep) -> Permission {
+        if (height, round) == (self.height, self.round) {
+            if let Some(message) = self.signed.iter().find(|m| m.sign_step() == step) {
+                return Permission::AlreadySigned(message.clone());
+            }
+        }
+        if (height, round, step) > (self.height, self.round, self.step) {
+            Permission::Sign
+        } else {
+            Permission::Refuse
+        }
+    }
+
+    /// Records a message just signed at (height, round, step), which `permission`
+    /// allowed.
+    pub fn record(&mut self, message: Message) {
+        let (height, round, step) = (message.height(), message.round(), message.sign_step());
+        debug_assert_eq!(self.permission(height, round, step), Permission::Sign);
+        if (height, round) != (self.height, self.round) {
+            self.signed.clear();
+        }
+        self.height = height;
+        self.round = round;
+        self.step = step;
+        self.signed.push(message);
+    }
+}
+
+/// The answer of [`SigningState::permission`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permission {
+    Sign,
+    /// This step was signed already: that message stands and is sent again, whatever
+    /// the validator would choose now.
+    AlreadySigned(Message),
+    /// Below the last signed step, with nothing recorded for it: stay silent.
+    Refuse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{SignedVote, Vote};
+    use cbec_ledger::{PublicKey, Signature, VoteKind};
+
+    fn prevote(h: Height, r: Round, value: u8) -> Message {
+        Message::Vote(SignedVote {
+            vote: Vote {
+                height: h,
+                round: r,
+                kind: VoteKind::Prevote,
+                value: Some(Hash([value; 32])),
+            },
+            validator: PublicKey([1; 32]),
+            signature: Signature([value; 64]),
+        })
+    }
+
+    #[test]
+    fn only_later_steps_are_signed_and_signed_steps_are_repeated() {
+        let mut s = SigningState::genesis();
+        assert_eq!(s.permission(5, 2, SignStep::Prevote), Permission::Sign);
+        s.record(prevote(5, 2, 1));
+        assert_eq!(
+            s.permission(5, 2, SignStep::Prevote),
+            Permission::AlreadySigned(prevote(5, 2, 1))
+        );
+        assert_eq!(s.permission(5, 2, SignStep::Precommit), Permission::Sign);
+        assert_eq!(s.permission(5, 3, SignStep::Propose), Permission::Sign);
+        assert_eq!(s.permission(6, 0, SignStep::Propose), Permission::Sign);
+        assert_eq!(s.permission(5, 2, SignStep::Propose), Permission::Refuse);
+        assert_eq!(s.permission(5, 1, SignStep::Precommit), Permission::Refuse);
+        assert_eq!(s.permission(4, 9, SignStep::Precommit), Permission::Refuse);
+        s.record(prevote(5, 3, 2));
+        assert_eq!(
+            s.signed,
+            vec![prevote(5, 3, 2)],
+            "a new round starts a new record"
+        );
+        assert_eq!(s.permission(5, 2, SignStep::Prevote), Permission::Refuse);
+    }
+
+    #[test]
+    fn the_state_survives_encoding() {
+        let mut s = SigningState::genesis();
+        s.record(prevote(5, 2, 1));
+        s.locked = Some((2, Hash([1; 32])));
+        let back: SigningState =
+            cbec_ledger::codec::decode(&cbec_ledger::codec::encode(&s)).expect("decode");
+        assert_eq!(back, s);
+    }
+}
