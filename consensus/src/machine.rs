@@ -358,6 +358,20 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             for message in self.signing.signed.clone() {
                 self.count_own(message);
             }
+            let own_power = |key| self.set().power_of(key).unwrap_or(0);
+            let polka: Vec<(SignedVote, u64)> = self
+                .signing
+                .valid_polka
+                .iter()
+                .map(|v| (v.clone(), own_power(&v.validator)))
+                .collect();
+            for (vote, power) in polka {
+                let round = vote.vote.round;
+                self.votes
+                    .round_mut(round)
+                    .tally_mut(VoteKind::Prevote)
+                    .add(vote, power);
+            }
         }
         self.start_round(round, out);
         // Replays what arrived early; messages for the height after are kept again.
@@ -548,6 +562,12 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
                 self.signing.record(signed.clone());
                 self.signing.locked = self.locked;
                 self.signing.valid = self.valid;
+                self.signing.valid_polka = self.valid.map_or_else(Vec::new, |(round, value)| {
+                    self.votes
+                        .round(round)
+                        .map(|r| r.prevotes.votes_for(&value).cloned().collect())
+                        .unwrap_or_default()
+                });
                 out.push(Output::Persist(self.signing.clone()));
                 Some(signed)
             }

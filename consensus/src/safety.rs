@@ -13,7 +13,7 @@ use bincode::{Decode, Encode};
 use cbec_ledger::Hash;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Height, Message, Round};
+use crate::types::{Height, Message, Round, SignedVote};
 
 /// Steps in the order they are signed within a round.
 #[derive(
@@ -39,6 +39,10 @@ pub struct SigningState {
     pub locked: Option<(Round, Hash)>,
     /// `validRound, validValue` of the height being decided.
     pub valid: Option<(Round, Hash)>,
+    /// The 2f+1 prevotes that made `valid` valid. A restarted proposer re-proposes
+    /// `validValue` with them; without them its peers could never accept it (L28), and
+    /// validators locked on it could stall the height.
+    pub valid_polka: Vec<SignedVote>,
 }
 
 impl SigningState {
@@ -51,6 +55,7 @@ impl SigningState {
             signed: Vec::new(),
             locked: None,
             valid: None,
+            valid_polka: Vec::new(),
         }
     }
 
@@ -97,7 +102,7 @@ pub enum Permission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{SignedVote, Vote};
+    use crate::types::Vote;
     use cbec_ledger::{PublicKey, Signature, VoteKind};
 
     fn prevote(h: Height, r: Round, value: u8) -> Message {

@@ -62,13 +62,30 @@ fn seeds_1500_1999_hold_all_properties() {
     sweep(1500..2000);
 }
 
-/// The soak: 100,000 seeds. Run it with
+/// The soak: 100,000 seeds (or `CBEC_SOAK_SEEDS` from `CBEC_SOAK_FROM`). Run it with
 /// `cargo test --release -p cbec-consensus --test simulation soak -- --ignored --nocapture`.
 #[test]
 #[ignore = "soak: 100,000 seeds, run on demand"]
 fn soak_100k_seeds() {
-    let (runs, decided) = sweep(0..100_000);
-    println!("soak: {runs} seeds, {decided} heights decided, no violation");
+    let env = |name, default| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let from: u64 = env("CBEC_SOAK_FROM", 0);
+    let count: u64 = env("CBEC_SOAK_SEEDS", 100_000);
+    let (mut runs, mut decided) = (0, 0);
+    let mut start = from;
+    while start < from + count {
+        let end = (start + 5_000).min(from + count);
+        let (r, d) = sweep(start..end);
+        runs += r;
+        decided += d;
+        eprintln!("soak: seeds {from}..{end} hold ({runs} runs)");
+        start = end;
+    }
+    println!("soak: {runs} seeds from {from}, {decided} heights decided, no violation");
 }
 
 #[test]
