@@ -16,7 +16,7 @@ pub enum Default {
 }
 
 impl Default {
-    fn value(self) -> ParamValue {
+    pub fn value(self) -> ParamValue {
         match self {
             Default::Int(v) => ParamValue::Int(v),
             Default::Text(v) => ParamValue::Text(v.to_string()),
@@ -140,6 +140,12 @@ pub const BUILTIN: &[ChaincodeSpec] = &[
         version: 1,
         doc: "export retail tax exemption EXP-1, tax assessments [7]",
         params: &[
+            ParamSpec {
+                name: "zone_region_prefix",
+                default: Default::Text("140200"),
+                min: 0,
+                doc: "USCC region (positions 3-8) prefix of enterprises in the zone (Datong)",
+            },
             ParamSpec {
                 name: "excluded_hs_prefixes",
                 default: Default::List(&[]),

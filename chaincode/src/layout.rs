@@ -1,0 +1,70 @@
+//! The state layout: every key prefix, what it holds, and which chaincode owns it.
+//! A chaincode writes only under its own prefixes; reads may cross.
+//!
+//! | prefix | value | owner |
+//! |---|---|---|
+//! | `acct/nonce/<key hex>` | next nonce of a sender (u64) | the engine |
+//! | `gov/agency/<name>` | [`crate::governance::AgencyRecord`]: operator keys | governance |
+//! | `gov/agency-key/<key hex>` | agency name of an operator key | governance |
+//! | `gov/validator/<agency>` | the agency's validator key, when changed by governance | governance |
+//! | `gov/proposal/<id>` | [`crate::governance::ProposalRecord`] with its votes | governance |
+//! | `gov/next-proposal` | next proposal id (u64) | governance |
+//! | `gov/param/<chaincode>/<name>` | a parameter changed by governance | governance |
+//! | `gov/chaincode/<id>` | enabled version of a chaincode (u32) | governance |
+//! | `ent/filing/<uscc>` | [`crate::enterprise::Filing`] with attestations | enterprise |
+//! | `ent/key/<key hex>` | USCC a signing key belongs to | enterprise |
+//! | `ent/customs-code/<code>` | USCC of a customs registration code | enterprise |
+//! | `ent/negative/<uscc>` | [`crate::enterprise::Listing`]: on the credit negative list | enterprise |
+//! | `goods/head/<goods id>` | [`crate::goods::Head`]: hash of the latest event | goods |
+//! | `goods/event/<event hash>` | [`crate::goods::StoredEvent`] | goods |
+//! | `customs/order/<ebp code>/<order no>` | [`crate::customs::Order`] | customs |
+//! | `customs/payment/<ebp code>/<order no>` | [`crate::customs::Payment`] | customs |
+//! | `customs/waybill/<logistics code>/<logistics no>` | [`crate::customs::Waybill`] | customs |
+//! | `customs/list/<ebp code>/<order no>` | [`crate::customs::DeclarationList`] | customs |
+//! | `customs/clearance/<ebp code>/<order no>` | [`crate::customs::Clearance`] | customs |
+//! | `customs/annual/<buyer tag>/<year>` | fen of retail imports used (u64) | customs |
+//! | `customs/risk/<customs code>` | [`crate::customs::RiskGrade`] of an enterprise | customs |
+//! | `forex/totals/<uscc>/<year>` | [`crate::forex::Totals`] in US cents | forex |
+//! | `tax/export/<uscc>/<record no>` | [`crate::tax::ExportRecord`] | tax |
+//! | `tax/assessment/<uscc>/<period>` | [`crate::tax::Assessment`] | tax |
+
+/// The prefixes a chaincode may write.
+pub fn prefixes_of(chaincode: &str) -> &'static [&'static str] {
+    match chaincode {
+        "governance" => &["gov/"],
+        "enterprise" => &["ent/"],
+        "goods" => &["goods/"],
+        "customs" => &["customs/"],
+        "forex" => &["forex/"],
+        "tax" => &["tax/"],
+        _ => &[],
+    }
+}
+
+pub fn nonce_key(key_hex: &str) -> String {
+    format!("acct/nonce/{key_hex}")
+}
+
+pub fn param_key(chaincode: &str, name: &str) -> String {
+    format!("gov/param/{chaincode}/{name}")
+}
+
+pub fn agency_key(key_hex: &str) -> String {
+    format!("gov/agency-key/{key_hex}")
+}
+
+pub fn enterprise_key(key_hex: &str) -> String {
+    format!("ent/key/{key_hex}")
+}
+
+pub fn filing(uscc: &str) -> String {
+    format!("ent/filing/{uscc}")
+}
+
+pub fn customs_code(code: &str) -> String {
+    format!("ent/customs-code/{code}")
+}
+
+pub fn negative(uscc: &str) -> String {
+    format!("ent/negative/{uscc}")
+}

@@ -1,0 +1,680 @@
+//! Every rule id: at least one accepted case and one rejected case naming that rule.
+
+mod harness;
+
+use cbec_chaincode::codes;
+use harness::*;
+use serde_json::{json, Value};
+
+/// A valid USCC from a 17-character body (the check character is searched, so the
+/// validator under test stays the only implementation of the algorithm).
+fn uscc(body: &str) -> String {
+    "0123456789ABCDEFGHJKLMNPQRTUWXY"
+        .chars()
+        .map(|c| format!("{body}{c}"))
+        .find(|code| codes::uscc(code).is_ok())
+        .expect("some check character fits")
+}
+
+struct Parcel {
+    l: Ledger,
+    platform: cbec_ledger::KeyPair,
+    seller: cbec_ledger::KeyPair,
+    payment: cbec_ledger::KeyPair,
+    logistics: cbec_ledger::KeyPair,
+    agent: cbec_ledger::KeyPair,
+}
+
+const EBP: &str = "4403960001";
+const EBC: &str = "1402960002";
+const PAY: &str = "1100960003";
+const LOG: &str = "1402960004";
+const AGT: &str = "1402960005";
+
+fn parcel_world() -> Parcel {
+    let mut l = Ledger::new();
+    let platform = l.file(1, "914403001922038216", EBP, &["platform"]);
+    let seller = l.file(2, "91140200MA0GRK2220", EBC, &["seller", "manufacturer"]);
+    let payment = l.file(3, &uscc("91110000MA00PAY01"), PAY, &["payment"]);
+    let logistics = l.file(4, &uscc("91140200MA0LGT001"), LOG, &["logistics"]);
+    let agent = l.file(5, &uscc("91140200MA0AGT001"), AGT, &["agent"]);
+    Parcel {
+        l,
+        platform,
+        seller,
+        payment,
+        logistics,
+        agent,
+    }
+}
+
+fn order(no: &str, lines: Value, goods: u64) -> Value {
+    json!({
+        "order_no": no, "ebp_code": EBP, "ebc_code": EBC,
+        "goods_value_fen": goods, "freight_fen": 0, "tax_total_fen": 0, "discount_fen": 0,
+        "actual_paid_fen": goods, "buyer_id_type": "1", "buyer_tag": tag(1),
+        "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4),
+        "lines": lines,
+    })
+}
+
+fn line(qty: u32, price: u64) -> Value {
+    json!({"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": qty, "unit_price_fen": price})
+}
+
+impl Parcel {
+    /// Submits O, P, L and I for an order; `tweak` edits them first.
+    fn documents(
+        &mut self,
+        no: &str,
+        lines: Value,
+        goods: u64,
+        tweak: impl Fn(&mut Value, &mut Value, &mut Value, &mut Value),
+    ) {
+        let mut o = order(no, lines, goods);
+        let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "amount_paid_fen": goods, "payer_tag": tag(1)});
+        let waybill_no = format!("SF{no}");
+        let mut w = json!({"logistics_code": LOG, "logistics_no": waybill_no, "order_no": no,
+            "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)});
+        let mut i = json!({"order_no": no, "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
+            "logistics_no": waybill_no, "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9610",
+            "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+        tweak(&mut o, &mut p, &mut w, &mut i);
+        accepted(&self.l.run(&self.platform, "customs", "submit_order", o));
+        accepted(&self.l.run(&self.payment, "customs", "submit_payment", p));
+        accepted(&self.l.run(&self.logistics, "customs", "submit_waybill", w));
+        accepted(&self.l.run(&self.agent, "customs", "submit_list", i));
+    }
+
+    fn clear(&mut self, no: &str) -> cbec_ledger::TxResult {
+        let customs = cbec_ledger::KeyPair::from_seed(&self.l.agency("customs").seed());
+        self.l.run(
+            &customs,
+            "customs",
+            "clear",
+            json!({"ebp_code": EBP, "order_no": no}),
+        )
+    }
+}
+
+fn agency(l: &Ledger, name: &str) -> cbec_ledger::KeyPair {
+    cbec_ledger::KeyPair::from_seed(&l.agency(name).seed())
+}
+
+#[test]
+fn role_only_commerce_approves_filings() {
+    let mut l = Ledger::new();
+    let customs = agency(&l, "customs");
+    let args = json!({"uscc": "914403001922038216", "name": "x", "roles": ["seller"],
+        "keys": [key(9).public()], "customs_code": "4403960001"});
+    rejected(
+        &l.run(&customs, "enterprise", "approve_filing", args.clone()),
+        "ROLE",
+    );
+    let commerce = agency(&l, "commerce");
+    accepted(&l.run(&commerce, "enterprise", "approve_filing", args));
+}
+
+#[test]
+fn filing_unknown_and_revoked_enterprises_are_refused_everything() {
+    let mut w = parcel_world();
+    let stranger = key(99);
+    let ev = json!({"goods_id": "G-1", "kind": "produced"});
+    rejected(&w.l.run(&stranger, "goods", "record", ev.clone()), "FILING");
+    accepted(&w.l.run(&w.seller, "goods", "record", ev));
+    let commerce = agency(&w.l, "commerce");
+    accepted(&w.l.run(
+        &commerce,
+        "enterprise",
+        "revoke_filing",
+        json!({"uscc": "91140200MA0GRK2220", "reason": "closed"}),
+    ));
+    let ev2 = json!({"goods_id": "G-2", "kind": "produced"});
+    let message = rejected(&w.l.run(&w.seller, "goods", "record", ev2), "FILING");
+    assert!(message.contains("revoked"));
+}
+
+#[test]
+fn negative_list_blocks_until_delisted() {
+    let mut w = parcel_world();
+    let commerce = agency(&w.l, "commerce");
+    let customs = agency(&w.l, "customs");
+    let listing = json!({"uscc": "91140200MA0GRK2220", "reason": "fraud case 2026-17"});
+    rejected(
+        &w.l.run(&customs, "enterprise", "list_negative", listing.clone()),
+        "ROLE",
+    );
+    accepted(&w.l.run(&commerce, "enterprise", "list_negative", listing.clone()));
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "goods",
+            "record",
+            json!({"goods_id": "G-1", "kind": "produced"}),
+        ),
+        "NEGATIVE-LIST",
+    );
+    accepted(&w.l.run(&commerce, "enterprise", "delist_negative", listing));
+    accepted(&w.l.run(
+        &w.seller,
+        "goods",
+        "record",
+        json!({"goods_id": "G-1", "kind": "produced"}),
+    ));
+}
+
+#[test]
+fn approval_governance_needs_more_than_two_thirds_of_agencies() {
+    let mut l = Ledger::new();
+    let (customs, tax, forex) = (
+        agency(&l, "customs"),
+        agency(&l, "tax"),
+        agency(&l, "forex"),
+    );
+    let change = json!({"action": {"action": "set_param", "chaincode": "customs", "name": "tx_limit_fen", "value": 600000}});
+    let r = l.run(&customs, "governance", "propose", change);
+    assert_eq!(attr(accepted(&r), "proposal", "id").as_deref(), Some("0"));
+    accepted(&l.run(
+        &tax,
+        "governance",
+        "vote",
+        json!({"proposal_id": 0, "approve": true}),
+    ));
+    let message = rejected(
+        &l.run(&tax, "governance", "apply", json!({"proposal_id": 0})),
+        "APPROVAL",
+    );
+    assert!(message.contains("2 of 4"), "{message}");
+    rejected(
+        &l.run(
+            &tax,
+            "governance",
+            "vote",
+            json!({"proposal_id": 0, "approve": true}),
+        ),
+        "DUPLICATE",
+    );
+    let r = l.run(
+        &forex,
+        "governance",
+        "vote",
+        json!({"proposal_id": 0, "approve": true}),
+    );
+    assert!(accepted(&r).iter().any(|e| e.kind == "proposal_approved"));
+    accepted(&l.run(&forex, "governance", "apply", json!({"proposal_id": 0})));
+    let value: Option<cbec_ledger::ParamValue> = l.get("gov/param/customs/tx_limit_fen");
+    assert_eq!(value, Some(cbec_ledger::ParamValue::Int(600_000)));
+    // Enterprises cannot propose.
+    let seller = l.file(2, "91140200MA0GRK2220", EBC, &["seller"]);
+    rejected(
+        &l.run(
+            &seller,
+            "governance",
+            "propose",
+            json!({"action": {"action": "enable_chaincode", "id": "tax", "version": 1}}),
+        ),
+        "ROLE",
+    );
+}
+
+#[test]
+fn governance_rotates_an_agency_key() {
+    let mut l = Ledger::new();
+    let (customs, tax, forex) = (
+        agency(&l, "customs"),
+        agency(&l, "tax"),
+        agency(&l, "forex"),
+    );
+    let new_key = key(4242);
+    accepted(&l.run(&customs, "governance", "propose", json!({"action": {"action": "add_operator_key", "agency": "customs", "key": new_key.public()}})));
+    accepted(&l.run(
+        &tax,
+        "governance",
+        "vote",
+        json!({"proposal_id": 0, "approve": true}),
+    ));
+    accepted(&l.run(
+        &forex,
+        "governance",
+        "vote",
+        json!({"proposal_id": 0, "approve": true}),
+    ));
+    rejected(
+        &l.run(
+            &new_key,
+            "customs",
+            "set_risk",
+            json!({"customs_code": EBC, "grade": "high"}),
+        ),
+        "ROLE",
+    );
+    accepted(&l.run(&tax, "governance", "apply", json!({"proposal_id": 0})));
+    accepted(&l.run(
+        &new_key,
+        "customs",
+        "set_risk",
+        json!({"customs_code": EBC, "grade": "high"}),
+    ));
+}
+
+#[test]
+fn uscc_and_non_canonical_codes_at_filing() {
+    let mut l = Ledger::new();
+    let commerce = agency(&l, "commerce");
+    let filing = |uscc: &str, n: u16| json!({"uscc": uscc, "name": "x", "roles": ["seller"], "keys": [key(n).public()], "customs_code": format!("44039600{n:02}")});
+    let m = rejected(
+        &l.run(
+            &commerce,
+            "enterprise",
+            "approve_filing",
+            filing("91350100M000100Y4A", 11),
+        ),
+        "USCC",
+    );
+    assert!(m.contains("expected `3`"), "{m}");
+    rejected(
+        &l.run(
+            &commerce,
+            "enterprise",
+            "approve_filing",
+            filing("9111010855138508Q", 12),
+        ),
+        "USCC",
+    );
+    rejected(
+        &l.run(
+            &commerce,
+            "enterprise",
+            "approve_filing",
+            filing("91140200ma0grk2220", 13),
+        ),
+        "NON-CANONICAL",
+    );
+    accepted(&l.run(
+        &commerce,
+        "enterprise",
+        "approve_filing",
+        filing("91140200MA0GRK2220", 14),
+    ));
+    rejected(
+        &l.run(
+            &commerce,
+            "enterprise",
+            "approve_filing",
+            filing("91140200MA0GRK2220", 15),
+        ),
+        "DUPLICATE",
+    );
+}
+
+#[test]
+fn goods_chain_gtin_hs_code_and_previous_hash() {
+    let mut w = parcel_world();
+    let bad_gtin =
+        json!({"goods_id": "G-1", "kind": "produced", "attributes": {"gtin": "6901234567890"}});
+    rejected(&w.l.run(&w.seller, "goods", "record", bad_gtin), "GTIN");
+    let bad_hs = json!({"goods_id": "G-1", "kind": "produced", "attributes": {"commodity_code": "7700000000"}});
+    rejected(&w.l.run(&w.seller, "goods", "record", bad_hs), "HS-CODE");
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "goods",
+            "record",
+            json!({"goods_id": "g-1", "kind": "produced"}),
+        ),
+        "NON-CANONICAL",
+    );
+    let first = json!({"goods_id": "G-1", "kind": "produced", "attributes": {"gtin": "6901234567892", "commodity_code": "3304990099"}});
+    let h1 = attr(
+        accepted(&w.l.run(&w.seller, "goods", "record", first)),
+        "goods_event",
+        "event_hash",
+    )
+    .expect("hash");
+    // A second "first" event would fork the history.
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "goods",
+            "record",
+            json!({"goods_id": "G-1", "kind": "produced"}),
+        ),
+        "GOODS-PREV",
+    );
+    let wrong = json!({"goods_id": "G-1", "kind": "ordered", "prev": "00".repeat(32)});
+    rejected(&w.l.run(&w.seller, "goods", "record", wrong), "GOODS-PREV");
+    // Role per event kind: logistics may not pay.
+    rejected(
+        &w.l.run(
+            &w.logistics,
+            "goods",
+            "record",
+            json!({"goods_id": "G-1", "kind": "paid", "prev": h1}),
+        ),
+        "ROLE",
+    );
+    accepted(&w.l.run(
+        &w.seller,
+        "goods",
+        "record",
+        json!({"goods_id": "G-1", "kind": "ordered", "prev": h1}),
+    ));
+}
+
+#[test]
+fn three_documents_match_and_each_mismatch_names_its_rule() {
+    type Tweak = fn(&mut Value, &mut Value, &mut Value, &mut Value);
+    let cases: Vec<(&str, Tweak)> = vec![
+        ("R2", |_, _, _, i| i["ebc_code"] = json!("1402969999")),
+        ("R3", |_, _, w, _| w["order_no"] = json!("OTHER")),
+        ("R4", |_, p, _, _| p["amount_paid_fen"] = json!(99_999)),
+        ("R5", |o, _, _, _| o["freight_fen"] = json!(1_000)),
+        ("R6", |_, _, w, _| w["consignee_phone_tag"] = json!(tag(9))),
+        ("R7", |_, p, _, _| p["payer_tag"] = json!(tag(8))),
+        ("R10", |o, _, _, _| o["buyer_id_type"] = json!("2")),
+    ];
+    for (i, (rule, tweak)) in cases.into_iter().enumerate() {
+        let mut w = parcel_world();
+        let no = format!("ORD{i}");
+        w.documents(&no, json!([line(1, 100_000)]), 100_000, tweak);
+        rejected(&w.clear(&no), rule);
+    }
+    let mut w = parcel_world();
+    w.documents("OK1", json!([line(1, 100_000)]), 100_000, |_, _, _, _| {});
+    let events = accepted(&w.clear("OK1")).clone();
+    assert_eq!(
+        attr(&events, "clearance", "status").as_deref(),
+        Some("released")
+    );
+    // V = 1,000.00, VAT 13 %, no consumption tax: 70 % of 130.00 = 91.00.
+    assert_eq!(
+        attr(&events, "clearance", "tax_due_fen").as_deref(),
+        Some("9100")
+    );
+}
+
+#[test]
+fn r1_duplicate_order_and_missing_documents() {
+    let mut w = parcel_world();
+    w.documents("A1", json!([line(1, 100)]), 100, |_, _, _, _| {});
+    rejected(
+        &w.l.run(
+            &w.platform.clone_key(),
+            "customs",
+            "submit_order",
+            order("A1", json!([line(1, 100)]), 100),
+        ),
+        "R1",
+    );
+    rejected(&w.clear("NOPE"), "R1");
+}
+
+trait CloneKey {
+    fn clone_key(&self) -> cbec_ledger::KeyPair;
+}
+impl CloneKey for cbec_ledger::KeyPair {
+    fn clone_key(&self) -> cbec_ledger::KeyPair {
+        cbec_ledger::KeyPair::from_seed(&self.seed())
+    }
+}
+
+#[test]
+fn r3_waybill_number_not_reused_within_six_months() {
+    let mut w = parcel_world();
+    let waybill = |order: &str| {
+        json!({"logistics_code": LOG, "logistics_no": "SF1", "order_no": order,
+        "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})
+    };
+    accepted(&w.l.run(&w.logistics, "customs", "submit_waybill", waybill("A")));
+    rejected(
+        &w.l.run(&w.logistics, "customs", "submit_waybill", waybill("B")),
+        "R3",
+    );
+    w.l.time_ms += 181 * DAY_MS;
+    accepted(&w.l.run(&w.logistics, "customs", "submit_waybill", waybill("C")));
+}
+
+#[test]
+fn r9_every_enterprise_needs_a_valid_filing() {
+    let mut w = parcel_world();
+    w.documents("B1", json!([line(1, 100)]), 100, |_, _, _, _| {});
+    let commerce = agency(&w.l, "commerce");
+    let payment_uscc = uscc("91110000MA00PAY01");
+    accepted(&w.l.run(
+        &commerce,
+        "enterprise",
+        "list_negative",
+        json!({"uscc": payment_uscc, "reason": "unpaid fines"}),
+    ));
+    let m = rejected(&w.clear("B1"), "R9");
+    assert!(m.contains("payment enterprise"), "{m}");
+}
+
+#[test]
+fn mode_list_must_be_a_retail_import_mode() {
+    let mut w = parcel_world();
+    let i = json!({"order_no": "M1", "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
+        "logistics_no": "SF1", "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9810",
+        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+    rejected(&w.l.run(&w.agent, "customs", "submit_list", i), "MODE");
+}
+
+#[test]
+fn limits_follow_the_domain_table() {
+    // 5,000.00 in 3 lines, nothing used before: preferential.
+    let mut w = parcel_world();
+    w.documents(
+        "L1",
+        json!([line(1, 200_000), line(1, 200_000), line(1, 100_000)]),
+        500_000,
+        |_, _, _, _| {},
+    );
+    assert_eq!(
+        attr(accepted(&w.clear("L1")), "clearance", "preferential").as_deref(),
+        Some("true")
+    );
+
+    // 5,000.01 in 2 lines: LIMIT-TX.
+    let mut w = parcel_world();
+    w.documents(
+        "L2",
+        json!([line(1, 250_000), line(1, 250_001)]),
+        500_001,
+        |_, _, _, _| {},
+    );
+    rejected(&w.clear("L2"), "LIMIT-TX");
+
+    // 6,000.00, one line of quantity 1, 10,000.00 used: full tax, used becomes 16,000.00.
+    let mut w = parcel_world();
+    w.documents(
+        "U1",
+        json!([line(1, 1_000_000)]),
+        1_000_000,
+        |o, _, _, _| o["order_no"] = json!("U1"),
+    );
+    accepted(&w.clear("U1"));
+    w.documents("L3", json!([line(1, 600_000)]), 600_000, |_, _, _, _| {});
+    assert_eq!(
+        attr(accepted(&w.clear("L3")), "clearance", "preferential").as_deref(),
+        Some("false")
+    );
+    let used: Option<u64> = w.l.get(&format!("customs/annual/{}/2026", tag(1)));
+    assert_eq!(used, Some(1_600_000));
+
+    // 1,000.00 with 25,000.00 used: exactly 26,000.00 is allowed; one fen more is not.
+    let mut w = parcel_world();
+    for (k, no) in ["P1", "P2", "P3", "P4", "P5"].iter().enumerate() {
+        w.documents(no, json!([line(1, 500_000)]), 500_000, |_, _, _, _| {});
+        assert!(accepted(&w.clear(no)).len() == 1, "order {k}");
+    }
+    w.documents("L4", json!([line(1, 100_000)]), 100_000, |_, _, _, _| {});
+    assert_eq!(
+        attr(accepted(&w.clear("L4")), "clearance", "preferential").as_deref(),
+        Some("true")
+    );
+    w.documents("L5", json!([line(1, 1)]), 1, |_, _, _, _| {});
+    rejected(&w.clear("L5"), "LIMIT-YEAR");
+    // A return within 30 days frees the order's value again.
+    accepted(&w.l.run(
+        &w.platform,
+        "customs",
+        "apply_return",
+        json!({"ebp_code": EBP, "order_no": "L4"}),
+    ));
+    w.documents("L6", json!([line(1, 1)]), 1, |_, _, _, _| {});
+    accepted(&w.clear("L6"));
+}
+
+#[test]
+fn tax_arithmetic_is_exact_and_rounds_half_up() {
+    use cbec_chaincode::customs::tax_due_fen;
+    assert_eq!(tax_due_fen(100_000, 0, 0, 1300, 70, true), 9_100);
+    // With consumption tax 15 %: CT = V/(1-c)*c; VAT = (V+CT)*v; due = 70 % of both.
+    // V = 1,000.00: CT = 176.470588..., VAT = 152.941176..., sum 329.411764... -> 230.59
+    assert_eq!(tax_due_fen(100_000, 0, 1500, 1300, 70, true), 23_059);
+    // Full tax with a 10 % tariff: 100 + (1100)(0.13)/(1) = 243.00.
+    assert_eq!(tax_due_fen(100_000, 1000, 0, 1300, 70, false), 24_300);
+}
+
+#[test]
+fn risk_grade_holds_for_inspection() {
+    let mut w = parcel_world();
+    let customs = agency(&w.l, "customs");
+    accepted(&w.l.run(
+        &customs,
+        "customs",
+        "set_risk",
+        json!({"customs_code": EBC, "grade": "high"}),
+    ));
+    w.documents("H1", json!([line(1, 100)]), 100, |_, _, _, _| {});
+    assert_eq!(
+        attr(accepted(&w.clear("H1")), "clearance", "status").as_deref(),
+        Some("held")
+    );
+    accepted(&w.l.run(
+        &customs,
+        "customs",
+        "release",
+        json!({"ebp_code": EBP, "order_no": "H1"}),
+    ));
+    rejected(
+        &w.l.run(
+            &customs,
+            "customs",
+            "release",
+            json!({"ebp_code": EBP, "order_no": "H1"}),
+        ),
+        "STATUS",
+    );
+}
+
+#[test]
+fn fx1_threshold_registration_and_warning() {
+    let mut w = parcel_world();
+    let seller_uscc = "91140200MA0GRK2220";
+    let settle =
+        |amount: u64| json!({"uscc": seller_uscc, "direction": "receipt", "amount_cents": amount});
+    // 179,999.99: exempt, no warning.
+    let r =
+        w.l.run(&w.payment, "forex", "record_settlement", settle(17_999_999));
+    assert_eq!(attr(accepted(&r), "settlement", "warning"), None);
+    // 180,000.00: exempt, with a warning.
+    let r = w.l.run(&w.payment, "forex", "record_settlement", settle(1));
+    assert!(attr(accepted(&r), "settlement", "warning").is_some());
+    // Exactly 200,000.00 is not exempt: refused without a directory registration.
+    rejected(
+        &w.l.run(&w.payment, "forex", "record_settlement", settle(2_000_000)),
+        "FX-1",
+    );
+    // Payments are summed separately.
+    let pay = json!({"uscc": seller_uscc, "direction": "payment", "amount_cents": 19_999_999});
+    accepted(&w.l.run(&w.payment, "forex", "record_settlement", pay));
+    // Forex registers the enterprise on the directory: allowed.
+    let forex = agency(&w.l, "forex");
+    accepted(&w.l.run(
+        &forex,
+        "enterprise",
+        "attest",
+        json!({"uscc": seller_uscc, "kind": "forex_directory", "value": "registered"}),
+    ));
+    accepted(&w.l.run(&w.payment, "forex", "record_settlement", settle(2_000_000)));
+    // Only forex attests the directory.
+    let tax = agency(&w.l, "tax");
+    rejected(
+        &w.l.run(
+            &tax,
+            "enterprise",
+            "attest",
+            json!({"uscc": seller_uscc, "kind": "forex_directory", "value": "x"}),
+        ),
+        "ROLE",
+    );
+}
+
+#[test]
+fn exp1_export_exemption_conditions() {
+    let mut w = parcel_world();
+    let customs = agency(&w.l, "customs");
+    let decl = json!({"declaration_no": "EX1", "seller_uscc": "91140200MA0GRK2220", "commodity_code": "6109100021", "supervision_mode": "9610"});
+    accepted(&w.l.run(&customs, "customs", "record_export_declaration", decl));
+    let record = |no: &str, decl: &str, amount: u64| {
+        json!({"record_no": no, "date": "2026-11-20", "goods_name": "cotton T-shirt",
+        "unit": "piece", "quantity": 100, "unit_price_fen": 2_500, "amount_fen": amount, "commodity_code": "6109100021", "declaration_no": decl})
+    };
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "tax",
+            "claim_export_exemption",
+            record("E1", "EX1", 250_001),
+        ),
+        "EXP-1",
+    );
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "tax",
+            "claim_export_exemption",
+            record("E1", "NODECL", 250_000),
+        ),
+        "EXP-1",
+    );
+    accepted(&w.l.run(
+        &w.seller,
+        "tax",
+        "claim_export_exemption",
+        record("E1", "EX1", 250_000),
+    ));
+    // A seller registered outside the zone (Shenzhen, 440300) is not exempt.
+    let outside_uscc = uscc("91440300MA5FFF001");
+    let outside = w.l.file(30, &outside_uscc, "4403960030", &["seller"]);
+    let decl = json!({"declaration_no": "EX2", "seller_uscc": outside_uscc, "commodity_code": "6109100021", "supervision_mode": "9610"});
+    accepted(&w.l.run(&customs, "customs", "record_export_declaration", decl));
+    let m = rejected(
+        &w.l.run(
+            &outside,
+            "tax",
+            "claim_export_exemption",
+            record("E2", "EX2", 250_000),
+        ),
+        "EXP-1",
+    );
+    assert!(m.contains("outside the zone"), "{m}");
+}
+
+#[test]
+fn method_args_chaincode_and_panic_rejections() {
+    let mut w = parcel_world();
+    rejected(
+        &w.l.run_raw(&w.seller.clone_key(), "goods", "fly", vec![]),
+        "METHOD",
+    );
+    rejected(
+        &w.l.run_raw(&w.seller.clone_key(), "goods", "record", vec![1, 2, 3]),
+        "ARGS",
+    );
+    rejected(
+        &w.l.run_raw(&w.seller.clone_key(), "lottery", "draw", vec![]),
+        "CHAINCODE",
+    );
+}
