@@ -10,6 +10,9 @@
 //!   drop them before it stabilises.
 //! - A proposal with a valid round travels with the prevotes that justify it (the
 //!   "proof of lock change"), so L28 can fire at validators that missed them.
+//! - Leaving a round by timeout, or joining a later one by L55, relays that round's
+//!   messages: the paper's gossip guarantees that what one correct validator received
+//!   all receive, even from a Byzantine sender that stops talking.
 //! - `Input::Commit` takes a commit certificate from block sync: a validator that missed
 //!   the precommits of a height decides from the certificate (which carries them).
 //! - Messages for rounds beyond `ROUND_WINDOW` ahead are dropped (a bound on memory); the
@@ -534,6 +537,32 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
         self.own_messages.entry(round).or_default().push(message);
     }
 
+    /// Relays the messages of `round` that made this validator leave (or join) it: the
+    /// paper's gossip delivers to every correct validator what one of them received;
+    /// without the relay, a validator that got a Byzantine validator's vote could move
+    /// on while the others wait for that vote forever.
+    fn forward_round(&mut self, round: Round, out: &mut Vec<Output>) {
+        let Some(votes) = self.votes.round(round) else {
+            return;
+        };
+        let me = self.me;
+        let mut relay: Vec<Message> = votes
+            .prevotes
+            .all()
+            .chain(votes.precommits.all())
+            .filter(|v| v.validator != me)
+            .cloned()
+            .map(Message::Vote)
+            .collect();
+        if let Some(p) = self.proposals.get(&round).filter(|p| p.proposer != me) {
+            relay.push(Message::Proposal(p.clone()));
+        }
+        for message in relay {
+            out.push(Output::Broadcast(message.clone()));
+            self.own_messages.entry(round).or_default().push(message);
+        }
+    }
+
     fn remember_own(&mut self, message: Message) {
         self.own_messages
             .entry(self.round)
@@ -604,6 +633,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             let sender_power = self.votes.round(round).map_or(0, |r| r.sender_power());
             if self.set().is_one_third(sender_power) {
                 self.start_round(round, out);
+                self.forward_round(round, out);
                 return;
             }
         }
@@ -704,6 +734,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             }
             // L65-L67 OnTimeoutPrecommit.
             TimeoutKind::Precommit if current => {
+                self.forward_round(self.round, out);
                 self.start_round(self.round + 1, out);
                 return;
             }

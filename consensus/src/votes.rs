@@ -78,6 +78,11 @@ impl Tally {
             .filter_map(move |list| list.iter().find(|v| v.vote.value.as_ref() == Some(value)))
     }
 
+    /// Every vote counted here, in key order.
+    pub fn all(&self) -> impl Iterator<Item = &SignedVote> + '_ {
+        self.votes.values().flatten()
+    }
+
     /// The first vote a validator sent here.
     pub fn get(&self, validator: &PublicKey) -> Option<&SignedVote> {
         self.votes.get(validator).and_then(|list| list.first())
