@@ -1,0 +1,325 @@
+//! The engine: overlays, nonces, panic isolation, determinism, and one imported parcel
+//! end to end.
+
+mod harness;
+
+use cbec_chaincode::{BlockInfo, Chaincode, Context, Engine, RuleError};
+use cbec_ledger::{codec, Event, Outcome};
+use harness::*;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn commerce(l: &Ledger) -> cbec_ledger::KeyPair {
+    cbec_ledger::KeyPair::from_seed(&l.agency("commerce").seed())
+}
+
+fn args(chaincode: &str, method: &str, value: serde_json::Value) -> Vec<u8> {
+    cbec_chaincode::args_from_json(chaincode, method, value).expect("encodes")
+}
+
+#[test]
+fn rejected_writes_are_dropped_and_accepted_ones_seen_by_the_next_tx() {
+    let mut l = Ledger::new();
+    let seller = l.file(
+        2,
+        "91140200MA0GRK2220",
+        "1402960002",
+        &["seller", "manufacturer"],
+    );
+    let first = l.sign(
+        &seller,
+        "goods",
+        "record",
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": "G", "kind": "produced"}),
+        ),
+    );
+    // Same block: a bad event (wrong role) writes nothing; the next one builds on the first.
+    let bad = l.sign(
+        &seller,
+        "goods",
+        "record",
+        args("goods", "record", json!({"goods_id": "X", "kind": "paid"})),
+    );
+    let results = l.block(vec![first, bad]);
+    let hash = attr(accepted(&results[0]), "goods_event", "event_hash").expect("hash");
+    rejected(&results[1], "ROLE");
+    assert!(l
+        .get::<cbec_chaincode::goods::Head>("goods/head/X")
+        .is_none());
+    let next = l.sign(
+        &seller,
+        "goods",
+        "record",
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": "G", "kind": "ordered", "prev": hash}),
+        ),
+    );
+    let again = l.sign(
+        &seller,
+        "goods",
+        "record",
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": "G", "kind": "ordered", "prev": hash}),
+        ),
+    );
+    let results = l.block(vec![next, again]);
+    accepted(&results[0]);
+    rejected(&results[1], "GOODS-PREV"); // it saw the first one's write
+}
+
+#[test]
+fn a_wrong_nonce_makes_the_block_invalid() {
+    let l = Ledger::new();
+    let c = commerce(&l);
+    let tx = |nonce| {
+        cbec_ledger::Transaction::sign(
+            cbec_ledger::TxBody {
+                chain_id: CHAIN,
+                sender: c.public(),
+                nonce,
+                call: cbec_ledger::Call {
+                    chaincode: "goods".into(),
+                    method: "record".into(),
+                    args: vec![],
+                },
+            },
+            &c,
+        )
+        .verify(&CHAIN)
+        .expect("signed")
+    };
+    let block = BlockInfo {
+        height: 1,
+        time_ms: T0,
+    };
+    assert!(l
+        .engine
+        .execute_block(&l.state, block, &[tx(0), tx(1)])
+        .is_ok());
+    let err = l
+        .engine
+        .execute_block(&l.state, block, &[tx(0), tx(0)])
+        .expect_err("replayed nonce");
+    assert_eq!((err.index, err.expected, err.found), (1, 1, 0));
+    assert!(l.engine.execute_block(&l.state, block, &[tx(5)]).is_err());
+}
+
+struct Faulty;
+impl Chaincode for Faulty {
+    fn id(&self) -> &'static str {
+        "goods"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn execute(
+        &self,
+        ctx: &mut Context<'_, '_>,
+        method: &str,
+        _: &[u8],
+    ) -> Result<Vec<Event>, RuleError> {
+        ctx.put("goods/head/SHOULD-NOT-STAY", &1u64)?;
+        if method == "panic" {
+            let v: Vec<u8> = vec![];
+            let _ = v[3]; // a bug in a rule
+        }
+        if method == "escape" {
+            ctx.put("ent/filing/HIJACK", &1u64)?;
+        }
+        Ok(vec![])
+    }
+}
+
+#[test]
+fn a_panicking_rule_is_recorded_as_a_rejection_and_writes_nothing() {
+    let mut l = Ledger::new();
+    l.engine = Engine::from_configs(&cbec_chaincode::catalog::default_configs())
+        .expect("catalog")
+        .with_chaincode(Box::new(Faulty));
+    let c = commerce(&l);
+    let m = rejected(&l.run_raw(&c, "goods", "panic", vec![]), "PANIC");
+    assert!(m.contains("index out of bounds"), "{m}");
+    assert!(l.get::<u64>("goods/head/SHOULD-NOT-STAY").is_none());
+    rejected(&l.run_raw(&c, "goods", "escape", vec![]), "INTERNAL");
+    assert!(l.get::<u64>("ent/filing/HIJACK").is_none());
+    // The engine keeps working.
+    accepted(&l.run_raw(&c, "goods", "fine", vec![]));
+}
+
+/// Random sequences of transactions run twice give byte-identical results and writes.
+fn random_block(l: &mut Ledger, ops: &[(u8, u8)]) -> Vec<cbec_ledger::Transaction> {
+    let signers: Vec<cbec_ledger::KeyPair> = (0..4).map(|i| key(i + 1)).collect();
+    let c = commerce(l);
+    let mut txs = Vec::new();
+    for (i, (op, who)) in ops.iter().enumerate() {
+        let (signer, chaincode, method, value) = match op % 4 {
+            0 => (
+                &c,
+                "enterprise",
+                "approve_filing",
+                json!({"uscc": "91140200MA0GRK2220", "name": "x",
+                "roles": ["manufacturer"], "keys": [signers[usize::from(*who % 4)].public()], "customs_code": "1402960002"}),
+            ),
+            1 => (
+                &signers[usize::from(*who % 4)],
+                "goods",
+                "record",
+                json!({"goods_id": format!("G{}", who % 3), "kind": "produced"}),
+            ),
+            2 => (
+                &c,
+                "enterprise",
+                "list_negative",
+                json!({"uscc": "91140200MA0GRK2220", "reason": format!("r{i}")}),
+            ),
+            _ => (
+                &c,
+                "enterprise",
+                "delist_negative",
+                json!({"uscc": "91140200MA0GRK2220", "reason": "ok"}),
+            ),
+        };
+        let encoded = args(chaincode, method, value);
+        let signer = cbec_ledger::KeyPair::from_seed(&signer.seed());
+        txs.push(l.sign(&signer, chaincode, method, encoded));
+    }
+    txs
+}
+
+proptest! {
+    #[test]
+    fn execution_is_deterministic(ops in proptest::collection::vec((any::<u8>(), any::<u8>()), 1..40)) {
+        let mut a = Ledger::new();
+        let txs = random_block(&mut a, &ops);
+        let verified: Vec<_> = txs.iter().cloned().map(|t| t.verify(&CHAIN).expect("signed")).collect();
+        let block = BlockInfo { height: 1, time_ms: T0 };
+        let first = a.engine.execute_block(&a.state, block, &verified).expect("valid");
+        let b = Ledger::new();
+        let second = b.engine.execute_block(&b.state, block, &verified).expect("valid");
+        prop_assert_eq!(codec::encode(&first.results), codec::encode(&second.results));
+        prop_assert_eq!(&first.writes, &second.writes);
+    }
+}
+
+#[test]
+fn one_imported_parcel_end_to_end() {
+    let mut l = Ledger::new();
+    let customs = cbec_ledger::KeyPair::from_seed(&l.agency("customs").seed());
+    let platform = l.file(1, "914403001922038216", "4403960001", &["platform"]);
+    let seller = l.file(
+        2,
+        "91140200MA0GRK2220",
+        "1402960002",
+        &["seller", "manufacturer"],
+    );
+    let codes = [
+        "91110000MA00PAY01",
+        "91140200MA0LGT001",
+        "91140200MA0AGT001",
+    ];
+    let usccs: Vec<String> = codes
+        .iter()
+        .map(|body| {
+            "0123456789ABCDEFGHJKLMNPQRTUWXY"
+                .chars()
+                .map(|c| format!("{body}{c}"))
+                .find(|c| cbec_chaincode::codes::uscc(c).is_ok())
+                .expect("check character")
+        })
+        .collect();
+    let payment = l.file(3, &usccs[0], "1100960003", &["payment"]);
+    let logistics = l.file(4, &usccs[1], "1402960004", &["logistics"]);
+    let agent = l.file(5, &usccs[2], "1402960005", &["agent"]);
+
+    let mut prev: Option<String> = None;
+    let mut step = |l: &mut Ledger, signer: &cbec_ledger::KeyPair, kind: &str| {
+        let mut value = json!({"goods_id": "PARCEL-0001", "kind": kind});
+        if let Some(p) = &prev {
+            value["prev"] = json!(p);
+        }
+        let r = l.run(signer, "goods", "record", value);
+        prev = attr(accepted(&r), "goods_event", "event_hash");
+    };
+    step(&mut l, &seller, "produced");
+    step(&mut l, &seller, "ordered");
+    let order = json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
+        "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_100, "discount_fen": 500,
+        "actual_paid_fen": 109_600, "buyer_id_type": "1", "buyer_tag": tag(1),
+        "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4),
+        "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]});
+    accepted(&l.run(&platform, "customs", "submit_order", order));
+    accepted(&l.run(
+        &payment,
+        "customs",
+        "submit_payment",
+        json!({"order_no": "O-1", "ebp_code": "4403960001",
+        "pay_code": "1100960003", "amount_paid_fen": 109_600, "payer_tag": tag(1)}),
+    ));
+    step(&mut l, &payment, "paid");
+    accepted(&l.run(&logistics, "customs", "submit_waybill", json!({"logistics_code": "1402960004", "logistics_no": "SF100",
+        "order_no": "O-1", "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})));
+    step(&mut l, &logistics, "shipped");
+    accepted(&l.run(&agent, "customs", "submit_list", json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
+        "logistics_code": "1402960004", "logistics_no": "SF100", "buyer_id_type": "1", "buyer_tag": tag(1),
+        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0})));
+    step(&mut l, &agent, "declared");
+    let r = l.run(
+        &customs,
+        "customs",
+        "clear",
+        json!({"ebp_code": "4403960001", "order_no": "O-1"}),
+    );
+    assert_eq!(
+        attr(accepted(&r), "clearance", "status").as_deref(),
+        Some("released")
+    );
+    assert_eq!(
+        attr(accepted(&r), "clearance", "tax_due_fen").as_deref(),
+        Some("9100")
+    );
+    step(&mut l, &customs, "cleared");
+    step(&mut l, &logistics, "delivered");
+    step(&mut l, &platform, "evaluated");
+
+    // The good's chain: 8 events, each naming the previous one, ending at the head.
+    let head: cbec_chaincode::goods::Head = l.get("goods/head/PARCEL-0001").expect("head");
+    assert_eq!(head.count, 8);
+    let mut at = Some(head.last);
+    let mut kinds = Vec::new();
+    while let Some(hash) = at {
+        let event: cbec_chaincode::goods::StoredEvent =
+            l.get(&format!("goods/event/{hash}")).expect("event");
+        assert_eq!(event.hash(), hash, "stored event hashes to its key");
+        kinds.push(format!("{:?}", event.kind));
+        at = event.prev;
+    }
+    kinds.reverse();
+    assert_eq!(
+        kinds,
+        [
+            "Produced",
+            "Ordered",
+            "Paid",
+            "Shipped",
+            "Declared",
+            "Cleared",
+            "Delivered",
+            "Evaluated"
+        ]
+    );
+    // An event that does not name the head cannot be appended.
+    let stale = l.run(
+        &seller,
+        "goods",
+        "record",
+        json!({"goods_id": "PARCEL-0001", "kind": "returned"}),
+    );
+    assert!(matches!(stale.outcome, Outcome::Rejected { ref rule, .. } if rule == "GOODS-PREV"));
+}
