@@ -32,6 +32,8 @@ pub struct ParamSpec {
     pub default: Default,
     /// Smallest allowed integer (integers only).
     pub min: i64,
+    /// The allowed values of a string parameter; empty for any.
+    pub allowed: &'static [&'static str],
     pub doc: &'static str,
 }
 
@@ -48,6 +50,7 @@ const YEAR_OFFSET: ParamSpec = ParamSpec {
     name: "year_utc_offset_minutes",
     default: Default::Int(480),
     min: -720,
+    allowed: &[],
     doc: "the calendar year is taken from block time at this offset from UTC (China Standard Time)",
 };
 
@@ -80,37 +83,43 @@ pub const BUILTIN: &[ChaincodeSpec] = &[
                 name: "tx_limit_fen",
                 default: Default::Int(500_000),
                 min: 0,
+                allowed: &[],
                 doc: "per-transaction retail import limit (RMB 5,000.00)",
             },
             ParamSpec {
                 name: "annual_limit_fen",
                 default: Default::Int(2_600_000),
                 min: 0,
+                allowed: &[],
                 doc: "per-buyer annual retail import limit (RMB 26,000.00)",
             },
             ParamSpec {
                 name: "preferential_tax_percent",
                 default: Default::Int(70),
                 min: 0,
+                allowed: &[],
                 doc: "share of statutory VAT and consumption tax due within the limits",
             },
             ParamSpec {
                 name: "waybill_reuse_months",
                 default: Default::Int(6),
                 min: 0,
+                allowed: &[],
                 doc: "a waybill number may not be reused within this many months (R3)",
             },
             ParamSpec {
                 name: "return_window_days",
                 default: Default::Int(30),
                 min: 0,
+                allowed: &[],
                 doc: "a return must be applied for within this many days of release",
             },
             ParamSpec {
                 name: "rounding",
                 default: Default::Text("half-up"),
                 min: 0,
-                doc: "rounding of tax to the fen at the final step",
+                allowed: &["half-up"],
+                doc: "rounding of tax to the fen at the final step (only half-up is implemented)",
             },
             YEAR_OFFSET,
         ],
@@ -124,12 +133,14 @@ pub const BUILTIN: &[ChaincodeSpec] = &[
                 name: "exemption_threshold_cents",
                 default: Default::Int(20_000_000),
                 min: 0,
+                allowed: &[],
                 doc: "directory registration exemption holds while both sums stay below this (USD 200,000.00)",
             },
             ParamSpec {
                 name: "warning_threshold_cents",
                 default: Default::Int(18_000_000),
                 min: 0,
+                allowed: &[],
                 doc: "results carry a warning at or above this (USD 180,000.00)",
             },
             YEAR_OFFSET,
@@ -144,12 +155,14 @@ pub const BUILTIN: &[ChaincodeSpec] = &[
                 name: "zone_region_prefix",
                 default: Default::Text("140200"),
                 min: 0,
+                allowed: &[],
                 doc: "USCC region (positions 3-8) prefix of enterprises in the zone (Datong)",
             },
             ParamSpec {
                 name: "excluded_hs_prefixes",
                 default: Default::List(&[]),
                 min: 0,
+                allowed: &[],
                 doc: "commodity code prefixes excluded from the export exemption",
             },
             YEAR_OFFSET,
