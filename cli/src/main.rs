@@ -30,6 +30,9 @@ enum Command {
     /// Create, verify and inspect the consortium's genesis document.
     #[command(subcommand)]
     Genesis(commands::genesis::GenesisCommand),
+    /// Check identity and commodity codes before putting them in a transaction.
+    #[command(subcommand)]
+    Codes(commands::codes::CodesCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keys(cmd) => commands::keys::run(cmd, &out),
         Command::Genesis(cmd) => commands::genesis::run(cmd, &out),
+        Command::Codes(cmd) => commands::codes::run(cmd, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -170,3 +170,32 @@ fn bad_arguments_exit_with_usage_error() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("genesis"));
 }
+
+#[test]
+fn codes_check_uses_the_ledger_validators() {
+    let o = cbec(&["codes", "check", "uscc", "914403001922038216"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_fails(
+        &cbec(&["codes", "check", "uscc", "91350100M000100Y4A"]),
+        "expected `3`",
+    );
+    assert_fails(
+        &cbec(&["codes", "check", "resident-id", "110105194912310021"]),
+        "check character",
+    );
+    assert!(
+        cbec(&["codes", "check", "resident-id", "11010519491231002X"])
+            .status
+            .success()
+    );
+    assert_fails(
+        &cbec(&["codes", "check", "gtin", "6901234567890"]),
+        "gtin `6901234567890`",
+    );
+    assert_fails(
+        &cbec(&["codes", "check", "commodity", "7700000000"]),
+        "chapter 77",
+    );
+    let o = cbec(&["codes", "check", "uscc", "91140200ma0grk2220"]);
+    assert_fails(&o, "not canonical");
+}

@@ -1,2 +1,3 @@
+pub mod codes;
 pub mod genesis;
 pub mod keys;
