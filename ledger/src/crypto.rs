@@ -22,7 +22,7 @@ pub struct Signature(pub [u8; 64]);
 hex_newtype!(Signature, 64);
 
 /// Why a signature was not accepted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("public key {0} is not a valid curve point")]
     BadKey(String),

@@ -40,7 +40,7 @@ pub struct Transaction {
 }
 
 /// Why a transaction was refused before it could enter a block.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TxError {
     #[error("chain id {found} is not this chain's {expected}")]
     WrongChain { expected: Hash, found: Hash },

@@ -9,3 +9,5 @@
 //! `cbec-chaincode`), and the data model (in `cbec-ledger`).
 
 #![forbid(unsafe_code)]
+
+pub mod mempool;
