@@ -109,6 +109,14 @@ impl Engine {
                 outcome,
             });
         }
+        // Every block changes state at least here, so the authenticated state tree has
+        // a version (and a root) for every height.
+        let mut last = Writes::new();
+        last.insert(
+            layout::LAST_BLOCK_KEY.as_bytes().to_vec(),
+            Some(codec::encode(&(block.height, block.time_ms))),
+        );
+        overlay.commit(last);
         Ok(BlockOutcome {
             results,
             writes: overlay.into_writes(),

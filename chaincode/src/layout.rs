@@ -4,6 +4,7 @@
 //! | prefix | value | owner |
 //! |---|---|---|
 //! | `acct/nonce/<key hex>` | next nonce of a sender (u64) | the engine |
+//! | `sys/last-block` | (height, time ms) of the last executed block | the engine |
 //! | `gov/agency/<name>` | [`crate::governance::AgencyRecord`]: operator keys | governance |
 //! | `gov/agency-key/<key hex>` | agency name of an operator key | governance |
 //! | `gov/validator/<agency>` | the agency's validator key, when changed by governance | governance |
@@ -40,6 +41,9 @@ pub fn prefixes_of(chaincode: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// Written by every block (see [`crate::engine::Engine::execute_block`]).
+pub const LAST_BLOCK_KEY: &str = "sys/last-block";
 
 pub fn nonce_key(key_hex: &str) -> String {
     format!("acct/nonce/{key_hex}")

@@ -4,7 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+mod client;
 mod commands;
+mod demo;
 mod output;
 
 use std::process::ExitCode;
@@ -33,18 +35,43 @@ enum Command {
     /// Check identity and commodity codes before putting them in a transaction.
     #[command(subcommand)]
     Codes(commands::codes::CodesCommand),
+    /// Run a validator node.
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// A local four-agency consortium: start, inspect, stop.
+    #[command(subcommand)]
+    Devnet(commands::devnet::DevnetCommand),
+    /// Sign and submit transactions.
+    #[command(subcommand)]
+    Tx(commands::tx::TxCommand),
+    /// Read transactions, blocks and state from a node.
+    #[command(subcommand)]
+    Query(commands::query::QueryCommand),
+}
+
+/// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
+pub fn node_url(flag: Option<String>) -> anyhow::Result<String> {
+    if let Some(url) = flag.or_else(|| std::env::var("CBEC_NODE").ok()) {
+        return Ok(url);
+    }
+    commands::devnet::api_url(std::path::Path::new("devnet"), "customs")
+        .map_err(|e| anyhow::anyhow!("no --node given, no $CBEC_NODE, and no local devnet ({e})"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = output::Output::new(cli.json);
     let result = match cli.command {
-        Command::Keys(cmd) => commands::keys::run(cmd, &out),
-        Command::Genesis(cmd) => commands::genesis::run(cmd, &out),
-        Command::Codes(cmd) => commands::codes::run(cmd, &out),
+        Command::Keys(cmd) => commands::keys::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Genesis(cmd) => commands::genesis::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Codes(cmd) => commands::codes::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Node(cmd) => return commands::node::run(cmd),
+        Command::Devnet(cmd) => commands::devnet::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Tx(cmd) => commands::tx::run(cmd, &out),
+        Command::Query(cmd) => commands::query::run(cmd, &out).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // `{:#}` joins the context chain into one line: "what: why: detail".
             eprintln!("error: {err:#}");

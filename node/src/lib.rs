@@ -1,13 +1,20 @@
 //! The validator node: the host that performs what consensus and chaincode decide.
 //!
-//! What belongs here: networking (libp2p), storage (RocksDB), the mempool, the
-//! executor that applies decided blocks, block sync, the HTTP API, metrics and logs.
-//! The `cbec-node` binary and the `cbec` CLI's `node run` both start a node from this
-//! library.
+//! What belongs here: networking (libp2p, [`network`]), storage (RocksDB and the state
+//! tree, [`store`]), the [`mempool`], the [`driver`] that runs consensus and executes
+//! blocks, block sync, the HTTP [`api`], [`metrics`] and logs. The `cbec-node` binary
+//! and the `cbec` CLI's `node run` both start a node through [`run`].
 //!
 //! What does not: protocol rules (in `cbec-consensus`), filing rules (in
 //! `cbec-chaincode`), and the data model (in `cbec-ledger`).
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod driver;
 pub mod mempool;
+pub mod metrics;
+pub mod network;
+pub mod run;
+pub mod shared;
+pub mod store;

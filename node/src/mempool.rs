@@ -90,6 +90,11 @@ impl Mempool {
         self.bytes
     }
 
+    /// How many transactions of `sender` are pending.
+    pub fn pending_of(&self, sender: &PublicKey) -> usize {
+        self.by_sender.get(sender).map_or(0, BTreeMap::len)
+    }
+
     pub fn contains(&self, hash: &Hash) -> bool {
         self.by_hash.contains_key(hash)
     }

@@ -1,0 +1,106 @@
+//! Prometheus metrics: height, round, transactions, mempool, peers, commit latency.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub height: Gauge,
+    pub round: Gauge,
+    pub committed_txs: Counter,
+    pub rejected_txs: Counter,
+    pub mempool_txs: Gauge,
+    pub peers: Gauge,
+    pub tx_per_second: Gauge<f64, AtomicU64>,
+    pub commit_latency: Histogram,
+    pub equivocations: Counter,
+    pub bad_peer_messages: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("cbec");
+        let height = Gauge::default();
+        let round = Gauge::default();
+        let committed_txs = Counter::default();
+        let rejected_txs = Counter::default();
+        let mempool_txs = Gauge::default();
+        let peers = Gauge::default();
+        let tx_per_second = Gauge::<f64, AtomicU64>::default();
+        let commit_latency =
+            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let equivocations = Counter::default();
+        let bad_peer_messages = Counter::default();
+        registry.register("height", "Last committed height", height.clone());
+        registry.register("round", "Current consensus round", round.clone());
+        registry.register(
+            "committed_txs",
+            "Transactions committed (accepted or rejected by rules)",
+            committed_txs.clone(),
+        );
+        registry.register(
+            "rule_rejected_txs",
+            "Committed transactions that a rule rejected",
+            rejected_txs.clone(),
+        );
+        registry.register(
+            "mempool_txs",
+            "Transactions waiting in the mempool",
+            mempool_txs.clone(),
+        );
+        registry.register("peers", "Connected validator peers", peers.clone());
+        registry.register(
+            "tx_per_second",
+            "Committed transactions per second over the last blocks",
+            tx_per_second.clone(),
+        );
+        registry.register(
+            "commit_latency_seconds",
+            "Time from the start of a height to its commit",
+            commit_latency.clone(),
+        );
+        registry.register(
+            "equivocations",
+            "Equivocation evidence seen",
+            equivocations.clone(),
+        );
+        registry.register(
+            "bad_peer_messages",
+            "Undecodable or invalid messages from peers",
+            bad_peer_messages.clone(),
+        );
+        Metrics {
+            registry,
+            height,
+            round,
+            committed_txs,
+            rejected_txs,
+            mempool_txs,
+            peers,
+            tx_per_second,
+            commit_latency,
+            equivocations,
+            bad_peer_messages,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,219 @@
+//! Starting a validator from its configuration file, and stopping it cleanly.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use cbec_chaincode::{catalog, Engine};
+use cbec_genesis::{read_key, Genesis, LogFormat, NodeConfig};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::driver::Driver;
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::metrics::Metrics;
+use crate::network::{self, NetConfig};
+use crate::shared::{Shared, Status};
+use crate::store::Store;
+
+/// Store blocks checked at start (hash chain, certificates, state root).
+const CHECK_DEPTH: u64 = 1_000;
+
+/// Sets up `tracing` output; `RUST_LOG` adjusts the level (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the validator configured in `config_path` until SIGINT or SIGTERM.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(config_path)?;
+    let genesis = Genesis::load(&config.genesis, catalog::check_config)?;
+    let chain_id = genesis.chain_id();
+    let agency = genesis
+        .agency(&config.agency)
+        .with_context(|| {
+            format!(
+                "{}: agency `{}` is not in the genesis",
+                config_path.display(),
+                config.agency
+            )
+        })?
+        .clone();
+    let validator_key = read_key(&config.validator_key)?;
+    if validator_key.public() != agency.validator_key {
+        anyhow::bail!(
+            "{}: its public key is not {}'s validator key in the genesis",
+            config.validator_key.display(),
+            config.agency
+        );
+    }
+    let network_key = read_key(&config.network_key)?;
+    let keypair = network::keypair_from_seed(network_key.seed())?;
+    let me = keypair.public().to_peer_id();
+    if me.to_string() != agency.peer_id {
+        anyhow::bail!(
+            "{}: its peer id {me} is not {}'s peer id in the genesis",
+            config.network_key.display(),
+            config.agency
+        );
+    }
+    let peers = genesis
+        .agencies
+        .iter()
+        .filter(|a| a.name != config.agency)
+        .map(|a| Ok((a.peer_id.parse()?, a.address.parse()?)))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("genesis peer ids and addresses")?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&config.data_dir.join("db"), &chain_id)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    let engine = Engine::from_configs(&genesis.chaincodes)
+        .map_err(|e| anyhow::anyhow!("genesis chaincodes: {e}"))?;
+    if !store.is_initialized()? {
+        let agencies: Vec<_> = genesis
+            .agencies
+            .iter()
+            .map(|a| (a.name.clone(), a.operator_keys.clone()))
+            .collect();
+        let root = store.init_genesis(&Engine::genesis_writes(&agencies))?;
+        tracing::info!(%root, "wrote the genesis state");
+    }
+    store.check(CHECK_DEPTH).with_context(|| {
+        format!(
+            "refusing to run on the store in {}",
+            config.data_dir.display()
+        )
+    })?;
+    let height = store.height()?;
+    tracing::info!(agency = %config.agency, %chain_id, height, peer_id = %me, "starting validator");
+
+    let message_bytes_max = genesis.consensus.block_bytes_max as usize + 64 * 1024;
+    let net = network::start(
+        NetConfig {
+            keypair,
+            listen: config.p2p_listen.parse()?,
+            peers,
+            message_bytes_max,
+        },
+        store.clone(),
+    )?;
+
+    let (command_tx, command_rx) = mpsc::channel(1024);
+    let (committed_tx, _) = broadcast::channel(1024);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        chain_id,
+        agency: config.agency.clone(),
+        validator: validator_key.public(),
+        commands: command_tx,
+        committed: committed_tx,
+        status: RwLock::new(Status {
+            height,
+            ..Status::default()
+        }),
+        metrics: Metrics::new(),
+    });
+    shared.metrics.height.set(height as i64);
+
+    let listener = tokio::net::TcpListener::bind(&config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", config.api_listen))?;
+    tracing::info!("API on http://{}", listener.local_addr()?);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut api_shutdown = shutdown_rx.clone();
+    let server = axum::serve(listener, crate::api::router(shared.clone())).with_graceful_shutdown(
+        async move {
+            let _ = api_shutdown.changed().await;
+        },
+    );
+    let api = tokio::spawn(async move { server.await });
+
+    let mempool = Mempool::new(
+        chain_id,
+        MempoolConfig {
+            tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
+            ..MempoolConfig::default()
+        },
+    );
+    let (tick_tx, tick_rx) = mpsc::channel(4096);
+    let driver = Driver::new(
+        shared.clone(),
+        genesis,
+        engine,
+        validator_key,
+        mempool,
+        net.commands,
+        tick_tx,
+    )?;
+    let driving = tokio::spawn(driver.run(net.events, command_rx, tick_rx, shutdown_rx));
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        result = driving => {
+            let _ = shutdown_tx.send(true);
+            let _ = api.await;
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.context("the node stopped")),
+                Err(e) => Err(anyhow::anyhow!("the node stopped: {e}")),
+            };
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = api.await;
+    // Every block and signing state was written synced; dropping the store closes it.
+    drop(shared);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The `cbec-node` (and `cbec node run`) entry: logging, runtime, one-line errors.
+pub fn main_with(config: &Path, log_format: Option<LogFormat>) -> std::process::ExitCode {
+    let format = log_format
+        .or_else(|| NodeConfig::load(config).ok().map(|c| c.log_format))
+        .unwrap_or_default();
+    init_logging(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! What the HTTP API and the driver share: the store, status, the committed-block feed
+//! and metrics.
+
+use std::sync::{Arc, RwLock};
+
+use cbec_ledger::{Block, CommitCertificate, Hash, PublicKey, Transaction, TxResult};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A block as the event stream and `?wait=true` see it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+}
+
+/// Live status, updated by the driver.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub height: u64,
+    pub round: u32,
+    pub peers: usize,
+    pub syncing: bool,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    pub last_block_hash: Option<Hash>,
+    pub last_block_time_ms: u64,
+}
+
+/// Requests from the API to the driver.
+#[derive(Debug)]
+pub enum Command {
+    Submit {
+        txs: Vec<Transaction>,
+        reply: oneshot::Sender<Vec<Result<Hash, String>>>,
+    },
+    NextNonce {
+        key: PublicKey,
+        reply: oneshot::Sender<u64>,
+    },
+    IsPending {
+        hash: Hash,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub chain_id: Hash,
+    pub agency: String,
+    pub validator: PublicKey,
+    pub commands: mpsc::Sender<Command>,
+    pub committed: broadcast::Sender<Arc<Committed>>,
+    pub status: RwLock<Status>,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    pub fn status(&self) -> Status {
+        self.status.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut status) = self.status.write() {
+            f(&mut status);
+        }
+    }
+}
+
+/// The result of a committed transaction, found through the store.
+pub fn committed_result(
+    store: &Store,
+    hash: &Hash,
+) -> anyhow::Result<Option<(u64, u32, Transaction, TxResult)>> {
+    let Some((height, index)) = store.tx_location(hash)? else {
+        return Ok(None);
+    };
+    let block = store
+        .block(height)?
+        .ok_or_else(|| anyhow::anyhow!("tx index names missing block {height}"))?;
+    let i = index as usize;
+    match (block.txs.get(i), block.results.get(i)) {
+        (Some(tx), Some(result)) => Ok(Some((height, index, tx.clone(), result.clone()))),
+        _ => Err(anyhow::anyhow!("tx index names a missing transaction")),
+    }
+}

@@ -1,0 +1,543 @@
+//! Storage: RocksDB with one column family per kind, and the state as a Jellyfish
+//! Merkle tree (the `jmt` crate) whose root goes in each block header.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `blocks` | height (u64 BE) | [`Block`] |
+//! | `certs` | height | [`CommitCertificate`] of that block |
+//! | `tx_index` | tx hash | (height, index) |
+//! | `state` | state key | latest value (what chaincode reads) |
+//! | `jmt_nodes` | borsh `NodeKey` | borsh `Node` |
+//! | `jmt_values` | key hash ++ version (BE) | `Option<value>` (history, for proofs) |
+//! | `consensus` | `signing` | [`SigningState`] |
+//! | `meta` | `chain_id`, `height` | the chain this store belongs to, last applied height |
+//!
+//! Applying a decided block writes block, certificate, transaction index, state, tree
+//! nodes and the new height in **one** write batch, synced to disk: after a crash the
+//! store holds the block entirely or not at all. The tree version is the block height;
+//! every block writes at least `sys/last-block`, so every version has a root.
+
+use std::path::Path;
+
+use cbec_chaincode::{StateRead, Writes};
+use cbec_consensus::SigningState;
+use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header};
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+
+const CFS: [&str; 8] = [
+    "blocks",
+    "certs",
+    "tx_index",
+    "state",
+    "jmt_nodes",
+    "jmt_values",
+    "consensus",
+    "meta",
+];
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("this data directory belongs to chain {found}, not {expected}")]
+    WrongChain { expected: Hash, found: Hash },
+    #[error("state tree: {0}")]
+    Tree(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The state tree's root for a block, and the tree nodes to write with the block.
+#[derive(Debug)]
+pub struct PreparedState {
+    pub root: Hash,
+    batch: TreeUpdateBatch,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: DB,
+}
+
+fn height_key(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+impl Store {
+    /// Opens (or creates) the store of `chain_id` in `path`.
+    pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let descriptors = CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        let store = Store { db };
+        match store.meta_get::<Hash>("chain_id")? {
+            Some(found) if found != *chain_id => {
+                return Err(StoreError::WrongChain {
+                    expected: *chain_id,
+                    found,
+                })
+            }
+            Some(_) => {}
+            None => store.meta_put_sync("chain_id", chain_id)?,
+        }
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are created at open; a missing one is a programming error.
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    fn get<T: bincode::Decode<()>>(&self, cf: &str, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get_cf(self.cf(cf), key)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(format!("{cf} entry {}: {e}", hex::encode(key)))),
+        }
+    }
+
+    fn meta_get<T: bincode::Decode<()>>(&self, key: &str) -> Result<Option<T>> {
+        self.get("meta", key.as_bytes())
+    }
+
+    fn meta_put_sync<T: bincode::Encode>(&self, key: &str, value: &T) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf("meta"), key.as_bytes(), codec::encode(value));
+        self.write_synced(batch)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(batch, &options)?)
+    }
+
+    /// The last applied height; 0 before the first block (genesis state only).
+    pub fn height(&self) -> Result<u64> {
+        Ok(self.meta_get("height")?.unwrap_or(0))
+    }
+
+    /// Whether the genesis state was written.
+    pub fn is_initialized(&self) -> Result<bool> {
+        Ok(self.meta_get::<bool>("genesis")?.unwrap_or(false))
+    }
+
+    /// Writes the genesis state as tree version 0.
+    pub fn init_genesis(&self, writes: &Writes) -> Result<Hash> {
+        let prepared = self.prepare_state(0, writes)?;
+        let mut batch = WriteBatch::default();
+        self.add_state(&mut batch, writes, &prepared);
+        batch.put_cf(self.cf("meta"), b"genesis", codec::encode(&true));
+        batch.put_cf(
+            self.cf("meta"),
+            b"genesis_root",
+            codec::encode(&prepared.root),
+        );
+        batch.put_cf(self.cf("meta"), b"height", codec::encode(&0u64));
+        self.write_synced(batch)?;
+        Ok(prepared.root)
+    }
+
+    /// The state root after genesis.
+    pub fn genesis_root(&self) -> Result<Hash> {
+        self.meta_get("genesis_root")?
+            .ok_or_else(|| corrupt("genesis root missing"))
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>> {
+        self.get("blocks", &height_key(height))
+    }
+
+    pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>> {
+        self.get("certs", &height_key(height))
+    }
+
+    pub fn header(&self, height: u64) -> Result<Option<Header>> {
+        Ok(self.block(height)?.map(|b| b.header))
+    }
+
+    /// Where a committed transaction is: (height, index).
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<(u64, u32)>> {
+        self.get("tx_index", &hash.0)
+    }
+
+    /// The latest committed value of a state key.
+    pub fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf("state"), key)?)
+    }
+
+    /// The persisted consensus signing state.
+    pub fn signing_state(&self) -> Result<Option<SigningState>> {
+        self.get("consensus", b"signing")
+    }
+
+    /// Makes the signing state durable (fsync) before the caller sends what it signed.
+    pub fn save_signing_state(&self, state: &SigningState) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf("consensus"), b"signing", codec::encode(state));
+        self.write_synced(batch)
+    }
+
+    /// Computes the state root after `writes` at tree version `version`, writing
+    /// nothing: the proposer fills its header with it; validators compare.
+    pub fn prepare_state(&self, version: u64, writes: &Writes) -> Result<PreparedState> {
+        let tree = Sha256Jmt::new(self);
+        let value_set = writes
+            .iter()
+            .map(|(key, value)| (KeyHash::with::<sha2::Sha256>(key), value.clone()));
+        let (root, batch) = tree
+            .put_value_set(value_set, version)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        Ok(PreparedState {
+            root: Hash(root.0),
+            batch,
+        })
+    }
+
+    fn add_state(&self, batch: &mut WriteBatch, writes: &Writes, prepared: &PreparedState) {
+        for (key, value) in writes {
+            match value {
+                Some(v) => batch.put_cf(self.cf("state"), key, v),
+                None => batch.delete_cf(self.cf("state"), key),
+            }
+        }
+        let nodes = prepared.batch.node_batch.nodes();
+        for (node_key, node) in nodes {
+            // Borsh encoding of our own in-memory values cannot fail.
+            let k = borsh::to_vec(node_key).expect("borsh encodes a node key");
+            let v = borsh::to_vec(node).expect("borsh encodes a node");
+            batch.put_cf(self.cf("jmt_nodes"), k, v);
+        }
+        for ((version, key_hash), value) in prepared.batch.node_batch.values() {
+            let mut k = key_hash.0.to_vec();
+            k.extend_from_slice(&version.to_be_bytes());
+            batch.put_cf(self.cf("jmt_values"), k, codec::encode(value));
+        }
+    }
+
+    /// Applies a decided block, its certificate and its execution's writes, atomically
+    /// and durably.
+    pub fn commit_block(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        writes: &Writes,
+        prepared: &PreparedState,
+    ) -> Result<()> {
+        let height = block.height();
+        assert_eq!(height, self.height()? + 1, "blocks are applied in order");
+        assert_eq!(
+            prepared.root, block.header.state_root,
+            "state root checked before commit"
+        );
+        let mut batch = WriteBatch::default();
+        self.add_state(&mut batch, writes, prepared);
+        batch.put_cf(self.cf("blocks"), height_key(height), codec::encode(block));
+        batch.put_cf(
+            self.cf("certs"),
+            height_key(height),
+            codec::encode(certificate),
+        );
+        for (index, tx) in block.txs.iter().enumerate() {
+            batch.put_cf(
+                self.cf("tx_index"),
+                tx.hash().0,
+                codec::encode(&(height, index as u32)),
+            );
+        }
+        batch.put_cf(self.cf("meta"), b"height", codec::encode(&height));
+        self.write_synced(batch)
+    }
+
+    /// Checks the last `depth` blocks: hash chain, certificates naming them, and that
+    /// the tree's root at the last height is the last header's state root. A node
+    /// refuses to run on a store that fails this.
+    pub fn check(&self, depth: u64) -> Result<()> {
+        let height = self.height()?;
+        if height == 0 {
+            return Ok(());
+        }
+        let from = height.saturating_sub(depth).max(1);
+        let mut previous: Option<Header> = if from > 1 {
+            self.header(from - 1)?
+        } else {
+            None
+        };
+        for h in from..=height {
+            let block = self
+                .block(h)?
+                .ok_or_else(|| corrupt(format!("block {h} is missing")))?;
+            if block.height() != h {
+                return Err(corrupt(format!(
+                    "block stored at {h} says height {}",
+                    block.height()
+                )));
+            }
+            block
+                .check_body()
+                .map_err(|e| corrupt(format!("block {h}: {e}")))?;
+            if let Some(p) = &previous {
+                if block.header.previous != p.hash() {
+                    return Err(corrupt(format!(
+                        "block {h} does not follow block {}",
+                        h - 1
+                    )));
+                }
+            }
+            let cert = self
+                .certificate(h)?
+                .ok_or_else(|| corrupt(format!("certificate {h} is missing")))?;
+            if cert.block_hash != block.hash() || cert.height != h {
+                return Err(corrupt(format!("certificate {h} names another block")));
+            }
+            previous = Some(block.header);
+        }
+        let last = previous.ok_or_else(|| corrupt("no last block"))?;
+        let tree = Sha256Jmt::new(self);
+        let root = tree
+            .get_root_hash(height)
+            .map_err(|e| corrupt(format!("state tree at {height}: {e}")))?;
+        if Hash(root.0) != last.state_root {
+            return Err(corrupt(format!(
+                "state root {} differs from header {height}'s {}",
+                Hash(root.0),
+                last.state_root
+            )));
+        }
+        Ok(())
+    }
+
+    /// The value of `key` at `height` with its proof against that height's state root.
+    pub fn state_proof(
+        &self,
+        key: &[u8],
+        height: u64,
+    ) -> Result<(
+        Option<OwnedValue>,
+        jmt::proof::SparseMerkleProof<sha2::Sha256>,
+    )> {
+        Sha256Jmt::new(self)
+            .get_with_proof(KeyHash::with::<sha2::Sha256>(key), height)
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    /// The tree root at `version` (block height).
+    pub fn state_root(&self, version: u64) -> Result<Hash> {
+        let root: RootHash = Sha256Jmt::new(self)
+            .get_root_hash(version)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        Ok(Hash(root.0))
+    }
+}
+
+impl TreeReader for Store {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let key = borsh::to_vec(node_key)?;
+        match self.db.get_cf(self.cf("jmt_nodes"), key)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let mut seek = key_hash.0.to_vec();
+        seek.extend_from_slice(&max_version.to_be_bytes());
+        let mut iter = self.db.iterator_cf(
+            self.cf("jmt_values"),
+            IteratorMode::From(&seek, Direction::Reverse),
+        );
+        match iter.next() {
+            Some(Ok((k, v))) if k.len() == 40 && k[..32] == key_hash.0 => {
+                Ok(codec::decode::<Option<Vec<u8>>>(&v).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(None),
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only state-sync restore asks for this; this store does not restore trees.
+        Ok(None)
+    }
+}
+
+impl StateRead for Store {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // A read error here would make execution nondeterministic; the node checks the
+        // store at start, and a failing disk stops the node at the next write.
+        self.state_value(key)
+            .unwrap_or_else(|e| panic!("state read failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cbec_ledger::{merkle, CommitSig, KeyPair, Outcome, PublicKey, Transaction, TxResult};
+
+    fn writes(pairs: &[(&str, Option<&str>)]) -> Writes {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn block(store: &Store, height: u64, root: Hash) -> Block {
+        let parent = store.header(height - 1).expect("read");
+        let header = Header {
+            chain_id: Hash([1; 32]),
+            height,
+            time_ms: height * 1000,
+            previous: parent.as_ref().map_or(Hash([1; 32]), Header::hash),
+            proposer: PublicKey([2; 32]),
+            tx_count: 0,
+            tx_root: merkle::root::<Vec<u8>>(&[]),
+            results_root: merkle::root::<Vec<u8>>(&[]),
+            state_root: root,
+            validators_hash: Hash::default(),
+        };
+        Block {
+            header,
+            txs: Vec::<Transaction>::new(),
+            results: Vec::<TxResult>::new(),
+            last_commit: None,
+        }
+    }
+
+    fn cert(block: &Block) -> CommitCertificate {
+        CommitCertificate {
+            height: block.height(),
+            round: 0,
+            block_hash: block.hash(),
+            signatures: Vec::<CommitSig>::new(),
+        }
+    }
+
+    #[test]
+    fn blocks_and_state_survive_reopening_and_the_root_proves_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        {
+            let store = Store::open(dir.path(), &chain).expect("open");
+            store
+                .init_genesis(&writes(&[("gov/a", Some("1"))]))
+                .expect("genesis");
+            for h in 1..=3u64 {
+                let w = writes(&[
+                    ("sys/last-block", Some(&h.to_string())),
+                    ("k", Some(if h == 2 { "two" } else { "x" })),
+                ]);
+                let prepared = store.prepare_state(h, &w).expect("prepare");
+                let b = block(&store, h, prepared.root);
+                store
+                    .commit_block(&b, &cert(&b), &w, &prepared)
+                    .expect("commit");
+            }
+        }
+        let store = Store::open(dir.path(), &chain).expect("reopen");
+        assert_eq!(store.height().expect("height"), 3);
+        store.check(10).expect("consistent");
+        assert_eq!(store.state_value(b"k").expect("read"), Some(b"x".to_vec()));
+        let (value, proof) = store.state_proof(b"k", 2).expect("proof");
+        assert_eq!(value, Some(b"two".to_vec()));
+        let root = store.header(2).expect("read").expect("header").state_root;
+        proof
+            .verify(
+                jmt::RootHash(root.0),
+                KeyHash::with::<sha2::Sha256>(b"k"),
+                Some(b"two"),
+            )
+            .expect("proof verifies");
+        assert!(proof
+            .verify(
+                jmt::RootHash(root.0),
+                KeyHash::with::<sha2::Sha256>(b"k"),
+                Some(b"x")
+            )
+            .is_err());
+        let (absent, proof) = store.state_proof(b"nope", 3).expect("proof");
+        assert_eq!(absent, None);
+        let root3 = store.header(3).expect("read").expect("header").state_root;
+        proof
+            .verify_nonexistence(
+                jmt::RootHash(root3.0),
+                KeyHash::with::<sha2::Sha256>(b"nope"),
+            )
+            .expect("absence proven");
+    }
+
+    #[test]
+    fn another_chains_store_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        let err = Store::open(dir.path(), &Hash([2; 32])).expect_err("other chain");
+        assert!(matches!(err, StoreError::WrongChain { .. }));
+    }
+
+    #[test]
+    fn a_tampered_block_is_found_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let store = Store::open(dir.path(), &chain).expect("open");
+        store
+            .init_genesis(&writes(&[("a", Some("1"))]))
+            .expect("genesis");
+        let mut blocks = Vec::new();
+        for h in 1..=2u64 {
+            let w = writes(&[("sys/last-block", Some(&h.to_string()))]);
+            let prepared = store.prepare_state(h, &w).expect("prepare");
+            let b = block(&store, h, prepared.root);
+            store
+                .commit_block(&b, &cert(&b), &w, &prepared)
+                .expect("commit");
+            blocks.push(b);
+        }
+        store.check(10).expect("consistent");
+        let mut bad = blocks[0].clone();
+        bad.header.time_ms += 1;
+        store
+            .db
+            .put_cf(store.cf("blocks"), height_key(1), codec::encode(&bad))
+            .expect("tamper");
+        let err = store.check(10).expect_err("tamper found");
+        assert!(err.to_string().contains("block"), "{err}");
+        let _ = (
+            KeyPair::from_seed(&[1; 32]),
+            Outcome::Accepted { events: vec![] },
+        );
+    }
+
+    #[test]
+    fn signing_state_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        assert_eq!(store.signing_state().expect("read"), None);
+        let mut state = SigningState::genesis();
+        state.height = 7;
+        store.save_signing_state(&state).expect("save");
+        assert_eq!(store.signing_state().expect("read"), Some(state));
+    }
+}
