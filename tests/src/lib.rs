@@ -1,7 +1,223 @@
-//! End-to-end tests of CBEC Ledger: whole nodes and command-line runs on loopback.
+//! End-to-end tests of CBEC Ledger: whole validator processes on loopback.
 //!
-//! What belongs here: helpers that start real node processes or in-process nodes, a
-//! fault-injection harness, and the tests in `tests/`. Unit tests of one crate live in
-//! that crate.
+//! What belongs here: [`Consortium`], which generates a four-agency consortium in a
+//! temporary directory and runs each validator as a real process, a small HTTP client,
+//! and the tests in `tests/`. Unit tests of one crate live in that crate.
 
 #![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cbec_genesis::{generate_consortium, ConsensusParams, ConsortiumOptions, NodeConfig, AGENCIES};
+use cbec_ledger::{Call, Hash, KeyPair, Transaction, TxBody};
+use serde_json::Value;
+
+/// A consortium of four validator processes. Dropping it kills them.
+#[derive(Debug)]
+pub struct Consortium {
+    pub dir: tempfile::TempDir,
+    pub chain_id: Hash,
+    binary: PathBuf,
+    children: Vec<Option<Child>>,
+    http: reqwest::blocking::Client,
+}
+
+impl Consortium {
+    /// Generates the consortium; starts nothing yet.
+    pub fn generate(binary: &str) -> Consortium {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let consortium = generate_consortium(
+            &dir.path().join("net"),
+            &ConsortiumOptions {
+                chain_name: "e2e".into(),
+                genesis_time_ms: 1_795_680_000_000,
+                consensus: ConsensusParams::default(),
+                chaincodes: cbec_chaincode::catalog::default_configs(),
+            },
+            &mut rand_core::OsRng,
+        )
+        .expect("generate");
+        Consortium {
+            chain_id: consortium.chain_id,
+            dir,
+            binary: PathBuf::from(binary),
+            children: (0..AGENCIES.len()).map(|_| None).collect(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn net(&self) -> PathBuf {
+        self.dir.path().join("net")
+    }
+
+    pub fn config(&self, i: usize) -> PathBuf {
+        cbec_genesis::Consortium::node_config_path(&self.net(), AGENCIES[i])
+    }
+
+    pub fn api(&self, i: usize) -> String {
+        let config = NodeConfig::load(&self.config(i)).expect("config");
+        format!("http://{}", config.api_listen)
+    }
+
+    pub fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.net().join(AGENCIES[i]).join("node.log"))
+            .expect("log file");
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(self.config(i))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        self.children[i] = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..AGENCIES.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.net().join(AGENCIES[i]).join("node.log")).unwrap_or_default()
+    }
+
+    pub fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api(i)))
+            .send()
+            .ok()?;
+        response.json().ok()
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        self.get(i, "/v1/status")?["height"].as_u64()
+    }
+
+    /// Waits until `pred` holds, or fails the test with the node logs' tails.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Consortium) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if pred(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let tails: Vec<String> = (0..AGENCIES.len())
+            .map(|i| {
+                let log = self.log(i);
+                let lines: Vec<&str> = log.lines().collect();
+                format!(
+                    "--- {} ---\n{}",
+                    AGENCIES[i],
+                    lines[lines.len().saturating_sub(15)..].join("\n")
+                )
+            })
+            .collect();
+        panic!("timed out waiting for {what}\n{}", tails.join("\n"));
+    }
+
+    /// The operator key of agency `i`.
+    pub fn operator(&self, i: usize) -> KeyPair {
+        cbec_genesis::read_key(&self.net().join(AGENCIES[i]).join("operator.key"))
+            .expect("operator key")
+    }
+
+    pub fn sign(
+        &self,
+        key: &KeyPair,
+        nonce: u64,
+        chaincode: &str,
+        method: &str,
+        args: Value,
+    ) -> Transaction {
+        let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args");
+        Transaction::sign(
+            TxBody {
+                chain_id: self.chain_id,
+                sender: key.public(),
+                nonce,
+                call: Call {
+                    chaincode: chaincode.into(),
+                    method: method.into(),
+                    args,
+                },
+            },
+            key,
+        )
+    }
+
+    /// POSTs a transaction to node `i`; returns the HTTP status and body.
+    pub fn submit(&self, i: usize, tx: &Transaction, wait: bool) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/tx?wait={wait}", self.api(i)))
+            .json(tx)
+            .send()
+            .expect("reach the node");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    pub fn post_raw(
+        &self,
+        i: usize,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api(i)))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("reach the node");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// Block hash and state root at `height` on node `i`.
+    pub fn block_id(&self, i: usize, height: u64) -> Option<(String, String)> {
+        let b = self.get(i, &format!("/v1/blocks/{height}"))?;
+        Some((
+            b["hash"].as_str()?.to_string(),
+            b["block"]["header"]["state_root"].as_str()?.to_string(),
+        ))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        NodeConfig::load(&self.config(i)).expect("config").data_dir
+    }
+}
+
+impl Drop for Consortium {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The path of a file inside the consortium's directory, for error messages.
+pub fn shown(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,157 @@
+//! Four validator processes on loopback: they commit, agree, survive a SIGKILL, stop
+//! without a quorum, and shrug off bad input.
+
+use std::time::Duration;
+
+use cbec_tests::Consortium;
+use serde_json::json;
+
+const NODE: &str = env!("CARGO_BIN_EXE_cbec-e2e-node");
+const ALL: [usize; 4] = [0, 1, 2, 3];
+
+fn filing(c: &Consortium, nonce: u64, n: u16) -> cbec_ledger::Transaction {
+    // Distinct valid USCCs: vary the body, search the check character.
+    let body = format!("91140200MA{n:07}");
+    let uscc = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+        .chars()
+        .map(|ch| format!("{body}{ch}"))
+        .find(|code| cbec_chaincode::codes::uscc(code).is_ok())
+        .expect("check character");
+    let key = cbec_ledger::KeyPair::from_seed(&[n as u8 + 1; 32]);
+    c.sign(
+        &c.operator(3),
+        nonce,
+        "enterprise",
+        "approve_filing",
+        json!({"uscc": uscc, "name": format!("e2e {n}"), "roles": ["seller"], "keys": [key.public()],
+               "customs_code": format!("1402{n:06}")}),
+    )
+}
+
+fn agree_at(c: &Consortium, nodes: &[usize], height: u64) {
+    c.wait_for(
+        &format!("height {height} on nodes {nodes:?}"),
+        Duration::from_secs(60),
+        |c| {
+            nodes
+                .iter()
+                .all(|i| c.height(*i).is_some_and(|h| h >= height))
+        },
+    );
+    let ids: Vec<_> = nodes
+        .iter()
+        .map(|i| c.block_id(*i, height).expect("block"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "nodes disagree at {height}: {ids:?}"
+    );
+}
+
+#[test]
+fn four_nodes_commit_agree_and_survive_a_killed_node() {
+    let mut c = Consortium::generate(NODE);
+    c.start_all();
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
+    });
+
+    // A transaction submitted to one node commits on all four, identically.
+    let (status, answer) = c.submit(1, &filing(&c, 0, 1), true);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"]["outcome"]["status"], "accepted",
+        "{answer}"
+    );
+    let height = answer["height"].as_u64().expect("height");
+    agree_at(&c, &ALL, height);
+    let hash = answer["hash"].as_str().expect("hash");
+    for i in ALL {
+        let found = c.get(i, &format!("/v1/tx/{hash}")).expect("tx");
+        assert_eq!(found["status"], "committed", "node {i}: {found}");
+    }
+
+    // SIGKILL one node; the other three keep committing.
+    c.kill(2);
+    let (status, answer) = c.submit(0, &filing(&c, 1, 2), true);
+    assert_eq!(status, 200, "{answer}");
+    let during = answer["height"].as_u64().expect("height");
+    agree_at(&c, &[0, 1, 3], during);
+
+    // Restarted, it syncs and all four agree again; nothing committed was lost.
+    c.start(2);
+    agree_at(&c, &ALL, during + 1);
+    for tx_height in [height, during] {
+        agree_at(&c, &ALL, tx_height);
+    }
+}
+
+#[test]
+fn two_of_four_down_stops_commits_until_three_are_back() {
+    let mut c = Consortium::generate(NODE);
+    c.start_all();
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
+    });
+    c.kill(2);
+    c.kill(3);
+    std::thread::sleep(Duration::from_millis(1500)); // let an in-flight commit land
+    let stuck = c.height(0).expect("status");
+    // Safety over liveness: with half the power gone, nothing commits.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        c.height(0).expect("status") <= stuck + 1,
+        "committed without a quorum"
+    );
+    let frozen = c.height(0).expect("status");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.height(0), Some(frozen));
+    c.start(2);
+    c.wait_for("progress with three nodes", Duration::from_secs(60), |c| {
+        c.height(0).is_some_and(|h| h > frozen + 1)
+    });
+    agree_at(&c, &[0, 1, 2], frozen + 1);
+}
+
+#[test]
+fn bad_transactions_get_a_4xx_and_the_node_keeps_working() {
+    let mut c = Consortium::generate(NODE);
+    c.start_all();
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
+    });
+    let (status, body) = c.post_raw(0, "/v1/tx", "application/json", b"{not json".to_vec());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("JSON")),
+        "{body}"
+    );
+    let (status, _) = c.post_raw(0, "/v1/tx", "application/octet-stream", vec![0xff; 37]);
+    assert_eq!(status, 400);
+    let mut forged = filing(&c, 0, 3);
+    forged.signature.0[7] ^= 1;
+    let (status, body) = c.submit(0, &forged, false);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signature")),
+        "{body}"
+    );
+    let mut other_chain = filing(&c, 0, 3);
+    other_chain.body.chain_id = cbec_ledger::Hash([9; 32]);
+    let (status, body) = c.submit(0, &other_chain, false);
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = c.post_raw(0, "/v1/nope", "application/json", vec![]);
+    assert_eq!(status, 404);
+    // Still working: a good transaction commits.
+    let (status, answer) = c.submit(0, &filing(&c, 0, 4), true);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "committed");
+    // Metrics answer.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", c.api(0)))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(metrics.contains("cbec_height"), "{metrics}");
+}
