@@ -34,11 +34,7 @@ fn hex_of(n: u32) -> String {
 }
 
 fn uscc(body: &str) -> String {
-    "0123456789ABCDEFGHJKLMNPQRTUWXY"
-        .chars()
-        .map(|c| format!("{body}{c}"))
-        .find(|c| codes::uscc(c).is_ok())
-        .expect("check character")
+    cbec_chaincode::codes::uscc_with_check(body).expect("a 17-character USCC body")
 }
 
 impl World {

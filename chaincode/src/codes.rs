@@ -51,37 +51,51 @@ const USCC_WEIGHTS: [u32; 17] = [
     1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
 ];
 
+/// The check character of a USCC's first 17 characters (values checked as in [`uscc`]).
+fn uscc_check(body: &[u8]) -> Result<char, CodeError> {
+    let mut sum = 0;
+    for (i, weight) in USCC_WEIGHTS.iter().enumerate() {
+        sum += uscc_value(i, body[i])? * weight;
+    }
+    Ok(char::from(USCC_ALPHABET[((31 - sum % 31) % 31) as usize]))
+}
+
+fn uscc_value(i: usize, c: u8) -> Result<u32, CodeError> {
+    // Positions 3-8 (the region) are digits; all others use the alphabet.
+    let ok = if (2..8).contains(&i) {
+        c.is_ascii_digit()
+    } else {
+        USCC_ALPHABET.contains(&c)
+    };
+    if !ok {
+        return Err(CodeError::BadCharset {
+            position: i + 1,
+            found: char::from(c),
+        });
+    }
+    Ok(USCC_ALPHABET.iter().position(|a| *a == c).unwrap_or(0) as u32)
+}
+
 /// Unified Social Credit Code (GB 32100-2015).
 pub fn uscc(code: &str) -> Result<(), CodeError> {
     canonical(code)?;
     length(code, 18)?;
-    let value = |i: usize, c: u8| -> Result<u32, CodeError> {
-        // Positions 3-8 (the region) are digits; all others use the alphabet.
-        let ok = if (2..8).contains(&i) {
-            c.is_ascii_digit()
-        } else {
-            USCC_ALPHABET.contains(&c)
-        };
-        if !ok {
-            return Err(CodeError::BadCharset {
-                position: i + 1,
-                found: char::from(c),
-            });
-        }
-        Ok(USCC_ALPHABET.iter().position(|a| *a == c).unwrap_or(0) as u32)
-    };
     let bytes = code.as_bytes();
-    let mut sum = 0;
-    for (i, weight) in USCC_WEIGHTS.iter().enumerate() {
-        sum += value(i, bytes[i])? * weight;
-    }
-    value(17, bytes[17])?;
-    let expected = char::from(USCC_ALPHABET[((31 - sum % 31) % 31) as usize]);
+    let expected = uscc_check(&bytes[..17])?;
+    uscc_value(17, bytes[17])?;
     let found = char::from(bytes[17]);
     if expected != found {
         return Err(CodeError::BadCheck { expected, found });
     }
     Ok(())
+}
+
+/// Completes the first 17 characters of a USCC with its check character.
+pub fn uscc_with_check(body: &str) -> Result<String, CodeError> {
+    canonical(body)?;
+    length(body, 17)?;
+    let check = uscc_check(body.as_bytes())?;
+    Ok(format!("{body}{check}"))
 }
 
 const RESIDENT_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];

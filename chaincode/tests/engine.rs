@@ -226,13 +226,7 @@ fn one_imported_parcel_end_to_end() {
     ];
     let usccs: Vec<String> = codes
         .iter()
-        .map(|body| {
-            "0123456789ABCDEFGHJKLMNPQRTUWXY"
-                .chars()
-                .map(|c| format!("{body}{c}"))
-                .find(|c| cbec_chaincode::codes::uscc(c).is_ok())
-                .expect("check character")
-        })
+        .map(|body| cbec_chaincode::codes::uscc_with_check(body).expect("a 17-character USCC body"))
         .collect();
     let payment = l.file(3, &usccs[0], "1100960003", &["payment"]);
     let logistics = l.file(4, &usccs[1], "1402960004", &["logistics"]);

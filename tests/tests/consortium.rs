@@ -10,13 +10,9 @@ const NODE: &str = env!("CARGO_BIN_EXE_cbec-e2e-node");
 const ALL: [usize; 4] = [0, 1, 2, 3];
 
 fn filing(c: &Consortium, nonce: u64, n: u16) -> cbec_ledger::Transaction {
-    // Distinct valid USCCs: vary the body, search the check character.
+    // Distinct valid USCCs: vary the body, complete the check character.
     let body = format!("91140200MA{n:07}");
-    let uscc = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-        .chars()
-        .map(|ch| format!("{body}{ch}"))
-        .find(|code| cbec_chaincode::codes::uscc(code).is_ok())
-        .expect("check character");
+    let uscc = cbec_chaincode::codes::uscc_with_check(&body).expect("a 17-character USCC body");
     let key = cbec_ledger::KeyPair::from_seed(&[n as u8 + 1; 32]);
     c.sign(
         &c.operator(3),
