@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use cbec_chaincode::{args_from_json, catalog, codes, BlockInfo, Engine, MemoryState};
+use cbec_chaincode::{args_from_json, catalog, BlockInfo, Engine, MemoryState};
 use cbec_ledger::{Call, Hash, KeyPair, Transaction, TxBody, VerifiedTransaction};
 use serde_json::{json, Value};
 
