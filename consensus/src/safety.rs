@@ -13,6 +13,7 @@ use bincode::{Decode, Encode};
 use cbec_ledger::Hash;
 use serde::{Deserialize, Serialize};
 
+use crate::machine::ROUND_WINDOW;
 use crate::types::{Height, Message, Round, SignedVote};
 
 /// Steps in the order they are signed within a round.
@@ -32,8 +33,10 @@ pub struct SigningState {
     pub height: Height,
     pub round: Round,
     pub step: SignStep,
-    /// Everything signed at (height, round): at most a proposal, a prevote and a
-    /// precommit. A restarted validator sends these again instead of signing anew.
+    /// Everything signed at this height, in the last `ROUND_WINDOW` rounds: at most a
+    /// proposal, a prevote and a precommit per round. A restarted validator sends these
+    /// again instead of signing anew, and keeps rebroadcasting the earlier rounds' ones:
+    /// a peer still in such a round may need them to leave it (the soak's seed 5336).
     pub signed: Vec<Message>,
     /// `lockedRound, lockedValue` of the height being decided.
     pub locked: Option<(Round, Hash)>,
@@ -61,10 +64,12 @@ impl SigningState {
 
     /// May the validator sign at (height, round, step)?
     pub fn permission(&self, height: Height, round: Round, step: SignStep) -> Permission {
-        if (height, round) == (self.height, self.round) {
-            if let Some(message) = self.signed.iter().find(|m| m.sign_step() == step) {
-                return Permission::AlreadySigned(message.clone());
-            }
+        if let Some(message) = self
+            .signed
+            .iter()
+            .find(|m| (m.height(), m.round(), m.sign_step()) == (height, round, step))
+        {
+            return Permission::AlreadySigned(message.clone());
         }
         if (height, round, step) > (self.height, self.round, self.step) {
             Permission::Sign
@@ -78,9 +83,11 @@ impl SigningState {
     pub fn record(&mut self, message: Message) {
         let (height, round, step) = (message.height(), message.round(), message.sign_step());
         debug_assert_eq!(self.permission(height, round, step), Permission::Sign);
-        if (height, round) != (self.height, self.round) {
+        if height != self.height {
             self.signed.clear();
         }
+        let oldest = round.saturating_sub(ROUND_WINDOW);
+        self.signed.retain(|m| m.round() >= oldest);
         self.height = height;
         self.round = round;
         self.step = step;
@@ -136,10 +143,20 @@ mod tests {
         s.record(prevote(5, 3, 2));
         assert_eq!(
             s.signed,
-            vec![prevote(5, 3, 2)],
-            "a new round starts a new record"
+            vec![prevote(5, 2, 1), prevote(5, 3, 2)],
+            "earlier rounds of the height are kept for rebroadcast"
         );
-        assert_eq!(s.permission(5, 2, SignStep::Prevote), Permission::Refuse);
+        assert_eq!(
+            s.permission(5, 2, SignStep::Prevote),
+            Permission::AlreadySigned(prevote(5, 2, 1)),
+            "an earlier round's vote is repeated, never re-signed"
+        );
+        s.record(prevote(6, 0, 3));
+        assert_eq!(
+            s.signed,
+            vec![prevote(6, 0, 3)],
+            "a new height starts afresh"
+        );
     }
 
     #[test]

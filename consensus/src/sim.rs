@@ -127,6 +127,8 @@ pub struct SimConfig {
     pub timeouts: Timeouts,
     /// A run that takes more events than this fails termination.
     pub events_max: u64,
+    /// How many of the last trace lines a report keeps.
+    pub trace_len: usize,
 }
 
 /// The fault mixes the regular test run cycles through, by name.
@@ -152,6 +154,7 @@ impl SimConfig {
             faults: Faults::none(),
             mutation: Mutation::None,
             gst_ms: 0,
+            trace_len: 40,
             delta_ms: 10,
             round_bound: 6,
             timeouts: Timeouts {
@@ -384,8 +387,6 @@ impl Ord for Queued {
     }
 }
 
-const TRACE_LEN: usize = 40;
-
 /// Runs one simulation to the end and reports what it found.
 pub fn run(config: &SimConfig) -> Report {
     Sim::new(config.clone()).run()
@@ -499,7 +500,7 @@ impl Sim {
     }
 
     fn note(&mut self, text: impl FnOnce() -> String) {
-        if self.trace.len() == TRACE_LEN {
+        if self.trace.len() >= self.config.trace_len {
             self.trace.pop_front();
         }
         let line = format!("{:>6}ms {}", self.now, text());

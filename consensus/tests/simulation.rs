@@ -62,6 +62,17 @@ fn seeds_1500_1999_hold_all_properties() {
     sweep(1500..2000);
 }
 
+/// Seeds the soak once broke, each for a liveness bug since fixed: 2231 (a restarted
+/// validator locked on a value without its polka), 5336 (a restarted validator stopped
+/// rebroadcasting its earlier rounds' votes, which peers still in those rounds needed),
+/// 24188 (a validator left a round on a Byzantine precommit the others never got).
+#[test]
+fn seeds_the_soak_once_broke_hold() {
+    for seed in [2231, 5336, 24188] {
+        sweep(seed..seed + 1);
+    }
+}
+
 /// The soak: 100,000 seeds (or `CBEC_SOAK_SEEDS` from `CBEC_SOAK_FROM`). Run it with
 /// `cargo test --release -p cbec-consensus --test simulation soak -- --ignored --nocapture`.
 #[test]
@@ -94,7 +105,13 @@ fn rerun_one_seed() {
         return; // nothing asked for
     };
     let seed: u64 = text.trim().parse().expect("CBEC_SIM_SEED is a number");
-    let config = config_for(seed);
+    let mut config = config_for(seed);
+    if let Some(lines) = std::env::var("CBEC_SIM_TRACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.trace_len = lines;
+    }
     let report = sim::run(&config);
     println!("{}", report.trace.join("\n"));
     println!(
