@@ -2,33 +2,11 @@
 //! previous event, so its history cannot fork; the head of the chain is in state under
 //! the good's id. Each kind of event needs a fitting role.
 
-use std::collections::BTreeMap;
-
-use bincode::{Decode, Encode};
-use cbec_ledger::{codec, Event, Hash};
-use serde::{Deserialize, Serialize};
+pub use cbec_ledger::goods::{event_key, head_key, EventKind, Head, RecordEvent, StoredEvent};
+use cbec_ledger::{Event, Hash};
 
 use crate::context::{Caller, Context, Role};
 use crate::{check_code, codes, decode_args, event, methods, no_method, Chaincode, RuleError};
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Produced,
-    Ordered,
-    Paid,
-    Shipped,
-    Warehoused,
-    Declared,
-    Cleared,
-    Held,
-    Rejected,
-    Delivered,
-    Returned,
-    Evaluated,
-}
 
 /// Who may record an event of a kind: enterprise roles, or an agency.
 enum Actor {
@@ -48,56 +26,6 @@ fn actor_of(kind: EventKind) -> Actor {
         EventKind::Returned => Actor::Roles(&[Role::Seller, Role::Platform]),
         EventKind::Evaluated => Actor::Roles(&[Role::Platform]),
     }
-}
-
-/// The arguments of `record`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
-pub struct RecordEvent {
-    pub goods_id: String,
-    pub kind: EventKind,
-    /// Hash of the good's latest event; absent for the first event.
-    #[serde(default)]
-    pub prev: Option<Hash>,
-    /// Facts of the event. `gtin` and `commodity_code`, when present, are validated.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// An event as stored: its hash is what the next event names.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub goods_id: String,
-    pub seq: u64,
-    pub kind: EventKind,
-    pub prev: Option<Hash>,
-    /// USCC of the enterprise, or the agency name.
-    pub actor: String,
-    pub attributes: BTreeMap<String, String>,
-    pub height: u64,
-    pub time_ms: u64,
-    pub tx_hash: Hash,
-}
-
-impl StoredEvent {
-    pub fn hash(&self) -> Hash {
-        Hash::tagged("cbec:goods-event", &codec::encode(self))
-    }
-}
-
-/// The chain head of a good.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
-pub struct Head {
-    pub first: Hash,
-    pub last: Hash,
-    pub count: u64,
-}
-
-pub fn head_key(goods_id: &str) -> String {
-    format!("goods/head/{goods_id}")
-}
-
-pub fn event_key(hash: &Hash) -> String {
-    format!("goods/event/{hash}")
 }
 
 methods! {

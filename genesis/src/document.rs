@@ -5,6 +5,7 @@ use std::path::Path;
 
 use bincode::{Decode, Encode};
 use cbec_ledger::hash::tag;
+use cbec_ledger::proof::{TrustRoot, TrustedAgency};
 use cbec_ledger::{codec, ChaincodeConfig, Hash, PublicKey, Validator, ValidatorSet};
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +137,22 @@ impl Genesis {
                 .collect(),
         )
         .map_err(|e| fault("agencies", e.to_string()))
+    }
+
+    /// What an auditor's verifier trusts: the chain id and the agencies' validators.
+    pub fn trust_root(&self) -> TrustRoot {
+        TrustRoot {
+            chain_id: self.chain_id(),
+            agencies: self
+                .agencies
+                .iter()
+                .map(|a| TrustedAgency {
+                    name: a.name.clone(),
+                    validator_key: a.validator_key,
+                    voting_power: a.voting_power,
+                })
+                .collect(),
+        }
     }
 
     pub fn agency(&self, name: &str) -> Option<&Agency> {

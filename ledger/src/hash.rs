@@ -22,6 +22,7 @@ pub mod tag {
     pub const GENESIS: &str = "cbec:genesis";
     pub const VALIDATOR_SET: &str = "cbec:validator-set";
     pub const RESULT: &str = "cbec:result";
+    pub const GOODS_EVENT: &str = "cbec:goods-event";
 }
 
 impl Hash {

@@ -2,8 +2,8 @@
 //!
 //! What belongs here: the canonical encoding, hashes, keys and signatures, transactions
 //! and their results, blocks and headers, validator sets and commit certificates, RFC
-//! 6962 Merkle trees, calendar arithmetic on block time, and (as they land) proofs with
-//! their offline verification. This crate is the auditor's trust root, so it depends on
+//! 6962 Merkle trees, sparse Merkle state proofs, the goods-traceability record format,
+//! calendar arithmetic on block time, and auditor proofs with their offline verification. This crate is the auditor's trust root, so it depends on
 //! nothing heavy: no storage, no network, no async runtime, no clock.
 //!
 //! What does not: anything that reads files, sockets or the clock (see `cbec-genesis`
@@ -14,10 +14,13 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod goods;
 pub mod hash;
 mod hex_bytes;
 pub mod merkle;
 pub mod params;
+pub mod proof;
+pub mod sparse;
 pub mod time;
 pub mod tx;
 pub mod validators;
@@ -28,6 +31,7 @@ pub use hash::Hash;
 pub use hex_bytes::{parse_hex, HexError};
 pub use merkle::{InclusionProof, MerkleError, MerkleTree};
 pub use params::{ChaincodeConfig, ParamValue};
+pub use proof::{ProofError, ProofFile, TrustRoot, Verified};
 pub use tx::{
     verify_all, Attribute, Call, Event, Outcome, Transaction, TxBody, TxError, TxResult,
     VerifiedTransaction,

@@ -1,0 +1,714 @@
+//! Auditor proofs, and their verification from the genesis file alone.
+//!
+//! Three kinds of proof, each ending in a header and the commit certificate that
+//! validators signed for it:
+//!
+//! - [`TxProof`]: a transaction and its recorded result, with their RFC 6962 paths to
+//!   the header's transaction and results roots.
+//! - [`StateProof`]: a key's value (or its absence), with its sparse Merkle path to
+//!   the header's state root.
+//! - [`ProvenanceProof`]: a good's chain head in state, and the transaction proof of
+//!   every event of the good, linked by previous-event hashes back to the first.
+//!
+//! A [`ProofFile`] wraps one of them with the validator-set changes since genesis
+//! ([`SetChange`]): the verifier starts from the genesis set and follows each change,
+//! which is itself certified by the set before it, up to the set that certified the
+//! proven header. A proof therefore stays valid after governance replaces a validator.
+//!
+//! Verification trusts nothing but a [`TrustRoot`] (built from the genesis file): no
+//! network, no clock. Every failure names the part of the proof that failed.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{result_leaves, tx_leaves, Block, Header};
+use crate::codec;
+use crate::crypto::PublicKey;
+use crate::goods::{self, EventKind, Head, RecordEvent, StoredEvent};
+use crate::hash::Hash;
+use crate::merkle::{InclusionProof, MerkleTree};
+use crate::sparse::SparseProof;
+use crate::tx::{Outcome, Transaction, TxResult};
+use crate::validators::{CommitCertificate, Validator, ValidatorSet};
+
+/// The proof format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The state key under which governance records an agency's replacement validator key.
+pub fn validator_key_state_key(agency: &str) -> String {
+    format!("gov/validator/{agency}")
+}
+
+/// One founding agency as the genesis file names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedAgency {
+    pub name: String,
+    pub validator_key: PublicKey,
+    pub voting_power: u64,
+}
+
+/// What an auditor trusts: the chain id and the agencies of the genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRoot {
+    pub chain_id: Hash,
+    pub agencies: Vec<TrustedAgency>,
+}
+
+/// A validator set with the agency behind each key, as the verifier follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    names: Vec<String>,
+    set: ValidatorSet,
+}
+
+impl Roster {
+    /// The set in agency order, each agency's key replaced where `overrides` names one.
+    /// The node derives the set for height `h + 1` from the state after `h` with this.
+    pub fn derive(
+        agencies: &[TrustedAgency],
+        overrides: &[Option<PublicKey>],
+    ) -> Result<Roster, crate::ValidatorSetError> {
+        let validators = agencies
+            .iter()
+            .zip(overrides.iter().chain(std::iter::repeat(&None)))
+            .map(|(agency, key)| Validator {
+                key: key.unwrap_or(agency.validator_key),
+                power: agency.voting_power,
+            })
+            .collect();
+        Ok(Roster {
+            names: agencies.iter().map(|a| a.name.clone()).collect(),
+            set: ValidatorSet::new(validators)?,
+        })
+    }
+
+    pub fn set(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// The agency whose validator holds `key`.
+    pub fn agency_of(&self, key: &PublicKey) -> Option<&str> {
+        self.set.index_of(key).map(|i| self.names[i].as_str())
+    }
+}
+
+impl TrustRoot {
+    /// The set that certifies height 1.
+    pub fn genesis_roster(&self) -> Result<Roster, ProofError> {
+        Roster::derive(&self.agencies, &[]).map_err(|e| fail("genesis", e))
+    }
+}
+
+/// A header and the certificate of its commit.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct CertifiedHeader {
+    pub header: Header,
+    pub certificate: CommitCertificate,
+}
+
+/// A key's value or absence at some header, proven against its state root. The key
+/// is given by context (a [`SetChange`] knows which keys it proves).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct KeyProof {
+    #[serde(with = "crate::tx::hex_opt_vec")]
+    pub value: Option<Vec<u8>>,
+    pub proof: SparseProof,
+}
+
+/// A change of the validator set: the certified header of the last block under the
+/// old set, and the proof of every agency's `gov/validator/<agency>` entry in its
+/// state (in genesis agency order), from which the next set follows.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SetChange {
+    pub at: CertifiedHeader,
+    pub keys: Vec<KeyProof>,
+}
+
+/// A transaction and its result in a certified block.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TxProof {
+    pub tx: Transaction,
+    pub result: TxResult,
+    /// Position in the block; the tree size is the header's `tx_count`.
+    pub index: u64,
+    pub tx_path: Vec<Hash>,
+    pub result_path: Vec<Hash>,
+    pub block: CertifiedHeader,
+}
+
+impl TxProof {
+    /// The proof of transaction `index` of `block`, certified by `certificate`.
+    pub fn build(block: &Block, certificate: CommitCertificate, index: usize) -> Option<TxProof> {
+        let tx = block.txs.get(index)?.clone();
+        let result = block.results.get(index)?.clone();
+        let tx_path = MerkleTree::from_leaves(&tx_leaves(&block.txs))
+            .proof(index as u64)?
+            .path;
+        let result_path = MerkleTree::from_leaves(&result_leaves(&block.results))
+            .proof(index as u64)?
+            .path;
+        Some(TxProof {
+            tx,
+            result,
+            index: index as u64,
+            tx_path,
+            result_path,
+            block: CertifiedHeader {
+                header: block.header.clone(),
+                certificate,
+            },
+        })
+    }
+}
+
+/// A key's value, or its absence, in the state after a certified block.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct StateProof {
+    #[serde(with = "crate::tx::hex_vec")]
+    pub key: Vec<u8>,
+    #[serde(with = "crate::tx::hex_opt_vec")]
+    pub value: Option<Vec<u8>>,
+    pub proof: SparseProof,
+    pub block: CertifiedHeader,
+}
+
+/// A good's whole history: its chain head in state and every event, first to last.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProvenanceProof {
+    pub goods_id: String,
+    pub head: StateProof,
+    pub events: Vec<TxProof>,
+}
+
+/// One of the three kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Proof {
+    Tx(TxProof),
+    State(StateProof),
+    Provenance(ProvenanceProof),
+}
+
+/// What `cbec prove` writes and `cbec verify` reads: versioned, in JSON (binary parts
+/// in hex) or in the canonical binary encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofFile {
+    pub format: u32,
+    pub chain_id: Hash,
+    /// Validator-set changes from genesis up to the proven headers, in height order.
+    pub set_changes: Vec<SetChange>,
+    pub proof: Proof,
+}
+
+/// What failed, and where in the proof: `at` is a path like `proof.events[2].tx_path`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct ProofError {
+    pub at: String,
+    pub problem: String,
+}
+
+fn fail(at: impl Into<String>, problem: impl std::fmt::Display) -> ProofError {
+    ProofError {
+        at: at.into(),
+        problem: problem.to_string(),
+    }
+}
+
+/// A proven block, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvenBlock {
+    pub height: u64,
+    pub hash: Hash,
+    pub time_ms: u64,
+    /// Agencies whose validators signed the certificate, in signing order.
+    pub certified_by: Vec<String>,
+}
+
+/// One event of a good's verified timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub kind: EventKind,
+    /// USCC of the enterprise, or the agency's name.
+    pub actor: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub event_hash: Hash,
+    pub tx_hash: Hash,
+    pub block: ProvenBlock,
+}
+
+/// What a verified proof establishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Verified {
+    Tx {
+        tx_hash: Hash,
+        sender: PublicKey,
+        chaincode: String,
+        method: String,
+        outcome: Outcome,
+        block: ProvenBlock,
+    },
+    State {
+        #[serde(with = "crate::tx::hex_vec")]
+        key: Vec<u8>,
+        #[serde(with = "crate::tx::hex_opt_vec")]
+        value: Option<Vec<u8>>,
+        block: ProvenBlock,
+    },
+    Provenance {
+        goods_id: String,
+        /// The block whose state holds the good's chain head.
+        head: ProvenBlock,
+        timeline: Vec<TimelineEntry>,
+    },
+}
+
+impl Verified {
+    /// The height at which the proof's main statement holds.
+    pub fn height(&self) -> u64 {
+        match self {
+            Verified::Tx { block, .. } | Verified::State { block, .. } => block.height,
+            Verified::Provenance { head, .. } => head.height,
+        }
+    }
+}
+
+/// The validator sets in force from genesis through the proof's set changes:
+/// `(first height, roster)` in height order.
+#[derive(Debug)]
+struct History<'a> {
+    trust: &'a TrustRoot,
+    rosters: Vec<(u64, Roster)>,
+}
+
+impl<'a> History<'a> {
+    fn follow(trust: &'a TrustRoot, changes: &[SetChange]) -> Result<History<'a>, ProofError> {
+        let mut history = History {
+            trust,
+            rosters: vec![(1, trust.genesis_roster()?)],
+        };
+        let mut last = 0;
+        for (i, change) in changes.iter().enumerate() {
+            let at = format!("set_changes[{i}]");
+            let height = change.at.header.height;
+            if height <= last {
+                return Err(fail(
+                    format!("{at}.at.header.height"),
+                    format!("{height} does not follow the previous change at {last}"),
+                ));
+            }
+            history.check_certified(&change.at, &format!("{at}.at"))?;
+            if change.keys.len() != trust.agencies.len() {
+                return Err(fail(
+                    format!("{at}.keys"),
+                    format!(
+                        "{} key proofs for {} agencies",
+                        change.keys.len(),
+                        trust.agencies.len()
+                    ),
+                ));
+            }
+            let mut overrides = Vec::with_capacity(change.keys.len());
+            for (j, (agency, key)) in trust.agencies.iter().zip(&change.keys).enumerate() {
+                let state_key = validator_key_state_key(&agency.name);
+                key.proof
+                    .verify(
+                        &change.at.header.state_root,
+                        state_key.as_bytes(),
+                        key.value.as_deref(),
+                    )
+                    .map_err(|e| fail(format!("{at}.keys[{j}] ({state_key})"), e))?;
+                let replaced = match &key.value {
+                    None => None,
+                    Some(bytes) => Some(codec::decode::<PublicKey>(bytes).map_err(|e| {
+                        fail(
+                            format!("{at}.keys[{j}].value"),
+                            format!("not a validator key: {e}"),
+                        )
+                    })?),
+                };
+                overrides.push(replaced);
+            }
+            let roster = Roster::derive(&trust.agencies, &overrides)
+                .map_err(|e| fail(format!("{at}.keys"), e))?;
+            history.rosters.push((height + 1, roster));
+            last = height;
+        }
+        Ok(history)
+    }
+
+    fn roster_at(&self, height: u64) -> &Roster {
+        let index = self
+            .rosters
+            .partition_point(|(from, _)| *from <= height)
+            .saturating_sub(1);
+        &self.rosters[index].1
+    }
+
+    /// Checks a header against the chain and the set in force at its height, and its
+    /// certificate against that set.
+    fn check_certified(&self, c: &CertifiedHeader, at: &str) -> Result<ProvenBlock, ProofError> {
+        let header = &c.header;
+        if header.chain_id != self.trust.chain_id {
+            return Err(fail(
+                format!("{at}.header.chain_id"),
+                format!(
+                    "{} is not the genesis file's chain {}",
+                    header.chain_id, self.trust.chain_id
+                ),
+            ));
+        }
+        if header.height == 0 {
+            return Err(fail(format!("{at}.header.height"), "height 0 has no block"));
+        }
+        let roster = self.roster_at(header.height);
+        let expected = roster.set.hash();
+        if header.validators_hash != expected {
+            return Err(fail(
+                format!("{at}.header.validators_hash"),
+                format!(
+                    "{} is not the set in force at height {} ({expected}); a validator-set \
+                     change is missing from set_changes",
+                    header.validators_hash, header.height
+                ),
+            ));
+        }
+        let hash = header.hash();
+        c.certificate
+            .verify_for(&self.trust.chain_id, &roster.set, header.height, &hash)
+            .map_err(|e| fail(format!("{at}.certificate"), e))?;
+        Ok(ProvenBlock {
+            height: header.height,
+            hash,
+            time_ms: header.time_ms,
+            certified_by: c
+                .certificate
+                .signatures
+                .iter()
+                .filter_map(|s| roster.agency_of(&s.validator).map(String::from))
+                .collect(),
+        })
+    }
+
+    fn check_tx(&self, p: &TxProof, at: &str) -> Result<ProvenBlock, ProofError> {
+        let block = self.check_certified(&p.block, &format!("{at}.block"))?;
+        let header = &p.block.header;
+        let tx_hash = p.tx.hash();
+        if p.tx.body.chain_id != self.trust.chain_id {
+            return Err(fail(
+                format!("{at}.tx.body.chain_id"),
+                "the transaction is for another chain",
+            ));
+        }
+        p.tx.body
+            .sender
+            .verify(&tx_hash.0, &p.tx.signature)
+            .map_err(|_| {
+                fail(
+                    format!("{at}.tx.signature"),
+                    "the sender's signature does not verify",
+                )
+            })?;
+        let path = |path: &[Hash]| InclusionProof {
+            leaf_index: p.index,
+            tree_size: header.tx_count,
+            path: path.to_vec(),
+        };
+        path(&p.tx_path)
+            .verify(&codec::encode(&p.tx), &header.tx_root)
+            .map_err(|e| {
+                fail(
+                    format!("{at}.tx_path"),
+                    format!(
+                        "transaction {tx_hash} is not leaf {} of the block: {e}",
+                        p.index
+                    ),
+                )
+            })?;
+        path(&p.result_path)
+            .verify(&codec::encode(&p.result), &header.results_root)
+            .map_err(|e| {
+                fail(
+                    format!("{at}.result_path"),
+                    format!("the result is not leaf {} of the block: {e}", p.index),
+                )
+            })?;
+        if p.result.tx_hash != tx_hash {
+            return Err(fail(
+                format!("{at}.result.tx_hash"),
+                format!(
+                    "the result is for transaction {}, not {tx_hash}",
+                    p.result.tx_hash
+                ),
+            ));
+        }
+        Ok(block)
+    }
+
+    fn check_state(&self, p: &StateProof, at: &str) -> Result<ProvenBlock, ProofError> {
+        let block = self.check_certified(&p.block, &format!("{at}.block"))?;
+        p.proof
+            .verify(&p.block.header.state_root, &p.key, p.value.as_deref())
+            .map_err(|e| {
+                fail(
+                    format!("{at}.proof"),
+                    format!("key `{}`: {e}", String::from_utf8_lossy(&p.key)),
+                )
+            })?;
+        Ok(block)
+    }
+
+    fn check_provenance(&self, p: &ProvenanceProof, at: &str) -> Result<Verified, ProofError> {
+        let head_at = format!("{at}.head");
+        let head_block = self.check_state(&p.head, &head_at)?;
+        let key = goods::head_key(&p.goods_id);
+        if p.head.key != key.as_bytes() {
+            return Err(fail(
+                format!("{head_at}.key"),
+                format!(
+                    "`{}` is not the head of {} (`{key}`)",
+                    String::from_utf8_lossy(&p.head.key),
+                    p.goods_id
+                ),
+            ));
+        }
+        let head: Option<Head> =
+            match &p.head.value {
+                None => None,
+                Some(bytes) => Some(codec::decode(bytes).map_err(|e| {
+                    fail(format!("{head_at}.value"), format!("not a chain head: {e}"))
+                })?),
+            };
+        let count = head.as_ref().map_or(0, |h| h.count);
+        if p.events.len() as u64 != count {
+            return Err(fail(
+                format!("{at}.events"),
+                format!(
+                    "{} events, but the head at height {} counts {count}",
+                    p.events.len(),
+                    head_block.height
+                ),
+            ));
+        }
+        let mut timeline: Vec<TimelineEntry> = Vec::with_capacity(p.events.len());
+        for (i, event) in p.events.iter().enumerate() {
+            let at = format!("{at}.events[{i}]");
+            let entry = self.check_event(event, &p.goods_id, &at)?;
+            let expected_prev = timeline.last().map(|e| e.event_hash);
+            let named_prev = decode_record(&event.tx, &at)?.prev;
+            if named_prev != expected_prev {
+                let shown = |h: Option<Hash>| h.map_or("none".to_string(), |h| h.to_string());
+                return Err(fail(
+                    at,
+                    format!(
+                        "the event names previous {}, but the event before it in the proof is {}: \
+                         an event is missing or out of order",
+                        shown(named_prev),
+                        shown(expected_prev)
+                    ),
+                ));
+            }
+            if entry.seq != i as u64 {
+                return Err(fail(
+                    at,
+                    format!("this is event number {} of the good, not {i}", entry.seq),
+                ));
+            }
+            if entry.block.height > head_block.height {
+                return Err(fail(
+                    at,
+                    format!(
+                        "committed at height {}, after the head's height {}",
+                        entry.block.height, head_block.height
+                    ),
+                ));
+            }
+            timeline.push(entry);
+        }
+        if let Some(head) = &head {
+            let (first, last) = (&timeline[0], &timeline[timeline.len() - 1]);
+            if head.first != first.event_hash || head.last != last.event_hash {
+                return Err(fail(
+                    format!("{head_at}.value"),
+                    format!(
+                        "the head names events {} .. {}, the proof's chain runs {} .. {}",
+                        head.first, head.last, first.event_hash, last.event_hash
+                    ),
+                ));
+            }
+        }
+        Ok(Verified::Provenance {
+            goods_id: p.goods_id.clone(),
+            head: head_block,
+            timeline,
+        })
+    }
+
+    /// One event: a certified, accepted `goods.record` for this good, whose rebuilt
+    /// record hashes to the event hash its result announced.
+    fn check_event(
+        &self,
+        p: &TxProof,
+        goods_id: &str,
+        at: &str,
+    ) -> Result<TimelineEntry, ProofError> {
+        let block = self.check_tx(p, at)?;
+        let args = decode_record(&p.tx, at)?;
+        if args.goods_id != goods_id {
+            return Err(fail(
+                format!("{at}.tx"),
+                format!("the event is of good {}, not {goods_id}", args.goods_id),
+            ));
+        }
+        let Outcome::Accepted { events } = &p.result.outcome else {
+            return Err(fail(
+                format!("{at}.result"),
+                "the transaction was rejected, so it recorded no event",
+            ));
+        };
+        let announced = events
+            .iter()
+            .find(|e| e.kind == goods::RESULT_EVENT)
+            .ok_or_else(|| fail(format!("{at}.result"), "no goods_event in the result"))?;
+        let attribute = |name: &str| {
+            announced
+                .attributes
+                .iter()
+                .find(|a| a.key == name)
+                .map(|a| a.value.as_str())
+                .ok_or_else(|| {
+                    fail(
+                        format!("{at}.result"),
+                        format!("the goods_event has no `{name}`"),
+                    )
+                })
+        };
+        let event_hash: Hash = attribute("event_hash")?
+            .parse()
+            .map_err(|e| fail(format!("{at}.result"), format!("event_hash: {e}")))?;
+        let seq: u64 = attribute("seq")?
+            .parse()
+            .map_err(|e| fail(format!("{at}.result"), format!("seq: {e}")))?;
+        let record = StoredEvent {
+            goods_id: args.goods_id,
+            seq,
+            kind: args.kind,
+            prev: args.prev,
+            actor: attribute("actor")?.to_string(),
+            attributes: args.attributes,
+            height: p.block.header.height,
+            time_ms: p.block.header.time_ms,
+            tx_hash: p.tx.hash(),
+        };
+        if record.hash() != event_hash {
+            return Err(fail(
+                format!("{at}.result"),
+                format!(
+                    "the event rebuilt from the transaction hashes to {}, not the recorded {event_hash}",
+                    record.hash()
+                ),
+            ));
+        }
+        Ok(TimelineEntry {
+            seq,
+            kind: record.kind,
+            actor: record.actor,
+            attributes: record.attributes,
+            event_hash,
+            tx_hash: record.tx_hash,
+            block,
+        })
+    }
+}
+
+fn decode_record(tx: &Transaction, at: &str) -> Result<RecordEvent, ProofError> {
+    let call = &tx.body.call;
+    if call.chaincode != goods::CHAINCODE || call.method != goods::RECORD_METHOD {
+        return Err(fail(
+            format!("{at}.tx.body.call"),
+            format!(
+                "{}.{} is not a traceability event ({}.{})",
+                call.chaincode,
+                call.method,
+                goods::CHAINCODE,
+                goods::RECORD_METHOD
+            ),
+        ));
+    }
+    codec::decode(&call.args).map_err(|e| {
+        fail(
+            format!("{at}.tx.body.call.args"),
+            format!("not a traceability event: {e}"),
+        )
+    })
+}
+
+impl ProofFile {
+    /// Verifies everything against `trust`: format, chain, the validator-set changes
+    /// from genesis, every certificate, path and link.
+    pub fn verify(&self, trust: &TrustRoot) -> Result<Verified, ProofError> {
+        if self.format != FORMAT_VERSION {
+            return Err(fail(
+                "format",
+                format!(
+                    "version {} is not supported (this verifier reads version {FORMAT_VERSION})",
+                    self.format
+                ),
+            ));
+        }
+        if self.chain_id != trust.chain_id {
+            return Err(fail(
+                "chain_id",
+                format!(
+                    "{} is not the genesis file's chain {}",
+                    self.chain_id, trust.chain_id
+                ),
+            ));
+        }
+        let history = History::follow(trust, &self.set_changes)?;
+        match &self.proof {
+            Proof::Tx(p) => {
+                let block = history.check_tx(p, "proof")?;
+                Ok(Verified::Tx {
+                    tx_hash: p.tx.hash(),
+                    sender: p.tx.body.sender,
+                    chaincode: p.tx.body.call.chaincode.clone(),
+                    method: p.tx.body.call.method.clone(),
+                    outcome: p.result.outcome.clone(),
+                    block,
+                })
+            }
+            Proof::State(p) => {
+                let block = history.check_state(p, "proof")?;
+                Ok(Verified::State {
+                    key: p.key.clone(),
+                    value: p.value.clone(),
+                    block,
+                })
+            }
+            Proof::Provenance(p) => history.check_provenance(p, "proof"),
+        }
+    }
+
+    /// The canonical binary form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<ProofFile, codec::CodecError> {
+        codec::decode(bytes)
+    }
+
+    /// Reads either form: JSON if the text starts with `{`, else binary.
+    pub fn parse(bytes: &[u8]) -> Result<ProofFile, String> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'{') {
+            serde_json::from_slice(bytes).map_err(|e| format!("not a proof file (JSON): {e}"))
+        } else {
+            ProofFile::from_bytes(bytes).map_err(|e| format!("not a proof file (binary): {e}"))
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Auditor proofs: each kind verifies from the trust root alone, and every kind of
+//! tampering is caught with a message naming what failed.
+
+mod support;
+
+use cbec_ledger::goods::{self, EventKind, Head};
+use cbec_ledger::proof::{Proof, ProofFile, Verified};
+use cbec_ledger::{codec, CommitSig, Hash, KeyPair};
+use support::chain::{key, Chain};
+
+const SELLER: &str = "91140200MA0GRK2220";
+
+/// A chain with two goods: PARCEL-A has five events, PARCEL-B two, interleaved.
+fn two_goods() -> (Chain, Vec<Hash>) {
+    let mut chain = Chain::new();
+    let seller = key(50);
+    let kinds = [
+        EventKind::Produced,
+        EventKind::Ordered,
+        EventKind::Paid,
+        EventKind::Shipped,
+        EventKind::Delivered,
+    ];
+    let mut a_txs = Vec::new();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        chain.record(&seller, SELLER, "PARCEL-A", kind);
+        a_txs.push(chain.committed(chain.height()).block.txs[1].hash());
+        if i < 2 {
+            chain.record(&seller, SELLER, "PARCEL-B", kind);
+        }
+    }
+    (chain, a_txs)
+}
+
+fn expect_failure(file: &ProofFile, chain: &Chain, at: &str, words: &str) {
+    match file.verify(&chain.trust) {
+        Ok(v) => panic!("tampered proof verified: {v:?}"),
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                e.at.contains(at) && text.contains(words),
+                "expected failure at `{at}` mentioning `{words}`, got: {text}"
+            );
+        }
+    }
+}
+
+fn tx_of(file: &mut ProofFile) -> &mut cbec_ledger::proof::TxProof {
+    match &mut file.proof {
+        Proof::Tx(p) => p,
+        _ => panic!("not a tx proof"),
+    }
+}
+
+fn provenance_of(file: &mut ProofFile) -> &mut cbec_ledger::proof::ProvenanceProof {
+    match &mut file.proof {
+        Proof::Provenance(p) => p,
+        _ => panic!("not a provenance proof"),
+    }
+}
+
+#[test]
+fn a_transaction_proof_verifies_and_names_its_block_and_signers() {
+    let (chain, a) = two_goods();
+    let file = chain.tx_file(&a[2]);
+    let verified = file.verify(&chain.trust).expect("verifies");
+    let Verified::Tx {
+        tx_hash,
+        block,
+        chaincode,
+        ..
+    } = verified
+    else {
+        panic!("not a tx summary")
+    };
+    assert_eq!(tx_hash, a[2]);
+    assert_eq!(chaincode, "goods");
+    assert_eq!(block.height, 5);
+    assert_eq!(block.certified_by, ["customs", "tax", "forex", "commerce"]);
+}
+
+#[test]
+fn proofs_round_trip_through_json_and_binary() {
+    let (chain, a) = two_goods();
+    for file in [
+        chain.tx_file(&a[0]),
+        chain.state_file(3, goods::head_key("PARCEL-A").as_bytes()),
+        chain.provenance_file("PARCEL-A"),
+    ] {
+        let json = serde_json::to_string_pretty(&file).expect("json");
+        assert_eq!(
+            ProofFile::parse(json.as_bytes()).expect("json parses"),
+            file
+        );
+        let bytes = file.to_bytes();
+        assert_eq!(ProofFile::parse(&bytes).expect("binary parses"), file);
+        ProofFile::parse(&bytes)
+            .expect("parses")
+            .verify(&chain.trust)
+            .expect("verifies after the round trip");
+    }
+}
+
+/// Every single byte of a proof's binary form matters: flipping any one of them makes
+/// the file undecodable or unverifiable.
+fn every_byte_counts(chain: &Chain, file: &ProofFile) {
+    file.verify(&chain.trust)
+        .expect("the untampered proof verifies");
+    let bytes = file.to_bytes();
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x01;
+        let Ok(decoded) = ProofFile::from_bytes(&bad) else {
+            continue;
+        };
+        match decoded.verify(&chain.trust) {
+            Err(_) => {}
+            // One exception is no forgery: an absence proof for an empty subtree also
+            // proves the absence of any other key whose path enters that subtree, so a
+            // flipped key byte can yield another true statement.
+            Ok(Verified::State {
+                key,
+                value: None,
+                block,
+            }) => assert_eq!(
+                chain.committed(block.height).state.get(&key),
+                None,
+                "flipping byte {i} proved a present key absent"
+            ),
+            Ok(other) => panic!(
+                "flipping byte {i} of {} went unnoticed: {other:?}",
+                bytes.len()
+            ),
+        }
+    }
+}
+
+#[test]
+fn every_byte_of_a_transaction_proof_is_checked() {
+    let (chain, a) = two_goods();
+    every_byte_counts(&chain, &chain.tx_file(&a[1]));
+}
+
+#[test]
+fn every_byte_of_a_state_proof_is_checked() {
+    let (chain, _) = two_goods();
+    every_byte_counts(
+        &chain,
+        &chain.state_file(6, goods::head_key("PARCEL-A").as_bytes()),
+    );
+    every_byte_counts(&chain, &chain.state_file(6, b"never/written"));
+}
+
+#[test]
+fn every_byte_of_a_provenance_proof_is_checked() {
+    let (chain, _) = two_goods();
+    every_byte_counts(&chain, &chain.provenance_file("PARCEL-B"));
+}
+
+#[test]
+fn tampered_transaction_proof_fields_are_named() {
+    let (chain, a) = two_goods();
+    let good = chain.tx_file(&a[3]);
+
+    let mut f = good.clone();
+    tx_of(&mut f).tx.body.call.args[0] ^= 1;
+    expect_failure(&f, &chain, "proof.tx.signature", "signature");
+
+    let mut f = good.clone();
+    tx_of(&mut f).tx.signature.0[5] ^= 1;
+    expect_failure(&f, &chain, "proof.tx.signature", "signature");
+
+    let mut f = good.clone();
+    tx_of(&mut f).tx_path[0].0[0] ^= 1;
+    expect_failure(&f, &chain, "proof.tx_path", "root");
+
+    let mut f = good.clone();
+    tx_of(&mut f).result_path[1].0[31] ^= 1;
+    expect_failure(&f, &chain, "proof.result_path", "root");
+
+    let mut f = good.clone();
+    tx_of(&mut f).index ^= 1;
+    expect_failure(&f, &chain, "proof.tx_path", "leaf");
+
+    let mut f = good.clone();
+    if let cbec_ledger::Outcome::Accepted { events } = &mut tx_of(&mut f).result.outcome {
+        events[0].attributes[0].value.push('X');
+    }
+    expect_failure(&f, &chain, "proof.result_path", "result");
+
+    // A result moved to another transaction: its path holds, its tx hash does not.
+    let mut f = good.clone();
+    tx_of(&mut f).result.tx_hash.0[0] ^= 1;
+    expect_failure(&f, &chain, "proof.result_path", "result");
+
+    for field in ["tx_root", "results_root", "state_root", "time", "height"] {
+        let mut f = good.clone();
+        let h = &mut tx_of(&mut f).block.header;
+        match field {
+            "tx_root" => h.tx_root.0[0] ^= 1,
+            "results_root" => h.results_root.0[0] ^= 1,
+            "state_root" => h.state_root.0[0] ^= 1,
+            "time" => h.time_ms += 1,
+            _ => h.height += 1,
+        }
+        expect_failure(&f, &chain, "proof.block.certificate", "block");
+    }
+
+    let mut f = good.clone();
+    tx_of(&mut f).block.header.chain_id.0[0] ^= 1;
+    expect_failure(&f, &chain, "proof.block.header.chain_id", "chain");
+
+    let mut f = good.clone();
+    tx_of(&mut f).block.header.validators_hash.0[0] ^= 1;
+    expect_failure(&f, &chain, "proof.block.header.validators_hash", "set");
+
+    let mut f = good.clone();
+    tx_of(&mut f).block.certificate.signatures[2].signature.0[0] ^= 1;
+    expect_failure(&f, &chain, "proof.block.certificate", "does not verify");
+
+    let mut f = good.clone();
+    tx_of(&mut f).block.certificate.round += 1;
+    expect_failure(&f, &chain, "proof.block.certificate", "does not verify");
+
+    let mut f = good.clone();
+    f.chain_id.0[0] ^= 1;
+    expect_failure(&f, &chain, "chain_id", "genesis");
+
+    let mut f = good.clone();
+    f.format = 2;
+    expect_failure(&f, &chain, "format", "not supported");
+}
+
+#[test]
+fn a_certificate_signed_by_a_non_validator_is_refused() {
+    let (chain, a) = two_goods();
+    let mut f = chain.tx_file(&a[0]);
+    let p = tx_of(&mut f);
+    let stranger = KeyPair::from_seed(&[99; 32]);
+    let message = cbec_ledger::vote_sign_bytes(
+        &chain.trust.chain_id,
+        p.block.header.height,
+        p.block.certificate.round,
+        cbec_ledger::VoteKind::Precommit,
+        Some(&p.block.header.hash()),
+    );
+    // The stranger signs the right message; its signature is genuine, its key unknown.
+    p.block.certificate.signatures[3] = CommitSig {
+        validator: stranger.public(),
+        signature: stranger.sign(&message),
+    };
+    expect_failure(&f, &chain, "proof.block.certificate", "not a validator");
+}
+
+#[test]
+fn a_certificate_with_two_of_four_signatures_is_refused() {
+    let (chain, a) = two_goods();
+    let mut f = chain.tx_file(&a[0]);
+    tx_of(&mut f).block.certificate.signatures.truncate(2);
+    expect_failure(&f, &chain, "proof.block.certificate", "two thirds");
+    // Three of four is a quorum.
+    let mut f = chain.tx_file(&a[0]);
+    tx_of(&mut f).block.certificate.signatures.truncate(3);
+    f.verify(&chain.trust)
+        .expect("3 of 4 is more than two thirds");
+}
+
+#[test]
+fn state_proofs_show_values_and_absence() {
+    let (chain, _) = two_goods();
+    let key = goods::head_key("PARCEL-A");
+    let present = chain.state_file(chain.height(), key.as_bytes());
+    let Verified::State { value, block, .. } = present.verify(&chain.trust).expect("verifies")
+    else {
+        panic!("not a state summary")
+    };
+    let head: Head = codec::decode(&value.expect("present")).expect("a head");
+    assert_eq!(head.count, 5);
+    assert_eq!(block.height, chain.height());
+
+    // Before PARCEL-A's first event, its head is absent, and that is provable.
+    chain
+        .state_file(1, goods::head_key("PARCEL-B").as_bytes())
+        .verify(&chain.trust)
+        .expect("absence at height 1 verifies");
+
+    let mut f = present.clone();
+    if let Proof::State(p) = &mut f.proof {
+        p.value.as_mut().expect("value")[0] ^= 1;
+    }
+    expect_failure(&f, &chain, "proof.proof", "value hash");
+
+    let mut f = present.clone();
+    if let Proof::State(p) = &mut f.proof {
+        p.key = b"goods/head/PARCEL-Z".to_vec();
+    }
+    expect_failure(&f, &chain, "proof.proof", "key hash");
+
+    let mut f = present;
+    if let Proof::State(p) = &mut f.proof {
+        p.proof.siblings[0].0[3] ^= 1;
+    }
+    expect_failure(&f, &chain, "proof.proof", "state root");
+}
+
+#[test]
+fn an_absent_key_presented_as_present_is_refused() {
+    let (chain, _) = two_goods();
+    let mut f = chain.state_file(chain.height(), b"ent/filing/NOT-FILED");
+    let Proof::State(p) = &mut f.proof else {
+        panic!("state proof")
+    };
+    assert!(p.value.is_none());
+    p.value = Some(b"forged filing".to_vec());
+    expect_failure(&f, &chain, "proof.proof", "key");
+    // Presenting a present key as absent fails too.
+    let mut f = chain.state_file(chain.height(), goods::head_key("PARCEL-A").as_bytes());
+    if let Proof::State(p) = &mut f.proof {
+        p.value = None;
+    }
+    expect_failure(&f, &chain, "proof.proof", "absent");
+}
+
+#[test]
+fn a_provenance_proof_gives_the_timeline_in_order() {
+    let (chain, a) = two_goods();
+    let verified = chain
+        .provenance_file("PARCEL-A")
+        .verify(&chain.trust)
+        .expect("verifies");
+    let Verified::Provenance {
+        goods_id,
+        head,
+        timeline,
+    } = verified
+    else {
+        panic!("not provenance")
+    };
+    assert_eq!(goods_id, "PARCEL-A");
+    assert_eq!(head.height, chain.height());
+    let kinds: Vec<_> = timeline.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Produced,
+            EventKind::Ordered,
+            EventKind::Paid,
+            EventKind::Shipped,
+            EventKind::Delivered
+        ]
+    );
+    let txs: Vec<_> = timeline.iter().map(|e| e.tx_hash).collect();
+    assert_eq!(txs, a);
+    assert!(timeline.iter().all(|e| e.actor == SELLER));
+    assert!(timeline
+        .windows(2)
+        .all(|w| w[0].block.height < w[1].block.height));
+}
+
+#[test]
+fn a_provenance_proof_missing_a_middle_event_is_refused() {
+    let (chain, _) = two_goods();
+    let mut f = chain.provenance_file("PARCEL-A");
+    provenance_of(&mut f).events.remove(2);
+    // The count is checked first; with the head's count doctored too, the link breaks.
+    expect_failure(&f, &chain, "proof.events", "counts 5");
+}
+
+#[test]
+fn a_provenance_proof_with_two_events_swapped_is_refused() {
+    let (chain, _) = two_goods();
+    let mut f = chain.provenance_file("PARCEL-A");
+    provenance_of(&mut f).events.swap(1, 2);
+    expect_failure(&f, &chain, "proof.events[1]", "missing or out of order");
+}
+
+#[test]
+fn a_provenance_proof_with_another_goods_event_spliced_in_is_refused() {
+    let (chain, _) = two_goods();
+    let other = chain.provenance_file("PARCEL-B");
+    let mut f = chain.provenance_file("PARCEL-A");
+    let spliced = match &other.proof {
+        Proof::Provenance(p) => p.events[1].clone(),
+        _ => unreachable!(),
+    };
+    provenance_of(&mut f).events[1] = spliced;
+    expect_failure(&f, &chain, "proof.events[1].tx", "PARCEL-B, not PARCEL-A");
+}
+
+#[test]
+fn a_provenance_proof_with_a_replaced_or_truncated_chain_is_refused() {
+    let (chain, _) = two_goods();
+    // A dropped last event: the proof's chain ends before the head.
+    let mut f = chain.provenance_file("PARCEL-A");
+    let p = provenance_of(&mut f);
+    p.events.pop();
+    expect_failure(&f, &chain, "proof.events", "counts 5");
+
+    // A head from an older height with fewer events, with all current events: count.
+    let mut f = chain.provenance_file("PARCEL-A");
+    provenance_of(&mut f).head = chain.state_proof(3, goods::head_key("PARCEL-A").as_bytes());
+    expect_failure(&f, &chain, "proof.events", "counts 2");
+
+    // An event's attributes altered after the fact: its signature no longer holds.
+    let mut f = chain.provenance_file("PARCEL-A");
+    provenance_of(&mut f).events[3].tx.body.call.args[2] ^= 1;
+    expect_failure(&f, &chain, "proof.events[3].tx.signature", "signature");
+
+    // A non-event transaction in the chain.
+    let mut f = chain.provenance_file("PARCEL-A");
+    let filler = chain.committed(2).block.txs[0].hash();
+    provenance_of(&mut f).events[2] = chain.tx_proof(&filler);
+    expect_failure(
+        &f,
+        &chain,
+        "proof.events[2].tx.body.call",
+        "not a traceability event",
+    );
+}
+
+#[test]
+fn proofs_follow_validator_set_changes_from_genesis() {
+    let (mut chain, a) = two_goods();
+    // Governance replaces customs' validator key; later blocks are signed by the new key.
+    let change = chain.replace_validator(0, key(77));
+    let seller = key(50);
+    chain.record(&seller, SELLER, "PARCEL-A", EventKind::Evaluated);
+    let late_tx = chain.committed(chain.height()).block.txs[1].hash();
+
+    let file = chain.tx_file(&late_tx);
+    assert_eq!(file.set_changes.len(), 1);
+    let Verified::Tx { block, .. } = file.verify(&chain.trust).expect("follows the change") else {
+        panic!()
+    };
+    assert!(block.height > change);
+    assert_eq!(block.certified_by[0], "customs", "the new key is customs'");
+
+    // An old proof still verifies, with or without the later change in the file.
+    chain
+        .tx_file(&a[0])
+        .verify(&chain.trust)
+        .expect("old proof");
+    let mut old_with_change = chain.tx_file(&a[0]);
+    old_with_change.set_changes = file.set_changes.clone();
+    old_with_change
+        .verify(&chain.trust)
+        .expect("old proof, later change attached");
+
+    // Provenance spanning the change verifies.
+    chain
+        .provenance_file("PARCEL-A")
+        .verify(&chain.trust)
+        .expect("provenance across the change");
+
+    // Without the change, the new set is unknown to the verifier.
+    let mut f = file.clone();
+    f.set_changes.clear();
+    expect_failure(&f, &chain, "proof.block.header.validators_hash", "missing");
+
+    // The change's own certificate is checked against the set before it.
+    let mut f = file.clone();
+    f.set_changes[0].at.certificate.signatures.truncate(2);
+    expect_failure(&f, &chain, "set_changes[0].at.certificate", "two thirds");
+
+    // The new key is read from certified state: a forged key value is caught.
+    let mut f = file.clone();
+    let forged = codec::encode(&key(66).public());
+    f.set_changes[0].keys[0].value = Some(forged);
+    expect_failure(&f, &chain, "set_changes[0].keys[0]", "value hash");
+
+    // Hiding the change (claiming no replacement) is caught by the state proof.
+    let mut f = file.clone();
+    f.set_changes[0].keys[0].value = None;
+    expect_failure(&f, &chain, "set_changes[0].keys[0]", "absent");
+
+    // The retired key can no longer certify: a block after the change signed by the
+    // old customs key is refused.
+    let mut f = file;
+    let p = tx_of(&mut f);
+    let old = key(1);
+    let message = cbec_ledger::vote_sign_bytes(
+        &chain.trust.chain_id,
+        p.block.header.height,
+        0,
+        cbec_ledger::VoteKind::Precommit,
+        Some(&p.block.header.hash()),
+    );
+    p.block.certificate.signatures[0] = CommitSig {
+        validator: old.public(),
+        signature: old.sign(&message),
+    };
+    expect_failure(&f, &chain, "proof.block.certificate", "not a validator");
+}
+
+#[test]
+fn a_proof_for_another_genesis_is_refused() {
+    let (chain, a) = two_goods();
+    let file = chain.tx_file(&a[0]);
+    let mut other = chain.trust.clone();
+    other.chain_id = Hash::tagged("test-chain", b"another");
+    let err = file.verify(&other).expect_err("another chain");
+    assert_eq!(err.at, "chain_id");
+    let mut other = chain.trust.clone();
+    other.agencies[1].validator_key = key(88).public();
+    let err = file.verify(&other).expect_err("another validator set");
+    assert!(err.at.ends_with("validators_hash"), "{err}");
+}
