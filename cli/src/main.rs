@@ -47,6 +47,13 @@ enum Command {
     /// Read transactions, blocks and state from a node.
     #[command(subcommand)]
     Query(commands::query::QueryCommand),
+    /// Fetch a proof (of a transaction, a state value or a good's history) into a file.
+    #[command(subcommand)]
+    Prove(commands::audit::ProveCommand),
+    /// Verify a proof file offline, trusting only the genesis file.
+    Verify(commands::audit::VerifyArgs),
+    /// Show a good's verified timeline: every event, by whom, when, in which block.
+    Provenance(commands::audit::ProvenanceArgs),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -69,6 +76,11 @@ fn main() -> ExitCode {
         Command::Devnet(cmd) => commands::devnet::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Tx(cmd) => commands::tx::run(cmd, &out),
         Command::Query(cmd) => commands::query::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Prove(cmd) => commands::audit::prove(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => commands::audit::verify(args, &out).map(|()| ExitCode::SUCCESS),
+        Command::Provenance(args) => {
+            commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

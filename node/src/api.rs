@@ -7,7 +7,16 @@
 //! | POST | `/v1/txs` | submit many in one request (a JSON array, or canonical `Vec<Transaction>`) |
 //! | GET | `/v1/tx/{hash}` | status, block, index and result |
 //! | GET | `/v1/blocks/{height}`, `/v1/blocks/latest` | block and its commit certificate |
-//! | GET | `/v1/state/{key}` | latest value of a state key; `?proof=true` adds the Merkle proof at the latest height |
+//! | GET | `/v1/state/{key}` | latest value of a state key; `?proof=true` adds its proof at the latest height (as `/v1/proof/state`) |
+//! | GET | `/v1/proof/tx/{hash}` | proof of a committed transaction and its result (`cbec verify` checks it offline) |
+//! | GET | `/v1/proof/state/{key}` | proof of a key's value or absence; `?height=H` for an earlier block |
+//! | GET | `/v1/proof/provenance/{goods id}` | proof of a good's whole event history |
+//!
+//! Proofs are JSON by default; `Accept: application/octet-stream` gets the canonical
+//! binary form.
+//!
+//! | method | path | what |
+//! |---|---|---|
 //! | GET | `/v1/nonce/{public key}` | the next nonce to use (committed + pending) |
 //! | GET | `/v1/status` | height, round, peers, syncing, validator, mempool |
 //! | GET | `/v1/events` | server-sent events: one `block` event per committed block |
@@ -24,12 +33,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cbec_ledger::{codec, Hash, PublicKey, Transaction};
+use cbec_ledger::{codec, Hash, ProofFile, PublicKey, Transaction};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::proofs::{ProveError, Prover};
 use crate::shared::{committed_result, Command, Shared};
 
 /// Largest request body accepted.
@@ -64,6 +74,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/tx/{hash}", get(tx_status))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/state/{*key}", get(state))
+        .route("/v1/proof/tx/{hash}", get(proof_tx))
+        .route("/v1/proof/state/{*key}", get(proof_state))
+        .route("/v1/proof/provenance/{goods_id}", get(proof_provenance))
         .route("/v1/nonce/{key}", get(nonce))
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
@@ -276,20 +289,83 @@ async fn state(
         "value_hex": value.as_ref().map(hex::encode),
     });
     if q.proof && height > 0 {
-        let (proved, proof) = shared
-            .store
-            .state_proof(key.as_bytes(), height)
+        let prover = Prover {
+            store: &shared.store,
+            trust: &shared.trust,
+        };
+        let file = tokio::task::block_in_place(|| prover.state(key.as_bytes(), Some(height)))
             .map_err(internal)?;
-        let root = shared
-            .store
-            .header(height)
-            .map_err(internal)?
-            .map(|h| h.state_root);
-        body["state_root"] = json!(root);
-        body["proof"] = serde_json::to_value(&proof).map_err(internal)?;
-        body["proved_value_hex"] = json!(proved.map(hex::encode));
+        body["proof"] = serde_json::to_value(&file).map_err(internal)?;
     }
     Ok(Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct HeightQuery {
+    height: Option<u64>,
+}
+
+/// Builds a proof off the async runtime (it reads blocks and tree nodes from disk) and
+/// answers in JSON, or in binary when the client accepts `application/octet-stream`.
+async fn prove(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    build: impl FnOnce(&Prover<'_>) -> Result<ProofFile, ProveError> + Send + 'static,
+) -> ApiResult {
+    let file = tokio::task::spawn_blocking(move || {
+        build(&Prover {
+            store: &shared.store,
+            trust: &shared.trust,
+        })
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| match e {
+        ProveError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+        ProveError::Store(e) => internal(e),
+    })?;
+    let binary = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/octet-stream"));
+    if binary {
+        Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            file.to_bytes(),
+        )
+            .into_response())
+    } else {
+        Ok(Json(file).into_response())
+    }
+}
+
+async fn proof_tx(
+    State(shared): State<Arc<Shared>>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let hash: Hash = hash
+        .parse()
+        .map_err(|e| bad(format!("transaction hash: {e}")))?;
+    prove(shared, headers, move |p| p.tx(&hash)).await
+}
+
+async fn proof_state(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    Query(q): Query<HeightQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    prove(shared, headers, move |p| p.state(key.as_bytes(), q.height)).await
+}
+
+async fn proof_provenance(
+    State(shared): State<Arc<Shared>>,
+    Path(goods_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    cbec_chaincode::goods::check_goods_id(&goods_id).map_err(|e| bad(e.message))?;
+    prove(shared, headers, move |p| p.provenance(&goods_id)).await
 }
 
 async fn nonce(State(shared): State<Arc<Shared>>, Path(key): Path<String>) -> ApiResult {

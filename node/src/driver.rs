@@ -11,6 +11,7 @@ use cbec_consensus::{
     Config, Consensus, Decision, Honest, Input, Message, Output, SignedProposal, Timeout,
 };
 use cbec_genesis::Genesis;
+use cbec_ledger::proof::{validator_key_state_key, Roster};
 use cbec_ledger::{
     block, codec, merkle, tx, Block, CommitCertificate, Hash, Header, KeyPair, PublicKey,
     Transaction, TxResult, ValidatorSet,
@@ -175,22 +176,22 @@ impl Driver {
         next_nonce(&self.shared.store, key)
     }
 
+    /// The set for the next height: the genesis agencies, each agency's key replaced
+    /// where governance recorded one (`gov/validator/<agency>`) in committed state.
+    /// Auditors' verifiers derive it the same way (`Roster::derive`).
     fn validators_for_next(&self) -> anyhow::Result<ValidatorSet> {
-        // Governance may replace an agency's validator key (`gov/validator/<agency>`).
-        let mut list = Vec::new();
-        for agency in &self.genesis.agencies {
-            let key = self
-                .shared
-                .store
-                .state_value(format!("gov/validator/{}", agency.name).as_bytes())?
-                .and_then(|b| codec::decode::<PublicKey>(&b).ok())
-                .unwrap_or(agency.validator_key);
-            list.push(cbec_ledger::Validator {
-                key,
-                power: agency.voting_power,
-            });
+        let trust = &self.shared.trust;
+        let mut overrides = Vec::with_capacity(trust.agencies.len());
+        for agency in &trust.agencies {
+            let key = validator_key_state_key(&agency.name);
+            overrides.push(
+                self.shared
+                    .store
+                    .state_value(key.as_bytes())?
+                    .and_then(|b| codec::decode::<PublicKey>(&b).ok()),
+            );
         }
-        Ok(ValidatorSet::new(list)?)
+        Ok(Roster::derive(&trust.agencies, &overrides)?.set().clone())
     }
 
     async fn start_height(&mut self, height: u64) -> anyhow::Result<()> {

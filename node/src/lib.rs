@@ -2,7 +2,7 @@
 //!
 //! What belongs here: networking (libp2p, [`network`]), storage (RocksDB and the state
 //! tree, [`store`]), the [`mempool`], the [`driver`] that runs consensus and executes
-//! blocks, block sync, the HTTP [`api`], [`metrics`] and logs. The `cbec-node` binary
+//! blocks, block sync, the HTTP [`api`], auditor [`proofs`], [`metrics`] and logs. The `cbec-node` binary
 //! and the `cbec` CLI's `node run` both start a node through [`run`].
 //!
 //! What does not: protocol rules (in `cbec-consensus`), filing rules (in
@@ -15,6 +15,7 @@ pub mod driver;
 pub mod mempool;
 pub mod metrics;
 pub mod network;
+pub mod proofs;
 pub mod run;
 pub mod shared;
 pub mod store;

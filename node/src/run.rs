@@ -116,6 +116,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         store: store.clone(),
         chain_id,
+        trust: genesis.trust_root(),
         agency: config.agency.clone(),
         validator: validator_key.public(),
         commands: command_tx,

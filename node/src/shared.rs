@@ -50,6 +50,8 @@ pub enum Command {
 pub struct Shared {
     pub store: Arc<Store>,
     pub chain_id: Hash,
+    /// The genesis agencies and chain id: what proofs are built for.
+    pub trust: cbec_ledger::proof::TrustRoot,
     pub agency: String,
     pub validator: PublicKey,
     pub commands: mpsc::Sender<Command>,

@@ -11,6 +11,7 @@
 //! | `jmt_values` | key hash ++ version (BE) | `Option<value>` (history, for proofs) |
 //! | `consensus` | `signing` | [`SigningState`] |
 //! | `meta` | `chain_id`, `height` | the chain this store belongs to, last applied height |
+//! | `meta` | `validators_hash`, `set-change/<height>` | the last block's validator set; heights after which the set changed |
 //!
 //! Applying a decided block writes block, certificate, transaction index, state, tree
 //! nodes and the new height in **one** write batch, synced to disk: after a crash the
@@ -21,6 +22,7 @@ use std::path::Path;
 
 use cbec_chaincode::{StateRead, Writes};
 use cbec_consensus::SigningState;
+use cbec_ledger::sparse::{self, SparseLeaf, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
@@ -65,6 +67,9 @@ pub struct PreparedState {
 pub struct Store {
     db: DB,
 }
+
+/// `meta` keys `set-change/<height BE>`: the validator set changed after that height.
+const SET_CHANGE_PREFIX: &[u8] = b"set-change/";
 
 fn height_key(height: u64) -> [u8; 8] {
     height.to_be_bytes()
@@ -264,8 +269,46 @@ impl Store {
                 codec::encode(&(height, index as u32)),
             );
         }
+        // The set for height h + 1 follows from the state after h: when a block's set
+        // differs from its parent's, the parent is where a change took effect. Proofs
+        // carry those heights' certified state (see `proofs`).
+        let last_set: Option<Hash> = self.meta_get("validators_hash")?;
+        if last_set.is_some_and(|h| h != block.header.validators_hash) {
+            let mut key = SET_CHANGE_PREFIX.to_vec();
+            key.extend_from_slice(&height_key(height - 1));
+            batch.put_cf(self.cf("meta"), key, []);
+        }
+        batch.put_cf(
+            self.cf("meta"),
+            b"validators_hash",
+            codec::encode(&block.header.validators_hash),
+        );
         batch.put_cf(self.cf("meta"), b"height", codec::encode(&height));
         self.write_synced(batch)
+    }
+
+    /// Heights after which the validator set changed, up to `before` (exclusive).
+    pub fn set_changes_before(&self, before: u64) -> Result<Vec<u64>> {
+        let iter = self.db.iterator_cf(
+            self.cf("meta"),
+            IteratorMode::From(SET_CHANGE_PREFIX, Direction::Forward),
+        );
+        let mut heights = Vec::new();
+        for item in iter {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(SET_CHANGE_PREFIX) else {
+                break;
+            };
+            let bytes: [u8; 8] = rest
+                .try_into()
+                .map_err(|_| corrupt("set-change key is not a height"))?;
+            let height = u64::from_be_bytes(bytes);
+            if height >= before {
+                break;
+            }
+            heights.push(height);
+        }
+        Ok(heights)
     }
 
     /// Checks the last `depth` blocks: hash chain, certificates naming them, and that
@@ -340,6 +383,13 @@ impl Store {
             .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
+    /// The value of `key` at `height` with its proof in the ledger's own form, which
+    /// auditors verify without `jmt`.
+    pub fn sparse_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
+        let (value, proof) = self.state_proof(key, height)?;
+        Ok((value, to_sparse_proof(&proof)?))
+    }
+
     /// The tree root at `version` (block height).
     pub fn state_root(&self, version: u64) -> Result<Hash> {
         let root: RootHash = Sha256Jmt::new(self)
@@ -347,6 +397,52 @@ impl Store {
             .map_err(|e| StoreError::Tree(e.to_string()))?;
         Ok(Hash(root.0))
     }
+}
+
+/// Converts a `jmt` proof to the ledger's form. `jmt` keeps its proof's parts private
+/// but defines their borsh layout: the optional leaf (tag, key hash, value hash), then
+/// the siblings (u32 count; each a tag 0 = empty, 1 = internal with two child hashes,
+/// 2 = leaf with key and value hashes). Each sibling becomes its hash.
+pub fn to_sparse_proof(proof: &jmt::proof::SparseMerkleProof<sha2::Sha256>) -> Result<SparseProof> {
+    let bytes = borsh::to_vec(proof).map_err(|e| StoreError::Tree(e.to_string()))?;
+    let bad = || StoreError::Tree("unexpected jmt proof layout".into());
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let part = bytes.get(at..at + n).ok_or_else(bad)?;
+        at += n;
+        Ok(part)
+    };
+    let hash = |b: &[u8]| -> Result<Hash> { Ok(Hash(b.try_into().map_err(|_| bad())?)) };
+    let leaf = match take(1)?[0] {
+        0 => None,
+        1 => Some(SparseLeaf {
+            key_hash: hash(take(32)?)?,
+            value_hash: hash(take(32)?)?,
+        }),
+        _ => return Err(bad()),
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
+    if count > sparse::DEPTH_MAX {
+        return Err(bad());
+    }
+    let mut siblings = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sibling = match take(1)?[0] {
+            0 => sparse::PLACEHOLDER,
+            1 => sparse::internal_hash(&hash(take(32)?)?, &hash(take(32)?)?),
+            2 => SparseLeaf {
+                key_hash: hash(take(32)?)?,
+                value_hash: hash(take(32)?)?,
+            }
+            .hash(),
+            _ => return Err(bad()),
+        };
+        siblings.push(sibling);
+    }
+    if at != bytes.len() {
+        return Err(bad());
+    }
+    Ok(SparseProof { leaf, siblings })
 }
 
 impl TreeReader for Store {
@@ -487,6 +583,91 @@ mod tests {
                 KeyHash::with::<sha2::Sha256>(b"nope"),
             )
             .expect("absence proven");
+    }
+
+    /// The ledger's verifier, given converted proofs, agrees with `jmt`'s own on a
+    /// tree of thousands of keys: present keys, absent keys, old versions, deletions.
+    #[test]
+    fn converted_proofs_verify_in_the_ledger_as_jmt_verifies_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        let key = |i: u32| format!("ent/filing/{i:05}").into_bytes();
+        for h in 1..=4u64 {
+            let mut w: Writes = (0..1_500u32)
+                .filter(|i| u64::from(i % 4) < h)
+                .map(|i| (key(i), Some(format!("v{h}-{i}").into_bytes())))
+                .collect();
+            if h == 4 {
+                w.insert(key(3), None); // deleted at height 4
+            }
+            let prepared = store.prepare_state(h, &w).expect("prepare");
+            let b = block(&store, h, prepared.root);
+            store
+                .commit_block(&b, &cert(&b), &w, &prepared)
+                .expect("commit");
+        }
+        for h in 1..=4u64 {
+            let root = store.state_root(h).expect("root");
+            for i in (0..1_600u32).step_by(37).chain([3]) {
+                let k = key(i);
+                let (value, jmt_proof) = store.state_proof(&k, h).expect("proof");
+                let ours = to_sparse_proof(&jmt_proof).expect("converts");
+                ours.verify(&root, &k, value.as_deref())
+                    .unwrap_or_else(|e| panic!("key {i} at {h}: {e}"));
+                let theirs = jmt_proof.verify(
+                    jmt::RootHash(root.0),
+                    KeyHash::with::<sha2::Sha256>(&k),
+                    value.as_deref(),
+                );
+                assert!(theirs.is_ok(), "jmt disagrees on key {i} at {h}");
+                // The opposite claim fails in both.
+                let flipped = if value.is_some() {
+                    None
+                } else {
+                    Some(&b"x"[..])
+                };
+                assert!(ours.verify(&root, &k, flipped).is_err());
+            }
+        }
+        assert_eq!(
+            store.sparse_proof(&key(3), 4).expect("proof").0,
+            None,
+            "deleted"
+        );
+    }
+
+    #[test]
+    fn validator_set_changes_are_indexed_at_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        for h in 1..=6u64 {
+            let w = writes(&[("sys/last-block", Some(&h.to_string()))]);
+            let prepared = store.prepare_state(h, &w).expect("prepare");
+            let mut b = block(&store, h, prepared.root);
+            // The set changes after heights 2 and 4.
+            b.header.validators_hash = Hash(
+                [match h {
+                    1 | 2 => 1,
+                    3 | 4 => 2,
+                    _ => 3,
+                }; 32],
+            );
+            store
+                .commit_block(&b, &cert(&b), &w, &prepared)
+                .expect("commit");
+        }
+        assert_eq!(store.set_changes_before(7).expect("read"), vec![2, 4]);
+        assert_eq!(store.set_changes_before(4).expect("read"), vec![2]);
+        assert_eq!(
+            store.set_changes_before(2).expect("read"),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]

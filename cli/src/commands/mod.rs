@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod codes;
 pub mod devnet;
 pub mod genesis;

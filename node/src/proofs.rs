@@ -1,0 +1,179 @@
+//! Builds auditor proofs from the store: what `/v1/proof/...` serves and `cbec verify`
+//! checks offline (see `cbec_ledger::proof` for the format and the verification).
+
+use cbec_ledger::goods::{self, Head, StoredEvent};
+use cbec_ledger::proof::{
+    validator_key_state_key, CertifiedHeader, KeyProof, Proof, ProofFile, ProvenanceProof,
+    SetChange, StateProof, TrustRoot, TxProof, FORMAT_VERSION,
+};
+use cbec_ledger::{codec, Hash};
+
+use crate::store::{Store, StoreError};
+
+/// Why a proof could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// Nothing to prove: an unknown transaction, a good without events, a future height.
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, ProveError>;
+
+/// Most events a provenance proof carries; a good with more is refused, not truncated.
+pub const PROVENANCE_EVENTS_MAX: u64 = 10_000;
+
+fn missing(what: impl std::fmt::Display) -> ProveError {
+    StoreError::Corrupt(format!("{what} is missing")).into()
+}
+
+/// Proof building over one store, for the chain `trust` describes.
+#[derive(Debug)]
+pub struct Prover<'a> {
+    pub store: &'a Store,
+    pub trust: &'a TrustRoot,
+}
+
+impl Prover<'_> {
+    /// The proof of a committed transaction.
+    pub fn tx(&self, hash: &Hash) -> Result<ProofFile> {
+        let proof = self.tx_proof(hash)?;
+        let height = proof.block.header.height;
+        self.file(height, Proof::Tx(proof))
+    }
+
+    /// The proof of `key`'s value (or absence) after block `height` (default: latest).
+    pub fn state(&self, key: &[u8], height: Option<u64>) -> Result<ProofFile> {
+        let latest = self.store.height()?;
+        let height = height.unwrap_or(latest);
+        if height == 0 || height > latest {
+            return Err(ProveError::NotFound(format!(
+                "no committed block at height {height} (the latest is {latest})"
+            )));
+        }
+        let proof = self.state_proof(key, height)?;
+        self.file(height, Proof::State(proof))
+    }
+
+    /// The whole history of a good, at the latest height.
+    pub fn provenance(&self, goods_id: &str) -> Result<ProofFile> {
+        let height = self.store.height()?;
+        if height == 0 {
+            return Err(ProveError::NotFound("nothing is committed yet".into()));
+        }
+        let head = self.state_proof(goods::head_key(goods_id).as_bytes(), height)?;
+        let Some(bytes) = &head.value else {
+            return Err(ProveError::NotFound(format!(
+                "good {goods_id} has no recorded events at height {height}"
+            )));
+        };
+        let head_value: Head = codec::decode(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("head of {goods_id}: {e}")))?;
+        if head_value.count > PROVENANCE_EVENTS_MAX {
+            return Err(ProveError::NotFound(format!(
+                "good {goods_id} has {} events, more than the {PROVENANCE_EVENTS_MAX} a proof carries",
+                head_value.count
+            )));
+        }
+        let mut events = Vec::with_capacity(head_value.count as usize);
+        let mut next = Some(head_value.last);
+        while let Some(hash) = next {
+            let bytes = self
+                .store
+                .state_value(goods::event_key(&hash).as_bytes())?
+                .ok_or_else(|| missing(format!("event {hash} of {goods_id}")))?;
+            let event: StoredEvent = codec::decode(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("event {hash}: {e}")))?;
+            events.push(self.tx_proof(&event.tx_hash)?);
+            next = event.prev;
+            if events.len() as u64 > head_value.count {
+                return Err(StoreError::Corrupt(format!("the chain of {goods_id} loops")).into());
+            }
+        }
+        events.reverse();
+        self.file(
+            height,
+            Proof::Provenance(ProvenanceProof {
+                goods_id: goods_id.to_string(),
+                head,
+                events,
+            }),
+        )
+    }
+
+    fn tx_proof(&self, hash: &Hash) -> Result<TxProof> {
+        let (height, index) = self
+            .store
+            .tx_location(hash)?
+            .ok_or_else(|| ProveError::NotFound(format!("no committed transaction {hash}")))?;
+        let block = self
+            .store
+            .block(height)?
+            .ok_or_else(|| missing(format!("block {height}")))?;
+        let certificate = self
+            .store
+            .certificate(height)?
+            .ok_or_else(|| missing(format!("certificate {height}")))?;
+        TxProof::build(&block, certificate, index as usize)
+            .ok_or_else(|| missing(format!("transaction {index} of block {height}")))
+    }
+
+    fn certified(&self, height: u64) -> Result<CertifiedHeader> {
+        Ok(CertifiedHeader {
+            header: self
+                .store
+                .header(height)?
+                .ok_or_else(|| missing(format!("block {height}")))?,
+            certificate: self
+                .store
+                .certificate(height)?
+                .ok_or_else(|| missing(format!("certificate {height}")))?,
+        })
+    }
+
+    fn state_proof(&self, key: &[u8], height: u64) -> Result<StateProof> {
+        let (value, proof) = self.store.sparse_proof(key, height)?;
+        Ok(StateProof {
+            key: key.to_vec(),
+            value,
+            proof,
+            block: self.certified(height)?,
+        })
+    }
+
+    /// Every validator-set change a verifier must follow to reach `height`.
+    fn set_changes(&self, height: u64) -> Result<Vec<SetChange>> {
+        self.store
+            .set_changes_before(height)?
+            .into_iter()
+            .map(|at| {
+                let keys = self
+                    .trust
+                    .agencies
+                    .iter()
+                    .map(|agency| {
+                        let key = validator_key_state_key(&agency.name);
+                        let (value, proof) = self.store.sparse_proof(key.as_bytes(), at)?;
+                        Ok(KeyProof { value, proof })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(SetChange {
+                    at: self.certified(at)?,
+                    keys,
+                })
+            })
+            .collect()
+    }
+
+    /// Wraps a proof about blocks up to `height` with the set changes before it.
+    fn file(&self, height: u64, proof: Proof) -> Result<ProofFile> {
+        Ok(ProofFile {
+            format: FORMAT_VERSION,
+            chain_id: self.trust.chain_id,
+            set_changes: self.set_changes(height)?,
+            proof,
+        })
+    }
+}
