@@ -1,0 +1,178 @@
+//! The auditor's path through the README: start the demo consortium, fetch the
+//! parcel's provenance proof, verify it offline, see it rejected once tampered with.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cbec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cbec"))
+        .args(args)
+        // The proof commands take the node from here when `--node` is absent.
+        .env_remove("CBEC_NODE")
+        .output()
+        .expect("run cbec")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// Stops the devnet whatever happens to the test.
+struct Devnet(PathBuf);
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = cbec(&["devnet", "down", "--dir", self.0.to_str().unwrap_or("")]);
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("devnet");
+    let devnet = Devnet(dir.clone());
+    let up = ok(&cbec(&[
+        "devnet",
+        "up",
+        "--dir",
+        path(&dir),
+        "--demo",
+        "--json",
+    ]));
+    let summary = serde_json::Deserializer::from_str(&up)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .find(|v| v.get("goods_id").is_some())
+        .expect("the demo's summary");
+    let goods_id = summary["goods_id"].as_str().expect("goods id").to_string();
+    let node = summary["node"].as_str().expect("node url").to_string();
+    let genesis = dir.join("genesis.json");
+    let proof = tmp.path().join("parcel.proof.json");
+
+    let wrote = ok(&cbec(&[
+        "prove",
+        "provenance",
+        &goods_id,
+        "--node",
+        &node,
+        "--out",
+        path(&proof),
+    ]));
+    assert!(wrote.contains("cbec verify"), "{wrote}");
+
+    // Offline: the nodes are stopped before verifying, and no address is given.
+    drop(devnet);
+    let verified = ok(&cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&genesis),
+    ]));
+    assert!(
+        verified.starts_with("verified: provenance of"),
+        "{verified}"
+    );
+    for kind in [
+        "produced",
+        "ordered",
+        "paid",
+        "shipped",
+        "declared",
+        "cleared",
+        "delivered",
+        "evaluated",
+    ] {
+        assert!(verified.contains(kind), "{kind} missing from:\n{verified}");
+    }
+    assert!(verified.contains("certified by"), "{verified}");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&genesis),
+        "--json",
+    ])))
+    .expect("json");
+    assert_eq!(json["verified"], true);
+    assert_eq!(
+        json["statement"]["timeline"].as_array().map(Vec::len),
+        Some(8)
+    );
+
+    // The timeline view reads the saved file just as well.
+    let timeline = ok(&cbec(&[
+        "provenance",
+        &goods_id,
+        "--genesis",
+        path(&genesis),
+        "--file",
+        path(&proof),
+    ]));
+    assert!(
+        timeline.contains(&format!("provenance of {goods_id}: 8 events")),
+        "{timeline}"
+    );
+
+    // The binary form verifies too.
+    let binary = tmp.path().join("parcel.proof.bin");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
+    let parsed: cbec_ledger::ProofFile = serde_json::from_value(file.clone()).expect("proof");
+    std::fs::write(&binary, parsed.to_bytes()).expect("write");
+    ok(&cbec(&[
+        "verify",
+        path(&binary),
+        "--genesis",
+        path(&genesis),
+    ]));
+
+    // One changed attribute in a middle event: refused, naming where.
+    let args = &mut file["proof"]["events"][3]["tx"]["body"]["call"]["args"];
+    let mut hex = args.as_str().expect("hex args").to_string();
+    let last = hex.pop().expect("non-empty");
+    hex.push(if last == '0' { '1' } else { '0' });
+    *args = serde_json::Value::String(hex);
+    let tampered = tmp.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec_pretty(&file).expect("json")).expect("write");
+    let o = cbec(&["verify", path(&tampered), "--genesis", path(&genesis)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("NOT VERIFIED") && err.contains("events[3]"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+
+    // Against another consortium's genesis, nothing verifies.
+    let other = tmp.path().join("other");
+    ok(&cbec(&["genesis", "new", "--out", path(&other)]));
+    let o = cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&other.join("genesis.json")),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("chain_id"), "{}", text(&o.stderr));
+
+    // `verify` takes no node address at all.
+    let o = cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&genesis),
+        "--node",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}
