@@ -54,6 +54,9 @@ enum Command {
     Verify(commands::audit::VerifyArgs),
     /// Show a good's verified timeline: every event, by whom, when, in which block.
     Provenance(commands::audit::ProvenanceArgs),
+    /// Load the local consortium with signed transactions; report throughput, latency,
+    /// CPU, memory and disk.
+    Bench(commands::bench::BenchArgs),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Query(cmd) => commands::query::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Prove(cmd) => commands::audit::prove(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => commands::audit::verify(args, &out).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
         }

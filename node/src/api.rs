@@ -122,10 +122,14 @@ async fn submit(
     shared: &Shared,
     txs: Vec<Transaction>,
 ) -> Result<Vec<Result<Hash, String>>, ApiError> {
+    let (chain_id, max) = (shared.chain_id, shared.tx_bytes_max);
+    let checked = tokio::task::spawn_blocking(move || crate::mempool::check(txs, &chain_id, max))
+        .await
+        .map_err(internal)?;
     let (reply, answer) = oneshot::channel();
     shared
         .commands
-        .send(Command::Submit { txs, reply })
+        .send(Command::Submit { checked, reply })
         .await
         .map_err(|_| {
             ApiError(

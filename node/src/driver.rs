@@ -14,7 +14,7 @@ use cbec_genesis::Genesis;
 use cbec_ledger::proof::{validator_key_state_key, Roster};
 use cbec_ledger::{
     block, codec, merkle, tx, Block, CommitCertificate, Hash, Header, KeyPair, PublicKey,
-    Transaction, TxResult, ValidatorSet,
+    Transaction, TxResult, ValidatorSet, VerifiedTransaction,
 };
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -452,10 +452,23 @@ impl Driver {
             return Err("block too large".into());
         }
         block.check_body().map_err(|e| e.to_string())?;
-        let verified: Result<Vec<_>, _> = tx::verify_all(block.txs.clone(), &self.shared.chain_id)
-            .into_iter()
+        // Transactions this node admitted were verified then; only the rest are checked.
+        let mut verified: Vec<Option<VerifiedTransaction>> = block
+            .txs
+            .iter()
+            .map(|t| self.mempool.verified(&t.hash()))
             .collect();
-        let verified = verified.map_err(|e| format!("transaction: {e}"))?;
+        let unknown: Vec<usize> = (0..verified.len())
+            .filter(|i| verified[*i].is_none())
+            .collect();
+        let checked = tx::verify_all(
+            unknown.iter().map(|i| block.txs[*i].clone()).collect(),
+            &self.shared.chain_id,
+        );
+        for (i, result) in unknown.into_iter().zip(checked) {
+            verified[i] = Some(result.map_err(|e| format!("transaction: {e}"))?);
+        }
+        let verified: Vec<VerifiedTransaction> = verified.into_iter().flatten().collect();
         let outcome = self
             .engine
             .execute_block(
@@ -583,18 +596,19 @@ impl Driver {
                     self.on_proposal(from, proposal, *block).await?
                 }
                 NetMessage::Consensus(message) => self.handle(Input::Message(message)).await?,
-                NetMessage::Txs(txs) => {
-                    let store = self.shared.store.clone();
-                    self.mempool.admit(txs, |k| next_nonce(&store, k));
-                    self.shared
-                        .metrics
-                        .mempool_txs
-                        .set(self.mempool.len() as i64);
-                }
                 NetMessage::Status { height } => {
                     self.peer_heights.insert(from, height);
                 }
             },
+            NetEvent::Txs { checked, .. } => {
+                let store = self.shared.store.clone();
+                self.mempool
+                    .admit_checked(checked, |k| next_nonce(&store, k));
+                self.shared
+                    .metrics
+                    .mempool_txs
+                    .set(self.mempool.len() as i64);
+            }
             NetEvent::Blocks { peer, blocks } => self.on_blocks(peer, blocks).await?,
             NetEvent::SyncFailed { .. } => self.sync_in_flight = None,
             NetEvent::Connected(peer) => {
@@ -637,17 +651,22 @@ impl Driver {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Submit { txs, reply } => {
+            Command::Submit { checked, reply } => {
                 let store = self.shared.store.clone();
-                let answers = self.mempool.admit(txs.clone(), |k| next_nonce(&store, k));
-                let admitted: Vec<Transaction> = txs
+                let candidates: Vec<Option<Transaction>> = checked
+                    .iter()
+                    .map(|c| c.as_ref().ok().map(|(tx, _)| tx.tx().clone()))
+                    .collect();
+                let answers = self
+                    .mempool
+                    .admit_checked(checked, |k| next_nonce(&store, k));
+                let admitted: Vec<Transaction> = candidates
                     .into_iter()
                     .zip(&answers)
-                    .filter(|(_, a)| a.is_ok())
-                    .map(|(t, _)| t)
+                    .filter_map(|(t, a)| t.filter(|_| a.is_ok()))
                     .collect();
                 if !admitted.is_empty() {
-                    self.publish(NetMessage::Txs(admitted)).await;
+                    let _ = self.net.send(NetCommand::PushTxs(admitted)).await;
                 }
                 self.shared
                     .metrics

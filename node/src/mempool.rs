@@ -57,6 +57,47 @@ struct Entry {
     bytes: usize,
 }
 
+/// A transaction through the stateless half of admission (size, chain id, signature),
+/// with its encoded size.
+pub type Checked = Result<(VerifiedTransaction, usize), Rejection>;
+
+/// The expensive, stateless half of admission: size and a batch signature check. Runs
+/// anywhere (the API and the network call it on blocking threads), so the consensus
+/// task only does [`Mempool::admit_checked`].
+pub fn check(txs: Vec<Transaction>, chain_id: &Hash, tx_bytes_max: usize) -> Vec<Checked> {
+    let sizes: Vec<usize> = txs.iter().map(|t| codec::encode(t).len()).collect();
+    let (fits, answers): (Vec<_>, Vec<_>) = txs
+        .into_iter()
+        .zip(sizes)
+        .map(|(tx, size)| {
+            if size > tx_bytes_max {
+                (
+                    None,
+                    Some(Rejection::TooLarge {
+                        size,
+                        max: tx_bytes_max,
+                    }),
+                )
+            } else {
+                (Some((tx, size)), None)
+            }
+        })
+        .unzip();
+    let candidates: Vec<Transaction> = fits.iter().flatten().map(|(tx, _)| tx.clone()).collect();
+    let mut verified = tx::verify_all(candidates, chain_id).into_iter();
+    fits.into_iter()
+        .zip(answers)
+        .map(|(candidate, early)| match (candidate, early) {
+            (_, Some(rejection)) => Err(rejection),
+            (Some((_, size)), None) => {
+                let result = verified.next().expect("one verification per candidate");
+                Ok((result.map_err(Rejection::Invalid)?, size))
+            }
+            (None, None) => unreachable!("every transaction is either a candidate or answered"),
+        })
+        .collect()
+}
+
 /// Pending transactions by hash and by sender and nonce.
 #[derive(Debug)]
 pub struct Mempool {
@@ -106,40 +147,30 @@ impl Mempool {
         txs: Vec<Transaction>,
         next_nonce: impl Fn(&PublicKey) -> u64,
     ) -> Vec<Result<Hash, Rejection>> {
-        let sizes: Vec<usize> = txs.iter().map(|t| codec::encode(t).len()).collect();
-        let (small, answers): (Vec<_>, Vec<_>) = txs
+        let checked = check(txs, &self.chain_id, self.config.tx_bytes_max);
+        self.admit_checked(checked, next_nonce)
+    }
+
+    /// The cheap half of admission, for transactions [`check`]ed elsewhere (off the
+    /// consensus task): duplicates, nonces and bounds.
+    pub fn admit_checked(
+        &mut self,
+        checked: Vec<Checked>,
+        next_nonce: impl Fn(&PublicKey) -> u64,
+    ) -> Vec<Result<Hash, Rejection>> {
+        checked
             .into_iter()
-            .zip(sizes)
-            .map(|(tx, size)| {
-                if size > self.config.tx_bytes_max {
-                    (
-                        None,
-                        Some(Err(Rejection::TooLarge {
-                            size,
-                            max: self.config.tx_bytes_max,
-                        })),
-                    )
-                } else {
-                    (Some((tx, size)), None)
-                }
-            })
-            .unzip();
-        let checkable: Vec<Transaction> =
-            small.iter().flatten().map(|(tx, _)| tx.clone()).collect();
-        let mut verified = tx::verify_all(checkable, &self.chain_id).into_iter();
-        small
-            .into_iter()
-            .zip(answers)
-            .map(|(candidate, early)| match (candidate, early) {
-                (_, Some(answer)) => answer,
-                (Some((_, size)), None) => {
-                    let result = verified.next().expect("one verification per candidate");
-                    let tx = result.map_err(Rejection::Invalid)?;
-                    self.insert(tx, size, &next_nonce)
-                }
-                (None, None) => unreachable!("every transaction is either a candidate or answered"),
+            .map(|c| {
+                let (tx, size) = c?;
+                self.insert(tx, size, &next_nonce)
             })
             .collect()
+    }
+
+    /// A pending transaction, already verified: a block validator need not check its
+    /// signature again.
+    pub fn verified(&self, hash: &Hash) -> Option<VerifiedTransaction> {
+        self.by_hash.get(hash).map(|e| e.tx.clone())
     }
 
     fn insert(

@@ -2,8 +2,9 @@
 //!
 //! - Only the peer ids named in genesis may connect (`allow_block_list`); anyone else is
 //!   refused at the connection and logged.
-//! - Consensus messages, proposals with their blocks, transactions and status travel
-//!   on gossipsub topics; messages are size-limited and signed by the publishing peer.
+//! - Consensus messages, proposals with their blocks and status travel on gossipsub;
+//!   transactions are pushed to each peer on their own request-response protocol, with
+//!   at most a few pushes in flight per peer, so they never crowd out consensus; messages are size-limited and signed by the publishing peer.
 //!   A message that does not decode is rejected (not relayed) and its publisher
 //!   disconnected: it is a faulty validator.
 //! - Block sync is a request-response protocol with bounded, length-prefixed frames.
@@ -37,11 +38,8 @@ pub enum NetMessage {
     },
     /// Votes (and proposals re-sent without their block, which peers already hold).
     Consensus(Message),
-    Txs(Vec<Transaction>),
     /// The sender's last committed height, so laggards know to sync.
-    Status {
-        height: u64,
-    },
+    Status { height: u64 },
 }
 
 /// Blocks a sync response may carry.
@@ -60,9 +58,44 @@ pub struct SyncResponse {
     pub blocks: Vec<(Block, CommitCertificate)>,
 }
 
-/// Length-prefixed canonical frames, bounded in size.
-#[derive(Debug, Clone, Default)]
-pub struct SyncCodec;
+/// Length-prefixed canonical frames, bounded in size, for a request-response protocol.
+pub struct FrameCodec<Req, Res>(std::marker::PhantomData<fn() -> (Req, Res)>);
+
+impl<Req, Res> Default for FrameCodec<Req, Res> {
+    fn default() -> Self {
+        FrameCodec(std::marker::PhantomData)
+    }
+}
+
+impl<Req, Res> Clone for FrameCodec<Req, Res> {
+    fn clone(&self) -> Self {
+        FrameCodec::default()
+    }
+}
+
+impl<Req, Res> std::fmt::Debug for FrameCodec<Req, Res> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameCodec")
+    }
+}
+
+/// Block sync: a height range asked, blocks with certificates answered.
+pub type SyncCodec = FrameCodec<SyncRequest, SyncResponse>;
+
+/// Transactions pushed to a peer, which acknowledges them. A request-response
+/// protocol, not gossip: each push has its own stream, so a flood of transactions
+/// cannot queue ahead of consensus messages, and a sender with too many pushes in
+/// flight to a peer skips it (the transactions stay in its own mempool).
+pub type TxCodec = FrameCodec<TxBatch, TxAck>;
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct TxBatch(pub Vec<Transaction>);
+
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct TxAck;
+
+/// Pushes in flight to one peer beyond which new transactions are not pushed to it.
+pub const TX_PUSHES_IN_FLIGHT_MAX: usize = 8;
 
 async fn read_frame<T: futures::AsyncRead + Unpin + Send, M: bincode::Decode<()>>(
     io: &mut T,
@@ -98,30 +131,34 @@ async fn write_frame<T: futures::AsyncWrite + Unpin + Send, M: bincode::Encode>(
     io.close().await
 }
 
-impl request_response::Codec for SyncCodec {
+impl<Req, Res> request_response::Codec for FrameCodec<Req, Res>
+where
+    Req: Encode + Decode<()> + Send + Sync + 'static,
+    Res: Encode + Decode<()> + Send + Sync + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
-    type Response = SyncResponse;
+    type Request = Req;
+    type Response = Res;
 
     async fn read_request<T: futures::AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncRequest> {
+    ) -> std::io::Result<Req> {
         read_frame(io).await
     }
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncResponse> {
+    ) -> std::io::Result<Res> {
         read_frame(io).await
     }
     async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: SyncRequest,
+        req: Req,
     ) -> std::io::Result<()> {
         write_frame(io, &req).await
     }
@@ -129,7 +166,7 @@ impl request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: SyncResponse,
+        res: Res,
     ) -> std::io::Result<()> {
         write_frame(io, &res).await
     }
@@ -140,13 +177,19 @@ struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     gossip: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    txs: request_response::Behaviour<TxCodec>,
 }
 
 /// Commands from the node to the network task.
 #[derive(Debug)]
 pub enum NetCommand {
     Publish(NetMessage),
-    RequestBlocks { peer: PeerId, from: u64 },
+    /// Push admitted transactions to every connected peer that is keeping up.
+    PushTxs(Vec<Transaction>),
+    RequestBlocks {
+        peer: PeerId,
+        from: u64,
+    },
     Disconnect(PeerId),
 }
 
@@ -156,6 +199,11 @@ pub enum NetEvent {
     Message {
         from: PeerId,
         message: NetMessage,
+    },
+    /// Transactions a peer pushed, already through the stateless checks.
+    Txs {
+        from: PeerId,
+        checked: Vec<crate::mempool::Checked>,
     },
     Blocks {
         peer: PeerId,
@@ -169,7 +217,6 @@ pub enum NetEvent {
 }
 
 const CONSENSUS_TOPIC: &str = "cbec/consensus/1";
-const TX_TOPIC: &str = "cbec/txs/1";
 
 /// The network's configuration: who we are, where we listen, who the peers are.
 #[derive(Debug, Clone)]
@@ -179,6 +226,9 @@ pub struct NetConfig {
     /// Genesis peers (excluding ourselves) with their addresses.
     pub peers: Vec<(PeerId, Multiaddr)>,
     pub message_bytes_max: usize,
+    /// For the stateless checks of pushed transactions.
+    pub chain_id: cbec_ledger::Hash,
+    pub tx_bytes_max: usize,
 }
 
 /// A running network task's handles.
@@ -234,10 +284,15 @@ fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 [(StreamProtocol::new("/cbec/sync/1"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
+            let txs = request_response::Behaviour::new(
+                [(StreamProtocol::new("/cbec/txs/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
             Ok(Behaviour {
                 allow,
                 gossip,
                 sync,
+                txs,
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -253,15 +308,13 @@ async fn run(
     events: mpsc::Sender<NetEvent>,
 ) {
     let consensus_topic = IdentTopic::new(CONSENSUS_TOPIC);
-    let tx_topic = IdentTopic::new(TX_TOPIC);
-    for topic in [&consensus_topic, &tx_topic] {
-        if let Err(e) = swarm.behaviour_mut().gossip.subscribe(topic) {
-            tracing::error!("cannot subscribe to {topic}: {e}");
-        }
+    if let Err(e) = swarm.behaviour_mut().gossip.subscribe(&consensus_topic) {
+        tracing::error!("cannot subscribe to {consensus_topic}: {e}");
     }
     let addresses: BTreeMap<PeerId, Multiaddr> = config.peers.iter().cloned().collect();
     let mut backoff: BTreeMap<PeerId, Duration> = BTreeMap::new();
     let mut connected: BTreeMap<PeerId, usize> = BTreeMap::new();
+    let mut in_flight: BTreeMap<PeerId, usize> = BTreeMap::new();
     let (redial_tx, mut redial_rx) = mpsc::channel::<PeerId>(64);
     for peer in addresses.keys() {
         dial(&mut swarm, &addresses, *peer);
@@ -272,12 +325,18 @@ async fn run(
                 let Some(command) = command else { return };
                 match command {
                     NetCommand::Publish(message) => {
-                        let topic = match message {
-                            NetMessage::Txs(_) => &tx_topic,
-                            _ => &consensus_topic,
-                        };
                         // With no peer connected yet publishing fails; consensus rebroadcasts.
-                        let _ = swarm.behaviour_mut().gossip.publish(topic.clone(), codec::encode(&message));
+                        let _ = swarm.behaviour_mut().gossip.publish(consensus_topic.clone(), codec::encode(&message));
+                    }
+                    NetCommand::PushTxs(txs) => {
+                        let batch = TxBatch(txs);
+                        for (peer, _) in connected.iter() {
+                            let pushes = in_flight.entry(*peer).or_default();
+                            if *pushes < TX_PUSHES_IN_FLIGHT_MAX {
+                                *pushes += 1;
+                                swarm.behaviour_mut().txs.send_request(peer, batch.clone());
+                            }
+                        }
                     }
                     NetCommand::RequestBlocks { peer, from } => {
                         swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: SYNC_BLOCKS_MAX });
@@ -293,6 +352,10 @@ async fn run(
                 }
             }
             event = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Txs(event)) = event {
+                    on_tx_push(&mut swarm, event, &config, &events, &mut in_flight);
+                    continue;
+                }
                 handle_swarm_event(&mut swarm, event, &store, &events, &addresses, &mut backoff, &mut connected, &redial_tx).await;
             }
         }
@@ -438,6 +501,55 @@ async fn handle_swarm_event(
             tracing::debug!(%peer, "sync request failed: {error}");
             let _ = events.send(NetEvent::SyncFailed { peer }).await;
         }
+        _ => {}
+    }
+}
+
+/// A push of transactions from a peer: acknowledged at once, checked (signatures) on a
+/// blocking thread, then handed to the node, or dropped if the node is not keeping up:
+/// the pushing peer still holds them. Answers to our own pushes free their slot.
+fn on_tx_push(
+    swarm: &mut Swarm<Behaviour>,
+    event: request_response::Event<TxBatch, TxAck>,
+    config: &NetConfig,
+    events: &mpsc::Sender<NetEvent>,
+    in_flight: &mut BTreeMap<PeerId, usize>,
+) {
+    let mut done = |peer: PeerId| {
+        if let Some(n) = in_flight.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+    };
+    match event {
+        request_response::Event::Message {
+            peer,
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
+            ..
+        } => {
+            let _ = swarm.behaviour_mut().txs.send_response(channel, TxAck);
+            let (chain_id, max, events) = (config.chain_id, config.tx_bytes_max, events.clone());
+            tokio::task::spawn_blocking(move || {
+                let checked = crate::mempool::check(request.0, &chain_id, max);
+                if events
+                    .try_send(NetEvent::Txs {
+                        from: peer,
+                        checked,
+                    })
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "node busy: dropped pushed transactions");
+                }
+            });
+        }
+        request_response::Event::Message {
+            peer,
+            message: request_response::Message::Response { .. },
+            ..
+        } => done(peer),
+        request_response::Event::OutboundFailure { peer, .. } => done(peer),
         _ => {}
     }
 }

@@ -32,8 +32,9 @@ pub struct Status {
 /// Requests from the API to the driver.
 #[derive(Debug)]
 pub enum Command {
+    /// Transactions through the stateless checks (done by the API, off this task).
     Submit {
-        txs: Vec<Transaction>,
+        checked: Vec<crate::mempool::Checked>,
         reply: oneshot::Sender<Vec<Result<Hash, String>>>,
     },
     NextNonce {
@@ -53,6 +54,8 @@ pub struct Shared {
     /// The genesis agencies and chain id: what proofs are built for.
     pub trust: cbec_ledger::proof::TrustRoot,
     pub agency: String,
+    /// The genesis limit on one transaction's encoded size.
+    pub tx_bytes_max: usize,
     pub validator: PublicKey,
     pub commands: mpsc::Sender<Command>,
     pub committed: broadcast::Sender<Arc<Committed>>,

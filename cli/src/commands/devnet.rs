@@ -74,7 +74,7 @@ pub fn run(cmd: DevnetCommand, out: &Output) -> anyhow::Result<()> {
             demo,
             wait_secs,
         } => {
-            up(&dir, Duration::from_secs(wait_secs), out)?;
+            up(&dir, Duration::from_secs(wait_secs), out, true)?;
             if demo {
                 crate::demo::run(&dir, out)?;
             }
@@ -85,7 +85,9 @@ pub fn run(cmd: DevnetCommand, out: &Output) -> anyhow::Result<()> {
     }
 }
 
-fn up(dir: &Path, wait: Duration, out: &Output) -> anyhow::Result<()> {
+/// Starts the devnet in `dir` (generating it if needed) and waits for a block.
+/// `report` prints the node list on `out`.
+pub fn up(dir: &Path, wait: Duration, out: &Output, report: bool) -> anyhow::Result<()> {
     if !Consortium::genesis_path(dir).exists() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -191,6 +193,9 @@ fn up(dir: &Path, wait: Duration, out: &Output) -> anyhow::Result<()> {
         .iter()
         .map(|a| json!({ "agency": a, "api": api_url(dir, a).unwrap_or_default() }))
         .collect();
+    if !report {
+        return Ok(());
+    }
     out.emit(&json!({ "dir": dir, "nodes": nodes }), || {
         let mut text = String::from("the four agencies are committing blocks:\n");
         for n in &nodes {

@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod bench;
 pub mod codes;
 pub mod devnet;
 pub mod genesis;

@@ -1,0 +1,74 @@
+//! `cbec bench` end to end on a small load: it starts the devnet, commits what it
+//! sends, checks agreement, and reports every figure.
+
+use std::process::Command;
+
+#[test]
+fn a_short_bench_commits_its_load_and_reports_every_figure() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("devnet");
+    let json = tmp.path().join("bench.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_cbec"))
+        .args(["bench", "--dir"])
+        .arg(&dir)
+        .args([
+            "--rate",
+            "200",
+            "--duration",
+            "3",
+            "--clients",
+            "2",
+            "--json-out",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run cbec bench");
+    let _ = Command::new(env!("CARGO_BIN_EXE_cbec"))
+        .args(["devnet", "down", "--dir"])
+        .arg(&dir)
+        .output();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed: {stderr}");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("committed") && text.contains("agreement"),
+        "{text}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    let committed = r["committed_in_window"].as_u64().expect("count");
+    assert!(
+        committed > 300,
+        "committed only {committed} of ~600 offered: {r}"
+    );
+    assert_eq!(r["rejected_by_rules"], 0, "{r}");
+    assert!(r["latency_ms"]["p50"].as_f64().expect("p50") > 0.0);
+    assert!(r["latency_ms"]["p99"].as_f64() >= r["latency_ms"]["p50"].as_f64());
+    assert_eq!(r["nodes"].as_array().map(Vec::len), Some(4));
+    assert!(r["nodes"][0]["cpu_s"].as_f64().expect("cpu") > 0.0);
+    assert!(
+        r["signature_floor"]["batch_verify_per_s"]
+            .as_f64()
+            .expect("floor")
+            > 1000.0
+    );
+    assert!(r["agreed_height"].as_u64().expect("height") > 0);
+}
+
+#[test]
+fn bench_refuses_nonsense_arguments() {
+    for args in [
+        &["bench", "--rate", "0"][..],
+        &["bench", "--rate", "10", "--saturate"][..],
+        &["bench", "--clients", "0"][..],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_cbec"))
+            .args(args)
+            .args(["--dir", "/nonexistent/never-created"])
+            .output()
+            .expect("run");
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
