@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,11 +89,46 @@ impl Consortium {
         }
     }
 
-    /// SIGKILL: no chance to flush anything.
+    /// SIGKILL: no chance to flush anything. (A frozen process dies too.)
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// A handle on the nodes' APIs that another thread can use while this one starts,
+    /// stops and kills processes.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            apis: (0..AGENCIES.len()).map(|i| self.api(i)).collect(),
+            chain_id: self.chain_id,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Submits to node `i`, or `None` if the node does not answer.
+    pub fn try_submit(&self, i: usize, tx: &Transaction, wait: bool) -> Option<(u16, Value)> {
+        self.endpoints().try_submit(i, tx, wait)
+    }
+
+    /// Whether node `i`'s process is running (it may be frozen).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to node `i`'s process.
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.children[i] {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status();
         }
     }
 
@@ -214,6 +251,69 @@ impl Drop for Consortium {
         for i in 0..self.children.len() {
             self.kill(i);
         }
+    }
+}
+
+/// The nodes' HTTP APIs, without the processes.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    apis: Vec<String>,
+    chain_id: Hash,
+    http: reqwest::blocking::Client,
+}
+
+impl Endpoints {
+    pub fn get(&self, i: usize, path: &str) -> Option<Value> {
+        self.http
+            .get(format!("{}{path}", self.apis[i]))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    }
+
+    pub fn text(&self, i: usize, path: &str) -> Option<String> {
+        self.http
+            .get(format!("{}{path}", self.apis[i]))
+            .send()
+            .ok()?
+            .text()
+            .ok()
+    }
+
+    pub fn try_submit(&self, i: usize, tx: &Transaction, wait: bool) -> Option<(u16, Value)> {
+        let response = self
+            .http
+            .post(format!("{}/v1/tx?wait={wait}", self.apis[i]))
+            .json(tx)
+            .send()
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().unwrap_or(Value::Null)))
+    }
+
+    pub fn sign(
+        &self,
+        key: &KeyPair,
+        nonce: u64,
+        chaincode: &str,
+        method: &str,
+        args: Value,
+    ) -> Transaction {
+        let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args");
+        Transaction::sign(
+            TxBody {
+                chain_id: self.chain_id,
+                sender: key.public(),
+                nonce,
+                call: Call {
+                    chaincode: chaincode.into(),
+                    method: method.into(),
+                    args,
+                },
+            },
+            key,
+        )
     }
 }
 

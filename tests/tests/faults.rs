@@ -1,0 +1,51 @@
+//! Fault injection under load (see `cbec_tests::faults`): a short run in the regular
+//! test suite, and a soak that runs as long as asked.
+
+use std::time::Duration;
+
+use cbec_tests::{faults, Consortium};
+
+const NODE: &str = env!("CARGO_BIN_EXE_cbec-e2e-node");
+
+fn seed() -> u64 {
+    std::env::var("CBEC_FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        })
+}
+
+#[test]
+fn kills_and_freezes_under_load_lose_nothing() {
+    let mut c = Consortium::generate(NODE);
+    let report = faults::run(&mut c, seed(), Duration::from_secs(45));
+    eprintln!("{report:?}");
+    assert!(report.faults.len() >= 8, "{report:?}");
+    assert!(
+        report.acknowledged > 20,
+        "too little committed under faults: {report:?}"
+    );
+}
+
+/// `CBEC_FAULT_SECS=1800 cargo test --release -p cbec-tests --test faults soak -- --ignored --nocapture`
+#[test]
+#[ignore = "soak: runs CBEC_FAULT_SECS seconds (default 1800)"]
+fn fault_soak() {
+    let secs = std::env::var("CBEC_FAULT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1800);
+    let mut c = Consortium::generate(NODE);
+    let report = faults::run(&mut c, seed(), Duration::from_secs(secs));
+    println!(
+        "fault soak: seed {}, {} s, {} faults, {} acknowledged transactions all present, final height {}",
+        report.seed,
+        secs,
+        report.faults.len(),
+        report.acknowledged,
+        report.final_height
+    );
+}
