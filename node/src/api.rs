@@ -123,9 +123,19 @@ async fn submit(
     txs: Vec<Transaction>,
 ) -> Result<Vec<Result<Hash, String>>, ApiError> {
     let (chain_id, max) = (shared.chain_id, shared.tx_bytes_max);
-    let checked = tokio::task::spawn_blocking(move || crate::mempool::check(txs, &chain_id, max))
+    let permit = shared
+        .admission
+        .clone()
+        .acquire_owned()
         .await
         .map_err(internal)?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let checked = crate::mempool::check(txs, &chain_id, max);
+        drop(permit);
+        checked
+    })
+    .await
+    .map_err(internal)?;
     let (reply, answer) = oneshot::channel();
     shared
         .commands

@@ -22,7 +22,10 @@ pub struct MempoolConfig {
 impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {
-            txs_max: 100_000,
+            // A few blocks' worth: beyond that a client waits (and is told to retry)
+            // rather than every node verifying transactions it cannot commit for a
+            // long time.
+            txs_max: 30_000,
             bytes_max: 256 * 1024 * 1024,
             per_sender_max: 10_000,
             tx_bytes_max: 64 * 1024,

@@ -94,6 +94,9 @@ pub struct TxBatch(pub Vec<Transaction>);
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct TxAck;
 
+/// Pushes from peers that may wait for this node's signature-checking slot.
+pub const TX_PUSHES_WAITING_MAX: usize = 16;
+
 /// Pushes in flight to one peer beyond which new transactions are not pushed to it.
 pub const TX_PUSHES_IN_FLIGHT_MAX: usize = 8;
 
@@ -229,6 +232,10 @@ pub struct NetConfig {
     /// For the stateless checks of pushed transactions.
     pub chain_id: cbec_ledger::Hash,
     pub tx_bytes_max: usize,
+    /// The node's signature-checking slot, shared with the API.
+    pub admission: Arc<tokio::sync::Semaphore>,
+    /// Pushes allowed to wait for that slot.
+    pub push_queue: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running network task's handles.
@@ -530,17 +537,35 @@ fn on_tx_push(
             ..
         } => {
             let _ = swarm.behaviour_mut().txs.send_response(channel, TxAck);
+            // A bounded number of pushes wait for the node's one checking slot; beyond
+            // that they are dropped (the pushing peer still proposes them).
+            let Ok(queued) = config.push_queue.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "node busy: dropped pushed transactions");
+                return;
+            };
             let (chain_id, max, events) = (config.chain_id, config.tx_bytes_max, events.clone());
-            tokio::task::spawn_blocking(move || {
-                let checked = crate::mempool::check(request.0, &chain_id, max);
-                if events
-                    .try_send(NetEvent::Txs {
-                        from: peer,
-                        checked,
-                    })
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "node busy: dropped pushed transactions");
+            let admission = config.admission.clone();
+            tokio::spawn(async move {
+                let Ok(permit) = admission.acquire_owned().await else {
+                    return;
+                };
+                drop(queued);
+                let checked = tokio::task::spawn_blocking(move || {
+                    let checked = crate::mempool::check(request.0, &chain_id, max);
+                    drop(permit);
+                    checked
+                })
+                .await;
+                if let Ok(checked) = checked {
+                    if events
+                        .try_send(NetEvent::Txs {
+                            from: peer,
+                            checked,
+                        })
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "node busy: dropped pushed transactions");
+                    }
                 }
             });
         }

@@ -101,6 +101,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     tracing::info!(agency = %config.agency, %chain_id, height, peer_id = %me, "starting validator");
 
     let message_bytes_max = genesis.consensus.block_bytes_max as usize + 64 * 1024;
+    let admission = Arc::new(tokio::sync::Semaphore::new(1));
     let net = network::start(
         NetConfig {
             keypair,
@@ -108,6 +109,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             peers,
             chain_id,
             tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
+            admission: admission.clone(),
+            push_queue: Arc::new(tokio::sync::Semaphore::new(network::TX_PUSHES_WAITING_MAX)),
             message_bytes_max,
         },
         store.clone(),
@@ -129,6 +132,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             ..Status::default()
         }),
         metrics: Metrics::new(),
+        admission,
     });
     shared.metrics.height.set(height as i64);
 

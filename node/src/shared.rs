@@ -61,6 +61,9 @@ pub struct Shared {
     pub committed: broadcast::Sender<Arc<Committed>>,
     pub status: RwLock<Status>,
     pub metrics: Metrics,
+    /// One signature-checking batch at a time per node (API and network share it), so
+    /// admission never takes more than a core from consensus and execution.
+    pub admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
