@@ -45,6 +45,22 @@ fn expect_failure(file: &ProofFile, chain: &Chain, at: &str, words: &str) {
     }
 }
 
+/// A genuine precommit signature by `signer` over the proof's block, as a certificate
+/// entry: valid bytes, so only the signer's standing can make it fail.
+fn precommit_by(chain: &Chain, signer: &KeyPair, p: &cbec_ledger::proof::TxProof) -> CommitSig {
+    let message = cbec_ledger::vote_sign_bytes(
+        &chain.trust.chain_id,
+        p.block.header.height,
+        p.block.certificate.round,
+        cbec_ledger::VoteKind::Precommit,
+        Some(&p.block.header.hash()),
+    );
+    CommitSig {
+        validator: signer.public(),
+        signature: signer.sign(&message),
+    }
+}
+
 fn tx_of(file: &mut ProofFile) -> &mut cbec_ledger::proof::TxProof {
     match &mut file.proof {
         Proof::Tx(p) => p,
@@ -237,18 +253,8 @@ fn a_certificate_signed_by_a_non_validator_is_refused() {
     let mut f = chain.tx_file(&a[0]);
     let p = tx_of(&mut f);
     let stranger = KeyPair::from_seed(&[99; 32]);
-    let message = cbec_ledger::vote_sign_bytes(
-        &chain.trust.chain_id,
-        p.block.header.height,
-        p.block.certificate.round,
-        cbec_ledger::VoteKind::Precommit,
-        Some(&p.block.header.hash()),
-    );
     // The stranger signs the right message; its signature is genuine, its key unknown.
-    p.block.certificate.signatures[3] = CommitSig {
-        validator: stranger.public(),
-        signature: stranger.sign(&message),
-    };
+    p.block.certificate.signatures[3] = precommit_by(&chain, &stranger, p);
     expect_failure(&f, &chain, "proof.block.certificate", "not a validator");
 }
 
@@ -477,18 +483,7 @@ fn proofs_follow_validator_set_changes_from_genesis() {
     // old customs key is refused.
     let mut f = file;
     let p = tx_of(&mut f);
-    let old = key(1);
-    let message = cbec_ledger::vote_sign_bytes(
-        &chain.trust.chain_id,
-        p.block.header.height,
-        0,
-        cbec_ledger::VoteKind::Precommit,
-        Some(&p.block.header.hash()),
-    );
-    p.block.certificate.signatures[0] = CommitSig {
-        validator: old.public(),
-        signature: old.sign(&message),
-    };
+    p.block.certificate.signatures[0] = precommit_by(&chain, &key(1), p);
     expect_failure(&f, &chain, "proof.block.certificate", "not a validator");
 }
 

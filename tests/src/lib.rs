@@ -186,20 +186,7 @@ impl Consortium {
         method: &str,
         args: Value,
     ) -> Transaction {
-        let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args");
-        Transaction::sign(
-            TxBody {
-                chain_id: self.chain_id,
-                sender: key.public(),
-                nonce,
-                call: Call {
-                    chaincode: chaincode.into(),
-                    method: method.into(),
-                    args,
-                },
-            },
-            key,
-        )
+        sign_call(self.chain_id, key, nonce, chaincode, method, args)
     }
 
     /// POSTs a transaction to node `i`; returns the HTTP status and body.
@@ -300,21 +287,33 @@ impl Endpoints {
         method: &str,
         args: Value,
     ) -> Transaction {
-        let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args");
-        Transaction::sign(
-            TxBody {
-                chain_id: self.chain_id,
-                sender: key.public(),
-                nonce,
-                call: Call {
-                    chaincode: chaincode.into(),
-                    method: method.into(),
-                    args,
-                },
-            },
-            key,
-        )
+        sign_call(self.chain_id, key, nonce, chaincode, method, args)
     }
+}
+
+/// Signs a chaincode call given as JSON arguments.
+pub fn sign_call(
+    chain_id: Hash,
+    key: &KeyPair,
+    nonce: u64,
+    chaincode: &str,
+    method: &str,
+    args: Value,
+) -> Transaction {
+    let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args");
+    Transaction::sign(
+        TxBody {
+            chain_id,
+            sender: key.public(),
+            nonce,
+            call: Call {
+                chaincode: chaincode.into(),
+                method: method.into(),
+                args,
+            },
+        },
+        key,
+    )
 }
 
 /// The path of a file inside the consortium's directory, for error messages.
