@@ -98,6 +98,8 @@ pub struct NodeFigures {
     pub cpu_s_per_1000_tx: f64,
     pub rss_start_mb: f64,
     pub rss_end_mb: f64,
+    /// Resident memory at each tenth of the window.
+    pub rss_tenths_mb: Vec<f64>,
     pub peak_rss_mb: f64,
     pub disk_bytes_added: i64,
     pub disk_bytes_per_tx: f64,
@@ -601,8 +603,17 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
             std::thread::spawn(move || run_client(load, per_client_rate, shared, start, end))
         })
         .collect();
+    // Resident memory of every node at each tenth of the window: flat, or growing?
+    let mut rss_samples: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
+    let mut next_sample = 1u32;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(500));
+        if start.elapsed() >= window.mul_f64(f64::from(next_sample) / 10.0) {
+            for (i, n) in nodes.iter().enumerate() {
+                rss_samples[i].push(memory_mb(n.pid).0);
+            }
+            next_sample += 1;
+        }
         let elapsed = start.elapsed().as_secs_f64().min(window.as_secs_f64());
         let committed = shared.seen.lock().expect("lock").committed_in_window;
         let width = 30;
@@ -665,6 +676,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
                 cpu_s_per_1000_tx: per_1000(cpu_end[i] - cpu_start[i]),
                 rss_start_mb: rss_start[i],
                 rss_end_mb: rss,
+                rss_tenths_mb: std::mem::take(&mut rss_samples[i]),
                 peak_rss_mb: peak,
                 disk_bytes_added: disk,
                 disk_bytes_per_tx: if committed == 0 {
@@ -758,6 +770,14 @@ fn summary(r: &Report) -> String {
             n.rss_end_mb,
             n.peak_rss_mb,
             n.disk_bytes_per_tx
+        ));
+    }
+    for n in &r.nodes {
+        let tenths: Vec<String> = n.rss_tenths_mb.iter().map(|m| format!("{m:.0}")).collect();
+        s.push_str(&format!(
+            "  {:<9} rss MiB at each tenth of the window: {}\n",
+            n.agency,
+            tenths.join(" ")
         ));
     }
     s.push_str(&format!(
