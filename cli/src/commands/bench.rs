@@ -278,9 +278,19 @@ fn post_batch(
     if !status.is_success() {
         anyhow::bail!("{node}/v1/txs: {status}: {}", body["error"]);
     }
+    // A resent transaction that made it the first time is "already pending": admitted.
     Ok(body["results"]
         .as_array()
-        .map(|r| r.iter().map(|x| x["status"] == "pending").collect())
+        .map(|r| {
+            r.iter()
+                .map(|x| {
+                    x["status"] == "pending"
+                        || x["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("already pending"))
+                })
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -304,7 +314,8 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
                 }
                 k += 1;
                 let due = (r * (tick * k).as_secs_f64()).floor() as usize;
-                due.min(txs.len()).saturating_sub(next)
+                // A backlog (after refusals) goes out in batches of at most 512.
+                due.min(txs.len()).saturating_sub(next).min(512)
             }
             None => 512.min(txs.len() - next),
         };
@@ -324,16 +335,17 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
                 let ok = admitted.iter().filter(|a| **a).count();
                 shared.submitted.fetch_add(ok as u64, Ordering::Relaxed);
                 if ok < chunk.len() {
-                    if rate.is_none() {
-                        // Saturation: mempools are full; resend from the first refused.
-                        let first = admitted.iter().position(|a| !*a).unwrap_or(0);
-                        next += first;
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
+                    // A full mempool refused some: resend from the first refused, after
+                    // a pause (a dropped transaction would leave a nonce gap that
+                    // strands every later one of this sender). The open-loop schedule
+                    // keeps running, so the backlog goes out as soon as there is room.
                     shared
                         .refused
                         .fetch_add((chunk.len() - ok) as u64, Ordering::Relaxed);
+                    let first = admitted.iter().position(|a| !*a).unwrap_or(0);
+                    next += first;
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
                 }
             }
             Err(e) => {
@@ -747,7 +759,7 @@ fn summary(r: &Report) -> String {
         r.committed_tx_per_s, r.committed_in_window, r.blocks_in_window, r.accepted, r.rejected_by_rules
     ));
     s.push_str(&format!(
-        "submitted   {} ({} refused at admission)\n",
+        "submitted   {} ({} refusals at admission, each resent)\n",
         r.submitted, r.refused_at_admission
     ));
     s.push_str(&format!(
