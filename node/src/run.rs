@@ -17,6 +17,8 @@ use crate::store::Store;
 
 /// Store blocks checked at start (hash chain, certificates, state root).
 const CHECK_DEPTH: u64 = 1_000;
+/// Committed blocks kept for the event stream and `?wait=true` (see `main_with`).
+const COMMITTED_RING: usize = 64;
 
 /// Sets up `tracing` output; `RUST_LOG` adjusts the level (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -117,7 +119,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     )?;
 
     let (command_tx, command_rx) = mpsc::channel(1024);
-    let (committed_tx, _) = broadcast::channel(1024);
+    // The ring keeps its last `capacity` blocks alive whether or not anyone reads them,
+    // so it is small: with 1,024 slots, big blocks held gigabytes. A subscriber that
+    // lags is told so (and the SSE stream skips; clients fill gaps from /v1/blocks).
+    let (committed_tx, _) = broadcast::channel(COMMITTED_RING);
     let shared = Arc::new(Shared {
         store: store.clone(),
         chain_id,

@@ -68,6 +68,13 @@ pub struct Store {
     db: DB,
 }
 
+/// The shared block cache (data, index and filter blocks of every column family).
+const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// One memtable of one column family.
+const MEMTABLE_BYTES: usize = 16 * 1024 * 1024;
+/// All memtables together; beyond it the largest is flushed.
+const MEMTABLES_TOTAL_BYTES: usize = 96 * 1024 * 1024;
+
 /// `meta` keys `set-change/<height BE>`: the validator set changed after that height.
 const SET_CHANGE_PREFIX: &[u8] = b"set-change/";
 
@@ -82,13 +89,25 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Opens (or creates) the store of `chain_id` in `path`.
     pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
-        let mut options = Options::default();
+        // Memory is bounded by two shared budgets rather than per column family: one
+        // block cache that also holds index and filter blocks (left outside it, they
+        // grow with the data), and one limit on all memtables together.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut cf_options = Options::default();
+        cf_options.set_block_based_table_factory(&table);
+        cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        cf_options.set_write_buffer_size(MEMTABLE_BYTES);
+        let mut options = cf_options.clone();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
         let descriptors = CFS
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options.clone()));
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         let store = Store { db };
         match store.meta_get::<Hash>("chain_id")? {
