@@ -234,6 +234,8 @@ pub struct TimelineEntry {
     /// USCC of the enterprise, or the agency's name.
     pub actor: String,
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The previous event this one names (none for the first).
+    pub prev: Option<Hash>,
     pub event_hash: Hash,
     pub tx_hash: Hash,
     pub block: ProvenBlock,
@@ -498,7 +500,7 @@ impl<'a> History<'a> {
             let at = format!("{at}.events[{i}]");
             let entry = self.check_event(event, &p.goods_id, &at)?;
             let expected_prev = timeline.last().map(|e| e.event_hash);
-            let named_prev = decode_record(&event.tx, &at)?.prev;
+            let named_prev = entry.prev;
             if named_prev != expected_prev {
                 let shown = |h: Option<Hash>| h.map_or("none".to_string(), |h| h.to_string());
                 return Err(fail(
@@ -603,12 +605,12 @@ impl<'a> History<'a> {
             time_ms: p.block.header.time_ms,
             tx_hash: p.tx.hash(),
         };
-        if record.hash() != event_hash {
+        let rebuilt = record.hash();
+        if rebuilt != event_hash {
             return Err(fail(
                 format!("{at}.result"),
                 format!(
-                    "the event rebuilt from the transaction hashes to {}, not the recorded {event_hash}",
-                    record.hash()
+                    "the event rebuilt from the transaction hashes to {rebuilt}, not the recorded {event_hash}"
                 ),
             ));
         }
@@ -617,6 +619,7 @@ impl<'a> History<'a> {
             kind: record.kind,
             actor: record.actor,
             attributes: record.attributes,
+            prev: record.prev,
             event_hash,
             tx_hash: record.tx_hash,
             block,

@@ -23,7 +23,7 @@ pub struct Consortium {
     pub chain_id: Hash,
     binary: PathBuf,
     children: Vec<Option<Child>>,
-    http: reqwest::blocking::Client,
+    endpoints: Endpoints,
 }
 
 impl Consortium {
@@ -41,15 +41,30 @@ impl Consortium {
             &mut rand_core::OsRng,
         )
         .expect("generate");
+        let apis = AGENCIES
+            .iter()
+            .map(|a| {
+                let config = NodeConfig::load(&cbec_genesis::Consortium::node_config_path(
+                    &dir.path().join("net"),
+                    a,
+                ))
+                .expect("config");
+                format!("http://{}", config.api_listen)
+            })
+            .collect();
         Consortium {
             chain_id: consortium.chain_id,
             dir,
             binary: PathBuf::from(binary),
             children: (0..AGENCIES.len()).map(|_| None).collect(),
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(40))
-                .build()
-                .expect("http client"),
+            endpoints: Endpoints {
+                apis,
+                chain_id: consortium.chain_id,
+                http: reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(40))
+                    .build()
+                    .expect("http client"),
+            },
         }
     }
 
@@ -62,8 +77,7 @@ impl Consortium {
     }
 
     pub fn api(&self, i: usize) -> String {
-        let config = NodeConfig::load(&self.config(i)).expect("config");
-        format!("http://{}", config.api_listen)
+        self.endpoints.apis[i].clone()
     }
 
     pub fn start(&mut self, i: usize) {
@@ -103,19 +117,12 @@ impl Consortium {
     /// A handle on the nodes' APIs that another thread can use while this one starts,
     /// stops and kills processes.
     pub fn endpoints(&self) -> Endpoints {
-        Endpoints {
-            apis: (0..AGENCIES.len()).map(|i| self.api(i)).collect(),
-            chain_id: self.chain_id,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("http client"),
-        }
+        self.endpoints.clone()
     }
 
     /// Submits to node `i`, or `None` if the node does not answer.
     pub fn try_submit(&self, i: usize, tx: &Transaction, wait: bool) -> Option<(u16, Value)> {
-        self.endpoints().try_submit(i, tx, wait)
+        self.endpoints.try_submit(i, tx, wait)
     }
 
     /// Whether node `i`'s process is running (it may be frozen).
@@ -137,12 +144,7 @@ impl Consortium {
     }
 
     pub fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.api(i)))
-            .send()
-            .ok()?;
-        response.json().ok()
+        self.endpoints.get(i, path)
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
@@ -191,14 +193,7 @@ impl Consortium {
 
     /// POSTs a transaction to node `i`; returns the HTTP status and body.
     pub fn submit(&self, i: usize, tx: &Transaction, wait: bool) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/v1/tx?wait={wait}", self.api(i)))
-            .json(tx)
-            .send()
-            .expect("reach the node");
-        let status = response.status().as_u16();
-        (status, response.json().unwrap_or(Value::Null))
+        self.try_submit(i, tx, wait).expect("reach the node")
     }
 
     pub fn post_raw(
@@ -208,15 +203,9 @@ impl Consortium {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.api(i)))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .expect("reach the node");
-        let status = response.status().as_u16();
-        (status, response.json().unwrap_or(Value::Null))
+        self.endpoints
+            .post(i, path, content_type, body)
+            .expect("reach the node")
     }
 
     /// Block hash and state root at `height` on node `i`.
@@ -269,10 +258,24 @@ impl Endpoints {
     }
 
     pub fn try_submit(&self, i: usize, tx: &Transaction, wait: bool) -> Option<(u16, Value)> {
+        let body = serde_json::to_vec(tx).expect("a transaction encodes as JSON");
+        self.post(i, &format!("/v1/tx?wait={wait}"), "application/json", body)
+    }
+
+    /// POSTs `body` to node `i`; the HTTP status and JSON answer, or `None` if the
+    /// node does not answer.
+    pub fn post(
+        &self,
+        i: usize,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Option<(u16, Value)> {
         let response = self
             .http
-            .post(format!("{}/v1/tx?wait={wait}", self.apis[i]))
-            .json(tx)
+            .post(format!("{}{path}", self.apis[i]))
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .ok()?;
         let status = response.status().as_u16();
