@@ -1,6 +1,7 @@
 //! A validator node's configuration file (TOML). Paths in it are relative to the file's
 //! own folder, so a consortium directory can be moved as a whole.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,11 @@ pub struct NodeConfig {
     pub api_listen: String,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Where this node reaches some peers, by agency name, instead of the genesis
+    /// address (a NAT, a tunnel, or a test's proxy). Peers are still authenticated by
+    /// their genesis peer id, so an address can only route, never impersonate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_addresses: BTreeMap<String, String>,
 }
 
 /// Why a node configuration could not be used.
@@ -69,6 +75,10 @@ impl NodeConfig {
         };
         crate::document::check_multiaddr(&config.p2p_listen)
             .map_err(|e| invalid("p2p_listen", e))?;
+        for (agency, address) in &config.peer_addresses {
+            crate::document::check_multiaddr(address)
+                .map_err(|e| invalid("peer_addresses", format!("{agency}: {e}")))?;
+        }
         config
             .api_listen
             .parse::<std::net::SocketAddr>()

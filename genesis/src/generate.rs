@@ -128,6 +128,7 @@ pub fn generate_consortium(
                 p2p_listen: address,
                 api_listen: format!("127.0.0.1:{}", ports[2 * i + 1]),
                 log_format: LogFormat::Human,
+                peer_addresses: Default::default(),
             },
         ));
     }

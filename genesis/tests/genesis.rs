@@ -248,6 +248,17 @@ fn node_config_faults_name_the_field() {
     std::fs::write(path, format!("{text}\nfoo = 1\n")).expect("write");
     let err = NodeConfig::load(path).unwrap_err();
     assert!(err.to_string().contains("unknown field"), "{err}");
+
+    let routed = format!("{text}\n[peer_addresses]\ncustoms = \"/ip4/127.0.0.1/tcp/40001\"\n");
+    std::fs::write(path, &routed).expect("write");
+    let config = NodeConfig::load(path).expect("a peer address override loads");
+    assert_eq!(config.peer_addresses["customs"], "/ip4/127.0.0.1/tcp/40001");
+    std::fs::write(path, routed.replace("tcp/40001", "tcp/0x1")).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(
+        err.to_string().contains("peer_addresses: customs:"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -68,11 +68,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             config.agency
         );
     }
+    if let Some(unknown) = config
+        .peer_addresses
+        .keys()
+        .find(|name| genesis.agency(name).is_none() || **name == config.agency)
+    {
+        anyhow::bail!(
+            "{}: peer_addresses: `{unknown}` is not another agency in the genesis",
+            config_path.display()
+        );
+    }
     let peers = genesis
         .agencies
         .iter()
         .filter(|a| a.name != config.agency)
-        .map(|a| Ok((a.peer_id.parse()?, a.address.parse()?)))
+        .map(|a| {
+            let address = config.peer_addresses.get(&a.name).unwrap_or(&a.address);
+            Ok((a.peer_id.parse()?, address.parse()?))
+        })
         .collect::<anyhow::Result<Vec<_>>>()
         .context("genesis peer ids and addresses")?;
 

@@ -1,14 +1,25 @@
 //! Fault injection: the four validator processes under a seeded schedule of faults
 //! while a client keeps submitting, then checks that nothing was lost.
 //!
-//! Faults, one node at a time (the consortium tolerates one): SIGKILL and restart
-//! (possibly mid-write), SIGSTOP and SIGCONT (a frozen node whose peers time out on
-//! it, then a node that wakes with stale timers and a backlog). At the end, with every
-//! node running again, the run checks:
+//! Faults, one at a time (the consortium tolerates one faulty node; a 2|2 split stops
+//! progress until it heals, and must not break anything):
+//! - SIGKILL and restart (possibly mid-write);
+//! - SIGSTOP and SIGCONT (a frozen node whose peers time out on it, then a node that
+//!   wakes with stale timers and a backlog);
+//! - a partition: one node cut off from the other three, or the four split two and two
+//!   (every node's links run through [`crate::mesh`], whose proxies stall a cut link);
+//! - slow links: every link of one node delayed;
+//! - a skewed clock: one node restarted with its clock seconds to minutes off (ahead
+//!   or behind, through libfaketime), later restarted with the right time.
+//!
+//! Every kind occurs once in each cycle of five faults, in a seeded order. At the end,
+//! with every node running and every link healed, the run checks:
 //! - all four nodes reach the same height with the same block hashes and state root;
 //! - every transaction the API answered as committed is committed on every node, at
 //!   the height it was acknowledged at;
-//! - no node saw a validator sign two conflicting votes (the equivocation counter).
+//! - no node saw a validator sign two conflicting votes (the equivocation counter);
+//! - the chain's time is not ahead of the real clock by more than a proposal may be
+//!   (a node whose clock runs fast cannot drag the chain's time with it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +28,7 @@ use std::time::{Duration, Instant};
 use cbec_ledger::KeyPair;
 use serde_json::json;
 
+use crate::mesh::Mesh;
 use crate::{Consortium, Endpoints};
 
 /// A small deterministic generator (xorshift64*), so a run's schedule is its seed.
@@ -44,8 +56,146 @@ impl Rng {
 /// One injected fault, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    Kill { node: usize, down_ms: u64 },
-    Freeze { node: usize, frozen_ms: u64 },
+    Kill {
+        node: usize,
+        down_ms: u64,
+    },
+    Freeze {
+        node: usize,
+        frozen_ms: u64,
+    },
+    /// `side` cut off from the other nodes.
+    Partition {
+        side: Vec<usize>,
+        cut_ms: u64,
+    },
+    SlowLinks {
+        node: usize,
+        delay_ms: u64,
+        slow_ms: u64,
+    },
+    ClockSkew {
+        node: usize,
+        offset_ms: i64,
+        skewed_ms: u64,
+    },
+}
+
+impl Fault {
+    /// The kind's name, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Kill { .. } => "kill",
+            Fault::Freeze { .. } => "freeze",
+            Fault::Partition { .. } => "partition",
+            Fault::SlowLinks { .. } => "slow links",
+            Fault::ClockSkew { .. } => "clock skew",
+        }
+    }
+}
+
+const KINDS: usize = 5;
+
+/// "12 kill, 11 freeze, ..." for a report.
+pub fn count_by_kind(faults: &[Fault]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for f in faults {
+        match counts.iter_mut().find(|(k, _)| *k == f.kind()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.kind(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Injects one fault of kind `kind` (0..KINDS) and undoes it.
+fn inject(c: &mut Consortium, mesh: &Mesh, rng: &mut Rng, kind: usize) -> Fault {
+    let node = rng.between(0, 4) as usize;
+    match kind {
+        0 => {
+            let down_ms = rng.between(200, 3_000);
+            eprintln!("fault: kill {node}, restart after {down_ms} ms");
+            c.kill(node);
+            std::thread::sleep(Duration::from_millis(down_ms));
+            c.start(node);
+            Fault::Kill { node, down_ms }
+        }
+        1 => {
+            let frozen_ms = rng.between(200, 3_000);
+            eprintln!("fault: freeze {node} for {frozen_ms} ms");
+            c.signal(node, "STOP");
+            std::thread::sleep(Duration::from_millis(frozen_ms));
+            c.signal(node, "CONT");
+            Fault::Freeze { node, frozen_ms }
+        }
+        2 => {
+            let side = if rng.between(0, 2) == 0 {
+                vec![node]
+            } else {
+                let other = (node + rng.between(1, 4) as usize) % 4;
+                let mut side = vec![node, other];
+                side.sort_unstable();
+                side
+            };
+            let cut_ms = rng.between(500, 4_000);
+            eprintln!("fault: partition {side:?} from the rest for {cut_ms} ms");
+            for a in side.iter().copied() {
+                for b in (0..4).filter(|b| !side.contains(b)) {
+                    mesh.set_cut(a, b, true);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(cut_ms));
+            mesh.heal();
+            Fault::Partition { side, cut_ms }
+        }
+        3 => {
+            let delay_ms = rng.between(50, 400);
+            let slow_ms = rng.between(1_000, 5_000);
+            eprintln!("fault: delay {node}'s links by {delay_ms} ms for {slow_ms} ms");
+            for other in (0..4).filter(|&o| o != node) {
+                mesh.set_delay(node, other, Duration::from_millis(delay_ms));
+            }
+            std::thread::sleep(Duration::from_millis(slow_ms));
+            mesh.heal();
+            Fault::SlowLinks {
+                node,
+                delay_ms,
+                slow_ms,
+            }
+        }
+        _ => {
+            // Below the proposal limit (accepted, pushes the chain's time ahead a
+            // little) or far beyond it (its proposals refused, or it refuses others').
+            let magnitude = if rng.between(0, 2) == 0 {
+                rng.between(2_000, 9_000)
+            } else {
+                rng.between(20_000, 120_000)
+            } as i64;
+            let offset_ms = if rng.between(0, 2) == 0 {
+                magnitude
+            } else {
+                -magnitude
+            };
+            let skewed_ms = rng.between(2_000, 6_000);
+            eprintln!(
+                "fault: restart {node} with its clock {offset_ms:+} ms off for {skewed_ms} ms"
+            );
+            c.kill(node);
+            c.start_skewed(node, offset_ms);
+            std::thread::sleep(Duration::from_millis(skewed_ms));
+            c.kill(node);
+            c.start(node);
+            Fault::ClockSkew {
+                node,
+                offset_ms,
+                skewed_ms,
+            }
+        }
+    }
 }
 
 /// What a run did and found.
@@ -129,6 +279,7 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
         "fault run: seed {seed}, {} s (rerun with CBEC_FAULT_SEED={seed})",
         duration.as_secs()
     );
+    let mesh = c.route_through_mesh();
     c.start_all();
     c.wait_for("all four APIs", Duration::from_secs(60), |c| {
         (0..4).all(|i| c.height(i).is_some())
@@ -148,24 +299,18 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
         let (stop, acked, key) = (stop.clone(), acked.clone(), KeyPair::from_seed(&key.seed()));
         std::thread::spawn(move || load(&endpoints, &key, seed, &stop, &acked))
     };
+    let mut cycle: Vec<usize> = Vec::new();
     while started.elapsed() < duration {
-        std::thread::sleep(Duration::from_millis(rng.between(1_500, 4_000)));
-        let node = rng.between(0, 4) as usize;
-        if rng.between(0, 2) == 0 {
-            let down_ms = rng.between(200, 3_000);
-            eprintln!("fault: kill {node}, restart after {down_ms} ms");
-            c.kill(node);
-            std::thread::sleep(Duration::from_millis(down_ms));
-            c.start(node);
-            faults.push(Fault::Kill { node, down_ms });
-        } else {
-            let frozen_ms = rng.between(200, 3_000);
-            eprintln!("fault: freeze {node} for {frozen_ms} ms");
-            c.signal(node, "STOP");
-            std::thread::sleep(Duration::from_millis(frozen_ms));
-            c.signal(node, "CONT");
-            faults.push(Fault::Freeze { node, frozen_ms });
+        if cycle.is_empty() {
+            // The next five faults: each kind once, in a seeded order.
+            cycle = (0..KINDS).collect();
+            for i in (1..KINDS).rev() {
+                cycle.swap(i, rng.between(0, i as u64 + 1) as usize);
+            }
         }
+        std::thread::sleep(Duration::from_millis(rng.between(1_000, 3_000)));
+        let kind = cycle.pop().expect("a kind");
+        faults.push(inject(c, &mesh, &mut rng, kind));
     }
     stop.store(true, Ordering::Relaxed);
     let _ = client.join();
@@ -200,6 +345,20 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
             );
         }
     }
+    // The chain's time is not ahead of the real clock by more than a proposal may be.
+    let block = c.get(0, &format!("/v1/blocks/{target}")).expect("block");
+    let block_ms = block["block"]["header"]["time_ms"]
+        .as_u64()
+        .expect("time_ms");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert!(
+        block_ms <= now_ms + cbec_node::driver::BLOCK_TIME_AHEAD_MS_MAX,
+        "seed {seed}: block {target}'s time is {} ms ahead of the clock",
+        block_ms - now_ms
+    );
     // Nobody saw a validator sign two conflicting votes.
     for i in 0..4 {
         let metrics = c.endpoints().text(i, "/metrics").unwrap_or_default();

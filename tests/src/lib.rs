@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod mesh;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,20 +82,68 @@ impl Consortium {
     }
 
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, None);
+    }
+
+    /// Starts node `i` with its wall clock (and monotonic clock) shifted by
+    /// `offset_ms`, through libfaketime: the real process, with a wrong clock.
+    pub fn start_skewed(&mut self, i: usize, offset_ms: i64) {
+        self.start_with(i, Some(offset_ms));
+    }
+
+    fn start_with(&mut self, i: usize, clock_offset_ms: Option<i64>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.net().join(AGENCIES[i]).join("node.log"))
             .expect("log file");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("--config")
             .arg(self.config(i))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start node");
+            .stderr(log);
+        if let Some(offset_ms) = clock_offset_ms {
+            let seconds = offset_ms as f64 / 1000.0;
+            command
+                .env("LD_PRELOAD", faketime_library())
+                .env("FAKETIME", format!("{seconds:+.3}"))
+                .env("FAKETIME_NO_CACHE", "1");
+        }
+        let child = command.spawn().expect("start node");
         self.children[i] = Some(child);
+    }
+
+    /// Routes every node's links to its peers through a [`mesh::Mesh`] of proxies, so
+    /// a test can cut or slow chosen pairs. Call before starting the nodes.
+    pub fn route_through_mesh(&mut self) -> mesh::Mesh {
+        let listen: Vec<std::net::SocketAddr> = (0..AGENCIES.len())
+            .map(|i| {
+                let config = NodeConfig::load(&self.config(i)).expect("config");
+                let parts: Vec<&str> = config.p2p_listen.split('/').collect();
+                format!("{}:{}", parts[2], parts[4])
+                    .parse()
+                    .expect("an /ip4/../tcp/.. listen address")
+            })
+            .collect();
+        let mesh = mesh::Mesh::start(&listen).expect("start the proxies");
+        for i in 0..AGENCIES.len() {
+            // Paths come back resolved against the config's folder: still valid.
+            let mut config = NodeConfig::load(&self.config(i)).expect("config");
+            config.peer_addresses = (0..AGENCIES.len())
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let a = mesh.address(i, j);
+                    (
+                        AGENCIES[j].to_string(),
+                        format!("/ip4/{}/tcp/{}", a.ip(), a.port()),
+                    )
+                })
+                .collect();
+            std::fs::write(self.config(i), config.to_toml()).expect("write config");
+        }
+        mesh
     }
 
     pub fn start_all(&mut self) {
@@ -316,6 +365,26 @@ pub fn sign_call(
             },
         },
         key,
+    )
+}
+
+/// libfaketime's preload library (`apt-get install faketime`), or `CBEC_FAKETIME_LIB`.
+pub fn faketime_library() -> PathBuf {
+    if let Some(path) = std::env::var_os("CBEC_FAKETIME_LIB") {
+        return PathBuf::from(path);
+    }
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/lib64/faketime/libfaketimeMT.so.1",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect(
+        "clock-skew faults need libfaketime: `apt-get install faketime`, \
+         or set CBEC_FAKETIME_LIB to libfaketimeMT.so.1",
     )
 }
 

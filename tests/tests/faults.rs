@@ -19,11 +19,17 @@ fn seed() -> u64 {
 }
 
 #[test]
-fn kills_and_freezes_under_load_lose_nothing() {
+fn kills_freezes_partitions_slow_links_and_skewed_clocks_lose_nothing() {
     let mut c = Consortium::generate(NODE);
-    let report = faults::run(&mut c, seed(), Duration::from_secs(45));
+    let report = faults::run(&mut c, seed(), Duration::from_secs(60));
     eprintln!("{report:?}");
-    assert!(report.faults.len() >= 8, "{report:?}");
+    assert!(report.faults.len() >= 10, "{report:?}");
+    for kind in ["kill", "freeze", "partition", "slow links", "clock skew"] {
+        assert!(
+            report.faults.iter().any(|f| f.kind() == kind),
+            "no {kind} fault: {report:?}"
+        );
+    }
     assert!(
         report.acknowledged > 20,
         "too little committed under faults: {report:?}"
@@ -41,10 +47,11 @@ fn fault_soak() {
     let mut c = Consortium::generate(NODE);
     let report = faults::run(&mut c, seed(), Duration::from_secs(secs));
     println!(
-        "fault soak: seed {}, {} s, {} faults, {} acknowledged transactions all present, final height {}",
+        "fault soak: seed {}, {} s, {} faults ({}), {} acknowledged transactions all present, final height {}",
         report.seed,
         secs,
         report.faults.len(),
+        faults::count_by_kind(&report.faults),
         report.acknowledged,
         report.final_height
     );
