@@ -129,8 +129,9 @@ async fn submit(
         .acquire_owned()
         .await
         .map_err(internal)?;
+    let room = shared.room.get();
     let checked = tokio::task::spawn_blocking(move || {
-        let checked = crate::mempool::check(txs, &chain_id, max);
+        let checked = crate::mempool::check(txs, &chain_id, max, room);
         drop(permit);
         checked
     })
@@ -420,11 +421,15 @@ async fn events(
     State(shared): State<Arc<Shared>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let receiver = shared.committed.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+    let stream = futures::stream::unfold((receiver, shared), |(mut receiver, shared)| async move {
         loop {
             match receiver.recv().await {
-                Ok(committed) => {
-                    let block = &committed.block;
+                Ok(height) => {
+                    let store = shared.store.clone();
+                    let read = tokio::task::spawn_blocking(move || store.block(height)).await;
+                    let Ok(Ok(Some(block))) = read else {
+                        continue; // not readable now: the client fills the gap
+                    };
                     let data = json!({
                         "height": block.height(),
                         "hash": block.hash(),
@@ -433,7 +438,7 @@ async fn events(
                         "results": block.results,
                     });
                     let event = SseEvent::default().event("block").data(data.to_string());
-                    return Some((Ok(event), receiver));
+                    return Some((Ok(event), (receiver, shared)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return None,

@@ -2,7 +2,7 @@
 //! the consensus state machine's outputs — persist before send, timers, building and
 //! validating blocks (execute-then-vote), applying decided blocks, and block sync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::mempool::Mempool;
 use crate::network::{NetCommand, NetEvent, NetMessage};
-use crate::shared::{Command, Committed, Shared};
+use crate::shared::{Command, Shared};
 use crate::store::PreparedState;
 
 /// How far ahead of this node's clock a proposed block's time may be.
@@ -62,6 +62,9 @@ pub struct Driver {
     height_started: Instant,
     building: Option<(u64, u32, Instant)>,
     recent_commits: Vec<(Instant, u64)>,
+    /// Proposals (block, round) already sent with their block since the last peer
+    /// connected: rebroadcasts of those go without the block (see `perform`).
+    blocks_sent: BTreeSet<(Hash, u32)>,
 }
 
 /// A sender's next nonce in committed state.
@@ -139,6 +142,7 @@ impl Driver {
             height_started: Instant::now(),
             building: None,
             recent_commits: Vec::new(),
+            blocks_sent: BTreeSet::new(),
         })
     }
 
@@ -205,6 +209,7 @@ impl Driver {
         self.previous_validators = std::mem::replace(&mut self.validators, next);
         self.proposed.clear();
         self.executed.clear();
+        self.blocks_sent.clear();
         self.building = None;
         self.height_started = Instant::now();
         Ok(self.consensus.handle(Input::StartHeight {
@@ -229,14 +234,24 @@ impl Driver {
                     tokio::task::block_in_place(|| store.save_signing_state(&state))?;
                 }
                 Output::Broadcast(message) => {
+                    // A proposal travels with its block once per round; consensus
+                    // rebroadcasts it every propose timeout, and resending megabytes
+                    // each time to peers that have them cost more than the rest of a
+                    // slow height. A peer that connects since gets it again.
                     let net = match message {
-                        Message::Proposal(p) => match self.block_for(&p.proposal.value) {
-                            Some(block) => NetMessage::Proposal {
-                                proposal: p,
-                                block: Box::new(block),
-                            },
-                            None => NetMessage::Consensus(Message::Proposal(p)),
-                        },
+                        Message::Proposal(p) => {
+                            let key = (p.proposal.value, p.proposal.round);
+                            match self.block_for(&p.proposal.value) {
+                                Some(block) if !self.blocks_sent.contains(&key) => {
+                                    self.blocks_sent.insert(key);
+                                    NetMessage::Proposal {
+                                        proposal: p,
+                                        block: Box::new(block),
+                                    }
+                                }
+                                _ => NetMessage::Consensus(Message::Proposal(p)),
+                            }
+                        }
                         vote => NetMessage::Consensus(vote),
                     };
                     self.publish(net).await;
@@ -548,10 +563,7 @@ impl Driver {
             .remove_committed(&hashes, |k| next_nonce(&store, k));
         self.record_commit(&block);
         tracing::info!(height, txs = block.txs.len(), hash = %block.hash(), "committed");
-        let _ = self
-            .shared
-            .committed
-            .send(Arc::new(Committed { block, certificate }));
+        let _ = self.shared.committed.send(height);
         self.awaiting_block = None;
         Ok(height + 1)
     }
@@ -612,6 +624,7 @@ impl Driver {
             NetEvent::Blocks { peer, blocks } => self.on_blocks(peer, blocks).await?,
             NetEvent::SyncFailed { .. } => self.sync_in_flight = None,
             NetEvent::Connected(peer) => {
+                self.blocks_sent.clear();
                 self.peer_heights.entry(peer).or_insert(0);
                 self.update_peers();
             }

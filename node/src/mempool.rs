@@ -4,10 +4,13 @@
 //! transactions, so no single client can fill it. Admission checks everything that
 //! needs no execution (size, chain id, signature, nonce against the committed one,
 //! duplicates) and returns a reason for each refusal. Signatures are verified in
-//! batches. Blocks are filled round-robin across senders, each sender's transactions in
+//! batches, and only as many as the mempool has room for: the rest are refused as
+//! `Full` before any signature work (see [`Room`]). Blocks are filled round-robin across senders, each sender's transactions in
 //! nonce order starting at its committed nonce.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use cbec_ledger::{codec, tx, Hash, PublicKey, Transaction, TxError, VerifiedTransaction};
 
@@ -64,16 +67,41 @@ struct Entry {
 /// with its encoded size.
 pub type Checked = Result<(VerifiedTransaction, usize), Rejection>;
 
+/// How many more transactions the mempool can take, readable off the consensus task.
+/// Admission checks signatures only for that many: when the pool is full, a flood of
+/// submissions costs the node no signature work (they would be refused anyway).
+#[derive(Debug, Clone, Default)]
+pub struct Room(Arc<AtomicUsize>);
+
+impl Room {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, room: usize) {
+        self.0.store(room, Ordering::Relaxed)
+    }
+}
+
 /// The expensive, stateless half of admission: size and a batch signature check. Runs
 /// anywhere (the API and the network call it on blocking threads), so the consensus
-/// task only does [`Mempool::admit_checked`].
-pub fn check(txs: Vec<Transaction>, chain_id: &Hash, tx_bytes_max: usize) -> Vec<Checked> {
+/// task only does [`Mempool::admit_checked`]. Transactions beyond the first `room` are
+/// refused as [`Rejection::Full`] unchecked.
+pub fn check(
+    txs: Vec<Transaction>,
+    chain_id: &Hash,
+    tx_bytes_max: usize,
+    room: usize,
+) -> Vec<Checked> {
     let sizes: Vec<usize> = txs.iter().map(|t| codec::encode(t).len()).collect();
     let (fits, answers): (Vec<_>, Vec<_>) = txs
         .into_iter()
         .zip(sizes)
-        .map(|(tx, size)| {
-            if size > tx_bytes_max {
+        .enumerate()
+        .map(|(i, (tx, size))| {
+            if i >= room {
+                (None, Some(Rejection::Full))
+            } else if size > tx_bytes_max {
                 (
                     None,
                     Some(Rejection::TooLarge {
@@ -109,17 +137,29 @@ pub struct Mempool {
     by_hash: BTreeMap<Hash, Entry>,
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, Hash>>,
     bytes: usize,
+    room: Room,
 }
 
 impl Mempool {
     pub fn new(chain_id: Hash, config: MempoolConfig) -> Mempool {
         Mempool {
             chain_id,
-            config,
             by_hash: BTreeMap::new(),
             by_sender: BTreeMap::new(),
             bytes: 0,
+            room: Room(Arc::new(AtomicUsize::new(config.txs_max))),
+            config,
         }
+    }
+
+    /// The room left, as the API and network read it before checking signatures.
+    pub fn room(&self) -> Room {
+        self.room.clone()
+    }
+
+    fn update_room(&self) {
+        self.room
+            .set(self.config.txs_max.saturating_sub(self.by_hash.len()));
     }
 
     pub fn len(&self) -> usize {
@@ -150,7 +190,12 @@ impl Mempool {
         txs: Vec<Transaction>,
         next_nonce: impl Fn(&PublicKey) -> u64,
     ) -> Vec<Result<Hash, Rejection>> {
-        let checked = check(txs, &self.chain_id, self.config.tx_bytes_max);
+        let checked = check(
+            txs,
+            &self.chain_id,
+            self.config.tx_bytes_max,
+            self.room.get(),
+        );
         self.admit_checked(checked, next_nonce)
     }
 
@@ -218,6 +263,7 @@ impl Mempool {
             .insert(nonce, hash);
         self.by_hash.insert(hash, Entry { tx, bytes });
         self.bytes += bytes;
+        self.update_room();
         Ok(hash)
     }
 
@@ -269,6 +315,7 @@ impl Mempool {
         for hash in stale {
             self.remove(&hash);
         }
+        self.update_room();
     }
 
     fn remove(&mut self, hash: &Hash) {
@@ -395,6 +442,37 @@ mod tests {
         let answers = small.admit(keys.iter().map(|k| tx(k, 0, 100)).collect(), zero);
         assert!(answers.iter().any(|r| matches!(r, Err(Rejection::Full))));
         assert!(small.bytes() <= 500);
+    }
+
+    #[test]
+    fn no_signature_is_checked_for_what_has_no_room() {
+        let mut pool = Mempool::new(CHAIN, config());
+        let room = pool.room();
+        assert_eq!(room.get(), 10);
+        let keys: Vec<_> = (0..10u8)
+            .map(|i| KeyPair::from_seed(&[i + 1; 32]))
+            .collect();
+        let answers = pool.admit(keys[..8].iter().map(|k| tx(k, 0, 10)).collect(), zero);
+        assert!(answers.iter().all(Result::is_ok));
+        assert_eq!(room.get(), 2, "the handle follows the pool");
+
+        // Two fit; the third has a forged signature but is past the room, so it is
+        // answered Full without its signature being looked at.
+        let mut forged = tx(&keys[9], 0, 10);
+        forged.signature.0[0] ^= 1;
+        let batch = vec![tx(&keys[8], 0, 10), tx(&keys[9], 1, 10), forged.clone()];
+        let checked = check(batch, &CHAIN, 1_000, room.get());
+        assert!(checked[0].is_ok() && checked[1].is_ok());
+        assert!(matches!(checked[2], Err(Rejection::Full)));
+        // With room, the same forgery is caught.
+        let checked = check(vec![forged], &CHAIN, 1_000, 1);
+        assert!(
+            matches!(checked[0], Err(Rejection::Invalid(_))),
+            "{checked:?}"
+        );
+
+        pool.remove_committed(&[], |_| 1);
+        assert_eq!(room.get(), 10, "committed nonces free the room");
     }
 
     #[test]

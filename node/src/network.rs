@@ -234,6 +234,8 @@ pub struct NetConfig {
     pub tx_bytes_max: usize,
     /// The node's signature-checking slot, shared with the API.
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// The mempool's free room: pushed signatures are checked only for what fits.
+    pub room: crate::mempool::Room,
     /// Pushes allowed to wait for that slot.
     pub push_queue: Arc<tokio::sync::Semaphore>,
 }
@@ -537,6 +539,10 @@ fn on_tx_push(
             ..
         } => {
             let _ = swarm.behaviour_mut().txs.send_response(channel, TxAck);
+            if config.room.get() == 0 {
+                tracing::debug!(%peer, "mempool full: dropped pushed transactions");
+                return;
+            }
             // A bounded number of pushes wait for the node's one checking slot; beyond
             // that they are dropped (the pushing peer still proposes them).
             let Ok(queued) = config.push_queue.clone().try_acquire_owned() else {
@@ -544,14 +550,15 @@ fn on_tx_push(
                 return;
             };
             let (chain_id, max, events) = (config.chain_id, config.tx_bytes_max, events.clone());
-            let admission = config.admission.clone();
+            let (admission, room) = (config.admission.clone(), config.room.clone());
             tokio::spawn(async move {
                 let Ok(permit) = admission.acquire_owned().await else {
                     return;
                 };
                 drop(queued);
+                let room = room.get();
                 let checked = tokio::task::spawn_blocking(move || {
-                    let checked = crate::mempool::check(request.0, &chain_id, max);
+                    let checked = crate::mempool::check(request.0, &chain_id, max, room);
                     drop(permit);
                     checked
                 })

@@ -17,8 +17,8 @@ use crate::store::Store;
 
 /// Store blocks checked at start (hash chain, certificates, state root).
 const CHECK_DEPTH: u64 = 1_000;
-/// Committed blocks kept for the event stream and `?wait=true` (see `main_with`).
-const COMMITTED_RING: usize = 64;
+/// Committed heights queued for slow event-stream readers before they are told they lag.
+const COMMITTED_RING: usize = 256;
 
 /// Sets up `tracing` output; `RUST_LOG` adjusts the level (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -117,6 +117,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     let message_bytes_max = genesis.consensus.block_bytes_max as usize + 64 * 1024;
     let admission = Arc::new(tokio::sync::Semaphore::new(1));
+    let mempool = Mempool::new(
+        chain_id,
+        MempoolConfig {
+            tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
+            ..MempoolConfig::default()
+        },
+    );
     let net = network::start(
         NetConfig {
             keypair,
@@ -125,6 +132,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             chain_id,
             tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
             admission: admission.clone(),
+            room: mempool.room(),
             push_queue: Arc::new(tokio::sync::Semaphore::new(network::TX_PUSHES_WAITING_MAX)),
             message_bytes_max,
         },
@@ -132,9 +140,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     )?;
 
     let (command_tx, command_rx) = mpsc::channel(1024);
-    // The ring keeps its last `capacity` blocks alive whether or not anyone reads them,
-    // so it is small: with 1,024 slots, big blocks held gigabytes. A subscriber that
-    // lags is told so (and the SSE stream skips; clients fill gaps from /v1/blocks).
+    // The feed carries heights, not blocks: a ring of blocks kept its last `capacity`
+    // blocks alive whether or not anyone read them (gigabytes with big blocks). A
+    // subscriber that lags is told so (the SSE stream skips; clients fill gaps from
+    // /v1/blocks).
     let (committed_tx, _) = broadcast::channel(COMMITTED_RING);
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -151,6 +160,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }),
         metrics: Metrics::new(),
         admission,
+        room: mempool.room(),
     });
     shared.metrics.height.set(height as i64);
 
@@ -167,13 +177,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     let api = tokio::spawn(async move { server.await });
 
-    let mempool = Mempool::new(
-        chain_id,
-        MempoolConfig {
-            tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
-            ..MempoolConfig::default()
-        },
-    );
     let (tick_tx, tick_rx) = mpsc::channel(4096);
     let driver = Driver::new(
         shared.clone(),

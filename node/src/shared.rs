@@ -3,18 +3,11 @@
 
 use std::sync::{Arc, RwLock};
 
-use cbec_ledger::{Block, CommitCertificate, Hash, PublicKey, Transaction, TxResult};
+use cbec_ledger::{Hash, PublicKey, Transaction, TxResult};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::store::Store;
-
-/// A block as the event stream and `?wait=true` see it.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub block: Block,
-    pub certificate: CommitCertificate,
-}
 
 /// Live status, updated by the driver.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -58,12 +51,16 @@ pub struct Shared {
     pub tx_bytes_max: usize,
     pub validator: PublicKey,
     pub commands: mpsc::Sender<Command>,
-    pub committed: broadcast::Sender<Arc<Committed>>,
+    /// The height of each block as it is committed: the event stream and `?wait=true`
+    /// read what they need from the store, so the feed holds no blocks.
+    pub committed: broadcast::Sender<u64>,
     pub status: RwLock<Status>,
     pub metrics: Metrics,
     /// One signature-checking batch at a time per node (API and network share it), so
     /// admission never takes more than a core from consensus and execution.
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// The mempool's free room: signatures are checked only for what fits.
+    pub room: crate::mempool::Room,
 }
 
 impl Shared {

@@ -52,6 +52,28 @@ fn four_nodes_commit_agree_and_survive_a_killed_node() {
         ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
     });
 
+    // The event stream of another node announces the block that commits it.
+    let events = std::thread::spawn({
+        let url = format!("{}/v1/events", c.api(2));
+        move || {
+            let response = reqwest::blocking::Client::new()
+                .get(url)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .expect("event stream");
+            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(response));
+            lines
+                .find_map(|line| {
+                    let line = line.expect("event stream line");
+                    let data: serde_json::Value =
+                        serde_json::from_str(line.strip_prefix("data:")?.trim()).ok()?;
+                    (data["txs"].as_array()?.len() == 1).then_some(data)
+                })
+                .expect("a block with one transaction")
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
     // A transaction submitted to one node commits on all four, identically.
     let (status, answer) = c.submit(1, &filing(&c, 0, 1), true);
     assert_eq!(status, 200, "{answer}");
@@ -62,6 +84,13 @@ fn four_nodes_commit_agree_and_survive_a_killed_node() {
     let height = answer["height"].as_u64().expect("height");
     agree_at(&c, &ALL, height);
     let hash = answer["hash"].as_str().expect("hash");
+    let event = events.join().expect("event reader");
+    assert_eq!(event["height"].as_u64(), Some(height), "{event}");
+    assert_eq!(event["txs"][0].as_str(), Some(hash), "{event}");
+    assert_eq!(
+        event["results"][0]["outcome"]["status"], "accepted",
+        "{event}"
+    );
     for i in ALL {
         let found = c.get(i, &format!("/v1/tx/{hash}")).expect("tx");
         assert_eq!(found["status"], "committed", "node {i}: {found}");
