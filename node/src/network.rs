@@ -100,6 +100,13 @@ pub const TX_PUSHES_WAITING_MAX: usize = 16;
 /// Pushes in flight to one peer beyond which new transactions are not pushed to it.
 pub const TX_PUSHES_IN_FLIGHT_MAX: usize = 8;
 
+/// How long admitted transactions wait for others to share a push.
+const TX_PUSH_DELAY: Duration = Duration::from_millis(5);
+
+/// Transactions in one push (512 of the largest allowed stay within a frame); a full
+/// outbox goes at once.
+const TX_PUSH_TXS_MAX: usize = 512;
+
 async fn read_frame<T: futures::AsyncRead + Unpin + Send, M: bincode::Decode<()>>(
     io: &mut T,
 ) -> std::io::Result<M> {
@@ -328,8 +335,16 @@ async fn run(
     for peer in addresses.keys() {
         dial(&mut swarm, &addresses, *peer);
     }
+    // Admitted transactions wait up to TX_PUSH_DELAY to travel together: one push per
+    // peer for many small API batches, instead of a stream each.
+    let mut outbox: Vec<Transaction> = Vec::new();
+    let mut push_due: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(push_due.unwrap_or_else(tokio::time::Instant::now)), if push_due.is_some() => {
+                push(&mut swarm, std::mem::take(&mut outbox), &connected, &mut in_flight);
+                push_due = None;
+            }
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 match command {
@@ -338,13 +353,12 @@ async fn run(
                         let _ = swarm.behaviour_mut().gossip.publish(consensus_topic.clone(), codec::encode(&message));
                     }
                     NetCommand::PushTxs(txs) => {
-                        let batch = TxBatch(txs);
-                        for (peer, _) in connected.iter() {
-                            let pushes = in_flight.entry(*peer).or_default();
-                            if *pushes < TX_PUSHES_IN_FLIGHT_MAX {
-                                *pushes += 1;
-                                swarm.behaviour_mut().txs.send_request(peer, batch.clone());
-                            }
+                        outbox.extend(txs);
+                        if outbox.len() >= TX_PUSH_TXS_MAX {
+                            push(&mut swarm, std::mem::take(&mut outbox), &connected, &mut in_flight);
+                            push_due = None;
+                        } else if push_due.is_none() {
+                            push_due = Some(tokio::time::Instant::now() + TX_PUSH_DELAY);
                         }
                     }
                     NetCommand::RequestBlocks { peer, from } => {
@@ -367,6 +381,26 @@ async fn run(
                 }
                 handle_swarm_event(&mut swarm, event, &store, &events, &addresses, &mut backoff, &mut connected, &redial_tx).await;
             }
+        }
+    }
+}
+
+/// Pushes `txs` to every connected peer that is keeping up.
+fn push(
+    swarm: &mut Swarm<Behaviour>,
+    txs: Vec<Transaction>,
+    connected: &BTreeMap<PeerId, usize>,
+    in_flight: &mut BTreeMap<PeerId, usize>,
+) {
+    if txs.is_empty() {
+        return;
+    }
+    let batch = TxBatch(txs);
+    for peer in connected.keys() {
+        let pushes = in_flight.entry(*peer).or_default();
+        if *pushes < TX_PUSHES_IN_FLIGHT_MAX {
+            *pushes += 1;
+            swarm.behaviour_mut().txs.send_request(peer, batch.clone());
         }
     }
 }

@@ -294,6 +294,9 @@ fn post_batch(
         .unwrap_or_default())
 }
 
+const PAUSE_MIN: Duration = Duration::from_millis(20);
+const PAUSE_MAX: Duration = Duration::from_millis(320);
+
 /// One client thread: sends its transactions on schedule (or as fast as admitted).
 fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant, end: Instant) {
     let http = reqwest::blocking::Client::builder()
@@ -304,6 +307,9 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
     let txs = load.txs;
     let tick = Duration::from_millis(10);
     let mut k = 0u32;
+    // Pause after a refusal; doubles while the node keeps refusing (a flood of
+    // refused batches would cost the nodes the CPU the benchmark is measuring).
+    let mut pause = PAUSE_MIN;
     while next < txs.len() && Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
         let batch = match rate {
             Some(r) => {
@@ -344,9 +350,15 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
                         .fetch_add((chunk.len() - ok) as u64, Ordering::Relaxed);
                     let first = admitted.iter().position(|a| !*a).unwrap_or(0);
                     next += first;
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(pause);
+                    pause = if ok == 0 {
+                        (pause * 2).min(PAUSE_MAX)
+                    } else {
+                        PAUSE_MIN
+                    };
                     continue;
                 }
+                pause = PAUSE_MIN;
             }
             Err(e) => {
                 eprintln!("\nclient: {e:#}");
