@@ -18,7 +18,9 @@
 //! store holds the block entirely or not at all. The tree version is the block height;
 //! every block writes at least `sys/last-block`, so every version has a root.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::Mutex;
 
 use cbec_chaincode::{StateRead, Writes};
 use cbec_consensus::SigningState;
@@ -66,6 +68,50 @@ pub struct PreparedState {
 #[derive(Debug)]
 pub struct Store {
     db: DB,
+    nodes: Mutex<NodeCache>,
+}
+
+/// State-tree nodes recently committed or read. Every block's update reads the nodes
+/// on the paths it changes, the top levels each time; from RocksDB each read is a
+/// lookup and a decode. A node's key names the version that wrote it and a committed
+/// version never changes, so an entry cannot go stale; only committed nodes enter.
+/// Bounded in count, oldest first out. (Only looked up, never iterated.)
+struct NodeCache {
+    nodes: HashMap<NodeKey, Node>,
+    order: VecDeque<NodeKey>,
+    max: usize,
+}
+
+impl Default for NodeCache {
+    fn default() -> Self {
+        NodeCache {
+            nodes: HashMap::new(),
+            order: VecDeque::new(),
+            max: NODE_CACHE_MAX,
+        }
+    }
+}
+
+/// Nodes the cache keeps (an internal node is at most about 1 KiB).
+const NODE_CACHE_MAX: usize = 32_768;
+
+impl std::fmt::Debug for NodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeCache({} nodes)", self.nodes.len())
+    }
+}
+
+impl NodeCache {
+    fn insert(&mut self, key: NodeKey, node: Node) {
+        if self.nodes.insert(key.clone(), node).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.nodes.remove(&old);
+            }
+        }
+    }
 }
 
 /// The shared block cache (data, index and filter blocks of every column family).
@@ -109,7 +155,10 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options.clone()));
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            nodes: Mutex::default(),
+        };
         match store.meta_get::<Hash>("chain_id")? {
             Some(found) if found != *chain_id => {
                 return Err(StoreError::WrongChain {
@@ -326,7 +375,18 @@ impl Store {
             codec::encode(&block.header.validators_hash),
         );
         batch.put_cf(self.cf("meta"), b"height", codec::encode(&height));
-        self.write_synced(batch)
+        self.write_synced(batch)?;
+        let mut cache = self.node_cache();
+        for (key, node) in prepared.batch.node_batch.nodes() {
+            cache.insert(key.clone(), node.clone());
+        }
+        Ok(())
+    }
+
+    fn node_cache(&self) -> std::sync::MutexGuard<'_, NodeCache> {
+        // The cache holds only copies of committed nodes: a panic elsewhere while it
+        // was locked cannot have left it wrong, so a poisoned lock is still usable.
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Heights after which the validator set changed, up to `before` (exclusive).
@@ -489,10 +549,17 @@ pub fn to_sparse_proof(proof: &jmt::proof::SparseMerkleProof<sha2::Sha256>) -> R
 
 impl TreeReader for Store {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        if let Some(node) = self.node_cache().nodes.get(node_key) {
+            return Ok(Some(node.clone()));
+        }
         let key = borsh::to_vec(node_key)?;
         match self.db.get_cf(self.cf("jmt_nodes"), key)? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+            Some(bytes) => {
+                let node: Node = borsh::from_slice(&bytes)?;
+                self.node_cache().insert(node_key.clone(), node.clone());
+                Ok(Some(node))
+            }
         }
     }
 
@@ -710,6 +777,61 @@ mod tests {
                 .commit_block(&blk, &cert(&blk), &w, &batched)
                 .expect("commit");
         }
+    }
+
+    /// The node cache keeps at most its bound, dropping the oldest first, and a store
+    /// reads the same tree through it as from disk after reopening (no cache).
+    #[test]
+    fn the_node_cache_is_bounded_and_agrees_with_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let k = |i: u32| format!("goods/head/{i}").into_bytes();
+        let proofs = |store: &Store| -> Vec<_> {
+            (0..50u32)
+                .map(|i| store.sparse_proof(&k(i), 3).expect("proof"))
+                .collect()
+        };
+        let cached = {
+            let store = Store::open(dir.path(), &chain).expect("open");
+            store
+                .init_genesis(&writes(&[("g", Some("0"))]))
+                .expect("genesis");
+            for h in 1..=3u64 {
+                let w: Writes = (0..50u32)
+                    .map(|i| (k(i), Some(format!("{h}-{i}").into_bytes())))
+                    .collect();
+                let prepared = store.prepare_state(h, &w).expect("prepare");
+                let b = block(&store, h, prepared.root);
+                store
+                    .commit_block(&b, &cert(&b), &w, &prepared)
+                    .expect("commit");
+            }
+            assert!(
+                !store.node_cache().nodes.is_empty(),
+                "commits fill the cache"
+            );
+
+            // Bounded, oldest out first.
+            let w: Writes = (0..20u32).map(|i| (k(i), Some(b"x".to_vec()))).collect();
+            let prepared = store.prepare_state(4, &w).expect("prepare");
+            let keys: Vec<NodeKey> = prepared.batch.node_batch.nodes().keys().cloned().collect();
+            assert!(keys.len() > 8);
+            let mut small = NodeCache {
+                max: 4,
+                ..NodeCache::default()
+            };
+            for key in &keys {
+                small.insert(key.clone(), Node::Null);
+            }
+            assert_eq!((small.nodes.len(), small.order.len()), (4, 4));
+            assert!(keys[keys.len() - 4..]
+                .iter()
+                .all(|k| small.nodes.contains_key(k)));
+            proofs(&store)
+        };
+        let reopened = Store::open(dir.path(), &chain).expect("reopen");
+        assert!(reopened.node_cache().nodes.is_empty());
+        assert_eq!(proofs(&reopened), cached);
     }
 
     #[test]
