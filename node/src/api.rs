@@ -449,6 +449,14 @@ async fn events(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let memory = shared.store.memory();
+    let m = &shared.metrics;
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    m.store_memtable_bytes.set(gauge(memory.memtables));
+    m.store_block_cache_bytes.set(gauge(memory.block_cache));
+    m.store_table_reader_bytes.set(gauge(memory.table_readers));
+    m.store_tree_nodes_cached
+        .set(gauge(memory.tree_nodes_cached));
     (
         [(
             header::CONTENT_TYPE,

@@ -10,6 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc instead of glibc's malloc for every binary that runs a node: under load
+/// glibc's arenas kept megabyte block buffers' freed memory, and a node's resident
+/// memory grew by about 1 MiB/s beyond every bound its caches have (measured with
+/// heaptrack: live heap 310 MiB at 555 MiB resident).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod driver;
 pub mod mempool;

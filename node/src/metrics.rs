@@ -21,6 +21,10 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub equivocations: Counter,
     pub bad_peer_messages: Counter,
+    pub store_memtable_bytes: Gauge,
+    pub store_block_cache_bytes: Gauge,
+    pub store_table_reader_bytes: Gauge,
+    pub store_tree_nodes_cached: Gauge,
 }
 
 impl Metrics {
@@ -36,6 +40,10 @@ impl Metrics {
         let commit_latency =
             Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let equivocations = Counter::default();
+        let store_memtable_bytes = Gauge::default();
+        let store_block_cache_bytes = Gauge::default();
+        let store_table_reader_bytes = Gauge::default();
+        let store_tree_nodes_cached = Gauge::default();
         let bad_peer_messages = Counter::default();
         registry.register("height", "Last committed height", height.clone());
         registry.register("round", "Current consensus round", round.clone());
@@ -75,6 +83,26 @@ impl Metrics {
             "Undecodable or invalid messages from peers",
             bad_peer_messages.clone(),
         );
+        registry.register(
+            "store_memtable_bytes",
+            "RocksDB memtables, all column families",
+            store_memtable_bytes.clone(),
+        );
+        registry.register(
+            "store_block_cache_bytes",
+            "RocksDB's shared block cache in use (bounded at 128 MiB)",
+            store_block_cache_bytes.clone(),
+        );
+        registry.register(
+            "store_table_reader_bytes",
+            "RocksDB table readers outside the block cache",
+            store_table_reader_bytes.clone(),
+        );
+        registry.register(
+            "store_tree_nodes_cached",
+            "State-tree nodes in the node cache",
+            store_tree_nodes_cached.clone(),
+        );
         Metrics {
             registry,
             height,
@@ -87,6 +115,10 @@ impl Metrics {
             commit_latency,
             equivocations,
             bad_peer_messages,
+            store_memtable_bytes,
+            store_block_cache_bytes,
+            store_table_reader_bytes,
+            store_tree_nodes_cached,
         }
     }
 

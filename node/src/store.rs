@@ -65,10 +65,27 @@ pub struct PreparedState {
     batch: TreeUpdateBatch,
 }
 
-#[derive(Debug)]
 pub struct Store {
     db: DB,
     nodes: Mutex<NodeCache>,
+    block_cache: rocksdb::Cache,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store holds in memory, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreMemory {
+    pub memtables: u64,
+    pub block_cache: u64,
+    pub table_readers: u64,
+    pub tree_nodes_cached: u64,
 }
 
 /// State-tree nodes recently committed or read. Every block's update reads the nodes
@@ -118,6 +135,8 @@ impl NodeCache {
 const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// One memtable of one column family.
 const MEMTABLE_BYTES: usize = 16 * 1024 * 1024;
+/// Write-ahead logs kept, all together.
+const WAL_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 /// All memtables together; beyond it the largest is flushed.
 const MEMTABLES_TOTAL_BYTES: usize = 96 * 1024 * 1024;
 
@@ -151,6 +170,10 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
+        // A log file is kept until every column family with writes in it has flushed;
+        // the rarely written ones (certificates, meta) held hundreds of megabytes of
+        // logs. Past this size the oldest log's column families are flushed.
+        options.set_max_total_wal_size(WAL_TOTAL_BYTES);
         let descriptors = CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options.clone()));
@@ -158,6 +181,7 @@ impl Store {
         let store = Store {
             db,
             nodes: Mutex::default(),
+            block_cache: cache,
         };
         match store.meta_get::<Hash>("chain_id")? {
             Some(found) if found != *chain_id => {
@@ -170,6 +194,23 @@ impl Store {
             None => store.meta_put_sync("chain_id", chain_id)?,
         }
         Ok(store)
+    }
+
+    /// Memory RocksDB reports for its memtables, block cache and table readers (outside
+    /// the cache), and how many state-tree nodes the node cache holds.
+    pub fn memory(&self) -> StoreMemory {
+        let sum = |property: &str| -> u64 {
+            CFS.iter()
+                .filter_map(|name| self.db.property_int_value_cf(self.cf(name), property).ok())
+                .flatten()
+                .sum()
+        };
+        StoreMemory {
+            memtables: sum("rocksdb.cur-size-all-mem-tables"),
+            block_cache: self.block_cache.get_usage() as u64,
+            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+            tree_nodes_cached: self.node_cache().nodes.len() as u64,
+        }
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {

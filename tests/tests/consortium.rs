@@ -95,6 +95,18 @@ fn four_nodes_commit_agree_and_survive_a_killed_node() {
         let found = c.get(i, &format!("/v1/tx/{hash}")).expect("tx");
         assert_eq!(found["status"], "committed", "node {i}: {found}");
     }
+    // The store's memory shows in the metrics, within its bounds.
+    let metrics = c.endpoints().text(0, "/metrics").expect("metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(value("cbec_store_memtable_bytes") > 0.0);
+    assert!(value("cbec_store_block_cache_bytes") <= 128.0 * 1024.0 * 1024.0);
+    assert!(value("cbec_store_tree_nodes_cached") > 0.0);
+    value("cbec_store_table_reader_bytes");
 
     // SIGKILL one node; the other three keep committing.
     c.kill(2);
