@@ -18,16 +18,24 @@ fn a_short_bench_commits_its_load_and_reports_every_figure() {
             "3",
             "--clients",
             "2",
+            "--stop",
             "--json-out",
         ])
         .arg(&json)
         .output()
         .expect("run cbec bench");
-    let _ = Command::new(env!("CARGO_BIN_EXE_cbec"))
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    // `--stop`: no node is left running (and nothing but the report on stdout).
+    let status = Command::new(env!("CARGO_BIN_EXE_cbec"))
         .args(["devnet", "down", "--dir"])
         .arg(&dir)
-        .output();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+        .output()
+        .expect("devnet down");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        "no node was running",
+        "bench --stop left nodes running: {stderr}"
+    );
     assert!(run.status.success(), "bench failed: {stderr}");
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(

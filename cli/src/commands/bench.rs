@@ -53,6 +53,24 @@ pub struct BenchArgs {
     /// Also write every figure as JSON to this file.
     #[arg(long = "json-out", value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Stop the four nodes when done, whatever the outcome (by default they keep
+    /// running, as after `devnet up`, to be inspected; `cbec devnet down` stops them).
+    #[arg(long)]
+    stop: bool,
+}
+
+/// Stops the devnet when dropped, so `--stop` holds on every way out of a run.
+struct StopOnExit<'a>(Option<&'a std::path::Path>);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            let stopped = devnet::stop_nodes(dir);
+            if !stopped.is_empty() {
+                eprintln!("bench: stopped {}", stopped.join(", "));
+            }
+        }
+    }
 }
 
 /// What a run measured.
@@ -550,6 +568,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
         (None, false) => Some(1_000),
     };
     let dir = &args.dir;
+    let _stop = StopOnExit(args.stop.then_some(dir.as_path()));
     devnet::up(dir, Duration::from_secs(60), &Output::new(false), false)?;
     let nodes = node_processes(dir)?;
     let urls: Vec<String> = AGENCIES

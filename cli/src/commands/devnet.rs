@@ -58,7 +58,19 @@ fn running_pid(dir: &Path, agency: &str) -> Option<u32> {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    alive.then_some(pid)
+    (alive && !is_zombie(pid)).then_some(pid)
+}
+
+/// A process that exited but was not reaped yet (a node started by this same process,
+/// as `cbec bench` does) still answers signal 0; Linux shows it as state `Z`.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// The API URL of an agency's node.
@@ -250,6 +262,18 @@ fn status(dir: &Path, out: &Output) -> anyhow::Result<()> {
 }
 
 fn down(dir: &Path, out: &Output) -> anyhow::Result<()> {
+    let stopped = stop_nodes(dir);
+    out.emit(&json!({ "stopped": stopped }), || {
+        if stopped.is_empty() {
+            "no node was running".to_string()
+        } else {
+            format!("stopped {}", stopped.join(", "))
+        }
+    })
+}
+
+/// Stops the running nodes of `dir` (SIGTERM, then SIGKILL after 15 s); returns which.
+pub fn stop_nodes(dir: &Path) -> Vec<&'static str> {
     let mut stopped = Vec::new();
     for agency in AGENCIES {
         let Some(pid) = running_pid(dir, agency) else {
@@ -270,13 +294,7 @@ fn down(dir: &Path, out: &Output) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(pid_path(dir, agency));
         stopped.push(agency);
     }
-    out.emit(&json!({ "stopped": stopped }), || {
-        if stopped.is_empty() {
-            "no node was running".to_string()
-        } else {
-            format!("stopped {}", stopped.join(", "))
-        }
-    })
+    stopped
 }
 
 /// Loads a demo enterprise key, creating it on first use.
