@@ -93,38 +93,37 @@ pub fn check(
     tx_bytes_max: usize,
     room: usize,
 ) -> Vec<Checked> {
-    let sizes: Vec<usize> = txs.iter().map(|t| codec::encode(t).len()).collect();
-    let (fits, answers): (Vec<_>, Vec<_>) = txs
+    // Each transaction's early answer (`None`: it goes on to the signature check); the
+    // candidates move into the batch check, nothing is cloned or encoded past the room.
+    let mut early = Vec::with_capacity(txs.len());
+    let mut candidates = Vec::new();
+    let mut sizes = Vec::new();
+    for (i, tx) in txs.into_iter().enumerate() {
+        if i >= room {
+            early.push(Some(Rejection::Full));
+            continue;
+        }
+        let size = codec::encode(&tx).len();
+        if size > tx_bytes_max {
+            early.push(Some(Rejection::TooLarge {
+                size,
+                max: tx_bytes_max,
+            }));
+        } else {
+            early.push(None);
+            candidates.push(tx);
+            sizes.push(size);
+        }
+    }
+    let mut verified = tx::verify_all(candidates, chain_id).into_iter().zip(sizes);
+    early
         .into_iter()
-        .zip(sizes)
-        .enumerate()
-        .map(|(i, (tx, size))| {
-            if i >= room {
-                (None, Some(Rejection::Full))
-            } else if size > tx_bytes_max {
-                (
-                    None,
-                    Some(Rejection::TooLarge {
-                        size,
-                        max: tx_bytes_max,
-                    }),
-                )
-            } else {
-                (Some((tx, size)), None)
-            }
-        })
-        .unzip();
-    let candidates: Vec<Transaction> = fits.iter().flatten().map(|(tx, _)| tx.clone()).collect();
-    let mut verified = tx::verify_all(candidates, chain_id).into_iter();
-    fits.into_iter()
-        .zip(answers)
-        .map(|(candidate, early)| match (candidate, early) {
-            (_, Some(rejection)) => Err(rejection),
-            (Some((_, size)), None) => {
-                let result = verified.next().expect("one verification per candidate");
+        .map(|answer| match answer {
+            Some(rejection) => Err(rejection),
+            None => {
+                let (result, size) = verified.next().expect("one verification per candidate");
                 Ok((result.map_err(Rejection::Invalid)?, size))
             }
-            (None, None) => unreachable!("every transaction is either a candidate or answered"),
         })
         .collect()
 }
