@@ -96,17 +96,27 @@ impl<'a, 'b> Context<'a, 'b> {
         self.writes
     }
 
-    /// Raw read: this transaction's writes, then the block's, then committed state.
-    pub fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
+    /// Raw read: this transaction's writes, then the block's, then committed state. A
+    /// failed read of committed state is an error the rule passes on with `?` (the
+    /// engine then abandons the block; see [`crate::ExecError::Storage`]).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RuleError> {
         match self.writes.get(key) {
-            Some(value) => value.clone(),
-            None => self.block_state.get(key),
+            Some(value) => Ok(value.clone()),
+            None => self
+                .block_state
+                .get(key)
+                .map_err(crate::engine::storage_failure),
         }
+    }
+
+    /// Whether a key holds a value.
+    pub fn exists(&self, key: &str) -> Result<bool, RuleError> {
+        Ok(self.get_raw(key.as_bytes())?.is_some())
     }
 
     /// Reads and decodes a value stored with [`Context::put`].
     pub fn get<T: Decode<()>>(&self, key: &str) -> Result<Option<T>, RuleError> {
-        match self.get_raw(key.as_bytes()) {
+        match self.get_raw(key.as_bytes())? {
             None => Ok(None),
             Some(bytes) => codec::decode(&bytes)
                 .map(Some)

@@ -268,7 +268,7 @@ fn insert_new<T: bincode::Encode>(
     what: &str,
     value: &T,
 ) -> Result<(), RuleError> {
-    if ctx.get_raw(key.as_bytes()).is_some() {
+    if ctx.get_raw(key.as_bytes())?.is_some() {
         return Err(RuleError::new(
             "DUPLICATE",
             format!("{what} exists already"),
@@ -309,7 +309,7 @@ fn submit_order(ctx: &mut Context<'_, '_>, order: Order) -> Result<Vec<Event>, R
     }
     // R1: the order number is unique per platform.
     let key = order_key(&order.ebp_code, &order.order_no);
-    if ctx.get_raw(key.as_bytes()).is_some() {
+    if ctx.get_raw(key.as_bytes())?.is_some() {
         return Err(RuleError::new(
             "R1",
             format!(
@@ -448,7 +448,7 @@ pub fn tax_due_fen(
 fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError> {
     ctx.require_agency("customs")?;
     let key = clearance_key(&r.ebp_code, &r.order_no);
-    if ctx.get_raw(key.as_bytes()).is_some() {
+    if ctx.get_raw(key.as_bytes())?.is_some() {
         return Err(RuleError::new(
             "DUPLICATE",
             format!("order {} was cleared already", r.order_no),

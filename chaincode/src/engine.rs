@@ -11,7 +11,7 @@ use crate::context::{BlockInfo, Caller, Context};
 use crate::enterprise::Filing;
 use crate::layout;
 use crate::params::Params;
-use crate::state::{BlockOverlay, StateRead, Writes};
+use crate::state::{BlockOverlay, StateError, StateRead, Writes};
 use crate::{Chaincode, RuleError};
 
 /// What executing a block produced: one result per transaction, and the state writes.
@@ -29,6 +29,18 @@ pub struct InvalidBlock {
     pub index: usize,
     pub expected: u64,
     pub found: u64,
+}
+
+/// Why a block produced no outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The block breaks a rule no honest proposer breaks: it must not be committed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidBlock),
+    /// Committed state could not be read. Nothing about the block is known: the node
+    /// must stop rather than record anything (another node's disk is fine).
+    #[error(transparent)]
+    Storage(#[from] StateError),
 }
 
 /// The chaincodes enabled at genesis, with their parameters.
@@ -71,27 +83,34 @@ impl Engine {
     }
 
     /// Executes `txs` in order on top of `state`. Deterministic: two nodes with the same
-    /// state and transactions produce byte-identical results and writes.
+    /// state and transactions produce byte-identical results and writes. A failed read
+    /// of `state` abandons the block ([`ExecError::Storage`]); no result is made of it.
     pub fn execute_block<'s>(
         &self,
         state: &'s (dyn StateRead + 's),
         block: BlockInfo,
         txs: &[VerifiedTransaction],
-    ) -> Result<BlockOutcome, InvalidBlock> {
+    ) -> Result<BlockOutcome, ExecError> {
         let mut overlay: BlockOverlay<'s, dyn StateRead + 's> = BlockOverlay::new(state);
         let mut results = Vec::with_capacity(txs.len());
         for (index, tx) in txs.iter().enumerate() {
             let sender = tx.body().sender;
             let nonce_key = layout::nonce_key(&sender.to_hex());
-            let expected = read_u64(&overlay, &nonce_key);
+            let expected = read_u64(&overlay, &nonce_key)?;
             if tx.body().nonce != expected {
                 return Err(InvalidBlock {
                     index,
                     expected,
                     found: tx.body().nonce,
-                });
+                }
+                .into());
             }
-            let outcome = match self.execute_one(&overlay, block, tx) {
+            let run = self.execute_one(&overlay, block, tx);
+            // Whatever the rule made of a failed read, the block is abandoned.
+            if let Some(failure) = overlay.failure() {
+                return Err(ExecError::Storage(failure));
+            }
+            let outcome = match run {
                 Ok((events, writes)) => {
                     overlay.commit(writes);
                     Outcome::Accepted { events }
@@ -172,11 +191,20 @@ impl Engine {
     }
 }
 
-fn read_u64<'s>(overlay: &BlockOverlay<'s, dyn StateRead + 's>, key: &str) -> u64 {
-    overlay
-        .get(key.as_bytes())
+fn read_u64<'s>(
+    overlay: &BlockOverlay<'s, dyn StateRead + 's>,
+    key: &str,
+) -> Result<u64, StateError> {
+    Ok(overlay
+        .get(key.as_bytes())?
         .and_then(|b| codec::decode::<u64>(&b).ok())
-        .unwrap_or(0)
+        .unwrap_or(0))
+}
+
+/// A failed read as a rule sees it: the rule stops; the engine, which sees the failure
+/// in the overlay, abandons the block, so this is never recorded.
+pub(crate) fn storage_failure(e: StateError) -> RuleError {
+    RuleError::new("STORAGE", e.to_string())
 }
 
 /// Who the key belongs to. A revoked or listed enterprise is refused everything.
@@ -185,16 +213,16 @@ fn resolve_caller<'s>(
     key: &PublicKey,
 ) -> Result<Caller, RuleError> {
     let hex = key.to_hex();
-    if let Some(bytes) = overlay.get(layout::agency_key(&hex).as_bytes()) {
+    let read = |key: String| overlay.get(key.as_bytes()).map_err(storage_failure);
+    if let Some(bytes) = read(layout::agency_key(&hex))? {
         let name: String = codec::decode(&bytes).map_err(|e| RuleError::internal(e.to_string()))?;
         return Ok(Caller::Agency { name });
     }
-    let Some(bytes) = overlay.get(layout::enterprise_key(&hex).as_bytes()) else {
+    let Some(bytes) = read(layout::enterprise_key(&hex))? else {
         return Ok(Caller::Unknown);
     };
     let uscc: String = codec::decode(&bytes).map_err(|e| RuleError::internal(e.to_string()))?;
-    let filing: Filing = overlay
-        .get(layout::filing(&uscc).as_bytes())
+    let filing: Filing = read(layout::filing(&uscc))?
         .and_then(|b| codec::decode(&b).ok())
         .ok_or_else(|| RuleError::internal(format!("key of {uscc} has no filing")))?;
     if filing.revoked.is_some() {
@@ -203,7 +231,7 @@ fn resolve_caller<'s>(
             format!("the filing of {uscc} is revoked"),
         ));
     }
-    if overlay.get(layout::negative(&uscc).as_bytes()).is_some() {
+    if read(layout::negative(&uscc))?.is_some() {
         return Err(RuleError::new(
             "NEGATIVE-LIST",
             format!("{uscc} is on the credit negative list"),

@@ -169,7 +169,11 @@ pub fn active_filing(ctx: &Context<'_, '_>, uscc: &str) -> Result<Filing, String
     if filing.revoked.is_some() {
         return Err(format!("the filing of {uscc} is revoked"));
     }
-    if ctx.get_raw(layout::negative(uscc).as_bytes()).is_some() {
+    if ctx
+        .get_raw(layout::negative(uscc).as_bytes())
+        .map_err(|e| e.message)?
+        .is_some()
+    {
         return Err(format!("{uscc} is on the credit negative list"));
     }
     Ok(filing)
@@ -187,11 +191,7 @@ fn check_new_key(ctx: &Context<'_, '_>, key: &PublicKey) -> Result<(), RuleError
         ));
     }
     let hex = key.to_hex();
-    if ctx
-        .get_raw(layout::enterprise_key(&hex).as_bytes())
-        .is_some()
-        || ctx.get_raw(layout::agency_key(&hex).as_bytes()).is_some()
-    {
+    if ctx.exists(&layout::enterprise_key(&hex))? || ctx.exists(&layout::agency_key(&hex))? {
         return Err(RuleError::new(
             "DUPLICATE",
             format!("key {key} already signs for someone"),
@@ -228,10 +228,7 @@ fn approve(ctx: &mut Context<'_, '_>, args: ApproveFiling) -> Result<Vec<Event>,
             format!("{} has filed already; amend it", args.uscc),
         ));
     }
-    if ctx
-        .get_raw(layout::customs_code(&args.customs_code).as_bytes())
-        .is_some()
-    {
+    if ctx.exists(&layout::customs_code(&args.customs_code))? {
         return Err(RuleError::new(
             "DUPLICATE",
             format!("customs code {} is taken", args.customs_code),
@@ -366,7 +363,7 @@ fn list(
     existing(ctx, &args.uscc)?;
     require_reason(&args.reason)?;
     let key = layout::negative(&args.uscc);
-    let listed = ctx.get_raw(key.as_bytes()).is_some();
+    let listed = ctx.exists(&key)?;
     if listing == listed {
         let state = if listed { "already" } else { "not" };
         return Err(RuleError::new(

@@ -270,12 +270,9 @@ fn agency_record(ctx: &Context<'_, '_>, agency: &str) -> Result<AgencyRecord, Ru
         .ok_or_else(|| RuleError::new("NOT-FOUND", format!("no agency `{agency}`")))
 }
 
-fn key_in_use(ctx: &Context<'_, '_>, key: &PublicKey) -> bool {
+fn key_in_use(ctx: &Context<'_, '_>, key: &PublicKey) -> Result<bool, RuleError> {
     let hex = key.to_hex();
-    ctx.get_raw(layout::agency_key(&hex).as_bytes()).is_some()
-        || ctx
-            .get_raw(layout::enterprise_key(&hex).as_bytes())
-            .is_some()
+    Ok(ctx.exists(&layout::agency_key(&hex))? || ctx.exists(&layout::enterprise_key(&hex))?)
 }
 
 /// Refuses a proposal that could not be applied, before anyone votes on it.
@@ -289,7 +286,7 @@ fn check_action(ctx: &Context<'_, '_>, action: &Action) -> Result<(), RuleError>
                     format!("{key} is not a valid public key"),
                 ));
             }
-            if matches!(action, Action::AddOperatorKey { .. }) && key_in_use(ctx, key) {
+            if matches!(action, Action::AddOperatorKey { .. }) && key_in_use(ctx, key)? {
                 return Err(RuleError::new("DUPLICATE", format!("key {key} is in use")));
             }
         }

@@ -36,8 +36,8 @@ pub mod tax;
 use cbec_ledger::{codec, Attribute, Event};
 
 pub use context::{BlockInfo, Caller, Context, Role};
-pub use engine::{BlockOutcome, Engine, InvalidBlock};
-pub use state::{MemoryState, StateRead, Writes};
+pub use engine::{BlockOutcome, Engine, ExecError, InvalidBlock};
+pub use state::{MemoryState, StateError, StateRead, Writes};
 
 /// A rule's refusal: the DOMAIN.md rule id and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

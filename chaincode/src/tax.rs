@@ -135,7 +135,7 @@ fn claim(ctx: &mut Context<'_, '_>, r: ExportRecord) -> Result<Vec<Event>, RuleE
         )));
     }
     let key = format!("tax/export/{uscc}/{}", r.record_no);
-    if ctx.get_raw(key.as_bytes()).is_some() {
+    if ctx.get_raw(key.as_bytes())?.is_some() {
         return Err(RuleError::new(
             "DUPLICATE",
             format!("export record {} exists already", r.record_no),

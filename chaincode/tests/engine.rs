@@ -3,7 +3,9 @@
 
 mod harness;
 
-use cbec_chaincode::{BlockInfo, Chaincode, Context, Engine, RuleError};
+use cbec_chaincode::{
+    BlockInfo, Chaincode, Context, Engine, ExecError, MemoryState, RuleError, StateError, StateRead,
+};
 use cbec_ledger::{codec, Event, Outcome};
 use harness::*;
 use proptest::prelude::*;
@@ -107,6 +109,9 @@ fn a_wrong_nonce_makes_the_block_invalid() {
         .engine
         .execute_block(&l.state, block, &[tx(0), tx(0)])
         .expect_err("replayed nonce");
+    let ExecError::Invalid(err) = err else {
+        panic!("not an invalid block: {err}");
+    };
     assert_eq!((err.index, err.expected, err.found), (1, 1, 0));
     assert!(l.engine.execute_block(&l.state, block, &[tx(5)]).is_err());
 }
@@ -151,6 +156,78 @@ fn a_panicking_rule_is_recorded_as_a_rejection_and_writes_nothing() {
     assert!(l.get::<u64>("ent/filing/HIJACK").is_none());
     // The engine keeps working.
     accepted(&l.run_raw(&c, "goods", "fine", vec![]));
+}
+
+/// Committed state whose reads fail once `fail_after` of them have succeeded: a disk
+/// going bad under the node.
+struct FailingDisk {
+    state: MemoryState,
+    reads: std::cell::Cell<u32>,
+    fail_after: u32,
+}
+
+impl StateRead for FailingDisk {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let n = self.reads.get();
+        self.reads.set(n + 1);
+        if n >= self.fail_after {
+            return Err(StateError("I/O error (injected)".into()));
+        }
+        self.state.get(key)
+    }
+}
+
+/// A read that fails is never a rule's outcome: it would be this node's disk fault
+/// recorded on the ledger (a `PANIC` or a rejection the other nodes do not make). The
+/// block is abandoned instead, whichever read fails, including ones a rule makes.
+#[test]
+fn a_failed_state_read_abandons_the_block_instead_of_recording_a_result() {
+    let mut l = Ledger::new();
+    let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
+    let produced = l.sign(
+        &seller,
+        "goods",
+        "record",
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": "G", "kind": "produced"}),
+        ),
+    );
+    let verified = produced.verify(&CHAIN).expect("signed");
+    let block = BlockInfo {
+        height: 2,
+        time_ms: T0 + 5_000,
+    };
+    let healthy = FailingDisk {
+        state: l.state.clone(),
+        reads: std::cell::Cell::new(0),
+        fail_after: u32::MAX,
+    };
+    let outcome = l
+        .engine
+        .execute_block(&healthy, block, std::slice::from_ref(&verified))
+        .expect("a healthy disk");
+    accepted(&outcome.results[0]);
+    let reads = healthy.reads.get();
+    assert!(
+        reads > 3,
+        "the nonce, the caller and the rule all read state"
+    );
+    for fail_after in 0..reads {
+        let disk = FailingDisk {
+            state: l.state.clone(),
+            reads: std::cell::Cell::new(0),
+            fail_after,
+        };
+        match l
+            .engine
+            .execute_block(&disk, block, std::slice::from_ref(&verified))
+        {
+            Err(ExecError::Storage(e)) => assert!(e.to_string().contains("injected"), "{e}"),
+            other => panic!("read {fail_after} failed, yet the block gave {other:?}"),
+        }
+    }
 }
 
 /// Random sequences of transactions run twice give byte-identical results and writes.

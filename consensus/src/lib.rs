@@ -29,5 +29,6 @@ pub use machine::{
 };
 pub use safety::{SignStep, SigningState};
 pub use types::{
-    Evidence, Height, Message, Proposal, Round, SignedProposal, SignedVote, Signer, Vote,
+    Evidence, Height, Message, Proposal, Round, SignedProposal, SignedVote, Signer,
+    VerifiedMessage, Vote,
 };

@@ -17,6 +17,11 @@
 //!   the precommits of a height decides from the certificate (which carries them).
 //! - Messages for rounds beyond `ROUND_WINDOW` ahead are dropped (a bound on memory); the
 //!   sender rebroadcasts once this validator's round comes closer.
+//! - Timeliness, as in proposer-based timestamps (CometBFT's PBTS): the host may judge a
+//!   proposal's time (`Input::TimedProposal`); L22 prevotes a fresh proposal (`vr = -1`)
+//!   only if it is timely. Validity stays a property of the value alone: an untimely
+//!   value may still be decided (L49) and re-proposed with its polka (L28, not checked
+//!   for time: 2f+1 prevotes show it was timely to enough validators).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,6 +102,13 @@ pub enum Input {
     Message(Message),
     /// A message whose signature the host verified (e.g. in a batch).
     Verified(VerifiedMessage),
+    /// A proposal whose signature the host verified, with its judgement of the proposed
+    /// block's time against its own clock (see the module comment). `Verified` is a
+    /// timely proposal.
+    TimedProposal {
+        proposal: VerifiedMessage,
+        timely: bool,
+    },
     /// A timeout the state machine scheduled has elapsed.
     Timeout(Timeout),
     /// Answer to `RequestValue`: the value this validator proposes (it is valid).
@@ -213,12 +225,14 @@ pub struct Consensus<S: Signer, M: Middleware = Honest> {
     votes: HeightVotes,
     validity: BTreeMap<Hash, bool>,
     pending_validation: BTreeSet<Hash>,
+    /// Rounds whose proposal the host judged untimely.
+    untimely: BTreeSet<Round>,
     fired: BTreeSet<(Round, Once)>,
     awaiting_value: bool,
     /// What this validator signed (or forwarded) at this height, per round, for rebroadcast.
     own_messages: BTreeMap<Round, Vec<Message>>,
-    /// Early messages for the next height, already verified.
-    future: Vec<Message>,
+    /// Early messages for the next height, already verified, with their timeliness.
+    future: Vec<(Message, bool)>,
     signing: SigningState,
     counters: Counters,
 }
@@ -245,6 +259,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             votes: HeightVotes::default(),
             validity: BTreeMap::new(),
             pending_validation: BTreeSet::new(),
+            untimely: BTreeSet::new(),
             fired: BTreeSet::new(),
             awaiting_value: false,
             own_messages: BTreeMap::new(),
@@ -297,10 +312,13 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
                 self.start_height(height, validators, &mut out)
             }
             Input::Message(message) => match message.verify(&self.config.chain_id) {
-                Ok(verified) => self.on_message(verified, &mut out),
+                Ok(verified) => self.on_message(verified, true, &mut out),
                 Err(_) => self.counters.bad_signature += 1,
             },
-            Input::Verified(message) => self.on_message(message, &mut out),
+            Input::Verified(message) => self.on_message(message, true, &mut out),
+            Input::TimedProposal { proposal, timely } => {
+                self.on_message(proposal, timely, &mut out)
+            }
             Input::Timeout(timeout) => self.on_timeout(timeout, &mut out),
             Input::ValueProduced {
                 height,
@@ -346,6 +364,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
         self.votes = HeightVotes::default();
         self.validity.clear();
         self.pending_validation.clear();
+        self.untimely.clear();
         self.fired.clear();
         self.own_messages.clear();
         // L10-L13 reset lock and valid value; a restarted validator resumes its own
@@ -378,8 +397,8 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
         }
         self.start_round(round, out);
         // Replays what arrived early; messages for the height after are kept again.
-        for message in std::mem::take(&mut self.future) {
-            self.on_message(VerifiedMessage::already_verified(message), out);
+        for (message, timely) in std::mem::take(&mut self.future) {
+            self.on_message(VerifiedMessage::already_verified(message), timely, out);
         }
     }
 
@@ -603,11 +622,11 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
         }
     }
 
-    fn on_message(&mut self, message: VerifiedMessage, out: &mut Vec<Output>) {
+    fn on_message(&mut self, message: VerifiedMessage, timely: bool, out: &mut Vec<Output>) {
         let message = message.into_inner();
         let height = message.height();
         if !self.started || self.decided || height != self.height {
-            self.defer_or_drop(message);
+            self.defer_or_drop(message, timely);
             return;
         }
         let round = message.round();
@@ -621,7 +640,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             return;
         };
         let accepted = match message {
-            Message::Proposal(p) => self.on_proposal(p, out),
+            Message::Proposal(p) => self.on_proposal(p, timely, out),
             Message::Vote(v) => self.on_vote(v, power, out),
         };
         if !accepted {
@@ -642,11 +661,11 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
 
     /// Keeps a message for the next height (or, before the first height starts, for
     /// whichever comes); drops older and farther ones, counted.
-    fn defer_or_drop(&mut self, message: Message) {
+    fn defer_or_drop(&mut self, message: Message, timely: bool) {
         let height = message.height();
         if !self.started || height == self.height + 1 {
             if self.future.len() < FUTURE_MESSAGES_MAX {
-                self.future.push(message);
+                self.future.push((message, timely));
             } else {
                 self.counters.future_buffer_full += 1;
             }
@@ -657,7 +676,7 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
         }
     }
 
-    fn on_proposal(&mut self, signed: SignedProposal, out: &mut Vec<Output>) -> bool {
+    fn on_proposal(&mut self, signed: SignedProposal, timely: bool, out: &mut Vec<Output>) -> bool {
         let p = &signed.proposal;
         if self.proposer(p.round) != Some(signed.proposer) {
             self.counters.not_proposer += 1;
@@ -680,6 +699,9 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
             return false;
         }
         let (round, value) = (p.round, p.value);
+        if !timely {
+            self.untimely.insert(round);
+        }
         if !self.validity.contains_key(&value) && self.pending_validation.insert(value) {
             out.push(Output::ValidateValue {
                 height: self.height,
@@ -806,9 +828,11 @@ impl<S: Signer, M: Middleware> Consensus<S, M> {
                 let Some(valid) = self.validity_of(&p.value) else {
                     return false;
                 };
-                // L23: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v).
+                // L23: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v), and (PBTS) the
+                // proposal is timely.
                 let free = self.locked.is_none_or(|(_, locked)| locked == p.value);
-                (valid, (valid && free).then_some(p.value))
+                let timely = !self.untimely.contains(&p.round);
+                (valid, (valid && free && timely).then_some(p.value))
             }
             // L28: upon ⟨PROPOSAL, h, r, v, vr⟩ ∧ 2f+1 ⟨PREVOTE, h, vr, id(v)⟩, 0 ≤ vr < r.
             Some(vr) => {

@@ -110,6 +110,14 @@ impl VerifiedMessage {
         &self.0
     }
 
+    /// The proposal, if this is one.
+    pub fn proposal(&self) -> Option<&SignedProposal> {
+        match &self.0 {
+            Message::Proposal(p) => Some(p),
+            Message::Vote(_) => None,
+        }
+    }
+
     pub fn into_inner(self) -> Message {
         self.0
     }

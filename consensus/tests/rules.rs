@@ -435,6 +435,90 @@ fn l28_l33_lock_respected_unless_the_proposal_carries_a_later_polka() {
     );
 }
 
+/// A proposal as the host hands it in with its judgement of the block's time.
+fn timed(input: Input, timely: bool) -> Input {
+    let Input::Message(message) = input else {
+        panic!("a proposal message");
+    };
+    Input::TimedProposal {
+        proposal: message.verify(&CHAIN).expect("signed"),
+        timely,
+    }
+}
+
+#[test]
+fn l22_pbts_an_untimely_fresh_proposal_gets_nil_yet_its_value_can_be_decided() {
+    let n = net();
+    let (h, p) = non_proposer_height(&n);
+    let (mut c, _) = n.start(0, h);
+    c.handle(timed(n.proposal(p, h, 0, V, None), false));
+    let out = c.handle(Input::ValueValidated {
+        height: h,
+        value: V,
+        valid: true,
+    });
+    assert_eq!(
+        broadcast_votes(&out),
+        vec![Vote {
+            height: h,
+            round: 0,
+            kind: VoteKind::Prevote,
+            value: None
+        }],
+        "a valid value, but not proposed in time"
+    );
+    // Timeliness is this validator's judgement, not the value's validity: if the
+    // others decide V, this validator decides it too (L49).
+    let mut decided = None;
+    for i in 1..=3 {
+        decided = decided.or(decision(&c.handle(n.vote(
+            i,
+            h,
+            0,
+            VoteKind::Precommit,
+            Some(V),
+        ))));
+    }
+    assert_eq!(decided.expect("decided").value, V);
+}
+
+#[test]
+fn l28_pbts_a_re_proposal_is_not_judged_for_time() {
+    let n = net();
+    let (h, _) = non_proposer_height(&n);
+    let (mut c, _) = n.start(0, h);
+    // Round 0: no proposal here; the others prevote V (a polka this validator sees)
+    // and precommit nil; this validator times out into round 1.
+    c.handle(Input::Timeout(Timeout {
+        height: h,
+        round: 0,
+        kind: TimeoutKind::Propose,
+    }));
+    for i in 1..=3 {
+        c.handle(n.vote(i, h, 0, VoteKind::Prevote, Some(V)));
+    }
+    for i in 1..=3 {
+        c.handle(n.vote(i, h, 0, VoteKind::Precommit, None));
+    }
+    c.handle(Input::Timeout(Timeout {
+        height: h,
+        round: 0,
+        kind: TimeoutKind::Precommit,
+    }));
+    assert_eq!(c.round(), 1);
+    let p1 = n.index_of_proposer(h, 1);
+    assert_ne!(p1, 0, "the scenario needs another proposer in round 1");
+    // Round 1: V re-proposed with its round-0 polka, judged untimely (its block is
+    // old by now): L28 still prevotes it.
+    c.handle(timed(n.proposal(p1, h, 1, V, Some(0)), false));
+    let out = c.handle(Input::ValueValidated {
+        height: h,
+        value: V,
+        valid: true,
+    });
+    assert_eq!(broadcast_votes(&out)[0].value, Some(V));
+}
+
 #[test]
 fn l55_messages_from_more_than_a_third_in_a_later_round_skip_ahead() {
     let n = net();

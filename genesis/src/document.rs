@@ -60,6 +60,22 @@ pub struct ConsensusParams {
     pub block_txs_max: u32,
     pub block_bytes_max: u32,
     pub tx_bytes_max: u32,
+    /// How far a fresh proposal's block time may be ahead of a validator's clock for it
+    /// to prevote the proposal.
+    #[serde(default = "default_block_time_ahead_ms_max")]
+    pub block_time_ahead_ms_max: u64,
+    /// How far it may be behind: a faulty proposer cannot backdate blocks (which would
+    /// move every time-based rule) by more than this.
+    #[serde(default = "default_block_time_behind_ms_max")]
+    pub block_time_behind_ms_max: u64,
+}
+
+fn default_block_time_ahead_ms_max() -> u64 {
+    10_000
+}
+
+fn default_block_time_behind_ms_max() -> u64 {
+    30_000
 }
 
 impl Default for ConsensusParams {
@@ -73,6 +89,8 @@ impl Default for ConsensusParams {
             block_txs_max: 10_000,
             block_bytes_max: 8 * 1024 * 1024,
             tx_bytes_max: 64 * 1024,
+            block_time_ahead_ms_max: default_block_time_ahead_ms_max(),
+            block_time_behind_ms_max: default_block_time_behind_ms_max(),
         }
     }
 }
@@ -312,6 +330,19 @@ impl Genesis {
                 "consensus.tx_bytes_max",
                 "must be between 1 and block_bytes_max",
             ));
+        }
+        // A window narrower than a few timeouts would refuse honest proposals that
+        // arrive late; a clock bound of zero would refuse every one.
+        for (name, value) in [
+            ("block_time_ahead_ms_max", c.block_time_ahead_ms_max),
+            ("block_time_behind_ms_max", c.block_time_behind_ms_max),
+        ] {
+            if !(1_000..=TIMEOUT_MS_MAX).contains(&value) {
+                return Err(fault(
+                    format!("consensus.{name}"),
+                    format!("{value} is outside 1000..={TIMEOUT_MS_MAX}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -39,8 +39,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::admission::{Rejection, Remedy};
+use crate::driver::{Event, QueueError};
+use crate::host::Origin;
 use crate::proofs::{ProveError, Prover};
-use crate::shared::{committed_result, Command, Shared};
+use crate::shared::{committed_result, Shared};
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -48,13 +51,65 @@ pub const BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
 pub const BATCH_TXS_MAX: usize = 10_000;
 const WAIT_MAX: Duration = Duration::from_secs(30);
 
+/// Seconds a client is told to wait (`Retry-After`) when the node is full or busy.
+pub const RETRY_AFTER_S: u64 = 1;
+
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let retry = matches!(
+            self.0,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if retry {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(RETRY_AFTER_S),
+            );
+        }
+        response
     }
+}
+
+/// The status code a refusal maps to: what a client can do about it.
+pub fn status_of(rejection: &Rejection) -> StatusCode {
+    match rejection.remedy() {
+        Remedy::Malformed => StatusCode::BAD_REQUEST,
+        Remedy::Conflict => StatusCode::CONFLICT,
+        Remedy::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Remedy::SlowDown => StatusCode::TOO_MANY_REQUESTS,
+        Remedy::RetryLater => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "node is shutting down".into(),
+    )
+}
+
+fn busy() -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "node is busy; retry later".into(),
+    )
+}
+
+/// Sends the host an event that answers on `answer`.
+async fn ask<T>(
+    shared: &Shared,
+    event: Event,
+    answer: oneshot::Receiver<T>,
+) -> Result<T, ApiError> {
+    shared.host.send(event).map_err(|e| match e {
+        QueueError::Full => busy(),
+        QueueError::Stopped => stopped(),
+    })?;
+    answer.await.map_err(|_| stopped())
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -121,39 +176,15 @@ fn decode_txs(headers: &HeaderMap, body: &[u8], many: bool) -> Result<Vec<Transa
 async fn submit(
     shared: &Shared,
     txs: Vec<Transaction>,
-) -> Result<Vec<Result<Hash, String>>, ApiError> {
-    let (chain_id, max) = (shared.chain_id, shared.tx_bytes_max);
-    let permit = shared
-        .admission
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
-    let room = shared.room.get();
-    let checked = tokio::task::spawn_blocking(move || {
-        let checked = crate::mempool::check(txs, &chain_id, max, room);
-        drop(permit);
-        checked
-    })
-    .await
-    .map_err(internal)?;
+) -> Result<Vec<Result<Hash, Rejection>>, ApiError> {
+    let checked = shared.admission.check_async(txs).await;
     let (reply, answer) = oneshot::channel();
-    shared
-        .commands
-        .send(Command::Submit { checked, reply })
-        .await
-        .map_err(|_| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "node is shutting down".into(),
-            )
-        })?;
-    answer.await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node is shutting down".into(),
-        )
-    })
+    let event = Event::Admit {
+        checked,
+        origin: Origin::Client,
+        reply: Some(reply),
+    };
+    ask(shared, event, answer).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,12 +204,7 @@ async fn submit_one(
     let mut committed = shared.committed.subscribe();
     let hash = match submit(&shared, txs).await?.remove(0) {
         Ok(hash) => hash,
-        Err(reason) => {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("transaction refused: {reason}"),
-            ))
-        }
+        Err(rejection) => return Ok(refusal(&rejection)),
     };
     if !q.wait {
         return Ok((
@@ -214,7 +240,11 @@ async fn submit_many(
         .into_iter()
         .map(|a| match a {
             Ok(hash) => json!({ "hash": hash, "status": "pending" }),
-            Err(reason) => json!({ "status": "refused", "error": reason }),
+            Err(rejection) => json!({
+                "status": "refused",
+                "code": rejection.code(),
+                "error": rejection.to_string(),
+            }),
         })
         .collect();
     Ok((
@@ -222,6 +252,29 @@ async fn submit_many(
         Json(json!({ "accepted": accepted, "results": items })),
     )
         .into_response())
+}
+
+/// A refused transaction: the status its remedy calls for, its code and reason.
+fn refusal(rejection: &Rejection) -> Response {
+    let status = status_of(rejection);
+    let mut response = (
+        status,
+        Json(json!({
+            "error": format!("transaction refused: {rejection}"),
+            "code": rejection.code(),
+        })),
+    )
+        .into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(RETRY_AFTER_S),
+        );
+    }
+    response
 }
 
 fn lookup(shared: &Shared, hash: &Hash) -> anyhow::Result<Option<Value>> {
@@ -247,11 +300,7 @@ async fn tx_status(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) 
         return Ok(Json(found).into_response());
     }
     let (reply, answer) = oneshot::channel();
-    let _ = shared
-        .commands
-        .send(Command::IsPending { hash, reply })
-        .await;
-    if answer.await.unwrap_or(false) {
+    if ask(&shared, Event::IsPending { hash, reply }, answer).await? {
         return Ok(Json(json!({ "hash": hash, "status": "pending" })).into_response());
     }
     Err(ApiError(
@@ -386,16 +435,7 @@ async fn proof_provenance(
 async fn nonce(State(shared): State<Arc<Shared>>, Path(key): Path<String>) -> ApiResult {
     let key: PublicKey = key.parse().map_err(|e| bad(format!("public key: {e}")))?;
     let (reply, answer) = oneshot::channel();
-    let _ = shared
-        .commands
-        .send(Command::NextNonce { key, reply })
-        .await;
-    let next = answer.await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node is shutting down".into(),
-        )
-    })?;
+    let next = ask(&shared, Event::NextNonce { key, reply }, answer).await?;
     Ok(Json(json!({ "key": key, "next_nonce": next })).into_response())
 }
 

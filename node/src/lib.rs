@@ -1,9 +1,12 @@
 //! The validator node: the host that performs what consensus and chaincode decide.
 //!
-//! What belongs here: networking (libp2p, [`network`]), storage (RocksDB and the state
-//! tree, [`store`]), the [`mempool`], the [`driver`] that runs consensus and executes
-//! blocks, block sync, the HTTP [`api`], auditor [`proofs`], [`metrics`] and logs. The `cbec-node` binary
-//! and the `cbec` CLI's `node run` both start a node through [`run`].
+//! What belongs here: the [`host`] (the deterministic stages between network and disk:
+//! proposal keeper, executor, block sync, around the consensus core), [`admission`] and
+//! the [`mempool`], the [`driver`] that runs the host on its own thread and performs its
+//! effects, networking (libp2p, [`network`], with the [`wire`] edge), storage (RocksDB
+//! or memory under the state tree, [`store`] over [`kv`]), the HTTP [`api`], auditor
+//! [`proofs`], [`metrics`] and logs, and the Byzantine test [`seam`]. The `cbec-node`
+//! binary and the `cbec` CLI's `node run` both start a node through [`run`].
 //!
 //! What does not: protocol rules (in `cbec-consensus`), filing rules (in
 //! `cbec-chaincode`), and the data model (in `cbec-ledger`).
@@ -18,12 +21,18 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod admission;
 pub mod api;
 pub mod driver;
+pub mod host;
+pub mod kv;
 pub mod mempool;
 pub mod metrics;
 pub mod network;
 pub mod proofs;
 pub mod run;
+pub mod seam;
 pub mod shared;
+pub mod sim;
 pub mod store;
+pub mod wire;

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cbec_ledger::{codec, tx, Hash, PublicKey, Transaction, TxError, VerifiedTransaction};
+use cbec_ledger::{Hash, PublicKey, Transaction, VerifiedTransaction};
+
+use crate::admission::check;
+pub use crate::admission::Rejection;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MempoolConfig {
@@ -34,27 +37,6 @@ impl Default for MempoolConfig {
             tx_bytes_max: 64 * 1024,
         }
     }
-}
-
-/// Why a transaction was not admitted; shown to the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("transaction of {size} bytes exceeds the {max}-byte limit")]
-    TooLarge { size: usize, max: usize },
-    #[error("{0}")]
-    Invalid(#[from] TxError),
-    #[error("transaction {0} is already pending")]
-    Duplicate(Hash),
-    #[error("nonce {found} was used already; the next nonce of this sender is {expected}")]
-    StaleNonce { found: u64, expected: u64 },
-    #[error("another pending transaction of this sender has nonce {0}")]
-    NonceTaken(u64),
-    #[error("nonce {found} is too far ahead of the next nonce {expected}")]
-    NonceGap { found: u64, expected: u64 },
-    #[error("this sender has {0} transactions pending, the most allowed")]
-    SenderFull(usize),
-    #[error("the mempool is full; retry later")]
-    Full,
 }
 
 #[derive(Debug)]
@@ -81,51 +63,6 @@ impl Room {
     fn set(&self, room: usize) {
         self.0.store(room, Ordering::Relaxed)
     }
-}
-
-/// The expensive, stateless half of admission: size and a batch signature check. Runs
-/// anywhere (the API and the network call it on blocking threads), so the consensus
-/// task only does [`Mempool::admit_checked`]. Transactions beyond the first `room` are
-/// refused as [`Rejection::Full`] unchecked.
-pub fn check(
-    txs: Vec<Transaction>,
-    chain_id: &Hash,
-    tx_bytes_max: usize,
-    room: usize,
-) -> Vec<Checked> {
-    // Each transaction's early answer (`None`: it goes on to the signature check); the
-    // candidates move into the batch check, nothing is cloned or encoded past the room.
-    let mut early = Vec::with_capacity(txs.len());
-    let mut candidates = Vec::new();
-    let mut sizes = Vec::new();
-    for (i, tx) in txs.into_iter().enumerate() {
-        if i >= room {
-            early.push(Some(Rejection::Full));
-            continue;
-        }
-        let size = codec::encode(&tx).len();
-        if size > tx_bytes_max {
-            early.push(Some(Rejection::TooLarge {
-                size,
-                max: tx_bytes_max,
-            }));
-        } else {
-            early.push(None);
-            candidates.push(tx);
-            sizes.push(size);
-        }
-    }
-    let mut verified = tx::verify_all(candidates, chain_id).into_iter().zip(sizes);
-    early
-        .into_iter()
-        .map(|answer| match answer {
-            Some(rejection) => Err(rejection),
-            None => {
-                let (result, size) = verified.next().expect("one verification per candidate");
-                Ok((result.map_err(Rejection::Invalid)?, size))
-            }
-        })
-        .collect()
 }
 
 /// Pending transactions by hash and by sender and nonce.
@@ -214,10 +151,22 @@ impl Mempool {
             .collect()
     }
 
-    /// A pending transaction, already verified: a block validator need not check its
-    /// signature again.
-    pub fn verified(&self, hash: &Hash) -> Option<VerifiedTransaction> {
-        self.by_hash.get(hash).map(|e| e.tx.clone())
+    /// A pending transaction with exactly these bytes, signature included, already
+    /// verified: a block validator need not check its signature again. (The hash names
+    /// the body only: a block could carry the same body with another signature.)
+    pub fn verified_exact(&self, tx: &Transaction) -> Option<VerifiedTransaction> {
+        self.by_hash
+            .get(&tx.hash())
+            .filter(|e| e.tx.tx() == tx)
+            .map(|e| e.tx.clone())
+    }
+
+    /// Whether some sender's next transaction (at its committed nonce) is pending: the
+    /// only kind a block can take.
+    pub fn has_executable(&self, next_nonce: impl Fn(&PublicKey) -> u64) -> bool {
+        self.by_sender
+            .iter()
+            .any(|(sender, pending)| pending.contains_key(&next_nonce(sender)))
     }
 
     fn insert(
@@ -335,7 +284,7 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cbec_ledger::{Call, KeyPair, TxBody};
+    use cbec_ledger::{codec, Call, KeyPair, TxBody, TxError};
 
     const CHAIN: Hash = Hash([5; 32]);
 
@@ -507,6 +456,34 @@ mod tests {
             "round-robin: the first two picks are different senders"
         );
         assert_eq!(pool.reap(2, 1_000_000, zero).len(), 2);
+    }
+
+    /// A block may carry a pending transaction's body with another signature (a
+    /// Byzantine proposer's swap): the mempool vouches only for the bytes it verified.
+    #[test]
+    fn only_the_exact_bytes_it_verified_skip_a_signature_check() {
+        let mut pool = Mempool::new(CHAIN, config());
+        let a = KeyPair::from_seed(&[1; 32]);
+        let t = tx(&a, 0, 10);
+        pool.admit(vec![t.clone()], zero);
+        assert!(pool.verified_exact(&t).is_some());
+        let mut swapped = t.clone();
+        swapped.signature.0[3] ^= 0x40;
+        assert_eq!(swapped.hash(), t.hash(), "the hash names the body only");
+        assert!(pool.verified_exact(&swapped).is_none());
+    }
+
+    /// Only a transaction at its sender's next nonce is work for a block; one far ahead
+    /// is not (proposing at once for it made empty blocks back to back).
+    #[test]
+    fn a_transaction_ahead_of_its_nonce_is_not_executable() {
+        let mut pool = Mempool::new(CHAIN, config());
+        let a = KeyPair::from_seed(&[1; 32]);
+        assert!(pool.admit(vec![tx(&a, 2, 1)], zero)[0].is_ok());
+        assert!(!pool.is_empty());
+        assert!(!pool.has_executable(zero));
+        assert!(pool.reap(10, usize::MAX, zero).is_empty());
+        assert!(pool.has_executable(|_| 2));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Prometheus metrics: height, round, transactions, mempool, peers, commit latency.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -21,10 +24,14 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub equivocations: Counter,
     pub bad_peer_messages: Counter,
+    pub dropped_net_commands: Counter,
+    pub dropped_inbound: Counter,
     pub store_memtable_bytes: Gauge,
     pub store_block_cache_bytes: Gauge,
     pub store_table_reader_bytes: Gauge,
     pub store_tree_nodes_cached: Gauge,
+    /// Commits of the last ten seconds, for `tx_per_second`.
+    recent: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 impl Metrics {
@@ -45,6 +52,8 @@ impl Metrics {
         let store_table_reader_bytes = Gauge::default();
         let store_tree_nodes_cached = Gauge::default();
         let bad_peer_messages = Counter::default();
+        let dropped_net_commands = Counter::default();
+        let dropped_inbound = Counter::default();
         registry.register("height", "Last committed height", height.clone());
         registry.register("round", "Current consensus round", round.clone());
         registry.register(
@@ -84,6 +93,16 @@ impl Metrics {
             bad_peer_messages.clone(),
         );
         registry.register(
+            "dropped_net_commands",
+            "Messages the host could not hand to a busy network task (resent by consensus)",
+            dropped_net_commands.clone(),
+        );
+        registry.register(
+            "dropped_inbound",
+            "Messages from peers dropped because the host's queue was full",
+            dropped_inbound.clone(),
+        );
+        registry.register(
             "store_memtable_bytes",
             "RocksDB memtables, all column families",
             store_memtable_bytes.clone(),
@@ -115,11 +134,34 @@ impl Metrics {
             commit_latency,
             equivocations,
             bad_peer_messages,
+            dropped_net_commands,
+            dropped_inbound,
             store_memtable_bytes,
             store_block_cache_bytes,
             store_table_reader_bytes,
             store_tree_nodes_cached,
+            recent: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Counts a commit of `txs` transactions in the rolling ten-second rate.
+    pub fn record_commit(&self, txs: u64) {
+        let now = Instant::now();
+        let Ok(mut recent) = self.recent.lock() else {
+            return;
+        };
+        recent.push_back((now, txs));
+        while recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(10))
+        {
+            recent.pop_front();
+        }
+        let window = recent
+            .front()
+            .map_or(1.0, |(t, _)| now.duration_since(*t).as_secs_f64().max(1.0));
+        let total: u64 = recent.iter().map(|(_, n)| n).sum();
+        self.tx_per_second.set(total as f64 / window);
     }
 
     /// The Prometheus text exposition.

@@ -1,66 +1,50 @@
-//! Networking between validators: libp2p over TCP with Noise and Yamux.
+//! The network stage: libp2p over TCP with Noise and Yamux. Transport only: it moves
+//! bytes, hands what passes the [`crate::wire`] edge to the host, and penalises the
+//! connection that delivered a bad message.
 //!
 //! - Only the peer ids named in genesis may connect (`allow_block_list`); anyone else is
-//!   refused at the connection and logged.
-//! - Consensus messages, proposals with their blocks and status travel on gossipsub;
-//!   transactions are pushed to each peer on their own request-response protocol, with
+//!   refused at the connection (logged, rate-limited).
+//! - Consensus messages and proposals with their blocks travel on gossipsub, unsigned at
+//!   the gossip layer (connections are authenticated genesis peers; what consensus acts
+//!   on is signed by validator keys and checked at the edge). Message ids are content
+//!   hashes, so nobody can pre-empt a message by claiming its id. A message is relayed
+//!   only after it passed the edge, so a bad one comes from the peer that delivered it:
+//!   that peer is disconnected, never the author a message claims.
+//! - Status (a peer's height) is not relayed: each node hears it from the peer itself,
+//!   so a claim is always attributed to the connection that made it.
+//! - Transactions are pushed to each peer on their own request-response protocol, with
 //!   at most a few pushes in flight per peer, so they never crowd out consensus.
-//!   Gossip messages are size-limited and name their author but carry no gossipsub
-//!   signature: every connection is already an authenticated genesis peer, and what
-//!   consensus acts on is signed by validator keys inside the message (signing and
-//!   checking each copy again cost as much as a vote's own checks). A message that
-//!   does not decode is rejected (not relayed) and the peer that sent it disconnected:
-//!   it is a faulty validator (an honest one relays only what decoded).
-//! - Block sync is a request-response protocol with bounded, length-prefixed frames.
-//! - Peers that go away are redialled with exponential backoff.
+//! - Block sync is a request-response protocol with bounded frames; requests are served
+//!   on a blocking thread, never on the swarm task.
+//! - Nothing here waits on the host: its queues refuse when full, and the message is
+//!   dropped and counted (consensus rebroadcasts).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bincode::{Decode, Encode};
-use cbec_consensus::{Message, SignedProposal};
-use cbec_ledger::{codec, Block, CommitCertificate, Transaction};
+use cbec_ledger::{codec, Hash, Transaction};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     allow_block_list, identity, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use tokio::sync::mpsc;
 
+use crate::driver::{Event, QueueError};
+use crate::host::Origin;
+use crate::seam::Adversary;
+use crate::shared::Shared;
 use crate::store::Store;
-
-/// What validators gossip.
-#[derive(Debug, Clone, Encode, Decode)]
-pub enum NetMessage {
-    /// A proposal travels with the block it proposes.
-    Proposal {
-        proposal: SignedProposal,
-        block: Box<Block>,
-    },
-    /// Votes (and proposals re-sent without their block, which peers already hold).
-    Consensus(Message),
-    /// The sender's last committed height, so laggards know to sync.
-    Status { height: u64 },
-}
-
-/// Blocks a sync response may carry.
-pub const SYNC_BLOCKS_MAX: u32 = 64;
-/// Largest frame on the sync protocol.
-pub const SYNC_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-#[derive(Debug, Clone, Encode, Decode)]
-pub struct SyncRequest {
-    pub from: u64,
-    pub max: u32,
-}
-
-#[derive(Debug, Clone, Encode, Decode)]
-pub struct SyncResponse {
-    pub blocks: Vec<(Block, CommitCertificate)>,
-}
+use crate::wire::{
+    self, Inbound, NetMessage, SyncRequest, SyncResponse, TxAck, TxBatch, FRAME_BYTES_MAX,
+    SYNC_BLOCKS_MAX,
+};
 
 /// Length-prefixed canonical frames, bounded in size, for a request-response protocol.
 pub struct FrameCodec<Req, Res>(std::marker::PhantomData<fn() -> (Req, Res)>);
@@ -86,17 +70,11 @@ impl<Req, Res> std::fmt::Debug for FrameCodec<Req, Res> {
 /// Block sync: a height range asked, blocks with certificates answered.
 pub type SyncCodec = FrameCodec<SyncRequest, SyncResponse>;
 
-/// Transactions pushed to a peer, which acknowledges them. A request-response
-/// protocol, not gossip: each push has its own stream, so a flood of transactions
-/// cannot queue ahead of consensus messages, and a sender with too many pushes in
-/// flight to a peer skips it (the transactions stay in its own mempool).
+/// Transactions pushed to a peer, which acknowledges them. Each push has its own
+/// stream, so a flood of transactions cannot queue ahead of consensus messages, and a
+/// sender with too many pushes in flight to a peer skips it (the transactions stay in
+/// its own mempool).
 pub type TxCodec = FrameCodec<TxBatch, TxAck>;
-
-#[derive(Debug, Clone, Encode, Decode)]
-pub struct TxBatch(pub Vec<Transaction>);
-
-#[derive(Debug, Clone, Encode, Decode)]
-pub struct TxAck;
 
 /// Pushes from peers that may wait for this node's signature-checking slot.
 pub const TX_PUSHES_WAITING_MAX: usize = 16;
@@ -111,16 +89,20 @@ const TX_PUSH_DELAY: Duration = Duration::from_millis(5);
 /// outbox goes at once.
 const TX_PUSH_TXS_MAX: usize = 512;
 
+/// Gossip messages at most this large are checked on the swarm task; larger ones
+/// (proposals with blocks) on a blocking thread.
+const INLINE_CHECK_BYTES_MAX: usize = 64 * 1024;
+
 async fn read_frame<T: futures::AsyncRead + Unpin + Send, M: bincode::Decode<()>>(
     io: &mut T,
 ) -> std::io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > SYNC_FRAME_BYTES_MAX {
+    if len > FRAME_BYTES_MAX {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "sync frame too large",
+            "frame too large",
         ));
     }
     let mut bytes = vec![0u8; len];
@@ -134,10 +116,10 @@ async fn write_frame<T: futures::AsyncWrite + Unpin + Send, M: bincode::Encode>(
     message: &M,
 ) -> std::io::Result<()> {
     let bytes = codec::encode(message);
-    if bytes.len() > SYNC_FRAME_BYTES_MAX {
+    if bytes.len() > FRAME_BYTES_MAX {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "sync frame too large",
+            "frame too large",
         ));
     }
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
@@ -198,6 +180,8 @@ struct Behaviour {
 #[derive(Debug)]
 pub enum NetCommand {
     Publish(NetMessage),
+    /// Bytes gossiped as they are (the Byzantine seam only).
+    PublishRaw(Vec<u8>),
     /// Push admitted transactions to every connected peer that is keeping up.
     PushTxs(Vec<Transaction>),
     RequestBlocks {
@@ -205,29 +189,6 @@ pub enum NetCommand {
         from: u64,
     },
     Disconnect(PeerId),
-}
-
-/// What the network task reports to the node.
-#[derive(Debug)]
-pub enum NetEvent {
-    Message {
-        from: PeerId,
-        message: NetMessage,
-    },
-    /// Transactions a peer pushed, already through the stateless checks.
-    Txs {
-        from: PeerId,
-        checked: Vec<crate::mempool::Checked>,
-    },
-    Blocks {
-        peer: PeerId,
-        blocks: Vec<(Block, CommitCertificate)>,
-    },
-    SyncFailed {
-        peer: PeerId,
-    },
-    Connected(PeerId),
-    Disconnected(PeerId),
 }
 
 const CONSENSUS_TOPIC: &str = "cbec/consensus/1";
@@ -240,35 +201,33 @@ pub struct NetConfig {
     /// Genesis peers (excluding ourselves) with their addresses.
     pub peers: Vec<(PeerId, Multiaddr)>,
     pub message_bytes_max: usize,
-    /// For the stateless checks of pushed transactions.
-    pub chain_id: cbec_ledger::Hash,
-    pub tx_bytes_max: usize,
-    /// The node's signature-checking slot, shared with the API.
-    pub admission: Arc<tokio::sync::Semaphore>,
-    /// The mempool's free room: pushed signatures are checked only for what fits.
-    pub room: crate::mempool::Room,
-    /// Pushes allowed to wait for that slot.
-    pub push_queue: Arc<tokio::sync::Semaphore>,
 }
 
-/// A running network task's handles.
-#[derive(Debug)]
-pub struct Network {
-    pub commands: mpsc::Sender<NetCommand>,
-    pub events: mpsc::Receiver<NetEvent>,
+/// Completions from blocking threads back to the swarm task.
+enum Done {
+    Checked {
+        id: MessageId,
+        source: PeerId,
+        result: Box<Result<Inbound, wire::EdgeFault>>,
+    },
+    Served {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
 }
 
-/// Builds the swarm and spawns the task that drives it.
-pub fn start(config: NetConfig, store: Arc<Store>) -> anyhow::Result<Network> {
+/// Builds the swarm and spawns the task that drives it; the task ends when the sender
+/// of commands is dropped (or if it fails, which the node's supervisor reports).
+pub fn start(
+    config: NetConfig,
+    shared: Arc<Shared>,
+    adversary: Arc<dyn Adversary<PeerId>>,
+) -> anyhow::Result<(mpsc::Sender<NetCommand>, tokio::task::JoinHandle<()>)> {
     let mut swarm = build_swarm(&config)?;
     swarm.listen_on(config.listen.clone())?;
     let (command_tx, command_rx) = mpsc::channel(4096);
-    let (event_tx, event_rx) = mpsc::channel(4096);
-    tokio::spawn(run(swarm, config, store, command_rx, event_tx));
-    Ok(Network {
-        commands: command_tx,
-        events: event_rx,
-    })
+    let task = tokio::spawn(run(swarm, config, shared, adversary, command_rx));
+    Ok((command_tx, task))
 }
 
 fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
@@ -276,6 +235,9 @@ fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
         .max_transmit_size(config.message_bytes_max)
         .validation_mode(ValidationMode::Permissive)
         .validate_messages()
+        .message_id_fn(|message: &gossipsub::Message| {
+            MessageId::from(Hash::tagged("cbec:gossip", &message.data).0.to_vec())
+        })
         .heartbeat_interval(Duration::from_millis(500))
         .mesh_n(3)
         .mesh_n_low(1)
@@ -322,24 +284,58 @@ fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
     Ok(swarm)
 }
 
+/// The swarm task's state.
+struct Net {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    adversary: Arc<dyn Adversary<PeerId>>,
+    topic: IdentTopic,
+    addresses: BTreeMap<PeerId, Multiaddr>,
+    backoff: BTreeMap<PeerId, Duration>,
+    connected: BTreeMap<PeerId, usize>,
+    in_flight: BTreeMap<PeerId, usize>,
+    redial: mpsc::Sender<PeerId>,
+    done: mpsc::UnboundedSender<Done>,
+    /// Pushes from peers allowed to wait for the checking slot.
+    push_queue: Arc<tokio::sync::Semaphore>,
+    warnings: RateLimited,
+    /// The last gossip envelope's sequence number (from the clock at start, so a
+    /// restarted node does not repeat its earlier envelopes).
+    seq: u64,
+}
+
 async fn run(
-    mut swarm: Swarm<Behaviour>,
+    swarm: Swarm<Behaviour>,
     config: NetConfig,
-    store: Arc<Store>,
+    shared: Arc<Shared>,
+    adversary: Arc<dyn Adversary<PeerId>>,
     mut commands: mpsc::Receiver<NetCommand>,
-    events: mpsc::Sender<NetEvent>,
 ) {
-    let consensus_topic = IdentTopic::new(CONSENSUS_TOPIC);
-    if let Err(e) = swarm.behaviour_mut().gossip.subscribe(&consensus_topic) {
-        tracing::error!("cannot subscribe to {consensus_topic}: {e}");
-    }
-    let addresses: BTreeMap<PeerId, Multiaddr> = config.peers.iter().cloned().collect();
-    let mut backoff: BTreeMap<PeerId, Duration> = BTreeMap::new();
-    let mut connected: BTreeMap<PeerId, usize> = BTreeMap::new();
-    let mut in_flight: BTreeMap<PeerId, usize> = BTreeMap::new();
     let (redial_tx, mut redial_rx) = mpsc::channel::<PeerId>(64);
-    for peer in addresses.keys() {
-        dial(&mut swarm, &addresses, *peer);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut net = Net {
+        swarm,
+        shared,
+        adversary,
+        topic: IdentTopic::new(CONSENSUS_TOPIC),
+        addresses: config.peers.iter().cloned().collect(),
+        backoff: BTreeMap::new(),
+        connected: BTreeMap::new(),
+        in_flight: BTreeMap::new(),
+        redial: redial_tx,
+        done: done_tx,
+        push_queue: Arc::new(tokio::sync::Semaphore::new(TX_PUSHES_WAITING_MAX)),
+        warnings: RateLimited::default(),
+        seq: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    if let Err(e) = net.swarm.behaviour_mut().gossip.subscribe(&net.topic) {
+        tracing::error!("cannot subscribe to {}: {e}", net.topic);
+    }
+    let peers: Vec<PeerId> = net.addresses.keys().copied().collect();
+    for peer in peers {
+        net.dial(peer);
     }
     // Admitted transactions wait up to TX_PUSH_DELAY to travel together: one push per
     // peer for many small API batches, instead of a stream each.
@@ -348,286 +344,334 @@ async fn run(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(push_due.unwrap_or_else(tokio::time::Instant::now)), if push_due.is_some() => {
-                push(&mut swarm, std::mem::take(&mut outbox), &connected, &mut in_flight);
+                net.push(std::mem::take(&mut outbox));
                 push_due = None;
             }
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 match command {
-                    NetCommand::Publish(message) => {
-                        // With no peer connected yet publishing fails; consensus rebroadcasts.
-                        let _ = swarm.behaviour_mut().gossip.publish(consensus_topic.clone(), codec::encode(&message));
-                    }
+                    NetCommand::Publish(message) => net.publish(codec::encode(&message)),
+                    NetCommand::PublishRaw(bytes) => net.publish(bytes),
                     NetCommand::PushTxs(txs) => {
                         outbox.extend(txs);
                         if outbox.len() >= TX_PUSH_TXS_MAX {
-                            push(&mut swarm, std::mem::take(&mut outbox), &connected, &mut in_flight);
+                            net.push(std::mem::take(&mut outbox));
                             push_due = None;
                         } else if push_due.is_none() {
                             push_due = Some(tokio::time::Instant::now() + TX_PUSH_DELAY);
                         }
                     }
                     NetCommand::RequestBlocks { peer, from } => {
-                        swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: SYNC_BLOCKS_MAX });
+                        net.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: SYNC_BLOCKS_MAX });
                     }
                     NetCommand::Disconnect(peer) => {
-                        let _ = swarm.disconnect_peer_id(peer);
+                        let _ = net.swarm.disconnect_peer_id(peer);
                     }
                 }
             }
+            Some(done) = done_rx.recv() => net.on_done(done),
             Some(peer) = redial_rx.recv() => {
-                if !connected.contains_key(&peer) {
-                    dial(&mut swarm, &addresses, peer);
+                if !net.connected.contains_key(&peer) {
+                    net.dial(peer);
                 }
             }
-            event = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(BehaviourEvent::Txs(event)) = event {
-                    on_tx_push(&mut swarm, event, &config, &events, &mut in_flight);
-                    continue;
-                }
-                handle_swarm_event(&mut swarm, event, &store, &events, &addresses, &mut backoff, &mut connected, &redial_tx).await;
-            }
+            event = net.swarm.select_next_some() => net.on_swarm_event(event),
         }
     }
 }
 
-/// Pushes `txs` to every connected peer that is keeping up.
-fn push(
-    swarm: &mut Swarm<Behaviour>,
-    txs: Vec<Transaction>,
-    connected: &BTreeMap<PeerId, usize>,
-    in_flight: &mut BTreeMap<PeerId, usize>,
-) {
-    if txs.is_empty() {
-        return;
-    }
-    let batch = TxBatch(txs);
-    for peer in connected.keys() {
-        let pushes = in_flight.entry(*peer).or_default();
-        if *pushes < TX_PUSHES_IN_FLIGHT_MAX {
-            *pushes += 1;
-            swarm.behaviour_mut().txs.send_request(peer, batch.clone());
+impl Net {
+    fn publish(&mut self, bytes: Vec<u8>) {
+        self.seq = self.seq.wrapping_add(1);
+        let data = wire::envelope(self.seq, &bytes);
+        // With no peer connected yet publishing fails; consensus rebroadcasts.
+        if self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .publish(self.topic.clone(), data)
+            .is_err()
+        {
+            self.shared.metrics.dropped_net_commands.inc();
         }
     }
-}
 
-fn dial(swarm: &mut Swarm<Behaviour>, addresses: &BTreeMap<PeerId, Multiaddr>, peer: PeerId) {
-    if let Some(address) = addresses.get(&peer) {
-        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-            .addresses(vec![address.clone()])
-            .build();
-        if let Err(e) = swarm.dial(opts) {
-            tracing::debug!(%peer, "dial failed: {e}");
+    /// Hands an event to the host; a full queue drops it (counted).
+    fn to_host(&self, event: Event) {
+        if let Err(QueueError::Full) = self.shared.host.send(event) {
+            self.shared.metrics.dropped_inbound.inc();
         }
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-async fn handle_swarm_event(
-    swarm: &mut Swarm<Behaviour>,
-    event: SwarmEvent<BehaviourEvent>,
-    store: &Arc<Store>,
-    events: &mpsc::Sender<NetEvent>,
-    addresses: &BTreeMap<PeerId, Multiaddr>,
-    backoff: &mut BTreeMap<PeerId, Duration>,
-    connected: &mut BTreeMap<PeerId, usize>,
-    redial: &mpsc::Sender<PeerId>,
-) {
-    let schedule_redial = |peer: PeerId, backoff: &mut BTreeMap<PeerId, Duration>| {
-        if !addresses.contains_key(&peer) {
+    /// Pushes `txs` to every connected peer that is keeping up.
+    fn push(&mut self, txs: Vec<Transaction>) {
+        if txs.is_empty() {
             return;
         }
-        let wait = backoff
+        let batch = TxBatch(txs);
+        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+        for peer in peers {
+            let pushes = self.in_flight.entry(peer).or_default();
+            if *pushes < TX_PUSHES_IN_FLIGHT_MAX {
+                *pushes += 1;
+                self.swarm
+                    .behaviour_mut()
+                    .txs
+                    .send_request(&peer, batch.clone());
+            }
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId) {
+        if let Some(address) = self.addresses.get(&peer) {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![address.clone()])
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "dial failed: {e}");
+            }
+        }
+    }
+
+    fn schedule_redial(&mut self, peer: PeerId) {
+        if !self.addresses.contains_key(&peer) {
+            return;
+        }
+        let wait = self
+            .backoff
             .get(&peer)
             .copied()
             .unwrap_or(Duration::from_millis(250));
-        backoff.insert(peer, (wait * 2).min(Duration::from_secs(10)));
-        let redial = redial.clone();
+        self.backoff
+            .insert(peer, (wait * 2).min(Duration::from_secs(10)));
+        let redial = self.redial.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let _ = redial.send(peer).await;
         });
-    };
-    match event {
-        SwarmEvent::NewListenAddr { address, .. } => {
-            tracing::info!("listening for peers on {address}")
-        }
-        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-            backoff.remove(&peer_id);
-            let count = connected.entry(peer_id).or_default();
-            *count += 1;
-            if *count == 1 {
-                tracing::info!(peer = %peer_id, "peer connected");
-                let _ = events.send(NetEvent::Connected(peer_id)).await;
-            }
-        }
-        SwarmEvent::ConnectionClosed {
-            peer_id,
-            num_established: 0,
-            ..
-        } => {
-            connected.remove(&peer_id);
-            tracing::info!(peer = %peer_id, "peer disconnected");
-            let _ = events.send(NetEvent::Disconnected(peer_id)).await;
-            schedule_redial(peer_id, backoff);
-        }
-        SwarmEvent::OutgoingConnectionError {
-            peer_id: Some(peer),
-            ..
-        } if !connected.contains_key(&peer) => {
-            schedule_redial(peer, backoff);
-        }
-        SwarmEvent::IncomingConnectionError {
-            send_back_addr,
-            error,
-            ..
-        } => {
-            tracing::warn!("refused a connection from {send_back_addr}: {error}");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        })) => {
-            let publisher = message.source.unwrap_or(propagation_source);
-            // Gossipsub already enforces the size limit on the wire.
-            match codec::decode::<NetMessage>(&message.data) {
-                Ok(decoded) => {
-                    swarm
-                        .behaviour_mut()
-                        .gossip
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Accept,
-                        );
-                    let _ = events
-                        .send(NetEvent::Message {
-                            from: publisher,
-                            message: decoded,
-                        })
-                        .await;
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %propagation_source, author = %publisher, bytes = message.data.len(), "undecodable message ({e}); disconnecting the peer that sent it");
-                    swarm
-                        .behaviour_mut()
-                        .gossip
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Reject,
-                        );
-                    let _ = swarm.disconnect_peer_id(propagation_source);
-                }
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
-            peer,
-            message,
-            ..
-        })) => match message {
-            request_response::Message::Request {
-                request, channel, ..
-            } => {
-                let response = serve_sync(store, &request);
-                let _ = swarm.behaviour_mut().sync.send_response(channel, response);
-            }
-            request_response::Message::Response { response, .. } => {
-                let _ = events
-                    .send(NetEvent::Blocks {
-                        peer,
-                        blocks: response.blocks,
-                    })
-                    .await;
-            }
-        },
-        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
-            peer,
-            error,
-            ..
-        })) => {
-            tracing::debug!(%peer, "sync request failed: {error}");
-            let _ = events.send(NetEvent::SyncFailed { peer }).await;
-        }
-        _ => {}
     }
-}
 
-/// A push of transactions from a peer: acknowledged at once, checked (signatures) on a
-/// blocking thread, then handed to the node, or dropped if the node is not keeping up:
-/// the pushing peer still holds them. Answers to our own pushes free their slot.
-fn on_tx_push(
-    swarm: &mut Swarm<Behaviour>,
-    event: request_response::Event<TxBatch, TxAck>,
-    config: &NetConfig,
-    events: &mpsc::Sender<NetEvent>,
-    in_flight: &mut BTreeMap<PeerId, usize>,
-) {
-    let mut done = |peer: PeerId| {
-        if let Some(n) = in_flight.get_mut(&peer) {
-            *n = n.saturating_sub(1);
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Checked { id, source, result } => self.judged(id, source, *result),
+            Done::Served { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
         }
-    };
-    match event {
-        request_response::Event::Message {
-            peer,
-            message:
-                request_response::Message::Request {
-                    request, channel, ..
-                },
-            ..
-        } => {
-            let _ = swarm.behaviour_mut().txs.send_response(channel, TxAck);
-            if config.room.get() == 0 {
-                tracing::debug!(%peer, "mempool full: dropped pushed transactions");
+    }
+
+    /// The edge's verdict on a gossiped message: relay and hand to the host, or refuse
+    /// and drop the peer that delivered it.
+    fn judged(&mut self, id: MessageId, source: PeerId, result: Result<Inbound, wire::EdgeFault>) {
+        let gossip = &mut self.swarm.behaviour_mut().gossip;
+        match result {
+            Ok(inbound) => {
+                gossip.report_message_validation_result(&id, &source, MessageAcceptance::Accept);
+                self.to_host(Event::Inbound {
+                    from: source,
+                    inbound,
+                });
+            }
+            Err(fault) => {
+                gossip.report_message_validation_result(&id, &source, MessageAcceptance::Reject);
+                self.warnings.warn(
+                    "bad gossip",
+                    format_args!("{fault}; disconnecting {source}, the peer that delivered it"),
+                );
+                self.shared.metrics.bad_peer_messages.inc();
+                let _ = self.swarm.disconnect_peer_id(source);
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        if message.data.len() <= INLINE_CHECK_BYTES_MAX {
+            let result = wire::open(&message.data)
+                .and_then(|bytes| wire::inbound(bytes, &self.shared.chain_id));
+            if let Ok(Inbound::Status { height }) = result {
+                // Not relayed, and only from the peer itself: a claim is attributed to
+                // the connection that made it.
+                let gossip = &mut self.swarm.behaviour_mut().gossip;
+                gossip.report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+                if message.source == Some(source) {
+                    self.to_host(Event::Inbound {
+                        from: source,
+                        inbound: Inbound::Status { height },
+                    });
+                }
                 return;
             }
-            // A bounded number of pushes wait for the node's one checking slot; beyond
-            // that they are dropped (the pushing peer still proposes them).
-            let Ok(queued) = config.push_queue.clone().try_acquire_owned() else {
-                tracing::debug!(%peer, "node busy: dropped pushed transactions");
-                return;
+            self.judged(id, source, result);
+            return;
+        }
+        let (chain_id, done) = (self.shared.chain_id, self.done.clone());
+        tokio::task::spawn_blocking(move || {
+            let result =
+                wire::open(&message.data).and_then(|bytes| wire::inbound(bytes, &chain_id));
+            let result = match result {
+                // A large "status" is not one an honest node sends.
+                Ok(Inbound::Status { .. }) => Err(wire::EdgeFault::Undecodable(
+                    "oversized status message".into(),
+                )),
+                other => other,
             };
-            let (chain_id, max, events) = (config.chain_id, config.tx_bytes_max, events.clone());
-            let (admission, room) = (config.admission.clone(), config.room.clone());
-            tokio::spawn(async move {
-                let Ok(permit) = admission.acquire_owned().await else {
+            let _ = done.send(Done::Checked {
+                id,
+                source,
+                result: Box::new(result),
+            });
+        });
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!("listening for peers on {address}")
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.backoff.remove(&peer_id);
+                let count = self.connected.entry(peer_id).or_default();
+                *count += 1;
+                if *count == 1 {
+                    tracing::info!(peer = %peer_id, "peer connected");
+                    self.to_host(Event::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+                self.in_flight.remove(&peer_id);
+                tracing::info!(peer = %peer_id, "peer disconnected");
+                self.to_host(Event::Disconnected(peer_id));
+                self.schedule_redial(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                ..
+            } if !self.connected.contains_key(&peer) => self.schedule_redial(peer),
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => self.warnings.warn(
+                "refused connection",
+                format_args!("refused a connection from {send_back_addr}: {error}"),
+            ),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Txs(event)) => self.on_tx_push(event),
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if let Some(response) = self.adversary.serve_sync(&request) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response);
+                    return;
+                }
+                let (store, done) = (self.shared.store.clone(), self.done.clone());
+                tracing::debug!(%peer, from = request.from, "serving blocks");
+                tokio::task::spawn_blocking(move || {
+                    let response = serve_sync(&store, &request);
+                    let _ = done.send(Done::Served { channel, response });
+                });
+            }
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            } => self.to_host(Event::Blocks {
+                peer,
+                blocks: response.blocks,
+            }),
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "sync request failed: {error}");
+                self.to_host(Event::SyncFailed { peer });
+            }
+            _ => {}
+        }
+    }
+
+    /// A push of transactions from a peer: acknowledged at once, checked by admission on
+    /// a blocking thread, then handed to the host, or dropped if the node is not keeping
+    /// up: the pushing peer still holds them. Answers to our own pushes free their slot.
+    fn on_tx_push(&mut self, event: request_response::Event<TxBatch, TxAck>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let _ = self.swarm.behaviour_mut().txs.send_response(channel, TxAck);
+                let admission = self.shared.admission.clone();
+                if admission.room().get() == 0 {
+                    tracing::debug!(%peer, "mempool full: dropped pushed transactions");
+                    return;
+                }
+                // A bounded number of pushes wait for the node's one checking slot; beyond
+                // that they are dropped (the pushing peer still proposes them).
+                let Ok(queued) = self.push_queue.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "node busy: dropped pushed transactions");
                     return;
                 };
-                drop(queued);
-                let room = room.get();
-                let checked = tokio::task::spawn_blocking(move || {
-                    let checked = crate::mempool::check(request.0, &chain_id, max, room);
-                    drop(permit);
-                    checked
-                })
-                .await;
-                if let Ok(checked) = checked {
-                    if events
-                        .try_send(NetEvent::Txs {
-                            from: peer,
-                            checked,
-                        })
-                        .is_err()
-                    {
-                        tracing::debug!(%peer, "node busy: dropped pushed transactions");
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    let checked = admission.check_async(request.0).await;
+                    drop(queued);
+                    let event = Event::Admit {
+                        checked,
+                        origin: Origin::Peer,
+                        reply: None,
+                    };
+                    if shared.host.send(event).is_err() {
+                        shared.metrics.dropped_inbound.inc();
                     }
+                });
+            }
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { .. },
+                ..
+            }
+            | request_response::Event::OutboundFailure { peer, .. } => {
+                if let Some(n) = self.in_flight.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
                 }
-            });
+            }
+            _ => {}
         }
-        request_response::Event::Message {
-            peer,
-            message: request_response::Message::Response { .. },
-            ..
-        } => done(peer),
-        request_response::Event::OutboundFailure { peer, .. } => done(peer),
-        _ => {}
     }
 }
 
 /// Serves committed blocks with their certificates, bounded in count and bytes.
-fn serve_sync(store: &Store, request: &SyncRequest) -> SyncResponse {
+pub fn serve_sync(store: &Store, request: &SyncRequest) -> SyncResponse {
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     let top = store.height().unwrap_or(0);
@@ -640,12 +684,42 @@ fn serve_sync(store: &Store, request: &SyncRequest) -> SyncResponse {
             break;
         };
         bytes += codec::encode(&block).len();
-        if bytes > SYNC_FRAME_BYTES_MAX / 2 && !blocks.is_empty() {
+        if bytes > FRAME_BYTES_MAX / 2 && !blocks.is_empty() {
             break;
         }
         blocks.push((block, cert));
     }
     SyncResponse { blocks }
+}
+
+/// Warnings of one kind at most every [`RateLimited::EVERY`]; the ones held back are
+/// counted in the next, so a flood of refused connections cannot flood the log.
+#[derive(Debug, Default)]
+pub struct RateLimited {
+    last: BTreeMap<&'static str, (Instant, u64)>,
+}
+
+impl RateLimited {
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    pub fn warn(&mut self, kind: &'static str, message: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        match self.last.get_mut(kind) {
+            Some((at, held)) if now.duration_since(*at) < Self::EVERY => *held += 1,
+            Some((at, held)) => {
+                tracing::warn!(
+                    "{message} ({held} more like this in the last {:?})",
+                    now.duration_since(*at)
+                );
+                *at = now;
+                *held = 0;
+            }
+            None => {
+                tracing::warn!("{message}");
+                self.last.insert(kind, (now, 0));
+            }
+        }
+    }
 }
 
 /// The libp2p keypair of a network key file's seed.

@@ -6,12 +6,20 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use cbec_chaincode::{catalog, Engine};
 use cbec_genesis::{read_key, Genesis, LogFormat, NodeConfig};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
-use crate::driver::Driver;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cbec_ledger::KeyPair;
+use libp2p::PeerId;
+
+use crate::admission::Admission;
+use crate::driver::{self, Driver};
+use crate::host::{Host, HostConfig};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::Metrics;
 use crate::network::{self, NetConfig};
+use crate::seam::{Adversary, Honest};
 use crate::shared::{Shared, Status};
 use crate::store::Store;
 
@@ -23,7 +31,9 @@ const COMMITTED_RING: usize = 256;
 /// Sets up `tracing` output; `RUST_LOG` adjusts the level (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn"));
+        // gossipsub's own warnings (a full send queue, a repeated publication) come one
+        // per message under load; the node counts what it drops in /metrics instead.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=error"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -37,6 +47,15 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs the validator configured in `config_path` until SIGINT or SIGTERM.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    run_with(config_path, Arc::new(Honest)).await
+}
+
+/// [`run`] with an [`Adversary`] in the host's path: the seam tests use to make a real
+/// node process Byzantine. Production passes [`Honest`].
+pub async fn run_with(
+    config_path: &Path,
+    adversary: Arc<dyn Adversary<PeerId>>,
+) -> anyhow::Result<()> {
     let config = NodeConfig::load(config_path)?;
     let genesis = Genesis::load(&config.genesis, catalog::check_config)?;
     let chain_id = genesis.chain_id();
@@ -115,8 +134,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let height = store.height()?;
     tracing::info!(agency = %config.agency, %chain_id, height, peer_id = %me, "starting validator");
 
-    let message_bytes_max = genesis.consensus.block_bytes_max as usize + 64 * 1024;
-    let admission = Arc::new(tokio::sync::Semaphore::new(1));
     let mempool = Mempool::new(
         chain_id,
         MempoolConfig {
@@ -124,45 +141,46 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             ..MempoolConfig::default()
         },
     );
-    let net = network::start(
-        NetConfig {
-            keypair,
-            listen: config.p2p_listen.parse()?,
-            peers,
-            chain_id,
-            tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
-            admission: admission.clone(),
-            room: mempool.room(),
-            push_queue: Arc::new(tokio::sync::Semaphore::new(network::TX_PUSHES_WAITING_MAX)),
-            message_bytes_max,
-        },
-        store.clone(),
-    )?;
-
-    let (command_tx, command_rx) = mpsc::channel(1024);
+    let admission = Admission::new(
+        chain_id,
+        genesis.consensus.tx_bytes_max as usize,
+        mempool.room(),
+    );
+    let (host_handle, host_queues) = driver::queues();
     // The feed carries heights, not blocks: a ring of blocks kept its last `capacity`
     // blocks alive whether or not anyone read them (gigabytes with big blocks). A
     // subscriber that lags is told so (the SSE stream skips; clients fill gaps from
     // /v1/blocks).
     let (committed_tx, _) = broadcast::channel(COMMITTED_RING);
+    let trust = genesis.trust_root();
     let shared = Arc::new(Shared {
         store: store.clone(),
         chain_id,
-        trust: genesis.trust_root(),
+        trust: trust.clone(),
         agency: config.agency.clone(),
-        tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
         validator: validator_key.public(),
-        commands: command_tx,
+        host: host_handle,
+        admission,
         committed: committed_tx,
         status: RwLock::new(Status {
             height,
             ..Status::default()
         }),
         metrics: Metrics::new(),
-        admission,
-        room: mempool.room(),
     });
     shared.metrics.height.set(height as i64);
+
+    let message_bytes_max = genesis.consensus.block_bytes_max as usize + 64 * 1024;
+    let (net, network) = network::start(
+        NetConfig {
+            keypair,
+            listen: config.p2p_listen.parse()?,
+            peers,
+            message_bytes_max,
+        },
+        shared.clone(),
+        adversary.clone(),
+    )?;
 
     let listener = tokio::net::TcpListener::bind(&config.api_listen)
         .await
@@ -175,37 +193,74 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             let _ = api_shutdown.changed().await;
         },
     );
-    let api = tokio::spawn(async move { server.await });
+    let mut api = tokio::spawn(async move { server.await });
 
-    let (tick_tx, tick_rx) = mpsc::channel(4096);
-    let driver = Driver::new(
-        shared.clone(),
-        genesis,
+    let host = Host::new(
+        HostConfig {
+            trust,
+            consensus: genesis.consensus.clone(),
+            genesis_time_ms: genesis.genesis_time_ms,
+        },
+        store.clone(),
         engine,
-        validator_key,
+        KeyPair::from_seed(&validator_key.seed()),
         mempool,
-        net.commands,
-        tick_tx,
     )?;
-    let driving = tokio::spawn(driver.run(net.events, command_rx, tick_rx, shutdown_rx));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = Driver {
+        host,
+        shared: shared.clone(),
+        net,
+        adversary,
+        key: validator_key,
+    };
+    let (host_done_tx, host_done) = tokio::sync::oneshot::channel();
+    let host_stop = stop.clone();
+    let host_thread = std::thread::Builder::new()
+        .name("host".into())
+        .spawn(move || {
+            let result = driver.run(host_queues, host_stop);
+            let _ = host_done_tx.send(result);
+        })
+        .context("cannot start the host thread")?;
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-        result = driving => {
-            let _ = shutdown_tx.send(true);
-            let _ = api.await;
-            return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.context("the node stopped")),
-                Err(e) => Err(anyhow::anyhow!("the node stopped: {e}")),
-            };
+    // Supervision: the node runs while all of its stages do. If one ends, the node
+    // stops and says which and why, with a non-zero exit.
+    let mut network = network;
+    let failure: Option<anyhow::Error> = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            None
         }
+        result = host_done => Some(match result {
+            Ok(Ok(())) => anyhow::anyhow!("the host stopped"),
+            Ok(Err(fatal)) => anyhow::anyhow!("the host stopped: {fatal}"),
+            Err(_) => anyhow::anyhow!("the host thread panicked"),
+        }),
+        result = &mut network => Some(match result {
+            Ok(()) => anyhow::anyhow!("the network task ended"),
+            Err(e) => anyhow::anyhow!("the network task failed: {e}"),
+        }),
+        result = &mut api => Some(match result {
+            Ok(Ok(())) => anyhow::anyhow!("the API server ended"),
+            Ok(Err(e)) => anyhow::anyhow!("the API server failed: {e}"),
+            Err(e) => anyhow::anyhow!("the API task failed: {e}"),
+        }),
+    };
+    if let Some(e) = &failure {
+        tracing::error!("stopping: {e}");
     }
+    stop.store(true, Ordering::Relaxed);
     let _ = shutdown_tx.send(true);
-    let _ = api.await;
+    network.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
+    let _ = tokio::task::spawn_blocking(move || host_thread.join()).await;
     // Every block and signing state was written synced; dropping the store closes it.
     drop(shared);
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -224,6 +279,15 @@ async fn shutdown_signal() {
 
 /// The `cbec-node` (and `cbec node run`) entry: logging, runtime, one-line errors.
 pub fn main_with(config: &Path, log_format: Option<LogFormat>) -> std::process::ExitCode {
+    main_with_adversary(config, log_format, Arc::new(Honest))
+}
+
+/// [`main_with`] for a test binary that makes the node Byzantine through the seam.
+pub fn main_with_adversary(
+    config: &Path,
+    log_format: Option<LogFormat>,
+    adversary: Arc<dyn Adversary<PeerId>>,
+) -> std::process::ExitCode {
     let format = log_format
         .or_else(|| NodeConfig::load(config).ok().map(|c| c.log_format))
         .unwrap_or_default();
@@ -238,7 +302,7 @@ pub fn main_with(config: &Path, log_format: Option<LogFormat>) -> std::process::
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run_with(config, adversary)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

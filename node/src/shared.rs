@@ -1,11 +1,14 @@
-//! What the HTTP API and the driver share: the store, status, the committed-block feed
-//! and metrics.
+//! What the HTTP API, the network and the host's driver share: the store, the host's
+//! queues, admission, status, the committed-block feed and metrics.
 
 use std::sync::{Arc, RwLock};
 
 use cbec_ledger::{Hash, PublicKey, Transaction, TxResult};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 
+use crate::admission::Admission;
+use crate::driver::HostHandle;
+use crate::host::Committed;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -22,24 +25,6 @@ pub struct Status {
     pub last_block_time_ms: u64,
 }
 
-/// Requests from the API to the driver.
-#[derive(Debug)]
-pub enum Command {
-    /// Transactions through the stateless checks (done by the API, off this task).
-    Submit {
-        checked: Vec<crate::mempool::Checked>,
-        reply: oneshot::Sender<Vec<Result<Hash, String>>>,
-    },
-    NextNonce {
-        key: PublicKey,
-        reply: oneshot::Sender<u64>,
-    },
-    IsPending {
-        hash: Hash,
-        reply: oneshot::Sender<bool>,
-    },
-}
-
 #[derive(Debug)]
 pub struct Shared {
     pub store: Arc<Store>,
@@ -47,20 +32,14 @@ pub struct Shared {
     /// The genesis agencies and chain id: what proofs are built for.
     pub trust: cbec_ledger::proof::TrustRoot,
     pub agency: String,
-    /// The genesis limit on one transaction's encoded size.
-    pub tx_bytes_max: usize,
     pub validator: PublicKey,
-    pub commands: mpsc::Sender<Command>,
+    pub host: HostHandle,
+    pub admission: Admission,
     /// The height of each block as it is committed: the event stream and `?wait=true`
     /// read what they need from the store, so the feed holds no blocks.
     pub committed: broadcast::Sender<u64>,
     pub status: RwLock<Status>,
     pub metrics: Metrics,
-    /// One signature-checking batch at a time per node (API and network share it), so
-    /// admission never takes more than a core from consensus and execution.
-    pub admission: Arc<tokio::sync::Semaphore>,
-    /// The mempool's free room: signatures are checked only for what fits.
-    pub room: crate::mempool::Room,
 }
 
 impl Shared {
@@ -72,6 +51,22 @@ impl Shared {
         if let Ok(mut status) = self.status.write() {
             f(&mut status);
         }
+    }
+
+    /// A block was committed: metrics, status and the feed.
+    pub fn on_commit(&self, c: &Committed) {
+        let m = &self.metrics;
+        m.height.set(c.height as i64);
+        m.committed_txs.inc_by(c.txs as u64);
+        m.rejected_txs.inc_by(c.rejected as u64);
+        m.commit_latency.observe(c.latency_ms as f64 / 1000.0);
+        m.record_commit(c.txs as u64);
+        self.update_status(|s| {
+            s.height = c.height;
+            s.last_block_hash = Some(c.hash);
+            s.last_block_time_ms = c.time_ms;
+        });
+        let _ = self.committed.send(c.height);
     }
 }
 

@@ -17,37 +17,28 @@
 //! nodes and the new height in **one** write batch, synced to disk: after a crash the
 //! store holds the block entirely or not at all. The tree version is the block height;
 //! every block writes at least `sys/last-block`, so every version has a root.
+//!
+//! The column families live in a [`Kv`] backend: RocksDB on disk ([`Store::open`]), or
+//! memory for the node simulation ([`Store::in_memory`]); everything above is shared.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
-use cbec_chaincode::{StateRead, Writes};
+use cbec_chaincode::{StateError, StateRead, Writes};
 use cbec_consensus::SigningState;
 use cbec_ledger::sparse::{self, SparseLeaf, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
 
-const CFS: [&str; 8] = [
-    "blocks",
-    "certs",
-    "tx_index",
-    "state",
-    "jmt_nodes",
-    "jmt_values",
-    "consensus",
-    "meta",
-];
+use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("RocksDB: {0}")]
-    Db(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Db(#[from] KvError),
     #[error("corrupt store: {0}")]
     Corrupt(String),
     #[error("this data directory belongs to chain {found}, not {expected}")]
@@ -66,15 +57,14 @@ pub struct PreparedState {
 }
 
 pub struct Store {
-    db: DB,
+    kv: Box<dyn Kv>,
     nodes: Mutex<NodeCache>,
-    block_cache: rocksdb::Cache,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.db.path())
+            .field("kv", &self.kv)
             .finish_non_exhaustive()
     }
 }
@@ -131,15 +121,6 @@ impl NodeCache {
     }
 }
 
-/// The shared block cache (data, index and filter blocks of every column family).
-const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
-/// One memtable of one column family.
-const MEMTABLE_BYTES: usize = 16 * 1024 * 1024;
-/// Write-ahead logs kept, all together.
-const WAL_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-/// All memtables together; beyond it the largest is flushed.
-const MEMTABLES_TOTAL_BYTES: usize = 96 * 1024 * 1024;
-
 /// `meta` keys `set-change/<height BE>`: the validator set changed after that height.
 const SET_CHANGE_PREFIX: &[u8] = b"set-change/";
 
@@ -152,36 +133,21 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 impl Store {
-    /// Opens (or creates) the store of `chain_id` in `path`.
+    /// Opens (or creates) the store of `chain_id` in `path` (RocksDB).
     pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
-        // Memory is bounded by two shared budgets rather than per column family: one
-        // block cache that also holds index and filter blocks (left outside it, they
-        // grow with the data), and one limit on all memtables together.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        let mut cf_options = Options::default();
-        cf_options.set_block_based_table_factory(&table);
-        cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        cf_options.set_write_buffer_size(MEMTABLE_BYTES);
-        let mut options = cf_options.clone();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
-        // A log file is kept until every column family with writes in it has flushed;
-        // the rarely written ones (certificates, meta) held hundreds of megabytes of
-        // logs. Past this size the oldest log's column families are flushed.
-        options.set_max_total_wal_size(WAL_TOTAL_BYTES);
-        let descriptors = CFS
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options.clone()));
-        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        Store::with_kv(Box::new(RocksKv::open(path)?), chain_id)
+    }
+
+    /// A store in memory, for the node simulation: the same logic over ordered maps.
+    pub fn in_memory(chain_id: &Hash) -> Result<Store> {
+        Store::with_kv(Box::new(MemKv::default()), chain_id)
+    }
+
+    /// The store of `chain_id` over any backend.
+    pub fn with_kv(kv: Box<dyn Kv>, chain_id: &Hash) -> Result<Store> {
         let store = Store {
-            db,
+            kv,
             nodes: Mutex::default(),
-            block_cache: cache,
         };
         match store.meta_get::<Hash>("chain_id")? {
             Some(found) if found != *chain_id => {
@@ -196,53 +162,39 @@ impl Store {
         Ok(store)
     }
 
-    /// Memory RocksDB reports for its memtables, block cache and table readers (outside
-    /// the cache), and how many state-tree nodes the node cache holds.
+    /// Memory the backend reports for its memtables, block cache and table readers
+    /// (outside the cache), and how many state-tree nodes the node cache holds.
     pub fn memory(&self) -> StoreMemory {
-        let sum = |property: &str| -> u64 {
-            CFS.iter()
-                .filter_map(|name| self.db.property_int_value_cf(self.cf(name), property).ok())
-                .flatten()
-                .sum()
-        };
+        let kv = self.kv.memory();
         StoreMemory {
-            memtables: sum("rocksdb.cur-size-all-mem-tables"),
-            block_cache: self.block_cache.get_usage() as u64,
-            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+            memtables: kv.memtables,
+            block_cache: kv.block_cache,
+            table_readers: kv.table_readers,
             tree_nodes_cached: self.node_cache().nodes.len() as u64,
         }
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        // The column families are created at open; a missing one is a programming error.
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
-    }
-
-    fn get<T: bincode::Decode<()>>(&self, cf: &str, key: &[u8]) -> Result<Option<T>> {
-        match self.db.get_cf(self.cf(cf), key)? {
+    fn get<T: bincode::Decode<()>>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
+        match self.kv.get(cf, key)? {
             None => Ok(None),
             Some(bytes) => codec::decode(&bytes)
                 .map(Some)
-                .map_err(|e| corrupt(format!("{cf} entry {}: {e}", hex::encode(key)))),
+                .map_err(|e| corrupt(format!("{} entry {}: {e}", cf.name(), hex::encode(key)))),
         }
     }
 
     fn meta_get<T: bincode::Decode<()>>(&self, key: &str) -> Result<Option<T>> {
-        self.get("meta", key.as_bytes())
+        self.get(Cf::Meta, key.as_bytes())
     }
 
     fn meta_put_sync<T: bincode::Encode>(&self, key: &str, value: &T) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf("meta"), key.as_bytes(), codec::encode(value));
+        let mut batch = Batch::default();
+        batch.put(Cf::Meta, key.as_bytes(), codec::encode(value));
         self.write_synced(batch)
     }
 
-    fn write_synced(&self, batch: WriteBatch) -> Result<()> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        Ok(self.db.write_opt(batch, &options)?)
+    fn write_synced(&self, batch: Batch) -> Result<()> {
+        Ok(self.kv.write(batch, true)?)
     }
 
     /// The last applied height; 0 before the first block (genesis state only).
@@ -258,15 +210,15 @@ impl Store {
     /// Writes the genesis state as tree version 0.
     pub fn init_genesis(&self, writes: &Writes) -> Result<Hash> {
         let prepared = self.prepare_state(0, writes)?;
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.add_state(&mut batch, writes, &prepared);
-        batch.put_cf(self.cf("meta"), b"genesis", codec::encode(&true));
-        batch.put_cf(
-            self.cf("meta"),
-            b"genesis_root",
+        batch.put(Cf::Meta, &b"genesis"[..], codec::encode(&true));
+        batch.put(
+            Cf::Meta,
+            &b"genesis_root"[..],
             codec::encode(&prepared.root),
         );
-        batch.put_cf(self.cf("meta"), b"height", codec::encode(&0u64));
+        batch.put(Cf::Meta, &b"height"[..], codec::encode(&0u64));
         self.write_synced(batch)?;
         Ok(prepared.root)
     }
@@ -278,11 +230,11 @@ impl Store {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>> {
-        self.get("blocks", &height_key(height))
+        self.get(Cf::Blocks, &height_key(height))
     }
 
     pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>> {
-        self.get("certs", &height_key(height))
+        self.get(Cf::Certs, &height_key(height))
     }
 
     pub fn header(&self, height: u64) -> Result<Option<Header>> {
@@ -291,23 +243,23 @@ impl Store {
 
     /// Where a committed transaction is: (height, index).
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<(u64, u32)>> {
-        self.get("tx_index", &hash.0)
+        self.get(Cf::TxIndex, &hash.0)
     }
 
     /// The latest committed value of a state key.
     pub fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf("state"), key)?)
+        Ok(self.kv.get(Cf::State, key)?)
     }
 
     /// The persisted consensus signing state.
     pub fn signing_state(&self) -> Result<Option<SigningState>> {
-        self.get("consensus", b"signing")
+        self.get(Cf::Consensus, b"signing")
     }
 
     /// Makes the signing state durable (fsync) before the caller sends what it signed.
     pub fn save_signing_state(&self, state: &SigningState) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf("consensus"), b"signing", codec::encode(state));
+        let mut batch = Batch::default();
+        batch.put(Cf::Consensus, &b"signing"[..], codec::encode(state));
         self.write_synced(batch)
     }
 
@@ -350,11 +302,11 @@ impl Store {
         })
     }
 
-    fn add_state(&self, batch: &mut WriteBatch, writes: &Writes, prepared: &PreparedState) {
+    fn add_state(&self, batch: &mut Batch, writes: &Writes, prepared: &PreparedState) {
         for (key, value) in writes {
             match value {
-                Some(v) => batch.put_cf(self.cf("state"), key, v),
-                None => batch.delete_cf(self.cf("state"), key),
+                Some(v) => batch.put(Cf::State, key.as_slice(), v.as_slice()),
+                None => batch.delete(Cf::State, key.as_slice()),
             }
         }
         let nodes = prepared.batch.node_batch.nodes();
@@ -362,18 +314,28 @@ impl Store {
             // Borsh encoding of our own in-memory values cannot fail.
             let k = borsh::to_vec(node_key).expect("borsh encodes a node key");
             let v = borsh::to_vec(node).expect("borsh encodes a node");
-            batch.put_cf(self.cf("jmt_nodes"), k, v);
+            batch.put(Cf::JmtNodes, k, v);
         }
         for ((version, key_hash), value) in prepared.batch.node_batch.values() {
             let mut k = key_hash.0.to_vec();
             k.extend_from_slice(&version.to_be_bytes());
-            batch.put_cf(self.cf("jmt_values"), k, codec::encode(value));
+            batch.put(Cf::JmtValues, k, codec::encode(value));
         }
     }
 
-    /// Applies a decided block, its certificate and its execution's writes, atomically
-    /// and durably.
-    pub fn commit_block(
+    /// Applies a committed block (decided or certified, and executed here) with its
+    /// certificate and its execution's writes, atomically and durably.
+    pub fn commit(&self, block: &crate::host::executor::CommittedBlock) -> Result<()> {
+        self.commit_block(
+            block.block(),
+            block.certificate(),
+            block.writes(),
+            block.prepared(),
+        )
+    }
+
+    /// The parts of [`Store::commit`], for tests that build blocks by hand.
+    pub(crate) fn commit_block(
         &self,
         block: &Block,
         certificate: &CommitCertificate,
@@ -386,17 +348,13 @@ impl Store {
             prepared.root, block.header.state_root,
             "state root checked before commit"
         );
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.add_state(&mut batch, writes, prepared);
-        batch.put_cf(self.cf("blocks"), height_key(height), codec::encode(block));
-        batch.put_cf(
-            self.cf("certs"),
-            height_key(height),
-            codec::encode(certificate),
-        );
+        batch.put(Cf::Blocks, height_key(height), codec::encode(block));
+        batch.put(Cf::Certs, height_key(height), codec::encode(certificate));
         for (index, tx) in block.txs.iter().enumerate() {
-            batch.put_cf(
-                self.cf("tx_index"),
+            batch.put(
+                Cf::TxIndex,
                 tx.hash().0,
                 codec::encode(&(height, index as u32)),
             );
@@ -408,14 +366,14 @@ impl Store {
         if last_set.is_some_and(|h| h != block.header.validators_hash) {
             let mut key = SET_CHANGE_PREFIX.to_vec();
             key.extend_from_slice(&height_key(height - 1));
-            batch.put_cf(self.cf("meta"), key, []);
+            batch.put(Cf::Meta, key, Vec::new());
         }
-        batch.put_cf(
-            self.cf("meta"),
-            b"validators_hash",
+        batch.put(
+            Cf::Meta,
+            &b"validators_hash"[..],
             codec::encode(&block.header.validators_hash),
         );
-        batch.put_cf(self.cf("meta"), b"height", codec::encode(&height));
+        batch.put(Cf::Meta, &b"height"[..], codec::encode(&height));
         self.write_synced(batch)?;
         let mut cache = self.node_cache();
         for (key, node) in prepared.batch.node_batch.nodes() {
@@ -432,26 +390,31 @@ impl Store {
 
     /// Heights after which the validator set changed, up to `before` (exclusive).
     pub fn set_changes_before(&self, before: u64) -> Result<Vec<u64>> {
-        let iter = self.db.iterator_cf(
-            self.cf("meta"),
-            IteratorMode::From(SET_CHANGE_PREFIX, Direction::Forward),
-        );
+        const PAGE: usize = 256;
         let mut heights = Vec::new();
-        for item in iter {
-            let (key, _) = item?;
-            let Some(rest) = key.strip_prefix(SET_CHANGE_PREFIX) else {
-                break;
-            };
-            let bytes: [u8; 8] = rest
-                .try_into()
-                .map_err(|_| corrupt("set-change key is not a height"))?;
-            let height = u64::from_be_bytes(bytes);
-            if height >= before {
-                break;
+        let mut from = SET_CHANGE_PREFIX.to_vec();
+        loop {
+            let page = self.kv.scan(Cf::Meta, &from, PAGE)?;
+            let full = page.len() == PAGE;
+            for (key, _) in page {
+                let Some(rest) = key.strip_prefix(SET_CHANGE_PREFIX) else {
+                    return Ok(heights);
+                };
+                let bytes: [u8; 8] = rest
+                    .try_into()
+                    .map_err(|_| corrupt("set-change key is not a height"))?;
+                let height = u64::from_be_bytes(bytes);
+                if height >= before {
+                    return Ok(heights);
+                }
+                heights.push(height);
+                from = key;
+                from.push(0); // the next key after this one
             }
-            heights.push(height);
+            if !full {
+                return Ok(heights);
+            }
         }
-        Ok(heights)
     }
 
     /// Checks the last `depth` blocks: hash chain, certificates naming them, and that
@@ -594,7 +557,7 @@ impl TreeReader for Store {
             return Ok(Some(node.clone()));
         }
         let key = borsh::to_vec(node_key)?;
-        match self.db.get_cf(self.cf("jmt_nodes"), key)? {
+        match self.kv.get(Cf::JmtNodes, &key)? {
             None => Ok(None),
             Some(bytes) => {
                 let node: Node = borsh::from_slice(&bytes)?;
@@ -611,15 +574,10 @@ impl TreeReader for Store {
     ) -> anyhow::Result<Option<OwnedValue>> {
         let mut seek = key_hash.0.to_vec();
         seek.extend_from_slice(&max_version.to_be_bytes());
-        let mut iter = self.db.iterator_cf(
-            self.cf("jmt_values"),
-            IteratorMode::From(&seek, Direction::Reverse),
-        );
-        match iter.next() {
-            Some(Ok((k, v))) if k.len() == 40 && k[..32] == key_hash.0 => {
+        match self.kv.floor(Cf::JmtValues, &seek)? {
+            Some((k, v)) if k.len() == 40 && k[..32] == key_hash.0 => {
                 Ok(codec::decode::<Option<Vec<u8>>>(&v).map_err(|e| anyhow::anyhow!("{e}"))?)
             }
-            Some(Err(e)) => Err(e.into()),
             _ => Ok(None),
         }
     }
@@ -631,11 +589,10 @@ impl TreeReader for Store {
 }
 
 impl StateRead for Store {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        // A read error here would make execution nondeterministic; the node checks the
-        // store at start, and a failing disk stops the node at the next write.
-        self.state_value(key)
-            .unwrap_or_else(|e| panic!("state read failed: {e}"))
+    /// A read error is returned, never made up: the engine abandons the block and the
+    /// node stops (recording it would put this node's disk fault on the ledger).
+    fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, StateError> {
+        self.state_value(key).map_err(|e| StateError(e.to_string()))
     }
 }
 
@@ -935,10 +892,9 @@ mod tests {
         store.check(10).expect("consistent");
         let mut bad = blocks[0].clone();
         bad.header.time_ms += 1;
-        store
-            .db
-            .put_cf(store.cf("blocks"), height_key(1), codec::encode(&bad))
-            .expect("tamper");
+        let mut batch = Batch::default();
+        batch.put(Cf::Blocks, height_key(1), codec::encode(&bad));
+        store.kv.write(batch, true).expect("tamper");
         let err = store.check(10).expect_err("tamper found");
         assert!(err.to_string().contains("block"), "{err}");
         let _ = (

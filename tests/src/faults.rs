@@ -355,7 +355,7 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
         .expect("clock")
         .as_millis() as u64;
     assert!(
-        block_ms <= now_ms + cbec_node::driver::BLOCK_TIME_AHEAD_MS_MAX,
+        block_ms <= now_ms + cbec_genesis::ConsensusParams::default().block_time_ahead_ms_max,
         "seed {seed}: block {target}'s time is {} ms ahead of the clock",
         block_ms - now_ms
     );

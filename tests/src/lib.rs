@@ -91,16 +91,28 @@ impl Consortium {
         self.start_with(i, Some(offset_ms));
     }
 
+    /// Starts node `i` as another program (a Byzantine build of the node) with extra
+    /// arguments after `--config FILE`.
+    pub fn start_program(&mut self, i: usize, program: &str, args: &[&str]) {
+        self.launch(i, Path::new(program), args, None);
+    }
+
     fn start_with(&mut self, i: usize, clock_offset_ms: Option<i64>) {
+        let binary = self.binary.clone();
+        self.launch(i, &binary, &[], clock_offset_ms);
+    }
+
+    fn launch(&mut self, i: usize, program: &Path, args: &[&str], clock_offset_ms: Option<i64>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.net().join(AGENCIES[i]).join("node.log"))
             .expect("log file");
-        let mut command = Command::new(&self.binary);
+        let mut command = Command::new(program);
         command
             .arg("--config")
             .arg(self.config(i))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

@@ -182,9 +182,22 @@ fn bad_transactions_get_a_4xx_and_the_node_keeps_working() {
     let (status, _) = c.post_raw(0, "/v1/nope", "application/json", vec![]);
     assert_eq!(status, 404);
     // Still working: a good transaction commits.
-    let (status, answer) = c.submit(0, &filing(&c, 0, 4), true);
+    let good = filing(&c, 0, 4);
+    let (status, answer) = c.submit(0, &good, true);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "committed");
+    // Each refusal says what a client can do: the same transaction again, or another at
+    // a used nonce, conflicts (409, do not resend); it never looks like "invalid".
+    let (status, body) = c.submit(0, &good, false);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "stale_nonce", "{body}");
+    let again = filing(&c, 1, 5);
+    assert_eq!(c.submit(0, &again, false).0, 202);
+    let (status, body) = c.submit(0, &again, false);
+    assert!(
+        status == 409 && (body["code"] == "duplicate" || body["code"] == "stale_nonce"),
+        "{status} {body}"
+    );
     // Metrics answer.
     let metrics = reqwest::blocking::get(format!("{}/metrics", c.api(0)))
         .expect("metrics")

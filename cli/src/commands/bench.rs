@@ -296,17 +296,12 @@ fn post_batch(
     if !status.is_success() {
         anyhow::bail!("{node}/v1/txs: {status}: {}", body["error"]);
     }
-    // A resent transaction that made it the first time is "already pending": admitted.
+    // A resent transaction that made it the first time is a duplicate: admitted.
     Ok(body["results"]
         .as_array()
         .map(|r| {
             r.iter()
-                .map(|x| {
-                    x["status"] == "pending"
-                        || x["error"]
-                            .as_str()
-                            .is_some_and(|e| e.contains("already pending"))
-                })
+                .map(|x| x["status"] == "pending" || x["code"] == "duplicate")
                 .collect()
         })
         .unwrap_or_default())

@@ -1,0 +1,326 @@
+//! The key-value layer under the [`crate::store::Store`]: RocksDB on disk, or an
+//! in-memory map for the node simulation. The store's logic (blocks, the state tree,
+//! proofs, the start-up check) is written once above this trait.
+//!
+//! Every backend writes a [`Batch`] atomically: after a crash it is there entirely or not
+//! at all. A durable write returns only once the batch is on disk.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+
+/// The column families: one per kind of record (see the table in [`crate::store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cf {
+    Blocks,
+    Certs,
+    TxIndex,
+    State,
+    JmtNodes,
+    JmtValues,
+    Consensus,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 8] = [
+        Cf::Blocks,
+        Cf::Certs,
+        Cf::TxIndex,
+        Cf::State,
+        Cf::JmtNodes,
+        Cf::JmtValues,
+        Cf::Consensus,
+        Cf::Meta,
+    ];
+
+    /// The RocksDB column family's name (kept from the first stores, so they open).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Blocks => "blocks",
+            Cf::Certs => "certs",
+            Cf::TxIndex => "tx_index",
+            Cf::State => "state",
+            Cf::JmtNodes => "jmt_nodes",
+            Cf::JmtValues => "jmt_values",
+            Cf::Consensus => "consensus",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// A failed read or write of the backend.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KvError(pub String);
+
+impl From<rocksdb::Error> for KvError {
+    fn from(e: rocksdb::Error) -> KvError {
+        KvError(format!("RocksDB: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, KvError>;
+
+/// Writes applied together: puts and deletes, in order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), Some(value.into())));
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Memory a backend holds, for `/metrics` (zero where it does not apply).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KvMemory {
+    pub memtables: u64,
+    pub block_cache: u64,
+    pub table_readers: u64,
+}
+
+/// What the store needs of a key-value backend.
+pub trait Kv: Send + Sync + std::fmt::Debug {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies `batch` atomically; with `durable`, returns once it is on disk.
+    fn write(&self, batch: Batch, durable: bool) -> Result<()>;
+    /// The entry with the greatest key `<= key`, if any.
+    fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Up to `limit` entries with keys `>= from`, in key order.
+    fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn memory(&self) -> KvMemory;
+}
+
+/// The shared block cache (data, index and filter blocks of every column family).
+const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// One memtable of one column family.
+const MEMTABLE_BYTES: usize = 16 * 1024 * 1024;
+/// Write-ahead logs kept, all together.
+const WAL_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+/// All memtables together; beyond it the largest is flushed.
+const MEMTABLES_TOTAL_BYTES: usize = 96 * 1024 * 1024;
+
+/// RocksDB, one column family per [`Cf`].
+pub struct RocksKv {
+    db: DB,
+    block_cache: rocksdb::Cache,
+}
+
+impl std::fmt::Debug for RocksKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksKv")
+            .field("path", &self.db.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksKv {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path) -> Result<RocksKv> {
+        // Memory is bounded by two shared budgets rather than per column family: one
+        // block cache that also holds index and filter blocks (left outside it, they
+        // grow with the data), and one limit on all memtables together.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut cf_options = Options::default();
+        cf_options.set_block_based_table_factory(&table);
+        cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        cf_options.set_write_buffer_size(MEMTABLE_BYTES);
+        let mut options = cf_options.clone();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_db_write_buffer_size(MEMTABLES_TOTAL_BYTES);
+        // A log file is kept until every column family with writes in it has flushed;
+        // the rarely written ones (certificates, meta) held hundreds of megabytes of
+        // logs. Past this size the oldest log's column families are flushed.
+        options.set_max_total_wal_size(WAL_TOTAL_BYTES);
+        let descriptors = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options.clone()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        Ok(RocksKv {
+            db,
+            block_cache: cache,
+        })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // The column families are created at open; a missing one is a programming error.
+        self.db
+            .cf_handle(cf.name())
+            .expect("column family created at open")
+    }
+}
+
+impl Kv for RocksKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn write(&self, batch: Batch, durable: bool) -> Result<()> {
+        let mut write = WriteBatch::default();
+        for (cf, key, value) in batch.ops {
+            match value {
+                Some(v) => write.put_cf(self.cf(cf), key, v),
+                None => write.delete_cf(self.cf(cf), key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(durable);
+        Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(key, Direction::Reverse));
+        match iter.next() {
+            Some(Ok((k, v))) => Ok(Some((k.into_vec(), v.into_vec()))),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn memory(&self) -> KvMemory {
+        let sum = |property: &str| -> u64 {
+            Cf::ALL
+                .iter()
+                .filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), property).ok())
+                .flatten()
+                .sum()
+        };
+        KvMemory {
+            memtables: sum("rocksdb.cur-size-all-mem-tables"),
+            block_cache: self.block_cache.get_usage() as u64,
+            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+        }
+    }
+}
+
+/// Ordered maps in memory: the node simulation's disk. Deterministic and instant;
+/// "durable" means nothing here (a simulated crash keeps it, as a disk would).
+#[derive(Debug, Default)]
+pub struct MemKv {
+    cfs: RwLock<Families>,
+}
+
+type Families = BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+impl MemKv {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Families> {
+        // Writers never panic while holding the lock (plain map operations).
+        self.cfs.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Kv for MemKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.read().get(&cf).and_then(|m| m.get(key)).cloned())
+    }
+
+    fn write(&self, batch: Batch, _durable: bool) -> Result<()> {
+        let mut cfs = self.cfs.write().unwrap_or_else(|e| e.into_inner());
+        for (cf, key, value) in batch.ops {
+            let map = cfs.entry(cf).or_default();
+            match value {
+                Some(v) => map.insert(key, v),
+                None => map.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.read().get(&cf).and_then(|m| {
+            m.range(..=key.to_vec())
+                .next_back()
+                .map(|(k, v)| (k.clone(), v.clone()))
+        }))
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .read()
+            .get(&cf)
+            .map(|m| {
+                m.range(from.to_vec()..)
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn memory(&self) -> KvMemory {
+        KvMemory::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both backends answer the store's questions alike.
+    #[test]
+    fn rocksdb_and_memory_agree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rocks = RocksKv::open(dir.path()).expect("open");
+        let memory = MemKv::default();
+        for kv in [&rocks as &dyn Kv, &memory] {
+            let mut batch = Batch::default();
+            for k in [1u8, 3, 5, 7] {
+                batch.put(Cf::JmtValues, vec![k], vec![k * 10]);
+            }
+            batch.put(Cf::Meta, b"x".to_vec(), b"y".to_vec());
+            batch.delete(Cf::JmtValues, vec![5]);
+            kv.write(batch, true).expect("write");
+            assert_eq!(kv.get(Cf::JmtValues, &[3]).expect("get"), Some(vec![30]));
+            assert_eq!(kv.get(Cf::JmtValues, &[5]).expect("get"), None);
+            assert_eq!(kv.get(Cf::Meta, &[3]).expect("get"), None, "per family");
+            assert_eq!(
+                kv.floor(Cf::JmtValues, &[6]).expect("floor"),
+                Some((vec![3], vec![30]))
+            );
+            assert_eq!(kv.floor(Cf::JmtValues, &[0]).expect("floor"), None);
+            assert_eq!(
+                kv.scan(Cf::JmtValues, &[2], 10).expect("scan"),
+                vec![(vec![3], vec![30]), (vec![7], vec![70])]
+            );
+            assert_eq!(kv.scan(Cf::JmtValues, &[0], 1).expect("scan").len(), 1);
+        }
+    }
+}

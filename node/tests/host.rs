@@ -1,0 +1,262 @@
+//! The host driven by hand, one input at a time, for rules a whole-network simulation
+//! shows only indirectly: the clock bound on proposals from below, proposing only when a
+//! block can hold something, and a disk failure stopping the host with nothing recorded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cbec_consensus::Message;
+use cbec_ledger::{codec, KeyPair, Transaction, VoteKind};
+use cbec_node::admission;
+use cbec_node::host::{Effect, Host, Now, Origin, Timer};
+use cbec_node::kv::{Batch, Cf, Kv, KvError, KvMemory, MemKv};
+use cbec_node::sim::{self, NodeId};
+use cbec_node::store::Store;
+use cbec_node::wire::{self, NetMessage};
+
+const MINUTE_MS: u64 = 60_000;
+
+fn now(wall_ms: u64, mono_ms: u64) -> Now {
+    Now { wall_ms, mono_ms }
+}
+
+/// The node that proposes height 1, round 0 in the simulated consortium, and another.
+fn proposer_and_other(genesis: &cbec_genesis::Genesis) -> (usize, usize) {
+    let set = genesis.validator_set().expect("set");
+    let schedule = cbec_consensus::proposer::ProposerSchedule::new(&set);
+    let key = schedule.proposer(1, 0);
+    let (validators, _) = sim::keys();
+    let p = validators
+        .iter()
+        .position(|k| k.public() == key)
+        .expect("a validator");
+    (p, (p + 1) % 4)
+}
+
+/// What the host said in its effects: the gossiped messages.
+fn gossiped(effects: &[Effect<NodeId>]) -> Vec<NetMessage> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timers(effects: &[Effect<NodeId>]) -> Vec<(Timer, u64)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetTimer { timer, after_ms } => Some((*timer, *after_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The proposer's block for height 1, built with its clock at `clock_ms`.
+fn proposal_at(genesis: &cbec_genesis::Genesis, proposer: usize, clock_ms: u64) -> NetMessage {
+    proposal_with(genesis, proposer, clock_ms, Vec::new())
+}
+
+/// A commerce transaction (listing an enterprise) at `nonce`.
+fn commerce_tx(genesis: &cbec_genesis::Genesis, nonce: u64) -> Transaction {
+    let (_, operators) = sim::keys();
+    let commerce = KeyPair::from_seed(&operators[3].seed());
+    let args = cbec_chaincode::args_from_json(
+        "enterprise",
+        "list_negative",
+        serde_json::json!({"uscc": "91140200MA0GRK2220", "reason": "test"}),
+    )
+    .expect("args");
+    sim::sign(
+        &commerce,
+        genesis.chain_id(),
+        nonce,
+        "enterprise",
+        "list_negative",
+        args,
+    )
+}
+
+/// [`proposal_at`] with `txs` in the proposer's mempool.
+fn proposal_with(
+    genesis: &cbec_genesis::Genesis,
+    proposer: usize,
+    clock_ms: u64,
+    txs: Vec<Transaction>,
+) -> NetMessage {
+    let (mut host, _) = sim::host(genesis, proposer);
+    let effects = host.start(now(clock_ms, 0)).expect("start");
+    let checked = admission::check(txs, &genesis.chain_id(), 65_536, usize::MAX);
+    let (answers, _) = host.admit(checked, Origin::Client).expect("admit");
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let (timer, _) = timers(&effects)
+        .into_iter()
+        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .expect("the proposer builds");
+    // No work: the heartbeat, after half the propose timeout.
+    let heartbeat = genesis.consensus.timeout_propose_ms / 2;
+    let effects = host
+        .on_timer(timer, now(clock_ms + heartbeat, heartbeat))
+        .expect("build");
+    gossiped(&effects)
+        .into_iter()
+        .find(|m| matches!(m, NetMessage::Proposal { .. }))
+        .expect("a proposal with its block")
+}
+
+/// The prevote `validator` sends on receiving `proposal` with its clock at `clock_ms`.
+fn prevote_on(
+    genesis: &cbec_genesis::Genesis,
+    validator: usize,
+    proposer: usize,
+    proposal: &NetMessage,
+    clock_ms: u64,
+) -> Option<cbec_ledger::Hash> {
+    let (mut host, _) = sim::host(genesis, validator);
+    host.start(now(clock_ms, 0)).expect("start");
+    let inbound = wire::inbound(&codec::encode(proposal), &genesis.chain_id()).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(proposer as u8), inbound, now(clock_ms, 10))
+        .expect("proposal");
+    gossiped(&effects)
+        .into_iter()
+        .find_map(|m| match m {
+            NetMessage::Consensus(Message::Vote(v)) if v.vote.kind == VoteKind::Prevote => {
+                Some(v.vote.value)
+            }
+            _ => None,
+        })
+        .expect("a prevote")
+}
+
+/// Item 10: a proposer cannot backdate blocks. A block whose time is a minute behind a
+/// validator's clock gets a nil prevote; the same proposer with the right clock gets its
+/// block prevoted; and a block a minute ahead gets nil too.
+#[test]
+fn a_proposal_whose_time_is_far_from_the_clock_gets_a_nil_prevote() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(1, real_ms - 10 * MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let timely = proposal_at(&genesis, p, real_ms);
+    let NetMessage::Proposal { proposal, .. } = &timely else {
+        unreachable!()
+    };
+    assert_eq!(
+        prevote_on(&genesis, other, p, &timely, real_ms),
+        Some(proposal.proposal.value),
+        "a timely block is prevoted"
+    );
+    let backdated = proposal_at(&genesis, p, real_ms - MINUTE_MS);
+    assert_eq!(prevote_on(&genesis, other, p, &backdated, real_ms), None);
+    let early = proposal_at(&genesis, p, real_ms + MINUTE_MS);
+    assert_eq!(prevote_on(&genesis, other, p, &early, real_ms), None);
+}
+
+/// Item 9: a transaction that no block can take yet (its nonce is ahead) is not work:
+/// the proposer waits for the heartbeat instead of proposing at once (which made empty
+/// blocks back to back). A transaction it can take is proposed at once.
+#[test]
+fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
+    let genesis = sim::genesis_at(2, 1_900_000_000_000);
+    let (p, _) = proposer_and_other(&genesis);
+    let chain = genesis.chain_id();
+    let tx = |nonce| commerce_tx(&genesis, nonce);
+    for (nonce, proposes_at_once) in [(5, false), (0, true)] {
+        let (mut host, _) = sim::host(&genesis, p);
+        let t0 = 1_900_000_000_000;
+        let effects = host.start(now(t0, 0)).expect("start");
+        let (timer, delay) = timers(&effects)
+            .into_iter()
+            .find(|(t, _)| matches!(t, Timer::Build { .. }))
+            .expect("build timer");
+        let checked = admission::check(vec![tx(nonce)], &chain, 65_536, usize::MAX);
+        let (answers, _) = host.admit(checked, Origin::Client).expect("admit");
+        assert!(answers[0].is_ok(), "{answers:?}");
+        let effects = host
+            .on_timer(timer, now(t0 + delay, delay))
+            .expect("build tick");
+        let proposed = gossiped(&effects)
+            .iter()
+            .any(|m| matches!(m, NetMessage::Proposal { .. }));
+        assert_eq!(proposed, proposes_at_once, "nonce {nonce}");
+        if !proposes_at_once {
+            let (again, after) = timers(&effects)
+                .into_iter()
+                .find(|(t, _)| matches!(t, Timer::Build { .. }))
+                .expect("it looks again later");
+            assert!(after > 0);
+            assert_eq!(again, timer);
+        }
+    }
+}
+
+/// Committed state over memory whose reads fail once `failing` is set.
+#[derive(Debug, Default)]
+struct FailingKv {
+    inner: MemKv,
+    failing: Arc<AtomicBool>,
+}
+
+impl Kv for FailingKv {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        if self.failing.load(Ordering::Relaxed) && cf == Cf::State {
+            return Err(KvError("I/O error (injected)".into()));
+        }
+        self.inner.get(cf, key)
+    }
+    fn write(&self, batch: Batch, durable: bool) -> Result<(), KvError> {
+        self.inner.write(batch, durable)
+    }
+    fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.floor(cf, key)
+    }
+    fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.scan(cf, from, limit)
+    }
+    fn memory(&self) -> KvMemory {
+        KvMemory::default()
+    }
+}
+
+/// Item 5: a state read that fails while validating a proposal is no verdict on it: the
+/// host stops with the storage error, votes nothing and commits nothing.
+#[test]
+fn a_failed_disk_read_stops_the_host_without_a_vote_or_a_record() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(3, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    // A block with a transaction: validating it reads state.
+    let proposal = proposal_with(&genesis, p, real_ms, vec![commerce_tx(&genesis, 0)]);
+    let failing = Arc::new(AtomicBool::new(false));
+    let kv = FailingKv {
+        inner: MemKv::default(),
+        failing: failing.clone(),
+    };
+    let chain = genesis.chain_id();
+    let store = Arc::new(Store::with_kv(Box::new(kv), &chain).expect("store"));
+    let agencies: Vec<_> = genesis
+        .agencies
+        .iter()
+        .map(|a| (a.name.clone(), a.operator_keys.clone()))
+        .collect();
+    store
+        .init_genesis(&cbec_chaincode::Engine::genesis_writes(&agencies))
+        .expect("genesis");
+    let mut host: Host<NodeId> = sim::host_over(&genesis, other, store.clone());
+    host.start(now(real_ms, 0)).expect("start");
+    failing.store(true, Ordering::Relaxed);
+    let inbound = wire::inbound(&codec::encode(&proposal), &chain).expect("edge");
+    let err = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 10))
+        .expect_err("the disk failed");
+    assert!(err.to_string().contains("injected"), "{err}");
+    failing.store(false, Ordering::Relaxed);
+    assert_eq!(store.height().expect("height"), 0, "nothing committed");
+    let signing = store.signing_state().expect("read");
+    assert!(
+        signing.is_none_or(|s| s.signed.is_empty()),
+        "nothing signed on a guess"
+    );
+}
