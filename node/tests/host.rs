@@ -260,3 +260,43 @@ fn a_failed_disk_read_stops_the_host_without_a_vote_or_a_record() {
         "nothing signed on a guess"
     );
 }
+
+/// Item 2: a proposal whose block has not arrived is pending, not invalid. The
+/// proposal comes first without its block (a rebroadcast, say); nothing is voted; the
+/// block comes after, and the validator prevotes it.
+#[test]
+fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(4, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let full = proposal_at(&genesis, p, real_ms);
+    let NetMessage::Proposal { proposal, .. } = &full else {
+        unreachable!()
+    };
+    let value = proposal.proposal.value;
+    let bare = NetMessage::Consensus(Message::Proposal(proposal.clone()));
+    let chain = genesis.chain_id();
+    let (mut host, _) = sim::host(&genesis, other);
+    host.start(now(real_ms, 0)).expect("start");
+    let inbound = wire::inbound(&codec::encode(&bare), &chain).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
+        .expect("bare proposal");
+    assert!(
+        gossiped(&effects)
+            .iter()
+            .all(|m| !matches!(m, NetMessage::Consensus(Message::Vote(_)))),
+        "no vote without the block (a nil prevote would make it 'invalid')"
+    );
+    let inbound = wire::inbound(&codec::encode(&full), &chain).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 10))
+        .expect("proposal with its block");
+    let prevote = gossiped(&effects).into_iter().find_map(|m| match m {
+        NetMessage::Consensus(Message::Vote(v)) if v.vote.kind == VoteKind::Prevote => {
+            Some(v.vote.value)
+        }
+        _ => None,
+    });
+    assert_eq!(prevote, Some(Some(value)));
+}

@@ -1,4 +1,5 @@
-//! Only genesis peers get in, and a genesis peer that sends garbage is dropped.
+//! Only genesis peers get in; a genesis peer that sends garbage or a forgery is dropped,
+//! and never the validator a forgery names as its author.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identity, noise, tcp, yamux, Multiaddr, PeerId};
+use serde_json::Value;
 
 const NODE: &str = env!("CARGO_BIN_EXE_cbec-e2e-node");
 
@@ -126,5 +128,116 @@ fn a_stranger_is_refused_and_a_garbage_sender_is_dropped() {
         "more blocks after the garbage",
         Duration::from_secs(30),
         |c| c.height(0).is_some_and(|h| h > before),
+    );
+}
+
+/// A gossip swarm that names `author` as the author of what it publishes (gossipsub's
+/// unsigned `Author` mode, as the nodes run): a forger putting words in an honest
+/// validator's mouth.
+fn forger(keypair: identity::Keypair, author: PeerId) -> libp2p::Swarm<gossipsub::Behaviour> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Permissive)
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .expect("gossipsub config");
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            gossipsub::Behaviour::new(MessageAuthenticity::Author(author), config)
+                .expect("gossipsub")
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Item 6 of issue 12: a bad message costs the connection that delivered it, never the
+/// author it claims. A genesis peer forges a proposal (its block is not the block it
+/// names) as if node 1 had written it; node 0 drops the forger and keeps node 1.
+#[test]
+fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
+    let mut c = Consortium::generate(NODE);
+    for i in 0..3 {
+        c.start(i);
+    }
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        (0..3).all(|i| c.height(i).is_some_and(|h| h >= 2))
+    });
+    let genesis = cbec_genesis::Genesis::from_json(
+        &std::fs::read_to_string(c.net().join("genesis.json")).expect("genesis"),
+    )
+    .expect("parse");
+    let framed: PeerId = genesis.agencies[1].peer_id.parse().expect("peer id");
+    let block: Value = c.get(0, "/v1/blocks/1").expect("block 1");
+    let block: cbec_ledger::Block =
+        serde_json::from_value(block["block"].clone()).expect("a block");
+    let proposal = cbec_consensus::SignedProposal {
+        proposal: cbec_consensus::Proposal {
+            height: block.header.height,
+            round: 0,
+            value: cbec_ledger::Hash([0x42; 32]), // not this block's hash
+            valid_round: None,
+        },
+        proposer: genesis.agencies[1].validator_key,
+        signature: cbec_ledger::Signature([0; 64]),
+    };
+    let forged = cbec_node::wire::envelope(
+        1,
+        &cbec_ledger::codec::encode(&cbec_node::wire::NetMessage::Proposal {
+            proposal,
+            block: Box::new(block),
+        }),
+    );
+    let target = p2p_address(&c, 0);
+    let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
+        .expect("key")
+        .seed();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair");
+    let me = PeerId::from(keypair.public());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dropped = runtime.block_on(async {
+        let mut swarm = forger(keypair, framed);
+        let topic = IdentTopic::new("cbec/consensus/1");
+        swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+        swarm.dial(target).expect("dial");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut interval = tokio::time::interval(Duration::from_millis(300));
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = interval.tick() => {
+                    let _ = swarm.behaviour_mut().publish(topic.clone(), forged.clone());
+                }
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::ConnectionClosed { .. } = event {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    });
+    assert!(dropped, "the forger was not disconnected");
+    let log = c.log(0);
+    assert!(
+        log.contains(&format!("disconnecting {me}")),
+        "node 0 names the delivering peer:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("disconnecting {framed}"))
+            && !log.contains(&format!("peer disconnected peer={framed}")),
+        "node 0 dropped the framed validator:\n{log}"
+    );
+    // The framed validator and node 0 keep committing together.
+    let before = c.height(0).expect("status");
+    c.wait_for(
+        "more blocks after the forgery",
+        Duration::from_secs(30),
+        |c| c.height(0).is_some_and(|h| h > before + 1) && c.height(1).is_some_and(|h| h > before),
     );
 }
