@@ -154,6 +154,51 @@ impl KeyPair {
     }
 }
 
+/// A valid signature of `message` by `key` with the `torsion`-th small-order point
+/// (0..8; 0 is the identity) added to its `R`, and `s` recomputed for it. Under ZIP-215
+/// it is as valid as the plain one, alone and in any batch; under the cofactorless
+/// equation (`verify_strict`) it is not. For tests across crates that show every check
+/// gives one verdict.
+#[doc(hidden)]
+pub fn signature_with_torsion(key: &KeyPair, message: &[u8], torsion: usize) -> Signature {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let sig = key.sign(message);
+    let r = CompressedEdwardsY(sig.0[..32].try_into().unwrap_or([0; 32]))
+        .decompress()
+        .unwrap_or_default();
+    let r2 = (r + EIGHT_TORSION[torsion % 8]).compress().to_bytes();
+    // s = r + k·a for the new R, with k = H(R' || A || M) (RFC 8032's key expansion).
+    let expanded = Sha512::digest(key.seed());
+    let mut a_bytes = [0u8; 32];
+    a_bytes.copy_from_slice(&expanded[..32]);
+    a_bytes[0] &= 248;
+    a_bytes[31] &= 127;
+    a_bytes[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(a_bytes);
+    let nonce = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(&expanded[32..])
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let challenge = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r2)
+            .chain_update(key.public().0)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let s = nonce + challenge * a;
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&r2);
+    out[32..].copy_from_slice(s.as_bytes());
+    Signature(out)
+}
+
 impl std::fmt::Debug for KeyPair {
     /// Shows the public half only: secrets never reach logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,9 +210,6 @@ impl std::fmt::Debug for KeyPair {
 mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
-    use curve25519_dalek::edwards::EdwardsPoint;
-    use curve25519_dalek::scalar::Scalar;
-    use sha2::{Digest, Sha512};
 
     fn key(n: u8) -> KeyPair {
         KeyPair::from_seed(&[n; 32])
@@ -255,54 +297,17 @@ mod tests {
         assert!(verify_batch(&refs[..7], &sigs, &pubs).is_err());
     }
 
-    /// A valid signature with a small-order point added to its `R`: under the cofactored
-    /// equation it is valid too (and must be, alone and in every batch alike).
-    fn with_torsion_in_r(k: &KeyPair, message: &[u8], torsion: EdwardsPoint) -> Signature {
-        let sig = k.sign(message);
-        let r = CompressedEdwardsY(sig.0[..32].try_into().expect("32"))
-            .decompress()
-            .expect("R decodes");
-        let r2 = (r + torsion).compress().to_bytes();
-        // s must be recomputed for the new R: s = r + k·a, with k = H(R' || A || M).
-        let expanded = Sha512::digest(k.seed());
-        let mut a_bytes: [u8; 32] = expanded[..32].try_into().expect("32");
-        a_bytes[0] &= 248;
-        a_bytes[31] &= 127;
-        a_bytes[31] |= 64;
-        let a = Scalar::from_bytes_mod_order(a_bytes);
-        let nonce = Scalar::from_bytes_mod_order_wide(
-            &Sha512::new()
-                .chain_update(&expanded[32..])
-                .chain_update(message)
-                .finalize()
-                .into(),
-        );
-        let challenge = Scalar::from_bytes_mod_order_wide(
-            &Sha512::new()
-                .chain_update(r2)
-                .chain_update(k.public().0)
-                .chain_update(message)
-                .finalize()
-                .into(),
-        );
-        let s = nonce + challenge * a;
-        let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&r2);
-        out[32..].copy_from_slice(s.as_bytes());
-        Signature(out)
-    }
-
     /// The batch-dependence the old rule had: a signature with a small-order component
     /// in `R` was admitted or refused depending on the rest of its batch. Now single and
     /// batch give one verdict for every such signature, whatever shares its batch.
     #[test]
     fn single_and_batch_agree_on_small_order_components_in_r() {
         let honest: Vec<KeyPair> = (10..14).map(key).collect();
-        for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+        for t in 0..EIGHT_TORSION.len() {
             for n in 0..6u8 {
                 let k = key(40 + n);
                 let message = [t as u8, n];
-                let sig = with_torsion_in_r(&k, &message, *torsion);
+                let sig = signature_with_torsion(&k, &message, t);
                 let single = k.public().verify(&message, &sig).is_ok();
                 assert!(single, "cofactored: torsion {t} in R still verifies");
                 for others in 0..honest.len() {

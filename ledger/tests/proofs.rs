@@ -500,3 +500,53 @@ fn a_proof_for_another_genesis_is_refused() {
     let err = file.verify(&other).expect_err("another validator set");
     assert!(err.at.ends_with("validators_hash"), "{err}");
 }
+
+/// One Ed25519 rule for every check (issue 13, item 3): a transaction whose signature
+/// has a small-order component in `R` is valid alone, in any batch, and inside a
+/// transaction proof; one whose `s` is not canonical is refused by all three. Before,
+/// the batch check's verdict on the first kind depended on its batch, and the proof
+/// (strict) refused what a batch had admitted.
+#[test]
+fn single_batch_and_proof_verification_agree_on_edge_case_signatures() {
+    let seller = key(50);
+    for torsion in 0..8 {
+        for non_canonical_s in [false, true] {
+            let mut chain = Chain::new();
+            let chain_id = chain.trust.chain_id;
+            let mut tx = chain.sign_tx(&seller, "goods", "record", vec![torsion as u8]);
+            tx.signature =
+                cbec_ledger::crypto::signature_with_torsion(&seller, &tx.hash().0, torsion);
+            if non_canonical_s {
+                tx.signature.0[63] |= 0xf0;
+            }
+            let expected = !non_canonical_s;
+            let single = tx.clone().verify(&chain_id).is_ok();
+            assert_eq!(single, expected, "single, torsion {torsion}");
+            let others: Vec<_> = (0..3u8)
+                .map(|i| chain.sign_tx(&key(60 + i), "goods", "record", vec![i]))
+                .collect();
+            for companions in 0..=others.len() {
+                let mut batch = vec![tx.clone()];
+                batch.extend(others[..companions].iter().cloned());
+                let verdicts = cbec_ledger::verify_all(batch, &chain_id);
+                assert_eq!(verdicts[0].is_ok(), expected, "batch of {}", companions + 1);
+                assert!(verdicts[1..].iter().all(Result::is_ok));
+            }
+            let result = cbec_ledger::TxResult {
+                tx_hash: tx.hash(),
+                outcome: cbec_ledger::Outcome::Accepted { events: vec![] },
+            };
+            chain.commit(vec![(tx.clone(), result)], vec![]);
+            let proof = chain.tx_file(&tx.hash()).verify(&chain.trust);
+            assert_eq!(
+                proof.is_ok(),
+                expected,
+                "proof, torsion {torsion}: {proof:?}"
+            );
+            if !expected {
+                let e = proof.expect_err("refused");
+                assert!(e.at.ends_with("tx.signature"), "{e}");
+            }
+        }
+    }
+}
