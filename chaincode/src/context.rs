@@ -25,7 +25,8 @@ pub enum Role {
     Warehouse,
 }
 
-/// Who signed the transaction, as resolved from state.
+/// Who signed the transaction, as resolved from state. (A key that is neither never
+/// reaches a rule: see [`crate::permission`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// An operator key of an agency.
@@ -36,8 +37,6 @@ pub enum Caller {
         roles: BTreeSet<Role>,
         customs_code: String,
     },
-    /// A key the ledger does not know.
-    Unknown,
 }
 
 /// Block facts a rule may read: never the wall clock.
@@ -240,6 +239,5 @@ fn describe(caller: &Caller) -> String {
     match caller {
         Caller::Agency { name } => format!("agency {name}"),
         Caller::Enterprise { uscc, .. } => format!("enterprise {uscc}"),
-        Caller::Unknown => "an unknown key".into(),
     }
 }

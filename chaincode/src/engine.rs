@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cbec_ledger::{
-    codec, ChaincodeConfig, Event, Outcome, PublicKey, TxResult, VerifiedTransaction,
+    codec, ChaincodeConfig, Event, Hash, Outcome, PublicKey, TxResult, VerifiedTransaction,
 };
 
 use crate::context::{BlockInfo, Caller, Context};
-use crate::enterprise::Filing;
 use crate::layout;
 use crate::params::Params;
+use crate::permission::{standing, NotPermitted, StandingError};
 use crate::state::{BlockOverlay, StateError, StateRead, Writes};
 use crate::{Chaincode, RuleError};
 
@@ -24,11 +24,25 @@ pub struct BlockOutcome {
 /// A block that must not be committed: a proposer that includes such a transaction is
 /// faulty, and validators prevote nil.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("transaction {index} has nonce {found}, expected {expected}")]
-pub struct InvalidBlock {
-    pub index: usize,
-    pub expected: u64,
-    pub found: u64,
+pub enum InvalidBlock {
+    #[error("transaction {index} has nonce {found}, expected {expected}")]
+    Nonce {
+        index: usize,
+        expected: u64,
+        found: u64,
+    },
+    /// The ledger is permissioned: see [`crate::permission`].
+    #[error("transaction {index}: {reason}")]
+    Sender { index: usize, reason: NotPermitted },
+}
+
+/// A block built from candidate transactions: those that fit, their outcome, and those
+/// left out with the reason (a nonce out of order, a sender that may not transact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub txs: Vec<VerifiedTransaction>,
+    pub outcome: BlockOutcome,
+    pub dropped: Vec<(Hash, InvalidBlock)>,
 }
 
 /// Why a block produced no outcome.
@@ -82,63 +96,47 @@ impl Engine {
         crate::governance::genesis_writes(agencies)
     }
 
-    /// Executes `txs` in order on top of `state`. Deterministic: two nodes with the same
-    /// state and transactions produce byte-identical results and writes. A failed read
-    /// of `state` abandons the block ([`ExecError::Storage`]); no result is made of it.
+    /// Executes `txs` in order on top of `state`, as a validator does. Deterministic:
+    /// two nodes with the same state and transactions produce byte-identical results
+    /// and writes. A transaction no honest proposer includes (a nonce out of order, a
+    /// sender that may not transact) makes the block invalid; a failed read of `state`
+    /// abandons it ([`ExecError::Storage`]); no result is made of either.
     pub fn execute_block<'s>(
         &self,
         state: &'s (dyn StateRead + 's),
         block: BlockInfo,
         txs: &[VerifiedTransaction],
     ) -> Result<BlockOutcome, ExecError> {
-        let mut overlay: BlockOverlay<'s, dyn StateRead + 's> = BlockOverlay::new(state);
-        let mut results = Vec::with_capacity(txs.len());
+        let mut run = Run::new(state);
         for (index, tx) in txs.iter().enumerate() {
-            let sender = tx.body().sender;
-            let nonce_key = layout::nonce_key(&sender.to_hex());
-            let expected = read_u64(&overlay, &nonce_key)?;
-            if tx.body().nonce != expected {
-                return Err(InvalidBlock {
-                    index,
-                    expected,
-                    found: tx.body().nonce,
-                }
-                .into());
-            }
-            let run = self.execute_one(&overlay, block, tx);
-            // Whatever the rule made of a failed read, the block is abandoned.
-            if let Some(failure) = overlay.failure() {
-                return Err(ExecError::Storage(failure));
-            }
-            let outcome = match run {
-                Ok((events, writes)) => {
-                    overlay.commit(writes);
-                    Outcome::Accepted { events }
-                }
-                Err(e) => Outcome::Rejected {
-                    rule: e.rule,
-                    message: e.message,
-                },
-            };
-            let mut nonce = Writes::new();
-            nonce.insert(nonce_key.into_bytes(), Some(codec::encode(&(expected + 1))));
-            overlay.commit(nonce);
-            results.push(TxResult {
-                tx_hash: tx.hash(),
-                outcome,
-            });
+            run.push(self, block, index, tx)??;
         }
-        // Every block changes state at least here, so the authenticated state tree has
-        // a version (and a root) for every height.
-        let mut last = Writes::new();
-        last.insert(
-            layout::LAST_BLOCK_KEY.as_bytes().to_vec(),
-            Some(codec::encode(&(block.height, block.time_ms))),
-        );
-        overlay.commit(last);
-        Ok(BlockOutcome {
-            results,
-            writes: overlay.into_writes(),
+        Ok(run.finish(block))
+    }
+
+    /// A proposer's block from `candidates`, in order: each that a validator would
+    /// accept at its place goes in; the rest are left out (with why), and so are a
+    /// sender's later ones whose nonces then no longer follow. The block that comes out
+    /// passes [`Engine::execute_block`] with the same outcome.
+    pub fn build_block<'s>(
+        &self,
+        state: &'s (dyn StateRead + 's),
+        block: BlockInfo,
+        candidates: Vec<VerifiedTransaction>,
+    ) -> Result<Built, StateError> {
+        let mut run = Run::new(state);
+        let mut txs = Vec::with_capacity(candidates.len());
+        let mut dropped = Vec::new();
+        for tx in candidates {
+            match run.push(self, block, txs.len(), &tx)? {
+                Ok(()) => txs.push(tx),
+                Err(invalid) => dropped.push((tx.hash(), invalid)),
+            }
+        }
+        Ok(Built {
+            txs,
+            outcome: run.finish(block),
+            dropped,
         })
     }
 
@@ -146,6 +144,7 @@ impl Engine {
         &self,
         overlay: &BlockOverlay<'s, dyn StateRead + 's>,
         block: BlockInfo,
+        caller: Caller,
         tx: &VerifiedTransaction,
     ) -> Result<(Vec<Event>, Writes), RuleError> {
         let call = &tx.body().call;
@@ -158,7 +157,6 @@ impl Engine {
                     format!("chaincode `{}` is not enabled", call.chaincode),
                 )
             })?;
-        let caller = resolve_caller(overlay, &tx.body().sender)?;
         let mut ctx = Context::new(
             caller,
             tx.body().sender,
@@ -207,39 +205,83 @@ pub(crate) fn storage_failure(e: StateError) -> RuleError {
     RuleError::new("STORAGE", e.to_string())
 }
 
-/// Who the key belongs to. A revoked or listed enterprise is refused everything.
-fn resolve_caller<'s>(
-    overlay: &BlockOverlay<'s, dyn StateRead + 's>,
-    key: &PublicKey,
-) -> Result<Caller, RuleError> {
-    let hex = key.to_hex();
-    let read = |key: String| overlay.get(key.as_bytes()).map_err(storage_failure);
-    if let Some(bytes) = read(layout::agency_key(&hex))? {
-        let name: String = codec::decode(&bytes).map_err(|e| RuleError::internal(e.to_string()))?;
-        return Ok(Caller::Agency { name });
+/// A block being executed: the overlay of its writes so far and the results.
+struct Run<'s> {
+    overlay: BlockOverlay<'s, dyn StateRead + 's>,
+    results: Vec<TxResult>,
+}
+
+impl<'s> Run<'s> {
+    fn new(state: &'s (dyn StateRead + 's)) -> Run<'s> {
+        Run {
+            overlay: BlockOverlay::new(state),
+            results: Vec::new(),
+        }
     }
-    let Some(bytes) = read(layout::enterprise_key(&hex))? else {
-        return Ok(Caller::Unknown);
-    };
-    let uscc: String = codec::decode(&bytes).map_err(|e| RuleError::internal(e.to_string()))?;
-    let filing: Filing = read(layout::filing(&uscc))?
-        .and_then(|b| codec::decode(&b).ok())
-        .ok_or_else(|| RuleError::internal(format!("key of {uscc} has no filing")))?;
-    if filing.revoked.is_some() {
-        return Err(RuleError::new(
-            "FILING",
-            format!("the filing of {uscc} is revoked"),
-        ));
+
+    /// Executes one transaction at position `index`, or says why a block may not hold
+    /// it there (then nothing of it is written). The outer error is a failed read.
+    fn push(
+        &mut self,
+        engine: &Engine,
+        block: BlockInfo,
+        index: usize,
+        tx: &VerifiedTransaction,
+    ) -> Result<Result<(), InvalidBlock>, StateError> {
+        let sender = tx.body().sender;
+        let nonce_key = layout::nonce_key(&sender.to_hex());
+        let expected = read_u64(&self.overlay, &nonce_key)?;
+        if tx.body().nonce != expected {
+            return Ok(Err(InvalidBlock::Nonce {
+                index,
+                expected,
+                found: tx.body().nonce,
+            }));
+        }
+        let caller = match standing(|key| self.overlay.get(key), &sender) {
+            Ok(Ok(caller)) => Ok(caller),
+            Ok(Err(reason)) => return Ok(Err(InvalidBlock::Sender { index, reason })),
+            Err(StandingError::Storage(e)) => return Err(e),
+            // Deterministic: every node reads the same corrupt state.
+            Err(StandingError::Corrupt(what)) => Err(RuleError::internal(what)),
+        };
+        let run = caller.and_then(|caller| engine.execute_one(&self.overlay, block, caller, tx));
+        // Whatever the rule made of a failed read, the block is abandoned.
+        if let Some(failure) = self.overlay.failure() {
+            return Err(failure);
+        }
+        let outcome = match run {
+            Ok((events, writes)) => {
+                self.overlay.commit(writes);
+                Outcome::Accepted { events }
+            }
+            Err(e) => Outcome::Rejected {
+                rule: e.rule,
+                message: e.message,
+            },
+        };
+        let mut nonce = Writes::new();
+        nonce.insert(nonce_key.into_bytes(), Some(codec::encode(&(expected + 1))));
+        self.overlay.commit(nonce);
+        self.results.push(TxResult {
+            tx_hash: tx.hash(),
+            outcome,
+        });
+        Ok(Ok(()))
     }
-    if read(layout::negative(&uscc))?.is_some() {
-        return Err(RuleError::new(
-            "NEGATIVE-LIST",
-            format!("{uscc} is on the credit negative list"),
-        ));
+
+    fn finish(mut self, block: BlockInfo) -> BlockOutcome {
+        // Every block changes state at least here, so the authenticated state tree has
+        // a version (and a root) for every height.
+        let mut last = Writes::new();
+        last.insert(
+            layout::LAST_BLOCK_KEY.as_bytes().to_vec(),
+            Some(codec::encode(&(block.height, block.time_ms))),
+        );
+        self.overlay.commit(last);
+        BlockOutcome {
+            results: self.results,
+            writes: self.overlay.into_writes(),
+        }
     }
-    Ok(Caller::Enterprise {
-        uscc,
-        roles: filing.roles.iter().copied().collect(),
-        customs_code: filing.customs_code,
-    })
 }

@@ -30,13 +30,15 @@ pub mod goods;
 pub mod governance;
 pub mod layout;
 pub mod params;
+pub mod permission;
 pub mod state;
 pub mod tax;
 
 use cbec_ledger::{codec, Attribute, Event};
 
 pub use context::{BlockInfo, Caller, Context, Role};
-pub use engine::{BlockOutcome, Engine, ExecError, InvalidBlock};
+pub use engine::{BlockOutcome, Built, Engine, ExecError, InvalidBlock};
+pub use permission::{standing, NotPermitted};
 pub use state::{MemoryState, StateError, StateRead, Writes};
 
 /// A rule's refusal: the DOMAIN.md rule id and what was wrong.

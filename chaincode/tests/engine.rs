@@ -4,7 +4,8 @@
 mod harness;
 
 use cbec_chaincode::{
-    BlockInfo, Chaincode, Context, Engine, ExecError, MemoryState, RuleError, StateError, StateRead,
+    BlockInfo, Chaincode, Context, Engine, ExecError, InvalidBlock, MemoryState, NotPermitted,
+    RuleError, StateError, StateRead,
 };
 use cbec_ledger::{codec, Event, Outcome};
 use harness::*;
@@ -109,10 +110,14 @@ fn a_wrong_nonce_makes_the_block_invalid() {
         .engine
         .execute_block(&l.state, block, &[tx(0), tx(0)])
         .expect_err("replayed nonce");
-    let ExecError::Invalid(err) = err else {
-        panic!("not an invalid block: {err}");
-    };
-    assert_eq!((err.index, err.expected, err.found), (1, 1, 0));
+    assert_eq!(
+        err,
+        ExecError::Invalid(InvalidBlock::Nonce {
+            index: 1,
+            expected: 1,
+            found: 0
+        })
+    );
     assert!(l.engine.execute_block(&l.state, block, &[tx(5)]).is_err());
 }
 
@@ -277,11 +282,15 @@ proptest! {
         let txs = random_block(&mut a, &ops);
         let verified: Vec<_> = txs.iter().cloned().map(|t| t.verify(&CHAIN).expect("signed")).collect();
         let block = BlockInfo { height: 1, time_ms: T0 };
-        let first = a.engine.execute_block(&a.state, block, &verified).expect("valid");
+        // Built twice from the same candidates (keys never filed are left out, and
+        // every later transaction of a listed seller), then validated.
+        let first = a.engine.build_block(&a.state, block, verified.clone()).expect("healthy");
         let b = Ledger::new();
-        let second = b.engine.execute_block(&b.state, block, &verified).expect("valid");
-        prop_assert_eq!(codec::encode(&first.results), codec::encode(&second.results));
-        prop_assert_eq!(&first.writes, &second.writes);
+        let second = b.engine.build_block(&b.state, block, verified).expect("healthy");
+        prop_assert_eq!(&first, &second);
+        prop_assert_eq!(codec::encode(&first.outcome.results), codec::encode(&second.outcome.results));
+        let validated = b.engine.execute_block(&b.state, block, &second.txs).expect("valid");
+        prop_assert_eq!(&validated, &second.outcome);
     }
 }
 
@@ -393,4 +402,83 @@ fn one_imported_parcel_end_to_end() {
         json!({"goods_id": "PARCEL-0001", "kind": "returned"}),
     );
     assert!(matches!(stale.outcome, Outcome::Rejected { ref rule, .. } if rule == "GOODS-PREV"));
+}
+
+/// The proposer's building leaves out what a validator would refuse at its place, and
+/// a sender's later transactions with it; the block that comes out validates with the
+/// same outcome.
+#[test]
+fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
+    let mut l = Ledger::new();
+    let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
+    let stranger = key(77);
+    let c = commerce(&l);
+    let produced = |id: &str| {
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": id, "kind": "produced"}),
+        )
+    };
+    let a = l.sign(&seller, "goods", "record", produced("A"));
+    let unknown = l.sign(&stranger, "goods", "record", produced("S"));
+    // Commerce lists the seller; the seller's next transaction cannot follow it.
+    let listing = l.sign(
+        &c,
+        "enterprise",
+        "list_negative",
+        args(
+            "enterprise",
+            "list_negative",
+            json!({"uscc": "91140200MA0GRK2220", "reason": "fraud"}),
+        ),
+    );
+    let b = l.sign(&seller, "goods", "record", produced("B"));
+    let skipped_nonce = l.sign(&seller, "goods", "record", produced("C"));
+    let verified: Vec<_> = [a, unknown, listing, b, skipped_nonce]
+        .into_iter()
+        .map(|t| t.verify(&CHAIN).expect("signed"))
+        .collect();
+    let block = BlockInfo {
+        height: 2,
+        time_ms: T0 + 5_000,
+    };
+    let built = l
+        .engine
+        .build_block(&l.state, block, verified.clone())
+        .expect("healthy state");
+    let kept: Vec<_> = built.txs.iter().map(|t| t.hash()).collect();
+    assert_eq!(kept, vec![verified[0].hash(), verified[2].hash()]);
+    let reasons: Vec<_> = built.dropped.iter().map(|(_, why)| why.clone()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            InvalidBlock::Sender {
+                index: 1,
+                reason: NotPermitted::Unknown(stranger.public())
+            },
+            InvalidBlock::Sender {
+                index: 2,
+                reason: NotPermitted::Listed("91140200MA0GRK2220".into())
+            },
+            InvalidBlock::Nonce {
+                index: 2,
+                expected: 1,
+                found: 2
+            },
+        ]
+    );
+    let validated = l
+        .engine
+        .execute_block(&l.state, block, &built.txs)
+        .expect("the built block validates");
+    assert_eq!(validated, built.outcome);
+    // The same candidates as a block are invalid at the first stranger.
+    assert_eq!(
+        l.engine.execute_block(&l.state, block, &verified),
+        Err(ExecError::Invalid(InvalidBlock::Sender {
+            index: 1,
+            reason: NotPermitted::Unknown(stranger.public())
+        }))
+    );
 }

@@ -110,12 +110,27 @@ fn role_only_commerce_approves_filings() {
     accepted(&l.run(&commerce, "enterprise", "approve_filing", args));
 }
 
+/// Ex-ante prohibition (DOMAIN.md section 1): an unknown key, or a revoked enterprise,
+/// cannot submit anything. The ledger is permissioned: no block may even record such a
+/// transaction (it would be stored forever), so a block carrying one is invalid.
 #[test]
 fn filing_unknown_and_revoked_enterprises_are_refused_everything() {
     let mut w = parcel_world();
     let stranger = key(99);
     let ev = json!({"goods_id": "G-1", "kind": "produced"});
-    rejected(&w.l.run(&stranger, "goods", "record", ev.clone()), "FILING");
+    let refused = w.l.try_run(&stranger, "goods", "record", ev.clone());
+    assert!(
+        matches!(
+            refused,
+            Err(cbec_chaincode::ExecError::Invalid(
+                cbec_chaincode::InvalidBlock::Sender {
+                    reason: cbec_chaincode::NotPermitted::Unknown(_),
+                    ..
+                }
+            ))
+        ),
+        "{refused:?}"
+    );
     accepted(&w.l.run(&w.seller, "goods", "record", ev));
     let commerce = agency(&w.l, "commerce");
     accepted(&w.l.run(
@@ -125,8 +140,17 @@ fn filing_unknown_and_revoked_enterprises_are_refused_everything() {
         json!({"uscc": "91140200MA0GRK2220", "reason": "closed"}),
     ));
     let ev2 = json!({"goods_id": "G-2", "kind": "produced"});
-    let message = rejected(&w.l.run(&w.seller, "goods", "record", ev2), "FILING");
-    assert!(message.contains("revoked"));
+    let refused = w.l.try_run(&w.seller, "goods", "record", ev2);
+    assert!(
+        matches!(
+            &refused,
+            Err(cbec_chaincode::ExecError::Invalid(cbec_chaincode::InvalidBlock::Sender {
+                reason: cbec_chaincode::NotPermitted::Revoked(uscc),
+                ..
+            })) if uscc == "91140200MA0GRK2220"
+        ),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -140,14 +164,23 @@ fn negative_list_blocks_until_delisted() {
         "ROLE",
     );
     accepted(&w.l.run(&commerce, "enterprise", "list_negative", listing.clone()));
-    rejected(
-        &w.l.run(
-            &w.seller,
-            "goods",
-            "record",
-            json!({"goods_id": "G-1", "kind": "produced"}),
+    let refused = w.l.try_run(
+        &w.seller,
+        "goods",
+        "record",
+        json!({"goods_id": "G-1", "kind": "produced"}),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(cbec_chaincode::ExecError::Invalid(
+                cbec_chaincode::InvalidBlock::Sender {
+                    reason: cbec_chaincode::NotPermitted::Listed(_),
+                    ..
+                }
+            ))
         ),
-        "NEGATIVE-LIST",
+        "{refused:?}"
     );
     accepted(&w.l.run(&commerce, "enterprise", "delist_negative", listing));
     accepted(&w.l.run(
@@ -234,15 +267,15 @@ fn governance_rotates_an_agency_key() {
         "vote",
         json!({"proposal_id": 0, "approve": true}),
     ));
-    rejected(
-        &l.run(
+    // Not yet an operator key: it may not transact at all.
+    assert!(l
+        .try_run(
             &new_key,
             "customs",
             "set_risk",
             json!({"customs_code": EBC, "grade": "high"}),
-        ),
-        "ROLE",
-    );
+        )
+        .is_err());
     accepted(&l.run(&tax, "governance", "apply", json!({"proposal_id": 0})));
     accepted(&l.run(
         &new_key,

@@ -1,15 +1,21 @@
 //! Admission: the one service through which transactions enter a node, from its API and
 //! from peers alike.
 //!
-//! It does the expensive, stateless half off the consensus thread: size, chain id and
-//! a batch signature check, and only for as many transactions as the mempool has room
-//! for (the rest are refused as full before any signature work). The host's mempool
-//! then does the cheap half (duplicates, nonces, bounds). Every refusal is a typed
-//! [`Rejection`] that the API maps to a status code a client can act on.
+//! It does the expensive half off the host's thread: size, chain id, whether the
+//! sender may transact at all (the ledger is permissioned: an agency operator key, or a
+//! key of a filed, non-revoked, unlisted enterprise, read from committed state; see
+//! `cbec_chaincode::permission`), and a batch signature check, only for as many
+//! transactions as the mempool has room for (the rest are refused as full before any
+//! signature work). The host's mempool then does the cheap half (duplicates, nonces,
+//! bounds). Every refusal is a typed [`Rejection`] that the API maps to a status code a
+//! client can act on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cbec_ledger::{codec, tx, Hash, Transaction, TxError};
+use cbec_chaincode::permission::StandingError;
+use cbec_chaincode::{standing, NotPermitted, StateRead};
+use cbec_ledger::{codec, tx, Hash, PublicKey, Transaction, TxError};
 
 use crate::mempool::{Checked, Room};
 
@@ -32,6 +38,10 @@ pub enum Rejection {
     SenderFull(usize),
     #[error("the mempool is full; retry later")]
     Full,
+    #[error("sender may not transact: {0}")]
+    NotPermitted(NotPermitted),
+    #[error("the node cannot read its state now; retry later")]
+    Unavailable,
 }
 
 /// What a client should do about a refusal: its HTTP status class.
@@ -42,6 +52,8 @@ pub enum Remedy {
     /// 409: it conflicts with what the ledger or mempool holds (a duplicate, a nonce
     /// used or taken): do not resend as is.
     Conflict,
+    /// 403: this sender may not transact on this ledger.
+    Forbidden,
     /// 422: it can never be valid (signature, chain, size).
     Invalid,
     /// 429 with `Retry-After`: this sender has too much pending; retry later.
@@ -58,7 +70,8 @@ impl Rejection {
                 Remedy::Conflict
             }
             Rejection::NonceGap { .. } | Rejection::SenderFull(_) => Remedy::SlowDown,
-            Rejection::Full => Remedy::RetryLater,
+            Rejection::Full | Rejection::Unavailable => Remedy::RetryLater,
+            Rejection::NotPermitted(_) => Remedy::Forbidden,
         }
     }
 
@@ -75,27 +88,43 @@ impl Rejection {
             Rejection::NonceGap { .. } => "nonce_gap",
             Rejection::SenderFull(_) => "sender_full",
             Rejection::Full => "full",
+            Rejection::NotPermitted(_) => "not_permitted",
+            Rejection::Unavailable => "unavailable",
         }
     }
 }
 
-/// The stateless half of admission, shared by the API and the network.
-#[derive(Debug, Clone)]
+/// Committed state as admission reads it.
+pub type State = Arc<dyn StateRead + Send + Sync>;
+
+/// The expensive half of admission, shared by the API and the network.
+#[derive(Clone)]
 pub struct Admission {
     chain_id: Hash,
     tx_bytes_max: usize,
     room: Room,
+    state: State,
     /// One signature-checking batch at a time per node (API and network share it), so
     /// admission never takes more than a core from consensus and execution.
     slot: Arc<tokio::sync::Semaphore>,
 }
 
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("chain_id", &self.chain_id)
+            .field("room", &self.room.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Admission {
-    pub fn new(chain_id: Hash, tx_bytes_max: usize, room: Room) -> Admission {
+    pub fn new(chain_id: Hash, tx_bytes_max: usize, room: Room, state: State) -> Admission {
         Admission {
             chain_id,
             tx_bytes_max,
             room,
+            state,
             slot: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -124,10 +153,16 @@ impl Admission {
         &self.slot
     }
 
-    /// Size and a batch signature check; transactions beyond the first `room` are
-    /// refused as [`Rejection::Full`] unchecked.
+    /// Size, the sender's standing and a batch signature check; transactions beyond
+    /// the first `room` are refused as [`Rejection::Full`] unchecked.
     pub fn check(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
-        check(txs, &self.chain_id, self.tx_bytes_max, room)
+        check(
+            txs,
+            &self.chain_id,
+            self.tx_bytes_max,
+            room,
+            self.state.as_ref(),
+        )
     }
 }
 
@@ -137,19 +172,38 @@ pub fn check(
     chain_id: &Hash,
     tx_bytes_max: usize,
     room: usize,
+    state: &(dyn StateRead + Send + Sync),
 ) -> Vec<Checked> {
     // Each transaction's early answer (`None`: it goes on to the signature check); the
     // candidates move into the batch check, nothing is cloned or encoded past the room.
     let mut early = Vec::with_capacity(txs.len());
     let mut candidates = Vec::new();
     let mut sizes = Vec::new();
+    // One state read per sender of the batch, not per transaction.
+    let mut standings: BTreeMap<PublicKey, Option<Rejection>> = BTreeMap::new();
     for (i, tx) in txs.into_iter().enumerate() {
         if i >= room {
             early.push(Some(Rejection::Full));
             continue;
         }
+        let sender = tx.body.sender;
+        let refusal = standings
+            .entry(sender)
+            .or_insert_with(|| match standing(|key| state.get(key), &sender) {
+                Ok(Ok(_)) => None,
+                Ok(Err(reason)) => Some(Rejection::NotPermitted(reason)),
+                // State the engine would record as INTERNAL: the same on every node.
+                Err(StandingError::Corrupt(_)) => None,
+                Err(StandingError::Storage(e)) => {
+                    tracing::error!("admission cannot read state: {e}");
+                    Some(Rejection::Unavailable)
+                }
+            })
+            .clone();
         let size = codec::encode(&tx).len();
-        if size > tx_bytes_max {
+        if let Some(refusal) = refusal {
+            early.push(Some(refusal));
+        } else if size > tx_bytes_max {
             early.push(Some(Rejection::TooLarge {
                 size,
                 max: tx_bytes_max,
@@ -218,6 +272,12 @@ mod tests {
                 Remedy::Invalid,
                 "wrong_chain",
             ),
+            (
+                Rejection::NotPermitted(NotPermitted::Unknown(cbec_ledger::PublicKey([3; 32]))),
+                Remedy::Forbidden,
+                "not_permitted",
+            ),
+            (Rejection::Unavailable, Remedy::RetryLater, "unavailable"),
         ];
         for (rejection, remedy, code) in cases {
             assert_eq!(rejection.remedy(), remedy, "{rejection}");
@@ -225,30 +285,78 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_forged_signature_is_refused_only_when_there_is_room_to_check_it() {
-        let chain = Hash([5; 32]);
-        let key = KeyPair::from_seed(&[1; 32]);
-        let mut forged = Transaction::sign(
+    const CHAIN: Hash = Hash([5; 32]);
+
+    fn tx(key: &KeyPair, nonce: u64) -> Transaction {
+        Transaction::sign(
             TxBody {
-                chain_id: chain,
+                chain_id: CHAIN,
                 sender: key.public(),
-                nonce: 0,
+                nonce,
                 call: Call {
                     chaincode: "goods".into(),
                     method: "record".into(),
                     args: vec![1],
                 },
             },
-            &key,
-        );
+            key,
+        )
+    }
+
+    /// Committed state where `operator` is an agency's operator key.
+    fn state_with(operator: &KeyPair) -> cbec_chaincode::MemoryState {
+        let mut state = cbec_chaincode::MemoryState::default();
+        state.apply(&cbec_chaincode::Engine::genesis_writes(&[(
+            "commerce".to_string(),
+            vec![operator.public()],
+        )]));
+        state
+    }
+
+    #[test]
+    fn a_forged_signature_is_refused_only_when_there_is_room_to_check_it() {
+        let key = KeyPair::from_seed(&[1; 32]);
+        let state = state_with(&key);
+        let mut forged = tx(&key, 0);
         forged.signature.0[0] ^= 1;
-        let checked = check(vec![forged.clone()], &chain, 1_000, 0);
+        let checked = check(vec![forged.clone()], &CHAIN, 1_000, 0, &state);
         assert!(matches!(checked[0], Err(Rejection::Full)));
-        let checked = check(vec![forged], &chain, 1_000, 1);
+        let checked = check(vec![forged], &CHAIN, 1_000, 1, &state);
         assert!(matches!(
             checked[0],
             Err(Rejection::Invalid(TxError::Signature(_)))
         ));
+    }
+
+    /// Issue 13, item 2: a key that belongs to no agency and no filed enterprise is
+    /// refused, naming why, before any signature work; an agency key is admitted.
+    #[test]
+    fn a_sender_that_may_not_transact_is_refused_before_its_signature_is_checked() {
+        let operator = KeyPair::from_seed(&[1; 32]);
+        let stranger = KeyPair::from_seed(&[2; 32]);
+        let state = state_with(&operator);
+        let mut forged = tx(&stranger, 0);
+        forged.signature.0[0] ^= 1;
+        let checked = check(
+            vec![tx(&operator, 0), tx(&stranger, 0), forged],
+            &CHAIN,
+            1_000,
+            10,
+            &state,
+        );
+        assert!(checked[0].is_ok());
+        for refused in &checked[1..] {
+            match refused {
+                Err(Rejection::NotPermitted(NotPermitted::Unknown(key))) => {
+                    assert_eq!(*key, stranger.public())
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let shown = checked[1].as_ref().expect_err("refused").to_string();
+        assert!(
+            shown.contains("no filed enterprise and no agency"),
+            "{shown}"
+        );
     }
 }

@@ -79,6 +79,7 @@ pub fn status_of(rejection: &Rejection) -> StatusCode {
     match rejection.remedy() {
         Remedy::Malformed => StatusCode::BAD_REQUEST,
         Remedy::Conflict => StatusCode::CONFLICT,
+        Remedy::Forbidden => StatusCode::FORBIDDEN,
         Remedy::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         Remedy::SlowDown => StatusCode::TOO_MANY_REQUESTS,
         Remedy::RetryLater => StatusCode::SERVICE_UNAVAILABLE,

@@ -224,7 +224,7 @@ impl Driver {
                 origin,
                 reply,
             } => {
-                let (answers, effects) = self.host.admit(checked, origin)?;
+                let (answers, effects) = self.host.admit(checked, origin, now)?;
                 if let Some(reply) = reply {
                     let _ = reply.send(answers);
                 }

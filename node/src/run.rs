@@ -134,17 +134,15 @@ pub async fn run_with(
     let height = store.height()?;
     tracing::info!(agency = %config.agency, %chain_id, height, peer_id = %me, "starting validator");
 
-    let mempool = Mempool::new(
-        chain_id,
-        MempoolConfig {
-            tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
-            ..MempoolConfig::default()
-        },
-    );
+    let mempool = Mempool::new(MempoolConfig {
+        tx_bytes_max: genesis.consensus.tx_bytes_max as usize,
+        ..MempoolConfig::default()
+    });
     let admission = Admission::new(
         chain_id,
         genesis.consensus.tx_bytes_max as usize,
         mempool.room(),
+        store.clone(),
     );
     let (host_handle, host_queues) = driver::queues();
     // The feed carries heights, not blocks: a ring of blocks kept its last `capacity`

@@ -425,7 +425,7 @@ pub fn host_over(genesis: &Genesis, i: usize, store: Arc<Store>) -> Host<NodeId>
         store,
         Engine::from_configs(&genesis.chaincodes).expect("catalog"),
         KeyPair::from_seed(&keys[i].seed()),
-        Mempool::new(genesis.chain_id(), MempoolConfig::default()),
+        Mempool::new(MempoolConfig::default()),
     )
     .expect("host")
 }
@@ -691,13 +691,16 @@ impl Sim {
             }
             Event::Gossip { from, to, bytes } => self.on_gossip(from, to, &bytes),
             Event::Push { to, txs } => {
+                let store = self.nodes[usize::from(to)].store.clone();
                 let checked = admission::check(
                     txs.as_ref().clone(),
                     &self.chain_id,
                     self.genesis.consensus.tx_bytes_max as usize,
                     usize::MAX,
+                    store.as_ref(),
                 );
-                self.with_host(to, |h, _| Ok(h.admit(checked, Origin::Peer)?.1));
+                let now = self.now_of(to);
+                self.with_host(to, |h, _| Ok(h.admit(checked, Origin::Peer, now)?.1));
             }
             Event::SyncRequest { from, to, request } => {
                 let n = &self.nodes[usize::from(to)];
@@ -764,7 +767,7 @@ impl Sim {
             return;
         }
         let engine = Engine::from_configs(&self.genesis.chaincodes).expect("catalog");
-        let mempool = Mempool::new(self.chain_id, MempoolConfig::default());
+        let mempool = Mempool::new(MempoolConfig::default());
         let host = Host::new(
             HostConfig {
                 trust: self.genesis.trust_root(),
@@ -1099,8 +1102,10 @@ impl Sim {
             &self.chain_id,
             self.genesis.consensus.tx_bytes_max as usize,
             usize::MAX,
+            store.as_ref(),
         );
-        self.with_host(node, |h, _| Ok(h.admit(checked, Origin::Client)?.1));
+        let now = self.now_of(node);
+        self.with_host(node, |h, _| Ok(h.admit(checked, Origin::Client, now)?.1));
     }
 
     /// The end: every honest node reached the target, and its store checks.

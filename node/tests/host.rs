@@ -86,10 +86,12 @@ fn proposal_with(
     clock_ms: u64,
     txs: Vec<Transaction>,
 ) -> NetMessage {
-    let (mut host, _) = sim::host(genesis, proposer);
+    let (mut host, store) = sim::host(genesis, proposer);
     let effects = host.start(now(clock_ms, 0)).expect("start");
-    let checked = admission::check(txs, &genesis.chain_id(), 65_536, usize::MAX);
-    let (answers, _) = host.admit(checked, Origin::Client).expect("admit");
+    let checked = admission::check(txs, &genesis.chain_id(), 65_536, usize::MAX, store.as_ref());
+    let (answers, _) = host
+        .admit(checked, Origin::Client, now(clock_ms, 0))
+        .expect("admit");
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let (timer, _) = timers(&effects)
         .into_iter()
@@ -164,15 +166,17 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
     let chain = genesis.chain_id();
     let tx = |nonce| commerce_tx(&genesis, nonce);
     for (nonce, proposes_at_once) in [(5, false), (0, true)] {
-        let (mut host, _) = sim::host(&genesis, p);
+        let (mut host, store) = sim::host(&genesis, p);
         let t0 = 1_900_000_000_000;
         let effects = host.start(now(t0, 0)).expect("start");
         let (timer, delay) = timers(&effects)
             .into_iter()
             .find(|(t, _)| matches!(t, Timer::Build { .. }))
             .expect("build timer");
-        let checked = admission::check(vec![tx(nonce)], &chain, 65_536, usize::MAX);
-        let (answers, _) = host.admit(checked, Origin::Client).expect("admit");
+        let checked = admission::check(vec![tx(nonce)], &chain, 65_536, usize::MAX, store.as_ref());
+        let (answers, _) = host
+            .admit(checked, Origin::Client, now(t0, 0))
+            .expect("admit");
         assert!(answers[0].is_ok(), "{answers:?}");
         let effects = host
             .on_timer(timer, now(t0 + delay, delay))

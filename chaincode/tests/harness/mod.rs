@@ -127,6 +127,39 @@ impl Ledger {
         outcome.results
     }
 
+    /// Signs and executes one transaction in its own block, if a block may hold it;
+    /// the refusal otherwise (and the signer's nonce is not used up).
+    pub fn try_run(
+        &mut self,
+        signer: &KeyPair,
+        chaincode: &str,
+        method: &str,
+        args: Value,
+    ) -> Result<TxResult, cbec_chaincode::ExecError> {
+        let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args encode");
+        let tx = self.sign(signer, chaincode, method, args);
+        let verified = tx.verify(&CHAIN).expect("signed");
+        let block = BlockInfo {
+            height: self.height + 1,
+            time_ms: self.time_ms + 1_000,
+        };
+        match self
+            .engine
+            .execute_block(&self.state, block, std::slice::from_ref(&verified))
+        {
+            Ok(outcome) => {
+                self.height += 1;
+                self.time_ms += 1_000;
+                self.state.apply(&outcome.writes);
+                Ok(outcome.results[0].clone())
+            }
+            Err(e) => {
+                *self.nonces.entry(signer.public().0).or_insert(1) -= 1;
+                Err(e)
+            }
+        }
+    }
+
     pub fn get<T: bincode::Decode<()>>(&self, key: &str) -> Option<T> {
         self.state
             .entries

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use cbec_chaincode::{BlockInfo, Engine, ExecError, Writes};
+use cbec_chaincode::{BlockInfo, Engine, ExecError, InvalidBlock, Writes};
 use cbec_ledger::{
     block, codec, merkle, tx, Block, CertificateError, CommitCertificate, Hash, Header, PublicKey,
     Transaction, ValidatorSet, VerifiedTransaction,
@@ -107,6 +107,9 @@ impl From<StoreError> for StorageFailure {
     }
 }
 
+/// A candidate a block could not take, and why.
+pub type Dropped = (Hash, InvalidBlock);
+
 /// Block limits from genesis.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -157,17 +160,18 @@ impl Executor {
     }
 
     /// This validator's block for `height`, proposed at `now_ms` (never before its
-    /// parent), from transactions the mempool reaped; then checked by the checks every
-    /// validator runs on it. A block failing those is a bug here: `Ok(Err(..))`, and
-    /// the caller proposes nothing.
+    /// parent), from transactions the mempool reaped (those a validator would refuse
+    /// at their place are left out and returned, with why); then checked by the checks
+    /// every validator runs on it. A block failing those is a bug here: `Ok(Err(..))`,
+    /// and the caller proposes nothing.
     pub fn build(
         &self,
         height: u64,
         now_ms: u64,
         proposer: PublicKey,
-        txs: Vec<VerifiedTransaction>,
+        candidates: Vec<VerifiedTransaction>,
         expect: Expect<'_>,
-    ) -> Result<Result<ExecutedBlock, Invalid>, StorageFailure> {
+    ) -> Result<Result<(ExecutedBlock, Vec<Dropped>), Invalid>, StorageFailure> {
         let parent = self.store.header(height - 1)?;
         let time_ms = now_ms.max(
             parent
@@ -175,11 +179,12 @@ impl Executor {
                 .map_or(self.genesis_time_ms, |p| p.time_ms + 1),
         );
         let info = BlockInfo { height, time_ms };
-        let outcome = match self.engine.execute_block(self.store.as_ref(), info, &txs) {
-            Ok(outcome) => outcome,
-            Err(ExecError::Storage(e)) => return Err(StorageFailure(e.to_string())),
-            Err(ExecError::Invalid(e)) => return Ok(Err(invalid(format!("own block: {e}")))),
-        };
+        let built = self
+            .engine
+            .build_block(self.store.as_ref(), info, candidates)
+            .map_err(|e| StorageFailure(e.to_string()))?;
+        let (txs, outcome) = (built.txs, built.outcome);
+        let dropped = built.dropped;
         let prepared = self.store.prepare_state(height, &outcome.writes)?;
         let txs: Vec<Transaction> = txs
             .into_iter()
@@ -214,11 +219,14 @@ impl Executor {
                 "own block fails a validator's check: {e}"
             ))));
         }
-        Ok(Ok(ExecutedBlock {
-            block,
-            writes: outcome.writes,
-            prepared,
-        }))
+        Ok(Ok((
+            ExecutedBlock {
+                block,
+                writes: outcome.writes,
+                prepared,
+            },
+            dropped,
+        )))
     }
 
     /// Every deterministic check a block must pass before it is voted for or applied.

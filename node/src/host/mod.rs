@@ -523,9 +523,11 @@ impl<P: Peer> Host<P> {
         self.store().commit(&block)?;
         let b = block.block();
         let hashes: Vec<Hash> = b.txs.iter().map(Transaction::hash).collect();
+        let senders: BTreeSet<PublicKey> = b.txs.iter().map(|t| t.body.sender).collect();
         let store = self.store().clone();
         let nonces = Nonces::new(&store);
-        self.mempool.remove_committed(&hashes, |k| nonces.get(k));
+        self.mempool
+            .remove_committed(&hashes, &senders, |k| nonces.get(k));
         nonces.finish()?;
         let rejected = b
             .results
@@ -674,13 +676,11 @@ impl<P: Peer> Host<P> {
         if (h, r) != (height, round) {
             return Ok(());
         }
-        let store = self.store().clone();
-        let nonces = Nonces::new(&store);
         let c = &self.config.consensus;
         let heartbeat_after = c.timeout_propose_ms / 2;
-        let work = self.mempool.has_executable(|k| nonces.get(k));
+        self.mempool.expire(now.mono_ms);
+        let work = self.mempool.has_executable();
         if !work && now.mono_ms.saturating_sub(since) < heartbeat_after {
-            nonces.finish()?;
             effects.push(Effect::SetTimer {
                 timer: Timer::Build { height, round },
                 after_ms: c.batch_delay_ms.max(1),
@@ -688,12 +688,9 @@ impl<P: Peer> Host<P> {
             return Ok(());
         }
         self.building = None;
-        let txs = self.mempool.reap(
-            c.block_txs_max as usize,
-            c.block_bytes_max as usize / 2,
-            |k| nonces.get(k),
-        );
-        nonces.finish()?;
+        let txs = self
+            .mempool
+            .reap(c.block_txs_max as usize, c.block_bytes_max as usize / 2);
         let expect = Expect {
             validators: &self.validators,
             previous_validators: &self.previous_validators,
@@ -703,7 +700,13 @@ impl<P: Peer> Host<P> {
             .executor
             .build(height, now.wall_ms, self.me, txs, expect)?
         {
-            Ok(executed) => {
+            Ok((executed, dropped)) => {
+                // A block could not take them (their sender may no longer transact, or
+                // an earlier one of theirs went): they leave the mempool.
+                for (hash, why) in dropped {
+                    tracing::debug!(%hash, "left out of the block: {why}");
+                    self.mempool.remove(&hash);
+                }
                 let value = executed.hash();
                 self.keeper.keep_own_block(executed.block().clone());
                 self.executed.insert(value, executed);
@@ -817,14 +820,21 @@ impl<P: Peer> Host<P> {
 
     /// The cheap half of admission (duplicates, nonces, room) for transactions checked
     /// off this thread; a client's admitted ones are pushed to peers.
-    pub fn admit(&mut self, checked: Vec<Checked>, origin: Origin) -> HostResult<Admitted<P>> {
+    pub fn admit(
+        &mut self,
+        checked: Vec<Checked>,
+        origin: Origin,
+        now: Now,
+    ) -> HostResult<Admitted<P>> {
         let store = self.store().clone();
         let pushed: Vec<Option<Transaction>> = checked
             .iter()
             .map(|c| c.as_ref().ok().map(|(tx, _)| tx.tx().clone()))
             .collect();
         let nonces = Nonces::new(&store);
-        let answers = self.mempool.admit_checked(checked, |k| nonces.get(k));
+        let answers = self
+            .mempool
+            .admit_checked(checked, |k| nonces.get(k), now.mono_ms);
         nonces.finish()?;
         let mut effects = Vec::new();
         if origin == Origin::Client {
@@ -840,9 +850,13 @@ impl<P: Peer> Host<P> {
         Ok((answers, effects))
     }
 
-    /// The next nonce a sender should sign with: committed plus pending.
+    /// The next nonce a sender should sign with: after its pending run, else the
+    /// committed one.
     pub fn next_nonce(&self, key: &PublicKey) -> HostResult<u64> {
-        Ok(next_nonce(self.store(), key)? + self.mempool.pending_of(key) as u64)
+        match self.mempool.next_nonce_of(key) {
+            Some(next) => Ok(next),
+            None => next_nonce(self.store(), key),
+        }
     }
 
     pub fn is_pending(&self, hash: &Hash) -> bool {
