@@ -18,8 +18,18 @@ impl Client {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             anyhow::bail!("--node `{base}` must be a URL like http://127.0.0.1:8080");
         }
+        // A node that is not open to anonymous clients wants a bearer token
+        // (`cbec api token`); `cbec` sends the one in $CBEC_API_TOKEN.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(token) = std::env::var("CBEC_API_TOKEN") {
+            let value = format!("Bearer {}", token.trim())
+                .parse()
+                .context("$CBEC_API_TOKEN is not a valid header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
+            .default_headers(headers)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Client { base, http })

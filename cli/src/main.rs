@@ -57,6 +57,9 @@ enum Command {
     /// Load the local consortium with signed transactions; report throughput, latency,
     /// CPU, memory and disk.
     Bench(commands::bench::BenchArgs),
+    /// Access to a node's HTTP API: bearer tokens.
+    #[command(subcommand)]
+    Api(commands::api::ApiCommand),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Prove(cmd) => commands::audit::prove(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => commands::audit::verify(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
+        Command::Api(cmd) => commands::api::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
         }

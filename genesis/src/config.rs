@@ -36,6 +36,160 @@ pub struct NodeConfig {
     /// their genesis peer id, so an address can only route, never impersonate.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peer_addresses: BTreeMap<String, String>,
+    /// The HTTP API's limits and who may use it (see [`ApiSettings`]).
+    #[serde(default, skip_serializing_if = "ApiSettings::is_default")]
+    pub api: ApiSettings,
+}
+
+/// What a client may do through the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `GET /v1/status`.
+    Status,
+    /// `POST /v1/tx`, `POST /v1/txs`, `GET /v1/nonce/...`.
+    Submit,
+    /// `GET /v1/tx/...`, `/v1/blocks/...`, `/v1/state/...`.
+    Read,
+    /// `GET /v1/proof/...`.
+    Proofs,
+    /// `GET /v1/events`.
+    Events,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Status,
+        Scope::Submit,
+        Scope::Read,
+        Scope::Proofs,
+        Scope::Events,
+        Scope::Metrics,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Status => "status",
+            Scope::Submit => "submit",
+            Scope::Read => "read",
+            Scope::Proofs => "proofs",
+            Scope::Events => "events",
+            Scope::Metrics => "metrics",
+        }
+    }
+}
+
+/// A client's bearer token, kept as its SHA-256 (the token itself is only the client's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it, for logs (`tax-ops`, `auditor-1`).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`cbec api token` makes both).
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// The HTTP API's limits and access policy (the `[api]` table of `node.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Open connections at most; more are closed at once.
+    pub connections_max: usize,
+    /// Requests handled at once (the event stream aside); more get 503.
+    pub requests_in_flight_max: usize,
+    /// Time to send a request's headers, and how long an idle connection stays open.
+    pub header_timeout_ms: u64,
+    /// Time to send the body and get the answer (`?wait=true` waits within it).
+    pub request_timeout_ms: u64,
+    /// Event-stream subscribers at most; more get 503.
+    pub event_subscribers_max: usize,
+    /// Disk reads (blocks, proofs) running at once, and waiting; more get 503.
+    pub reads_concurrency: usize,
+    pub reads_queue_max: usize,
+    /// Scopes anyone may use without a token. Absent: every scope when the API listens
+    /// on loopback only, `status` alone otherwise.
+    pub anonymous: Option<Vec<Scope>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<ApiToken>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            connections_max: 512,
+            requests_in_flight_max: 64,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+            event_subscribers_max: 64,
+            reads_concurrency: 1,
+            reads_queue_max: 64,
+            anonymous: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl ApiSettings {
+    pub fn is_default(&self) -> bool {
+        *self == ApiSettings::default()
+    }
+
+    /// The scopes a request without a token has, for an API listening on `listen`.
+    pub fn anonymous_scopes(&self, listen: &std::net::SocketAddr) -> Vec<Scope> {
+        match &self.anonymous {
+            Some(scopes) => scopes.clone(),
+            None if listen.ip().is_loopback() => Scope::ALL.to_vec(),
+            None => vec![Scope::Status],
+        }
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, value) in [
+            ("api.connections_max", self.connections_max as u64),
+            (
+                "api.requests_in_flight_max",
+                self.requests_in_flight_max as u64,
+            ),
+            ("api.header_timeout_ms", self.header_timeout_ms),
+            ("api.request_timeout_ms", self.request_timeout_ms),
+            (
+                "api.event_subscribers_max",
+                self.event_subscribers_max as u64,
+            ),
+            ("api.reads_concurrency", self.reads_concurrency as u64),
+        ] {
+            if value == 0 {
+                return Err((field, "must be greater than zero".into()));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.name.is_empty() || !names.insert(token.name.as_str()) {
+                return Err((
+                    "api.tokens",
+                    format!("token {i}: its name is empty or used twice"),
+                ));
+            }
+            let hex_ok = token.sha256.len() == 64
+                && token
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok {
+                return Err((
+                    "api.tokens",
+                    format!(
+                        "token `{}`: sha256 is not 64 lower-case hex characters",
+                        token.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a node configuration could not be used.
@@ -83,6 +237,10 @@ impl NodeConfig {
             .api_listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("api_listen", format!("`{}`: {e}", config.api_listen)))?;
+        config
+            .api
+            .check()
+            .map_err(|(field, problem)| invalid(field, problem))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.genesis,

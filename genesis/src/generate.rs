@@ -129,6 +129,7 @@ pub fn generate_consortium(
                 api_listen: format!("127.0.0.1:{}", ports[2 * i + 1]),
                 log_format: LogFormat::Human,
                 peer_addresses: Default::default(),
+                api: Default::default(),
             },
         ));
     }

@@ -16,7 +16,7 @@ pub mod generate;
 pub mod keyfile;
 pub mod peer_id;
 
-pub use config::{ConfigError, LogFormat, NodeConfig};
+pub use config::{ApiSettings, ApiToken, ConfigError, LogFormat, NodeConfig, Scope};
 pub use document::{Agency, ConsensusParams, FieldError, Genesis, GenesisError, AGENCIES};
 pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
 pub use keyfile::{read_key, write_key, KeyFileError};

@@ -139,14 +139,24 @@ pub struct TxProof {
 impl TxProof {
     /// The proof of transaction `index` of `block`, certified by `certificate`.
     pub fn build(block: &Block, certificate: CommitCertificate, index: usize) -> Option<TxProof> {
+        let txs = MerkleTree::from_leaves(&tx_leaves(&block.txs));
+        let results = MerkleTree::from_leaves(&result_leaves(&block.results));
+        TxProof::build_with(block, &txs, &results, certificate, index)
+    }
+
+    /// [`TxProof::build`] with the block's transaction and result trees already built
+    /// (a server proving many transactions of one block builds them once).
+    pub fn build_with(
+        block: &Block,
+        txs: &MerkleTree,
+        results: &MerkleTree,
+        certificate: CommitCertificate,
+        index: usize,
+    ) -> Option<TxProof> {
         let tx = block.txs.get(index)?.clone();
         let result = block.results.get(index)?.clone();
-        let tx_path = MerkleTree::from_leaves(&tx_leaves(&block.txs))
-            .proof(index as u64)?
-            .path;
-        let result_path = MerkleTree::from_leaves(&result_leaves(&block.results))
-            .proof(index as u64)?
-            .path;
+        let tx_path = txs.proof(index as u64)?.path;
+        let result_path = results.proof(index as u64)?.path;
         Some(TxProof {
             tx,
             result,

@@ -27,23 +27,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cbec_genesis::ApiSettings;
 use cbec_ledger::{codec, Hash, ProofFile, PublicKey, Transaction};
-use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::access::{scope_of, Denied};
 use crate::admission::{Rejection, Remedy};
 use crate::driver::{Event, QueueError};
 use crate::host::Origin;
 use crate::proofs::{ProveError, Prover};
-use crate::shared::{committed_result, Shared};
+use crate::shared::Shared;
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -123,8 +125,25 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// The router with its request limits: every route but the event stream answers within
+/// `request_timeout` (408 after) and at most `requests_in_flight_max` are handled at
+/// once (503 with `Retry-After` beyond); every route needs its scope (see
+/// [`crate::access`]).
+pub fn router(shared: Arc<Shared>, settings: &ApiSettings) -> Router<()> {
+    let limits = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests in flight; retry later".into(),
+            )
+        }))
+        .load_shed()
+        .concurrency_limit(settings.requests_in_flight_max)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(settings.request_timeout_ms),
+        ));
+    let limited = Router::new()
         .route("/v1/tx", post(submit_one))
         .route("/v1/txs", post(submit_many))
         .route("/v1/tx/{hash}", get(tx_status))
@@ -135,16 +154,65 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/proof/provenance/{goods_id}", get(proof_provenance))
         .route("/v1/nonce/{key}", get(nonce))
         .route("/v1/status", get(status))
-        .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
+        .layer(limits);
+    // The event stream lives long by design: its own cap, no time limit.
+    let streaming = Router::new().route("/v1/events", get(events));
+    Router::new()
+        .merge(limited)
+        .merge(streaming)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "no such endpoint; see README for the API".into(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authorize,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
+}
+
+/// Refuses a request whose route needs a scope the request does not have.
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(scope) = scope_of(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    match shared.access.check(request.headers(), scope) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            let status = match denied {
+                Denied::MissingScope { .. } => StatusCode::FORBIDDEN,
+                Denied::NeedsToken(_) | Denied::UnknownToken => StatusCode::UNAUTHORIZED,
+            };
+            let mut response = ApiError(status, denied.to_string()).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            response
+        }
+    }
+}
+
+/// Runs a disk read on the bounded read pool (503 when too many wait).
+async fn read<T: Send + 'static>(
+    shared: &Shared,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    shared
+        .reads
+        .run(work)
+        .await
+        .map_err(|busy| ApiError(StatusCode::SERVICE_UNAVAILABLE, busy.to_string()))
 }
 
 fn is_binary(headers: &HeaderMap) -> bool {
@@ -216,7 +284,7 @@ async fn submit_one(
     }
     let deadline = tokio::time::Instant::now() + WAIT_MAX;
     loop {
-        if let Some(found) = lookup(&shared, &hash).map_err(internal)? {
+        if let Some(found) = lookup_async(&shared, hash).await? {
             return Ok(Json(found).into_response());
         }
         match tokio::time::timeout_at(deadline, committed.recv()).await {
@@ -278,9 +346,19 @@ fn refusal(rejection: &Rejection) -> Response {
     response
 }
 
+/// A committed transaction and its result, as the API shows it (a disk read: call it
+/// through [`read`]).
 fn lookup(shared: &Shared, hash: &Hash) -> anyhow::Result<Option<Value>> {
-    let Some((height, index, tx, result)) = committed_result(&shared.store, hash)? else {
+    let Some((height, index)) = shared.store.tx_location(hash)? else {
         return Ok(None);
+    };
+    let treed = shared
+        .blocks
+        .get(&shared.store, height)?
+        .ok_or_else(|| anyhow::anyhow!("tx index names missing block {height}"))?;
+    let i = index as usize;
+    let (Some(tx), Some(result)) = (treed.block.txs.get(i), treed.block.results.get(i)) else {
+        return Err(anyhow::anyhow!("tx index names a missing transaction"));
     };
     Ok(Some(json!({
         "hash": hash,
@@ -293,11 +371,18 @@ fn lookup(shared: &Shared, hash: &Hash) -> anyhow::Result<Option<Value>> {
     })))
 }
 
+async fn lookup_async(shared: &Arc<Shared>, hash: Hash) -> Result<Option<Value>, ApiError> {
+    let s = shared.clone();
+    read(shared, move || lookup(&s, &hash))
+        .await?
+        .map_err(internal)
+}
+
 async fn tx_status(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) -> ApiResult {
     let hash: Hash = hash
         .parse()
         .map_err(|e| bad(format!("transaction hash: {e}")))?;
-    if let Some(found) = lookup(&shared, &hash).map_err(internal)? {
+    if let Some(found) = lookup_async(&shared, hash).await? {
         return Ok(Json(found).into_response());
     }
     let (reply, answer) = oneshot::channel();
@@ -318,21 +403,28 @@ async fn block(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> 
             .parse::<u64>()
             .map_err(|_| bad(format!("`{which}` is not a height or `latest`")))?
     };
-    let (Some(block), cert) = (
-        shared.store.block(height).map_err(internal)?,
-        shared.store.certificate(height).map_err(internal)?,
-    ) else {
-        return Err(ApiError(
+    let s = shared.clone();
+    let found = read(&shared, move || -> anyhow::Result<Option<Value>> {
+        let (Some(treed), cert) = (
+            s.blocks.get(&s.store, height)?,
+            s.store.certificate(height)?,
+        ) else {
+            return Ok(None);
+        };
+        let block = &treed.block;
+        Ok(Some(
+            json!({ "height": height, "hash": block.hash(), "block": block, "certificate": cert }),
+        ))
+    })
+    .await?
+    .map_err(internal)?;
+    match found {
+        Some(body) => Ok(Json(body).into_response()),
+        None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no block at height {height}"),
-        ));
-    };
-    Ok(
-        Json(
-            json!({ "height": height, "hash": block.hash(), "block": block, "certificate": cert }),
-        )
-        .into_response(),
-    )
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,12 +446,17 @@ async fn state(
         "value_hex": value.as_ref().map(hex::encode),
     });
     if q.proof && height > 0 {
-        let prover = Prover {
-            store: &shared.store,
-            trust: &shared.trust,
-        };
-        let file = tokio::task::block_in_place(|| prover.state(key.as_bytes(), Some(height)))
-            .map_err(internal)?;
+        let s = shared.clone();
+        let file = read(&shared, move || {
+            Prover {
+                store: &s.store,
+                trust: &s.trust,
+                blocks: &s.blocks,
+            }
+            .state(key.as_bytes(), Some(height))
+        })
+        .await?
+        .map_err(internal)?;
         body["proof"] = serde_json::to_value(&file).map_err(internal)?;
     }
     Ok(Json(body).into_response())
@@ -377,14 +474,15 @@ async fn prove(
     headers: HeaderMap,
     build: impl FnOnce(&Prover<'_>) -> Result<ProofFile, ProveError> + Send + 'static,
 ) -> ApiResult {
-    let file = tokio::task::spawn_blocking(move || {
+    let s = shared.clone();
+    let file = read(&shared, move || {
         build(&Prover {
-            store: &shared.store,
-            trust: &shared.trust,
+            store: &s.store,
+            trust: &s.trust,
+            blocks: &s.blocks,
         })
     })
-    .await
-    .map_err(internal)?
+    .await?
     .map_err(|e| match e {
         ProveError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
         ProveError::Store(e) => internal(e),
@@ -458,35 +556,123 @@ async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
     .into_response())
 }
 
-async fn events(
-    State(shared): State<Arc<Shared>>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let receiver = shared.committed.subscribe();
-    let stream = futures::stream::unfold((receiver, shared), |(mut receiver, shared)| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(height) => {
-                    let store = shared.store.clone();
-                    let read = tokio::task::spawn_blocking(move || store.block(height)).await;
-                    let Ok(Ok(Some(block))) = read else {
-                        continue; // not readable now: the client fills the gap
-                    };
-                    let data = json!({
-                        "height": block.height(),
-                        "hash": block.hash(),
-                        "time_ms": block.header.time_ms,
-                        "txs": block.txs.iter().map(|t| t.hash()).collect::<Vec<_>>(),
-                        "results": block.results,
-                    });
-                    let event = SseEvent::default().event("block").data(data.to_string());
-                    return Some((Ok(event), (receiver, shared)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return None,
-            }
-        }
+/// The event stream: one `block` event per committed block, serialised once for every
+/// subscriber by the feed (see [`EventFeed`]). At most `event_subscribers_max` at once;
+/// a subscriber that falls behind the feed's ring is told (`lagged`) and dropped (it
+/// resumes from `/v1/blocks`).
+async fn events(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let Ok(slot) = shared.events.slots.clone().try_acquire_owned() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event-stream subscribers; retry later".into(),
+        ));
+    };
+    let receiver = shared.events.sender.subscribe();
+    shared.metrics.event_subscribers.inc();
+    let guard = Subscriber {
+        _slot: slot,
+        shared: shared.clone(),
+    };
+    let stream = block_events(receiver, guard, |guard| {
+        guard.shared.metrics.dropped_subscribers.inc();
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// A subscriber's stream of the feed's events; `guard` lives as long as the stream.
+/// One that falls behind the ring gets a last `lagged` event and the stream ends
+/// (`on_lag` is told).
+fn block_events<G: Send + 'static>(
+    receiver: tokio::sync::broadcast::Receiver<Arc<str>>,
+    guard: G,
+    on_lag: fn(&G),
+) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
+    futures::stream::unfold(Some((receiver, guard)), move |state| async move {
+        let (mut receiver, guard) = state?;
+        match receiver.recv().await {
+            Ok(data) => {
+                let event = SseEvent::default().event("block").data(data.as_ref());
+                Some((Ok(event), Some((receiver, guard))))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                on_lag(&guard);
+                let event = SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\": {missed}}}"));
+                // The last event: the stream ends after it, and the guard goes.
+                Some((Ok(event), None))
+            }
+            Err(_) => None,
+        }
+    })
+}
+
+/// An event-stream subscriber's place, freed when its stream ends.
+struct Subscriber {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.shared.metrics.event_subscribers.dec();
+    }
+}
+
+/// Committed blocks as server-sent events, serialised once whatever the number of
+/// subscribers. The ring is short: a subscriber that does not read is dropped, not
+/// buffered for.
+#[derive(Debug)]
+pub struct EventFeed {
+    pub sender: tokio::sync::broadcast::Sender<Arc<str>>,
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Events the feed keeps for slow subscribers before they are dropped.
+pub const EVENT_RING: usize = 8;
+
+impl EventFeed {
+    pub fn new(subscribers_max: usize) -> EventFeed {
+        EventFeed {
+            sender: tokio::sync::broadcast::channel(EVENT_RING).0,
+            slots: Arc::new(tokio::sync::Semaphore::new(subscribers_max)),
+        }
+    }
+}
+
+/// The feed's task: for each committed height, reads the block once (through the block
+/// cache, on a blocking thread) and sends its event to every subscriber.
+pub async fn run_event_feed(shared: Arc<Shared>) {
+    let mut heights = shared.committed.subscribe();
+    loop {
+        let height = match heights.recv().await {
+            Ok(height) => height,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        if shared.events.sender.receiver_count() == 0 {
+            continue; // nobody listens: no read, no serialising
+        }
+        let s = shared.clone();
+        let event = tokio::task::spawn_blocking(move || {
+            let treed = s.blocks.get(&s.store, height).ok().flatten()?;
+            let block = &treed.block;
+            let data = json!({
+                "height": block.height(),
+                "hash": block.hash(),
+                "time_ms": block.header.time_ms,
+                "txs": block.txs.iter().map(|t| t.hash()).collect::<Vec<_>>(),
+                "results": block.results,
+            });
+            Some(Arc::<str>::from(data.to_string()))
+        })
+        .await;
+        if let Ok(Some(event)) = event {
+            let _ = shared.events.sender.send(event);
+        }
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
@@ -506,4 +692,47 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    static LAGS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Issue 13, item 4: a subscriber that does not read holds no more than the ring;
+    /// once it falls behind it gets one `lagged` event and is dropped.
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_read_is_dropped() {
+        let feed = EventFeed::new(4);
+        let receiver = feed.sender.subscribe();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stream = block_events(receiver, Flag(dropped.clone()), |_| {
+            LAGS.fetch_add(1, Ordering::Relaxed);
+        });
+        for i in 0..(EVENT_RING * 3) {
+            let _ = feed.sender.send(Arc::from(format!("{{\"height\": {i}}}")));
+        }
+        let events: Vec<_> = stream.collect().await;
+        assert_eq!(events.len(), 1, "one last event, then the end");
+        assert!(dropped.load(Ordering::Relaxed), "its place is freed");
+        assert_eq!(LAGS.load(Ordering::Relaxed), 1);
+        // A subscriber that reads gets every event, in order.
+        let receiver = feed.sender.subscribe();
+        let stream = block_events(receiver, (), |_| {});
+        for i in 0..3 {
+            let _ = feed.sender.send(Arc::from(format!("{i}")));
+        }
+        drop(feed);
+        assert_eq!(stream.collect::<Vec<_>>().await.len(), 3);
+    }
 }

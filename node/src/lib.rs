@@ -21,6 +21,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod access;
 pub mod admission;
 pub mod api;
 pub mod driver;
@@ -30,8 +31,10 @@ pub mod mempool;
 pub mod metrics;
 pub mod network;
 pub mod proofs;
+pub mod reads;
 pub mod run;
 pub mod seam;
+pub mod server;
 pub mod shared;
 pub mod sim;
 pub mod store;

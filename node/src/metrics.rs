@@ -26,6 +26,9 @@ pub struct Metrics {
     pub bad_peer_messages: Counter,
     pub dropped_net_commands: Counter,
     pub dropped_inbound: Counter,
+    pub refused_connections: Counter,
+    pub event_subscribers: Gauge,
+    pub dropped_subscribers: Counter,
     pub store_memtable_bytes: Gauge,
     pub store_block_cache_bytes: Gauge,
     pub store_table_reader_bytes: Gauge,
@@ -54,6 +57,9 @@ impl Metrics {
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
+        let refused_connections = Counter::default();
+        let event_subscribers = Gauge::default();
+        let dropped_subscribers = Counter::default();
         registry.register("height", "Last committed height", height.clone());
         registry.register("round", "Current consensus round", round.clone());
         registry.register(
@@ -103,6 +109,21 @@ impl Metrics {
             dropped_inbound.clone(),
         );
         registry.register(
+            "api_refused_connections",
+            "API connections closed at once: the connection cap was reached",
+            refused_connections.clone(),
+        );
+        registry.register(
+            "api_event_subscribers",
+            "Open event-stream subscriptions",
+            event_subscribers.clone(),
+        );
+        registry.register(
+            "api_dropped_subscribers",
+            "Event-stream subscribers dropped because they did not keep up",
+            dropped_subscribers.clone(),
+        );
+        registry.register(
             "store_memtable_bytes",
             "RocksDB memtables, all column families",
             store_memtable_bytes.clone(),
@@ -136,6 +157,9 @@ impl Metrics {
             bad_peer_messages,
             dropped_net_commands,
             dropped_inbound,
+            refused_connections,
+            event_subscribers,
+            dropped_subscribers,
             store_memtable_bytes,
             store_block_cache_bytes,
             store_table_reader_bytes,

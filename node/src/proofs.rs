@@ -8,6 +8,7 @@ use cbec_ledger::proof::{
 };
 use cbec_ledger::{codec, Hash};
 
+use crate::reads::BlockCache;
 use crate::store::{Store, StoreError};
 
 /// Why a proof could not be built.
@@ -22,18 +23,22 @@ pub enum ProveError {
 
 type Result<T> = std::result::Result<T, ProveError>;
 
-/// Most events a provenance proof carries; a good with more is refused, not truncated.
-pub const PROVENANCE_EVENTS_MAX: u64 = 10_000;
+/// Most events a provenance proof carries; a good with more is refused, not truncated
+/// (a proof that left events out would not verify). Each event is a transaction proof
+/// (about 2 kB, a block read and its trees); a parcel's whole flow is about a dozen.
+pub const PROVENANCE_EVENTS_MAX: u64 = 256;
 
 fn missing(what: impl std::fmt::Display) -> ProveError {
     StoreError::Corrupt(format!("{what} is missing")).into()
 }
 
-/// Proof building over one store, for the chain `trust` describes.
+/// Proof building over one store, for the chain `trust` describes; blocks come
+/// through `blocks`, so their trees are built once for many proofs.
 #[derive(Debug)]
 pub struct Prover<'a> {
     pub store: &'a Store,
     pub trust: &'a TrustRoot,
+    pub blocks: &'a BlockCache,
 }
 
 impl Prover<'_> {
@@ -108,16 +113,22 @@ impl Prover<'_> {
             .store
             .tx_location(hash)?
             .ok_or_else(|| ProveError::NotFound(format!("no committed transaction {hash}")))?;
-        let block = self
-            .store
-            .block(height)?
+        let treed = self
+            .blocks
+            .get(self.store, height)?
             .ok_or_else(|| missing(format!("block {height}")))?;
         let certificate = self
             .store
             .certificate(height)?
             .ok_or_else(|| missing(format!("certificate {height}")))?;
-        TxProof::build(&block, certificate, index as usize)
-            .ok_or_else(|| missing(format!("transaction {index} of block {height}")))
+        TxProof::build_with(
+            &treed.block,
+            &treed.txs,
+            &treed.results,
+            certificate,
+            index as usize,
+        )
+        .ok_or_else(|| missing(format!("transaction {index} of block {height}")))
     }
 
     fn certified(&self, height: u64) -> Result<CertifiedHeader> {

@@ -13,13 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cbec_ledger::KeyPair;
 use libp2p::PeerId;
 
+use crate::access::Access;
 use crate::admission::Admission;
+use crate::api::EventFeed;
 use crate::driver::{self, Driver};
 use crate::host::{Host, HostConfig};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::Metrics;
 use crate::network::{self, NetConfig};
+use crate::reads::{BlockCache, ReadLimits, Reads};
 use crate::seam::{Adversary, Honest};
+use crate::server::ServerLimits;
 use crate::shared::{Shared, Status};
 use crate::store::Store;
 
@@ -151,6 +155,11 @@ pub async fn run_with(
     // /v1/blocks).
     let (committed_tx, _) = broadcast::channel(COMMITTED_RING);
     let trust = genesis.trust_root();
+    let api_listen: std::net::SocketAddr = config
+        .api_listen
+        .parse()
+        .with_context(|| format!("api_listen `{}`", config.api_listen))?;
+    let access = Access::new(&config.api, &api_listen);
     let shared = Arc::new(Shared {
         store: store.clone(),
         chain_id,
@@ -159,6 +168,13 @@ pub async fn run_with(
         validator: validator_key.public(),
         host: host_handle,
         admission,
+        access,
+        reads: Reads::new(ReadLimits {
+            concurrency: config.api.reads_concurrency,
+            queue: config.api.reads_queue_max,
+        }),
+        blocks: BlockCache::default(),
+        events: EventFeed::new(config.api.event_subscribers_max),
         committed: committed_tx,
         status: RwLock::new(Status {
             height,
@@ -180,18 +196,28 @@ pub async fn run_with(
         adversary.clone(),
     )?;
 
-    let listener = tokio::net::TcpListener::bind(&config.api_listen)
+    let listener = tokio::net::TcpListener::bind(api_listen)
         .await
         .with_context(|| format!("cannot listen for the API on {}", config.api_listen))?;
-    tracing::info!("API on http://{}", listener.local_addr()?);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut api_shutdown = shutdown_rx.clone();
-    let server = axum::serve(listener, crate::api::router(shared.clone())).with_graceful_shutdown(
-        async move {
-            let _ = api_shutdown.changed().await;
-        },
+    tracing::info!(
+        anonymous = ?shared.access.anonymous(),
+        tokens = config.api.tokens.len(),
+        "API on http://{}",
+        listener.local_addr()?
     );
-    let mut api = tokio::spawn(async move { server.await });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = crate::server::serve(
+        listener,
+        crate::api::router(shared.clone(), &config.api),
+        ServerLimits {
+            connections_max: config.api.connections_max,
+            header_timeout: std::time::Duration::from_millis(config.api.header_timeout_ms),
+        },
+        shared.clone(),
+        shutdown_rx.clone(),
+    );
+    let mut api = tokio::spawn(server);
+    let feed = tokio::spawn(crate::api::run_event_feed(shared.clone()));
 
     let host = Host::new(
         HostConfig {
@@ -245,6 +271,7 @@ pub async fn run_with(
             Err(e) => anyhow::anyhow!("the API task failed: {e}"),
         }),
     };
+    feed.abort();
     if let Some(e) = &failure {
         tracing::error!("stopping: {e}");
     }

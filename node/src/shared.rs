@@ -35,6 +35,13 @@ pub struct Shared {
     pub validator: PublicKey,
     pub host: HostHandle,
     pub admission: Admission,
+    /// Who may use which routes.
+    pub access: crate::access::Access,
+    /// The bounded pool the API's disk reads run on, and recently read blocks.
+    pub reads: crate::reads::Reads,
+    pub blocks: crate::reads::BlockCache,
+    /// Committed blocks as server-sent events, serialised once for all subscribers.
+    pub events: crate::api::EventFeed,
     /// The height of each block as it is committed: the event stream and `?wait=true`
     /// read what they need from the store, so the feed holds no blocks.
     pub committed: broadcast::Sender<u64>,

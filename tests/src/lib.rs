@@ -278,6 +278,41 @@ impl Consortium {
         ))
     }
 
+    /// Rewrites node `i`'s `node.toml` (call before starting it).
+    pub fn configure(&self, i: usize, change: impl FnOnce(&mut NodeConfig)) {
+        let mut config = NodeConfig::load(&self.config(i)).expect("config");
+        change(&mut config);
+        std::fs::write(self.config(i), config.to_toml()).expect("write config");
+    }
+
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
+    /// Node `i`'s resident memory in bytes (Linux), while it runs.
+    pub fn rss_bytes(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// The API's socket address of node `i`.
+    pub fn api_addr(&self, i: usize) -> std::net::SocketAddr {
+        NodeConfig::load(&self.config(i))
+            .expect("config")
+            .api_listen
+            .parse()
+            .expect("an address")
+    }
+
     pub fn data_dir(&self, i: usize) -> PathBuf {
         NodeConfig::load(&self.config(i)).expect("config").data_dir
     }
@@ -307,6 +342,18 @@ impl Endpoints {
             .ok()?
             .json()
             .ok()
+    }
+
+    /// The HTTP status of a GET, or `None` if the node does not answer.
+    pub fn status(&self, i: usize, path: &str) -> Option<u16> {
+        Some(
+            self.http
+                .get(format!("{}{path}", self.apis[i]))
+                .send()
+                .ok()?
+                .status()
+                .as_u16(),
+        )
     }
 
     pub fn text(&self, i: usize, path: &str) -> Option<String> {
