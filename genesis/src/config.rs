@@ -213,12 +213,18 @@ pub enum ConfigError {
 impl NodeConfig {
     /// Reads a config file and resolves its paths against the file's folder.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
+            path: path.display().to_string(),
             source,
         })?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        NodeConfig::parse(&text, path)
+    }
+
+    /// A config file's text, checked; paths resolve against `path`'s folder, and
+    /// errors name `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let mut config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: shown.clone(),
             message: e.message().to_string(),
         })?;

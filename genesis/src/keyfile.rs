@@ -58,7 +58,13 @@ pub fn read_key(path: &Path) -> Result<KeyPair, KeyFileError> {
         });
     }
     let bytes = fs::read(path).map_err(|e| io("read", e))?;
-    let text = std::str::from_utf8(&bytes)
+    parse_key(&bytes, path)
+}
+
+/// A key file's contents (64 hex characters of seed, a newline allowed), to a key;
+/// `path` names the file in errors.
+pub fn parse_key(bytes: &[u8], path: &Path) -> Result<KeyPair, KeyFileError> {
+    let text = std::str::from_utf8(bytes)
         .map_err(|_| KeyFileError::BadEncoding {
             path: path.to_path_buf(),
             detail: "the file is not text".into(),

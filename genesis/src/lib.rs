@@ -19,4 +19,4 @@ pub mod peer_id;
 pub use config::{ApiSettings, ApiToken, ConfigError, LogFormat, NodeConfig, Scope};
 pub use document::{Agency, ConsensusParams, FieldError, Genesis, GenesisError, AGENCIES};
 pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
-pub use keyfile::{read_key, write_key, KeyFileError};
+pub use keyfile::{parse_key, read_key, write_key, KeyFileError};

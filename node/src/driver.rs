@@ -152,7 +152,7 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    pub fn run(mut self, queues: HostQueues, stop: Arc<AtomicBool>) -> Result<(), Fatal> {
+    pub fn run(&mut self, queues: HostQueues, stop: Arc<AtomicBool>) -> Result<(), Fatal> {
         let clock = Clock {
             start: Instant::now(),
         };

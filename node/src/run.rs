@@ -129,6 +129,19 @@ pub async fn run_with(
         let root = store.init_genesis(&Engine::genesis_writes(&agencies))?;
         tracing::info!(%root, "wrote the genesis state");
     }
+    let started = std::time::Instant::now();
+    let verified = store.verify_files().with_context(|| {
+        format!(
+            "refusing to run on the store in {}",
+            config.data_dir.display()
+        )
+    })?;
+    tracing::info!(
+        entries = verified.entries,
+        bytes = verified.bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "read the whole store back, every checksum good"
+    );
     store.check(CHECK_DEPTH).with_context(|| {
         format!(
             "refusing to run on the store in {}",
@@ -243,24 +256,28 @@ pub async fn run_with(
     let host_thread = std::thread::Builder::new()
         .name("host".into())
         .spawn(move || {
+            let mut driver = driver;
             let result = driver.run(host_queues, host_stop);
+            // The result first: dropping the driver closes the other stages' channels.
             let _ = host_done_tx.send(result);
+            drop(driver);
         })
         .context("cannot start the host thread")?;
 
     // Supervision: the node runs while all of its stages do. If one ends, the node
     // stops and says which and why, with a non-zero exit.
     let mut network = network;
+    let mut host_done = host_done;
+    let mut host_ended = false;
     let failure: Option<anyhow::Error> = tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             None
         }
-        result = host_done => Some(match result {
-            Ok(Ok(())) => anyhow::anyhow!("the host stopped"),
-            Ok(Err(fatal)) => anyhow::anyhow!("the host stopped: {fatal}"),
-            Err(_) => anyhow::anyhow!("the host thread panicked"),
-        }),
+        result = &mut host_done => {
+            host_ended = true;
+            Some(host_failure(result))
+        }
         result = &mut network => Some(match result {
             Ok(()) => anyhow::anyhow!("the network task ended"),
             Err(e) => anyhow::anyhow!("the network task failed: {e}"),
@@ -270,6 +287,19 @@ pub async fn run_with(
             Ok(Err(e)) => anyhow::anyhow!("the API server failed: {e}"),
             Err(e) => anyhow::anyhow!("the API task failed: {e}"),
         }),
+    };
+    // A stage may end because the host did (its channels close as the host's thread
+    // unwinds, a moment before the host's own result arrives): give the host's reason,
+    // which names the cause, if it comes.
+    let failure = match failure {
+        Some(other) if !host_ended => {
+            let wait = std::time::Duration::from_secs(2);
+            match tokio::time::timeout(wait, &mut host_done).await {
+                Ok(result) => Some(anyhow::anyhow!("{}; {other}", host_failure(result))),
+                Err(_) => Some(other),
+            }
+        }
+        failure => failure,
     };
     feed.abort();
     if let Some(e) = &failure {
@@ -285,6 +315,16 @@ pub async fn run_with(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+fn host_failure(
+    result: Result<Result<(), crate::host::Fatal>, tokio::sync::oneshot::error::RecvError>,
+) -> anyhow::Error {
+    match result {
+        Ok(Ok(())) => anyhow::anyhow!("the host stopped"),
+        Ok(Err(fatal)) => anyhow::anyhow!("the host stopped: {fatal}"),
+        Err(_) => anyhow::anyhow!("the host thread panicked"),
     }
 }
 

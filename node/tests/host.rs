@@ -9,7 +9,7 @@ use cbec_consensus::Message;
 use cbec_ledger::{codec, KeyPair, Transaction, VoteKind};
 use cbec_node::admission;
 use cbec_node::host::{Effect, Host, Now, Origin, Timer};
-use cbec_node::kv::{Batch, Cf, Kv, KvError, KvMemory, MemKv};
+use cbec_node::kv::{Batch, Cf, Kv, KvError, KvMemory, KvVerified, MemKv};
 use cbec_node::sim::{self, NodeId};
 use cbec_node::store::Store;
 use cbec_node::wire::{self, NetMessage};
@@ -221,6 +221,9 @@ impl Kv for FailingKv {
     }
     fn memory(&self) -> KvMemory {
         KvMemory::default()
+    }
+    fn verify(&self) -> Result<KvVerified, KvError> {
+        self.inner.verify()
     }
 }
 

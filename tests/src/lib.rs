@@ -175,6 +175,23 @@ impl Consortium {
         }
     }
 
+    /// SIGTERM, and waits for the process to end: a clean stop.
+    pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut child = self.children[i].take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().ok()
+    }
+
+    /// Node `i`'s exit status if its process has ended by itself (it is then no longer
+    /// counted as running).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.children[i].as_mut()?.try_wait().ok()??;
+        self.children[i] = None;
+        Some(status)
+    }
+
     /// A handle on the nodes' APIs that another thread can use while this one starts,
     /// stops and kills processes.
     pub fn endpoints(&self) -> Endpoints {

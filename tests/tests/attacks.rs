@@ -39,7 +39,10 @@ fn file(c: &Consortium, nonce: u64, n: u16, key: &KeyPair) {
     );
     let (status, answer) = c.submit(0, &tx, true);
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["result"]["outcome"]["status"], "accepted", "{answer}");
+    assert_eq!(
+        answer["result"]["outcome"]["status"], "accepted",
+        "{answer}"
+    );
 }
 
 fn goods(c: &Consortium, key: &KeyPair, nonce: u64, payload: usize) -> Transaction {
