@@ -52,6 +52,10 @@ fn a_short_bench_commits_its_load_and_reports_every_figure() {
     assert_eq!(r["rejected_by_rules"], 0, "{r}");
     assert!(r["latency_ms"]["p50"].as_f64().expect("p50") > 0.0);
     assert!(r["latency_ms"]["p99"].as_f64() >= r["latency_ms"]["p50"].as_f64());
+    // One minute (a partial one) in a 3 s window, holding every transaction committed.
+    let minutes = r["latency_ms_by_minute"].as_array().expect("per minute");
+    assert_eq!(minutes.len(), 1, "{r}");
+    assert_eq!(minutes[0]["samples"].as_u64(), Some(committed), "{r}");
     assert_eq!(r["nodes"].as_array().map(Vec::len), Some(4));
     assert!(r["nodes"][0]["cpu_s"].as_f64().expect("cpu") > 0.0);
     assert!(

@@ -90,6 +90,9 @@ pub struct Report {
     pub rejected_by_rules: u64,
     pub blocks_in_window: u64,
     pub latency_ms: Latency,
+    /// The same figures for the transactions committed in each minute of the window
+    /// (the last may be partial): a run that keeps up has them level.
+    pub latency_ms_by_minute: Vec<Latency>,
     pub nodes: Vec<NodeFigures>,
     pub cpu_s_per_1000_tx_all_nodes: f64,
     pub signature_floor: SignatureFloor,
@@ -106,6 +109,19 @@ pub struct Latency {
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<f64>) -> Latency {
+        samples.sort_by(f64::total_cmp);
+        Latency {
+            samples: samples.len() as u64,
+            p50: percentile(&samples, 50.0),
+            p90: percentile(&samples, 90.0),
+            p99: percentile(&samples, 99.0),
+            max: samples.last().copied().unwrap_or(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +280,8 @@ fn sign_load(
 #[derive(Default)]
 struct Seen {
     latencies_ms: Vec<f64>,
+    /// Latencies of the transactions committed in each minute of the window.
+    by_minute: Vec<Vec<f64>>,
     committed_in_window: u64,
     accepted: u64,
     rejected: u64,
@@ -310,6 +328,28 @@ fn post_batch(
 const PAUSE_MIN: Duration = Duration::from_millis(20);
 const PAUSE_MAX: Duration = Duration::from_millis(320);
 
+/// Notes when each transaction of a batch (the client's `first`th on) counts as sent:
+/// its first send, or in the open loop (`schedule`: rate per second, start) the moment
+/// the schedule had it due, so a client held back by refusals does not hide the wait
+/// (coordinated omission). A resend keeps the time already noted.
+fn record_sends(
+    sent: &mut HashMap<Hash, Instant>,
+    hashes: impl Iterator<Item = Hash>,
+    first: usize,
+    schedule: Option<(f64, Instant)>,
+    now: Instant,
+) {
+    for (i, hash) in hashes.enumerate() {
+        let at = match schedule {
+            Some((rate, start)) => {
+                (start + Duration::from_secs_f64((first + i) as f64 / rate)).min(now)
+            }
+            None => now,
+        };
+        sent.entry(hash).or_insert(at);
+    }
+}
+
 /// One client thread: sends its transactions on schedule (or as fast as admitted).
 fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant, end: Instant) {
     let http = reqwest::blocking::Client::builder()
@@ -343,12 +383,13 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
         }
         let chunk = &txs[next..next + batch];
         let now = Instant::now();
-        {
-            let mut sent = shared.sent_at.lock().expect("lock");
-            for tx in chunk {
-                sent.insert(tx.hash(), now);
-            }
-        }
+        record_sends(
+            &mut shared.sent_at.lock().expect("lock"),
+            chunk.iter().map(Transaction::hash),
+            next,
+            rate.map(|r| (r, start)),
+            now,
+        );
         match post_batch(&http, &load.node, chunk) {
             Ok(admitted) => {
                 let ok = admitted.iter().filter(|a| **a).count();
@@ -404,10 +445,15 @@ fn account(shared: &Shared, block: &Value) {
         let Some(at) = sent.remove(&hash) else {
             continue;
         };
-        seen.latencies_ms
-            .push(now.duration_since(at).as_secs_f64() * 1000.0);
-        if in_window {
+        let latency = now.duration_since(at).as_secs_f64() * 1000.0;
+        seen.latencies_ms.push(latency);
+        if let (true, Some((start, _))) = (in_window, window) {
             seen.committed_in_window += 1;
+            let minute = (now.duration_since(start).as_secs() / 60) as usize;
+            if seen.by_minute.len() <= minute {
+                seen.by_minute.resize_with(minute + 1, Vec::new);
+            }
+            seen.by_minute[minute].push(latency);
         }
         if result["outcome"]["status"] == "accepted" {
             seen.accepted += 1;
@@ -685,15 +731,11 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
 
     let seen = std::mem::take(&mut *shared.seen.lock().expect("lock"));
     let committed = seen.committed_in_window;
-    let mut lat = seen.latencies_ms.clone();
-    lat.sort_by(f64::total_cmp);
-    let latency = Latency {
-        samples: lat.len() as u64,
-        p50: percentile(&lat, 50.0),
-        p90: percentile(&lat, 90.0),
-        p99: percentile(&lat, 99.0),
-        max: lat.last().copied().unwrap_or(0.0),
-    };
+    let latency = Latency::of(seen.latencies_ms.clone());
+    let minutes = window.as_secs().div_ceil(60) as usize;
+    let mut by_minute = seen.by_minute;
+    by_minute.resize_with(minutes.max(by_minute.len()), Vec::new);
+    let latency_by_minute: Vec<Latency> = by_minute.into_iter().map(Latency::of).collect();
     let per_1000 = |cpu: f64| {
         if committed == 0 {
             0.0
@@ -747,6 +789,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
         rejected_by_rules: seen.rejected,
         blocks_in_window: seen.blocks_in_window,
         latency_ms: latency,
+        latency_ms_by_minute: latency_by_minute,
         nodes: node_figures,
         cpu_s_per_1000_tx_all_nodes: cpu_per_1000,
         signature_floor: SignatureFloor {
@@ -792,6 +835,19 @@ fn summary(r: &Report) -> String {
         "latency     p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)\n",
         l.p50, l.p90, l.p99, l.max, l.samples
     ));
+    if r.latency_ms_by_minute.len() > 1 {
+        s.push_str("minute      committed   p50 ms   p99 ms   max ms\n");
+        for (m, l) in r.latency_ms_by_minute.iter().enumerate() {
+            s.push_str(&format!(
+                "  {:>4}      {:>9}   {:>6.1}   {:>6.1}   {:>6.1}\n",
+                m + 1,
+                l.samples,
+                l.p50,
+                l.p99,
+                l.max
+            ));
+        }
+    }
     s.push_str(&format!(
         "cpu         {:.3} s per 1,000 txs, all nodes; Ed25519 floor {:.3} s (4 x 1,000 / {:.0} batch verifications/s): {:.2}x the floor\n",
         r.cpu_s_per_1000_tx_all_nodes, f.floor_cpu_s_per_1000_tx, f.batch_verify_per_s, f.ratio
@@ -825,4 +881,53 @@ fn summary(r: &Report) -> String {
         r.agreed_state_root.get(..16).unwrap_or("")
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resent_transaction_keeps_its_first_send_time() {
+        let start = Instant::now();
+        let (a, b) = (Hash([1; 32]), Hash([2; 32]));
+        let mut sent = HashMap::new();
+        record_sends(&mut sent, [a, b].into_iter(), 0, None, start);
+        let later = start + Duration::from_secs(3);
+        record_sends(&mut sent, [b].into_iter(), 1, None, later);
+        assert_eq!(sent[&b], start, "the resend kept the first send");
+    }
+
+    #[test]
+    fn the_open_loop_counts_from_when_a_transaction_was_due() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(10);
+        let mut sent = HashMap::new();
+        // 100 tx/s: the 250th and 251st were due at 2.5 s and 2.51 s, whenever sent.
+        record_sends(
+            &mut sent,
+            [Hash([1; 32]), Hash([2; 32])].into_iter(),
+            250,
+            Some((100.0, start)),
+            now,
+        );
+        assert_eq!(sent[&Hash([1; 32])], start + Duration::from_millis(2_500));
+        assert_eq!(sent[&Hash([2; 32])], start + Duration::from_millis(2_510));
+        // Never later than the send itself.
+        record_sends(
+            &mut sent,
+            [Hash([3; 32])].into_iter(),
+            5_000,
+            Some((100.0, start)),
+            now,
+        );
+        assert_eq!(sent[&Hash([3; 32])], now);
+    }
+
+    #[test]
+    fn percentiles_per_minute_come_from_that_minute_only() {
+        let l = Latency::of(vec![30.0, 10.0, 20.0, 1000.0]);
+        assert_eq!((l.samples, l.p50, l.max), (4, 20.0, 1000.0));
+        assert_eq!(Latency::of(Vec::new()).samples, 0);
+    }
 }
