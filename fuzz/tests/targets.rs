@@ -49,42 +49,25 @@ fn run(name: &str, target: fn(&[u8])) {
         });
 }
 
-#[test]
-fn transactions() {
-    run("transactions", cbec_fuzz::transactions);
+/// One test per target, named as the target and its regressions folder.
+macro_rules! targets {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(stringify!($name), cbec_fuzz::$name);
+            }
+        )*
+    };
 }
 
-#[test]
-fn api_json() {
-    run("api_json", cbec_fuzz::api_json);
-}
-
-#[test]
-fn blocks() {
-    run("blocks", cbec_fuzz::blocks);
-}
-
-#[test]
-fn gossip() {
-    run("gossip", cbec_fuzz::gossip);
-}
-
-#[test]
-fn frames() {
-    run("frames", cbec_fuzz::frames);
-}
-
-#[test]
-fn proof_files() {
-    run("proof_files", cbec_fuzz::proof_files);
-}
-
-#[test]
-fn operator_files() {
-    run("operator_files", cbec_fuzz::operator_files);
-}
-
-#[test]
-fn chaincode_args() {
-    run("chaincode_args", cbec_fuzz::chaincode_args);
-}
+targets!(
+    transactions,
+    api_json,
+    blocks,
+    gossip,
+    frames,
+    proof_files,
+    operator_files,
+    chaincode_args,
+);
