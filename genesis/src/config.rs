@@ -39,6 +39,42 @@ pub struct NodeConfig {
     /// The HTTP API's limits and who may use it (see [`ApiSettings`]).
     #[serde(default, skip_serializing_if = "ApiSettings::is_default")]
     pub api: ApiSettings,
+    /// How the node keeps its state (see [`StoreSettings`]).
+    #[serde(default, skip_serializing_if = "StoreSettings::is_default")]
+    pub store: StoreSettings,
+}
+
+/// How a node keeps its state (the `[store]` table of `node.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Heights whose state the node can prove (`/v1/proof/state/{key}?height=H`), the
+    /// latest included; older state is not kept. Proofs across validator-set changes
+    /// do not need old heights. Each kept height costs the memory of the tree nodes
+    /// its block changed.
+    pub versions_kept: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { versions_kept: 16 }
+    }
+}
+
+impl StoreSettings {
+    pub fn is_default(&self) -> bool {
+        *self == StoreSettings::default()
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.versions_kept < 2 {
+            return Err((
+                "store.versions_kept",
+                "must be at least 2 (the latest height and the one before)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a client may do through the HTTP API.
@@ -245,6 +281,10 @@ impl NodeConfig {
             .map_err(|e| invalid("api_listen", format!("`{}`: {e}", config.api_listen)))?;
         config
             .api
+            .check()
+            .map_err(|(field, problem)| invalid(field, problem))?;
+        config
+            .store
             .check()
             .map_err(|(field, problem)| invalid(field, problem))?;
         let base = path.parent().unwrap_or(Path::new("."));

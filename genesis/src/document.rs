@@ -27,7 +27,24 @@ pub struct Genesis {
     pub consensus: ConsensusParams,
     /// Chaincodes enabled at genesis, with their parameters.
     pub chaincodes: Vec<ChaincodeConfig>,
+    /// State every node writes at genesis besides the agencies': a deterministic
+    /// synthetic load (benchmarks of a ledger that already holds millions of keys).
+    /// Covered by the chain id like everything here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_state: Option<SyntheticState>,
 }
+
+/// `keys` entries under `syn/`, each derived from `seed` and its index (see
+/// [`crate::synthetic`]); no chaincode reads or writes that prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticState {
+    pub seed: u64,
+    pub keys: u64,
+}
+
+/// Most synthetic keys a genesis may ask for (each node builds them at start).
+pub const SYNTHETIC_KEYS_MAX: u64 = 100_000_000;
 
 /// One agency: its validator, its node's network identity, and its operators' keys.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -216,6 +233,14 @@ impl Genesis {
         validate_chain_name(&self.chain_name)?;
         self.validate_agencies()?;
         self.validate_consensus()?;
+        if let Some(synthetic) = &self.synthetic_state {
+            if synthetic.keys > SYNTHETIC_KEYS_MAX {
+                return Err(fault(
+                    "synthetic_state.keys",
+                    format!("{} is more than {SYNTHETIC_KEYS_MAX}", synthetic.keys),
+                ));
+            }
+        }
         let mut ids = BTreeSet::new();
         for (i, cc) in self.chaincodes.iter().enumerate() {
             let field = format!("chaincodes[{i}]");

@@ -26,6 +26,8 @@ pub struct ConsortiumOptions {
     pub genesis_time_ms: u64,
     pub consensus: ConsensusParams,
     pub chaincodes: Vec<ChaincodeConfig>,
+    /// A synthetic state every node writes at genesis (benchmarks), if any.
+    pub synthetic_state: Option<crate::SyntheticState>,
 }
 
 /// A generated consortium.
@@ -130,6 +132,7 @@ pub fn generate_consortium(
                 log_format: LogFormat::Human,
                 peer_addresses: Default::default(),
                 api: Default::default(),
+                store: Default::default(),
             },
         ));
     }
@@ -139,6 +142,7 @@ pub fn generate_consortium(
         agencies,
         consensus: options.consensus.clone(),
         chaincodes: options.chaincodes.clone(),
+        synthetic_state: options.synthetic_state,
     };
     for (agency_dir, config) in &configs {
         let path = agency_dir.join("node.toml");

@@ -15,8 +15,11 @@ pub mod document;
 pub mod generate;
 pub mod keyfile;
 pub mod peer_id;
+pub mod synthetic;
 
-pub use config::{ApiSettings, ApiToken, ConfigError, LogFormat, NodeConfig, Scope};
-pub use document::{Agency, ConsensusParams, FieldError, Genesis, GenesisError, AGENCIES};
+pub use config::{ApiSettings, ApiToken, ConfigError, LogFormat, NodeConfig, Scope, StoreSettings};
+pub use document::{
+    Agency, ConsensusParams, FieldError, Genesis, GenesisError, SyntheticState, AGENCIES,
+};
 pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
 pub use keyfile::{parse_key, read_key, write_key, KeyFileError};

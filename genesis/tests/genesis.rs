@@ -17,6 +17,7 @@ fn options() -> ConsortiumOptions {
             version: 1,
             params: Default::default(),
         }],
+        synthetic_state: None,
     }
 }
 

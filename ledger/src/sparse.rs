@@ -1,11 +1,12 @@
 //! Proofs against a header's state root, verified without the tree.
 //!
-//! The state is a Jellyfish Merkle tree (the `jmt` crate, in the node), which is a
-//! sparse Merkle tree over SHA-256 key hashes: a subtree holding one leaf is that leaf,
-//! an empty subtree is a placeholder, and internal nodes hash their two children. Its
-//! proofs are a leaf (or none) plus the sibling hashes from that leaf up to the root.
-//! This module recomputes the root exactly as `jmt`'s `SparseMerkleProof::verify` does;
-//! the node's tests check the two agree on proofs from a real store.
+//! The state is a sparse Merkle tree over SHA-256 key hashes (the node's `tree`
+//! module; the same tree the `jmt` crate computes, which the node's tests use as an
+//! oracle): a subtree holding one leaf is that leaf, an empty subtree is a placeholder,
+//! and internal nodes hash their two children. Its proofs are a leaf (or none) plus the
+//! sibling hashes from that leaf up to the root. This module recomputes the root
+//! exactly as `jmt`'s `SparseMerkleProof::verify` does; the node's tests check proofs
+//! from a real store verify here.
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};

@@ -485,6 +485,7 @@ async fn prove(
     .await?
     .map_err(|e| match e {
         ProveError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+        ProveError::NotKept(m) => ApiError(StatusCode::GONE, m),
         ProveError::Store(e) => internal(e),
     })?;
     let binary = headers
@@ -682,8 +683,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     m.store_memtable_bytes.set(gauge(memory.memtables));
     m.store_block_cache_bytes.set(gauge(memory.block_cache));
     m.store_table_reader_bytes.set(gauge(memory.table_readers));
-    m.store_tree_nodes_cached
-        .set(gauge(memory.tree_nodes_cached));
+    m.store_tree_nodes.set(gauge(memory.tree.nodes as u64));
+    m.store_tree_leaves.set(gauge(memory.tree.leaves as u64));
     (
         [(
             header::CONTENT_TYPE,

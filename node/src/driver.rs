@@ -284,7 +284,14 @@ impl Driver {
                     *seq += 1;
                     timers.insert((clock.now().mono_ms + after_ms, *seq), timer);
                 }
-                Effect::Committed(committed) => self.shared.on_commit(&committed),
+                // Clients learn of a commit (metrics, the event stream, `?wait=true`)
+                // once its block is on disk.
+                Effect::Committed(committed) => {
+                    let shared = self.shared.clone();
+                    self.shared
+                        .store
+                        .when_persisted(committed.height, move || shared.on_commit(&committed));
+                }
                 Effect::Evidence(_) => {
                     self.shared.metrics.equivocations.inc();
                 }

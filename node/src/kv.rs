@@ -20,6 +20,8 @@ pub enum Cf {
     Certs,
     TxIndex,
     State,
+    /// Store format 1's on-disk tree (unused since format 2 keeps the tree in memory;
+    /// still opened, so an old store reaches the format check and is refused by name).
     JmtNodes,
     JmtValues,
     Consensus,
@@ -66,6 +68,9 @@ impl From<rocksdb::Error> for KvError {
 
 type Result<T> = std::result::Result<T, KvError>;
 
+/// What [`Kv::each`] calls with every entry.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
+
 /// Writes applied together: puts and deletes, in order.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -107,6 +112,9 @@ pub trait Kv: Send + Sync + std::fmt::Debug {
     fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Up to `limit` entries with keys `>= from`, in key order.
     fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Calls `f` with every entry of `cf`, in key order (to rebuild what is derived
+    /// from a whole family, such as the state tree at start).
+    fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()>;
     fn memory(&self) -> KvMemory;
     /// Writes what memory holds to the backend's files (nothing to do in memory).
     fn flush(&self) -> Result<()> {
@@ -230,6 +238,19 @@ impl Kv for RocksKv {
         Ok(out)
     }
 
+    fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()> {
+        let mut options = rocksdb::ReadOptions::default();
+        // One pass over everything: keep the cache for the working set.
+        options.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), options);
+        iter.seek_to_first();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            f(key, value)?;
+            iter.next();
+        }
+        Ok(iter.status()?)
+    }
+
     fn flush(&self) -> Result<()> {
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf))?;
@@ -325,6 +346,15 @@ impl Kv for MemKv {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()> {
+        if let Some(map) = self.read().get(&cf) {
+            for (k, v) in map {
+                f(k, v)?;
+            }
+        }
+        Ok(())
     }
 
     fn memory(&self) -> KvMemory {

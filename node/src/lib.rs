@@ -38,4 +38,5 @@ pub mod server;
 pub mod shared;
 pub mod sim;
 pub mod store;
+pub mod tree;
 pub mod wire;

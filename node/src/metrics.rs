@@ -32,7 +32,8 @@ pub struct Metrics {
     pub store_memtable_bytes: Gauge,
     pub store_block_cache_bytes: Gauge,
     pub store_table_reader_bytes: Gauge,
-    pub store_tree_nodes_cached: Gauge,
+    pub store_tree_nodes: Gauge,
+    pub store_tree_leaves: Gauge,
     /// Commits of the last ten seconds, for `tx_per_second`.
     recent: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -53,7 +54,8 @@ impl Metrics {
         let store_memtable_bytes = Gauge::default();
         let store_block_cache_bytes = Gauge::default();
         let store_table_reader_bytes = Gauge::default();
-        let store_tree_nodes_cached = Gauge::default();
+        let store_tree_nodes = Gauge::default();
+        let store_tree_leaves = Gauge::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
@@ -139,9 +141,14 @@ impl Metrics {
             store_table_reader_bytes.clone(),
         );
         registry.register(
-            "store_tree_nodes_cached",
-            "State-tree nodes in the node cache",
-            store_tree_nodes_cached.clone(),
+            "store_tree_nodes",
+            "State-tree nodes in memory (every kept version)",
+            store_tree_nodes.clone(),
+        );
+        registry.register(
+            "store_tree_leaves",
+            "State-tree leaves in memory (every kept version)",
+            store_tree_leaves.clone(),
         );
         Metrics {
             registry,
@@ -163,7 +170,8 @@ impl Metrics {
             store_memtable_bytes,
             store_block_cache_bytes,
             store_table_reader_bytes,
-            store_tree_nodes_cached,
+            store_tree_nodes,
+            store_tree_leaves,
             recent: Mutex::new(VecDeque::new()),
         }
     }

@@ -10,6 +10,7 @@ use cbec_ledger::{codec, Hash};
 
 use crate::reads::BlockCache;
 use crate::store::{Store, StoreError};
+use crate::tree::TreeError;
 
 /// Why a proof could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +18,27 @@ pub enum ProveError {
     /// Nothing to prove: an unknown transaction, a good without events, a future height.
     #[error("{0}")]
     NotFound(String),
+    /// The state at that height is no longer kept here.
+    #[error("{0}")]
+    NotKept(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ProveError {
+    fn from(e: StoreError) -> ProveError {
+        match e {
+            StoreError::Tree(TreeError::NotKept {
+                asked,
+                oldest,
+                latest,
+            }) => ProveError::NotKept(format!(
+                "the state at height {asked} is no longer kept on this node: it proves \
+                 heights {oldest} to {latest} ([store] versions_kept in its config)"
+            )),
+            e => ProveError::Store(e),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, ProveError>;
@@ -160,14 +180,20 @@ impl Prover<'_> {
             .set_changes_before(height)?
             .into_iter()
             .map(|at| {
+                let kept = self.store.set_change_proofs(at)?;
                 let keys = self
                     .trust
                     .agencies
                     .iter()
                     .map(|agency| {
                         let key = validator_key_state_key(&agency.name);
-                        let (value, proof) = self.store.sparse_proof(key.as_bytes(), at)?;
-                        Ok(KeyProof { value, proof })
+                        kept.iter()
+                            .find(|(k, _, _)| k.as_slice() == key.as_bytes())
+                            .map(|(_, value, proof)| KeyProof {
+                                value: value.clone(),
+                                proof: proof.clone(),
+                            })
+                            .ok_or_else(|| missing(format!("the proof of {key} at {at}")))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(SetChange {

@@ -25,7 +25,8 @@ use crate::reads::{BlockCache, ReadLimits, Reads};
 use crate::seam::{Adversary, Honest};
 use crate::server::ServerLimits;
 use crate::shared::{Shared, Status};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
+use cbec_ledger::proof::validator_key_state_key;
 
 /// Store blocks checked at start (hash chain, certificates, state root).
 const CHECK_DEPTH: u64 = 1_000;
@@ -114,9 +115,25 @@ pub async fn run_with(
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store_options = StoreOptions {
+        versions_kept: config.store.versions_kept,
+        watched: genesis
+            .agencies
+            .iter()
+            .map(|a| validator_key_state_key(&a.name).into_bytes())
+            .collect(),
+        background: true,
+    };
+    let opening = std::time::Instant::now();
     let store = Arc::new(
-        Store::open(&config.data_dir.join("db"), &chain_id)
+        Store::open_with(&config.data_dir.join("db"), &chain_id, store_options)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    let tree = store.memory().tree;
+    tracing::info!(
+        keys = tree.leaves,
+        ms = opening.elapsed().as_millis() as u64,
+        "opened the store and rebuilt the state tree"
     );
     let engine = Engine::from_configs(&genesis.chaincodes)
         .map_err(|e| anyhow::anyhow!("genesis chaincodes: {e}"))?;
@@ -126,7 +143,19 @@ pub async fn run_with(
             .iter()
             .map(|a| (a.name.clone(), a.operator_keys.clone()))
             .collect();
-        let root = store.init_genesis(&Engine::genesis_writes(&agencies))?;
+        let writes = Engine::genesis_writes(&agencies);
+        let root = match genesis.synthetic_state {
+            None => store.init_genesis(&writes)?,
+            Some(synthetic) => {
+                tracing::info!(
+                    keys = synthetic.keys,
+                    seed = synthetic.seed,
+                    "writing the synthetic state the genesis asks for"
+                );
+                store
+                    .init_genesis_with(&writes, &mut cbec_genesis::synthetic::entries(synthetic))?
+            }
+        };
         tracing::info!(%root, "wrote the genesis state");
     }
     let started = std::time::Instant::now();
@@ -310,7 +339,10 @@ pub async fn run_with(
     network.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
     let _ = tokio::task::spawn_blocking(move || host_thread.join()).await;
-    // Every block and signing state was written synced; dropping the store closes it.
+    // Applied blocks still waiting for the disk are written before the node exits.
+    if let Err(e) = store.close() {
+        tracing::error!("{e}");
+    }
     drop(shared);
     match failure {
         Some(e) => Err(e),

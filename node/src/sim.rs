@@ -457,6 +457,7 @@ fn genesis(seed: u64, keys: &[KeyPair], operators: &[KeyPair]) -> Genesis {
             ..ConsensusParams::default()
         },
         chaincodes: catalog::default_configs(),
+        synthetic_state: None,
     }
 }
 

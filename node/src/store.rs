@@ -1,38 +1,51 @@
-//! Storage: RocksDB with one column family per kind, and the state as a Jellyfish
-//! Merkle tree (the `jmt` crate) whose root goes in each block header.
+//! Storage: RocksDB with one column family per kind, and the state's authenticated
+//! tree ([`crate::tree`]) in memory, whose root goes in each block header.
 //!
 //! | column family | key | value |
 //! |---|---|---|
 //! | `blocks` | height (u64 BE) | [`Block`] |
 //! | `certs` | height | [`CommitCertificate`] of that block |
 //! | `tx_index` | tx hash | (height, index) |
-//! | `state` | state key | latest value (what chaincode reads) |
-//! | `jmt_nodes` | borsh `NodeKey` | borsh `Node` |
-//! | `jmt_values` | key hash ++ version (BE) | `Option<value>` (history, for proofs) |
+//! | `state` | state key | latest value (what chaincode reads, and what the tree is built from) |
 //! | `consensus` | `signing` | [`SigningState`] |
-//! | `meta` | `chain_id`, `height` | the chain this store belongs to, last applied height |
-//! | `meta` | `validators_hash`, `set-change/<height>` | the last block's validator set; heights after which the set changed |
+//! | `meta` | `chain_id`, `format`, `height` | the chain this store belongs to, its layout, last height on disk |
+//! | `meta` | `validators_hash` | the last block's validator set |
+//! | `meta` | `set-change/<height>` | the set changed after that height: the state proofs of the watched keys (the agencies' validator keys) at it |
 //!
-//! Applying a decided block writes block, certificate, transaction index, state, tree
-//! nodes and the new height in **one** write batch, synced to disk: after a crash the
-//! store holds the block entirely or not at all. The tree version is the block height;
-//! every block writes at least `sys/last-block`, so every version has a root.
+//! **Applying** a decided block ([`Store::apply`]) makes it the chain's head at once, in
+//! memory: the tree's new version is committed, and the block, its certificate and its
+//! state writes are readable (the next height executes on them) while they are written
+//! to disk. **Persisting** writes block, certificate, transaction index, state values
+//! and the new height in **one** write batch, synced: after a crash the store holds
+//! the block entirely or not at all, and a node that lost an applied block fetches it
+//! from its peers (it was certified). The transaction index is read from disk only, so
+//! a client told its transaction committed is told so once it is durable. With
+//! [`StoreOptions::background`] a thread persists, at most [`PENDING_MAX`] blocks
+//! behind (the next height's consensus overlaps the write of this one); without it,
+//! [`Store::apply`] persists before it returns (the node simulation, tests).
+//!
+//! Nothing of the tree is written: at open the tree is rebuilt from the `state` column
+//! family and must give the last header's state root, so a store whose state was
+//! changed under it is refused. The tree keeps the last
+//! [`StoreOptions::versions_kept`] versions readable for state proofs; the proofs a
+//! verifier needs at validator-set changes are written when the change is applied, so
+//! they never depend on old versions.
 //!
 //! The column families live in a [`Kv`] backend: RocksDB on disk ([`Store::open`]), or
 //! memory for the node simulation ([`Store::in_memory`]); everything above is shared.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 
 use cbec_chaincode::{StateError, StateRead, Writes};
 use cbec_consensus::SigningState;
-use cbec_ledger::sparse::{self, SparseLeaf, SparseProof};
+use cbec_ledger::sparse::{self, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header};
-use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
-use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
 
 use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
+use crate::tree::{self, Tree, TreeError, TreeSize, Update};
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,28 +56,150 @@ pub enum StoreError {
     Corrupt(String),
     #[error("this data directory belongs to chain {found}, not {expected}")]
     WrongChain { expected: Hash, found: Hash },
+    #[error(
+        "this data directory has store format {found}; this node reads format {FORMAT} \
+         (move the directory away and let the node sync the chain from its peers)"
+    )]
+    Format { found: u32 },
     #[error("state tree: {0}")]
-    Tree(String),
+    Tree(#[from] TreeError),
+    #[error("writing block {height} failed: {reason}")]
+    Persist { height: u64, reason: String },
+    /// An earlier write failed: nothing more is applied.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The state tree's root for a block, and the tree nodes to write with the block.
-#[derive(Debug)]
+/// The layout this code writes: 2 keeps the tree in memory (1 kept a `jmt` on disk).
+pub const FORMAT: u32 = 2;
+
+/// Applied blocks waiting for the disk at most; applying another waits for room.
+pub const PENDING_MAX: usize = 2;
+
+/// How a store keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Tree versions (heights) kept readable for state proofs, the latest included.
+    pub versions_kept: usize,
+    /// Keys whose proofs are written with each validator-set change (the agencies'
+    /// `gov/validator/<agency>` keys), so proofs across a change never need an old
+    /// version.
+    pub watched: Vec<Vec<u8>>,
+    /// Persist applied blocks on a thread of their own (see the module comment).
+    pub background: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            versions_kept: 16,
+            watched: Vec::new(),
+            background: false,
+        }
+    }
+}
+
+/// The state tree's root for a block, computed on top of the latest version and not
+/// yet committed. Dropped without being committed, it frees what it made.
 pub struct PreparedState {
     pub root: Hash,
-    batch: TreeUpdateBatch,
+    version: u64,
+    update: Option<Update>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PreparedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedState")
+            .field("root", &self.root)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PreparedState {
+    fn drop(&mut self) {
+        if let Some(update) = self.update.take() {
+            write(&self.inner.live).tree.discard(update);
+        }
+    }
+}
+
+/// A block applied to the store: the chain's head in memory, on disk once persisted.
+#[derive(Debug)]
+pub struct Applied {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+    pub writes: Writes,
+}
+
+/// The tree and the writes of each kept version (newest last): what state proofs read.
+#[derive(Debug)]
+struct Live {
+    tree: Tree,
+    recent: VecDeque<(u64, Arc<Applied>)>,
+}
+
+/// The chain as applied: the head, and what is not on disk yet (oldest first).
+#[derive(Debug, Default)]
+struct Chain {
+    applied: u64,
+    validators_hash: Option<Hash>,
+    pending: VecDeque<Arc<Applied>>,
+}
+
+type Waiter = Box<dyn FnOnce() + Send>;
+
+/// What the store's users and its persisting thread share.
+struct Inner {
+    kv: Box<dyn Kv>,
+    // Lock order: `live`, then `chain`, then `waiters`.
+    live: RwLock<Live>,
+    chain: RwLock<Chain>,
+    /// Run once their height is on disk.
+    waiters: Mutex<BTreeMap<u64, Vec<Waiter>>>,
+    /// Signalled (with `waiters`) when `persisted` moves or persisting fails.
+    progress: Condvar,
+    /// The last height on disk; changed only with `waiters` held.
+    persisted: AtomicU64,
+    /// Why persisting stopped, if it did.
+    failed: Mutex<Option<String>>,
+    options: StoreOptions,
+}
+
+// No lock here is held across anything that can panic half-way through a change, so a
+// poisoned lock is still usable.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A block for the persisting thread, with the meta entries decided when applied.
+struct Job {
+    applied: Arc<Applied>,
+    meta: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub struct Store {
-    kv: Box<dyn Kv>,
-    nodes: Mutex<NodeCache>,
+    inner: Arc<Inner>,
+    /// To the persisting thread (with [`StoreOptions::background`]).
+    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("kv", &self.kv)
+            .field("kv", &self.inner.kv)
             .finish_non_exhaustive()
     }
 }
@@ -75,50 +210,7 @@ pub struct StoreMemory {
     pub memtables: u64,
     pub block_cache: u64,
     pub table_readers: u64,
-    pub tree_nodes_cached: u64,
-}
-
-/// State-tree nodes recently committed or read. Every block's update reads the nodes
-/// on the paths it changes, the top levels each time; from RocksDB each read is a
-/// lookup and a decode. A node's key names the version that wrote it and a committed
-/// version never changes, so an entry cannot go stale; only committed nodes enter.
-/// Bounded in count, oldest first out. (Only looked up, never iterated.)
-struct NodeCache {
-    nodes: HashMap<NodeKey, Node>,
-    order: VecDeque<NodeKey>,
-    max: usize,
-}
-
-impl Default for NodeCache {
-    fn default() -> Self {
-        NodeCache {
-            nodes: HashMap::new(),
-            order: VecDeque::new(),
-            max: NODE_CACHE_MAX,
-        }
-    }
-}
-
-/// Nodes the cache keeps (an internal node is at most about 1 KiB).
-const NODE_CACHE_MAX: usize = 32_768;
-
-impl std::fmt::Debug for NodeCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NodeCache({} nodes)", self.nodes.len())
-    }
-}
-
-impl NodeCache {
-    fn insert(&mut self, key: NodeKey, node: Node) {
-        if self.nodes.insert(key.clone(), node).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.nodes.remove(&old);
-            }
-        }
-    }
+    pub tree: TreeSize,
 }
 
 /// `meta` keys `set-change/<height BE>`: the validator set changed after that height.
@@ -132,59 +224,16 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-impl Store {
-    /// Opens (or creates) the store of `chain_id` in `path` (RocksDB).
-    pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
-        Store::with_kv(Box::new(RocksKv::open(path)?), chain_id)
-    }
+fn set_change_key(height: u64) -> Vec<u8> {
+    let mut key = SET_CHANGE_PREFIX.to_vec();
+    key.extend_from_slice(&height_key(height));
+    key
+}
 
-    /// A store in memory, for the node simulation: the same logic over ordered maps.
-    pub fn in_memory(chain_id: &Hash) -> Result<Store> {
-        Store::with_kv(Box::new(MemKv::default()), chain_id)
-    }
+/// The proofs kept at a set change: each watched key's value and proof.
+pub type KeptProofs = Vec<(Vec<u8>, Option<Vec<u8>>, SparseProof)>;
 
-    /// The store of `chain_id` over any backend.
-    pub fn with_kv(kv: Box<dyn Kv>, chain_id: &Hash) -> Result<Store> {
-        let store = Store {
-            kv,
-            nodes: Mutex::default(),
-        };
-        match store.meta_get::<Hash>("chain_id")? {
-            Some(found) if found != *chain_id => {
-                return Err(StoreError::WrongChain {
-                    expected: *chain_id,
-                    found,
-                })
-            }
-            Some(_) => {}
-            None => store.meta_put_sync("chain_id", chain_id)?,
-        }
-        Ok(store)
-    }
-
-    /// Writes every memtable to disk (for tools and tests that inspect the files).
-    pub fn flush(&self) -> Result<()> {
-        Ok(self.kv.flush()?)
-    }
-
-    /// Reads the whole store back from its files, checking every block's checksum: a
-    /// flipped byte anywhere is an error naming the column family and the file.
-    pub fn verify_files(&self) -> Result<crate::kv::KvVerified> {
-        self.kv.verify().map_err(|e| corrupt(e.0))
-    }
-
-    /// Memory the backend reports for its memtables, block cache and table readers
-    /// (outside the cache), and how many state-tree nodes the node cache holds.
-    pub fn memory(&self) -> StoreMemory {
-        let kv = self.kv.memory();
-        StoreMemory {
-            memtables: kv.memtables,
-            block_cache: kv.block_cache,
-            table_readers: kv.table_readers,
-            tree_nodes_cached: self.node_cache().nodes.len() as u64,
-        }
-    }
-
+impl Inner {
     fn get<T: bincode::Decode<()>>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
         match self.kv.get(cf, key)? {
             None => Ok(None),
@@ -198,205 +247,523 @@ impl Store {
         self.get(Cf::Meta, key.as_bytes())
     }
 
-    fn meta_put_sync<T: bincode::Encode>(&self, key: &str, value: &T) -> Result<()> {
-        let mut batch = Batch::default();
-        batch.put(Cf::Meta, key.as_bytes(), codec::encode(value));
-        self.write_synced(batch)
-    }
-
-    fn write_synced(&self, batch: Batch) -> Result<()> {
-        Ok(self.kv.write(batch, true)?)
-    }
-
-    /// The last applied height; 0 before the first block (genesis state only).
-    pub fn height(&self) -> Result<u64> {
-        Ok(self.meta_get("height")?.unwrap_or(0))
-    }
-
-    /// Whether the genesis state was written.
-    pub fn is_initialized(&self) -> Result<bool> {
-        Ok(self.meta_get::<bool>("genesis")?.unwrap_or(false))
-    }
-
-    /// Writes the genesis state as tree version 0.
-    pub fn init_genesis(&self, writes: &Writes) -> Result<Hash> {
-        let prepared = self.prepare_state(0, writes)?;
-        let mut batch = Batch::default();
-        self.add_state(&mut batch, writes, &prepared);
-        batch.put(Cf::Meta, &b"genesis"[..], codec::encode(&true));
-        batch.put(
-            Cf::Meta,
-            &b"genesis_root"[..],
-            codec::encode(&prepared.root),
-        );
-        batch.put(Cf::Meta, &b"height"[..], codec::encode(&0u64));
-        self.write_synced(batch)?;
-        Ok(prepared.root)
-    }
-
-    /// The state root after genesis.
-    pub fn genesis_root(&self) -> Result<Hash> {
-        self.meta_get("genesis_root")?
-            .ok_or_else(|| corrupt("genesis root missing"))
-    }
-
-    pub fn block(&self, height: u64) -> Result<Option<Block>> {
-        self.get(Cf::Blocks, &height_key(height))
-    }
-
-    pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>> {
-        self.get(Cf::Certs, &height_key(height))
-    }
-
-    pub fn header(&self, height: u64) -> Result<Option<Header>> {
-        Ok(self.block(height)?.map(|b| b.header))
-    }
-
-    /// Where a committed transaction is: (height, index).
-    pub fn tx_location(&self, hash: &Hash) -> Result<Option<(u64, u32)>> {
-        self.get(Cf::TxIndex, &hash.0)
-    }
-
-    /// The latest committed value of a state key.
-    pub fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// The latest value of a state key: the newest applied block that wrote it, else
+    /// the disk.
+    fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let chain = read(&self.chain);
+            for applied in chain.pending.iter().rev() {
+                if let Some(value) = applied.writes.get(key) {
+                    return Ok(value.clone());
+                }
+            }
+        }
         Ok(self.kv.get(Cf::State, key)?)
     }
 
-    /// The persisted consensus signing state.
-    pub fn signing_state(&self) -> Result<Option<SigningState>> {
-        self.get(Cf::Consensus, b"signing")
-    }
-
-    /// Makes the signing state durable (fsync) before the caller sends what it signed.
-    pub fn save_signing_state(&self, state: &SigningState) -> Result<()> {
-        let mut batch = Batch::default();
-        batch.put(Cf::Consensus, &b"signing"[..], codec::encode(state));
-        self.write_synced(batch)
-    }
-
-    /// Computes the state root after `writes` at tree version `version`, writing
-    /// nothing: the proposer fills its header with it; validators compare.
-    pub fn prepare_state(&self, version: u64, writes: &Writes) -> Result<PreparedState> {
-        let tree = Sha256Jmt::new(self);
-        let key_hash = |key: &[u8]| KeyHash::with::<sha2::Sha256>(key);
-        // Without deletions, jmt's batch insertion builds each touched internal node
-        // once for the whole block, instead of once per key; it yields the same tree
-        // (jmt tests that, and so does `batch_and_one_by_one_agree` below). Its
-        // batch form takes no deletions, which use the one-by-one path.
-        let (root, batch) = if writes.values().all(Option::is_some) && !writes.is_empty() {
-            let value_set = writes
-                .iter()
-                .filter_map(|(key, value)| Some((key_hash(key), value.clone()?)))
-                .collect();
-            tree.batch_put_value_sets(vec![value_set], None, version)
-                .map(|(roots, batch)| (roots[0], batch))
-        } else {
-            return self.prepare_state_one_by_one(version, writes);
-        }
-        .map_err(|e| StoreError::Tree(e.to_string()))?;
-        Ok(PreparedState {
-            root: Hash(root.0),
-            batch,
-        })
-    }
-
-    fn prepare_state_one_by_one(&self, version: u64, writes: &Writes) -> Result<PreparedState> {
-        let value_set = writes
+    fn pending(&self, height: u64) -> Option<Arc<Applied>> {
+        read(&self.chain)
+            .pending
             .iter()
-            .map(|(key, value)| (KeyHash::with::<sha2::Sha256>(key), value.clone()));
-        let (root, batch) = Sha256Jmt::new(self)
-            .put_value_set(value_set, version)
-            .map_err(|e| StoreError::Tree(e.to_string()))?;
-        Ok(PreparedState {
-            root: Hash(root.0),
-            batch,
-        })
+            .find(|a| a.block.height() == height)
+            .cloned()
     }
 
-    fn add_state(&self, batch: &mut Batch, writes: &Writes, prepared: &PreparedState) {
-        for (key, value) in writes {
+    /// Writes one applied block durably, then lets its waiters run.
+    fn persist(&self, job: Job) -> Result<()> {
+        let Job { applied, meta } = job;
+        let block = &applied.block;
+        let height = block.height();
+        let mut batch = Batch::default();
+        for (key, value) in &applied.writes {
             match value {
                 Some(v) => batch.put(Cf::State, key.as_slice(), v.as_slice()),
                 None => batch.delete(Cf::State, key.as_slice()),
             }
         }
-        let nodes = prepared.batch.node_batch.nodes();
-        for (node_key, node) in nodes {
-            // Borsh encoding of our own in-memory values cannot fail.
-            let k = borsh::to_vec(node_key).expect("borsh encodes a node key");
-            let v = borsh::to_vec(node).expect("borsh encodes a node");
-            batch.put(Cf::JmtNodes, k, v);
-        }
-        for ((version, key_hash), value) in prepared.batch.node_batch.values() {
-            let mut k = key_hash.0.to_vec();
-            k.extend_from_slice(&version.to_be_bytes());
-            batch.put(Cf::JmtValues, k, codec::encode(value));
-        }
-    }
-
-    /// Applies a committed block (decided or certified, and executed here) with its
-    /// certificate and its execution's writes, atomically and durably.
-    pub fn commit(&self, block: &crate::host::executor::CommittedBlock) -> Result<()> {
-        self.commit_block(
-            block.block(),
-            block.certificate(),
-            block.writes(),
-            block.prepared(),
-        )
-    }
-
-    /// The parts of [`Store::commit`], for tests that build blocks by hand.
-    pub(crate) fn commit_block(
-        &self,
-        block: &Block,
-        certificate: &CommitCertificate,
-        writes: &Writes,
-        prepared: &PreparedState,
-    ) -> Result<()> {
-        let height = block.height();
-        assert_eq!(height, self.height()? + 1, "blocks are applied in order");
-        assert_eq!(
-            prepared.root, block.header.state_root,
-            "state root checked before commit"
-        );
-        let mut batch = Batch::default();
-        self.add_state(&mut batch, writes, prepared);
         batch.put(Cf::Blocks, height_key(height), codec::encode(block));
-        batch.put(Cf::Certs, height_key(height), codec::encode(certificate));
-        for (index, tx) in block.txs.iter().enumerate() {
+        batch.put(
+            Cf::Certs,
+            height_key(height),
+            codec::encode(&applied.certificate),
+        );
+        // Each result names its transaction's hash (the body check holds them equal).
+        for (index, result) in block.results.iter().enumerate() {
             batch.put(
                 Cf::TxIndex,
-                tx.hash().0,
+                result.tx_hash.0,
                 codec::encode(&(height, index as u32)),
             );
         }
-        // The set for height h + 1 follows from the state after h: when a block's set
-        // differs from its parent's, the parent is where a change took effect. Proofs
-        // carry those heights' certified state (see `proofs`).
-        let last_set: Option<Hash> = self.meta_get("validators_hash")?;
-        if last_set.is_some_and(|h| h != block.header.validators_hash) {
-            let mut key = SET_CHANGE_PREFIX.to_vec();
-            key.extend_from_slice(&height_key(height - 1));
-            batch.put(Cf::Meta, key, Vec::new());
+        for (key, value) in meta {
+            batch.put(Cf::Meta, key, value);
         }
-        batch.put(
-            Cf::Meta,
-            &b"validators_hash"[..],
-            codec::encode(&block.header.validators_hash),
-        );
         batch.put(Cf::Meta, &b"height"[..], codec::encode(&height));
-        self.write_synced(batch)?;
-        let mut cache = self.node_cache();
-        for (key, node) in prepared.batch.node_batch.nodes() {
-            cache.insert(key.clone(), node.clone());
+        self.kv
+            .write(batch, true)
+            .map_err(|e| StoreError::Persist {
+                height,
+                reason: e.to_string(),
+            })?;
+        // On disk before it leaves the pending list, so a reader finds it in one.
+        {
+            let mut chain = write(&self.chain);
+            if chain
+                .pending
+                .front()
+                .is_some_and(|a| a.block.height() == height)
+            {
+                chain.pending.pop_front();
+            }
+        }
+        let ready = {
+            let mut waiters = lock(&self.waiters);
+            self.persisted.store(height, Ordering::SeqCst);
+            let later = waiters.split_off(&(height + 1));
+            self.progress.notify_all();
+            std::mem::replace(&mut *waiters, later)
+        };
+        for waiter in ready.into_values().flatten() {
+            waiter();
         }
         Ok(())
     }
 
-    fn node_cache(&self) -> std::sync::MutexGuard<'_, NodeCache> {
-        // The cache holds only copies of committed nodes: a panic elsewhere while it
-        // was locked cannot have left it wrong, so a poisoned lock is still usable.
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    fn fail(&self, e: &StoreError) {
+        tracing::error!("storage failed: {e}");
+        lock(&self.failed).get_or_insert_with(|| e.to_string());
+        let _waiters = lock(&self.waiters);
+        self.progress.notify_all();
+    }
+
+    /// Waits until `height` (or, if less is applied, the last applied block) is on
+    /// disk, or persisting failed.
+    fn wait_persisted(&self, height: u64) -> Result<()> {
+        let height = height.min(read(&self.chain).applied);
+        let mut waiters = lock(&self.waiters);
+        while self.persisted.load(Ordering::SeqCst) < height {
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            waiters = self
+                .progress
+                .wait(waiters)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
+    }
+
+    fn failure(&self) -> Option<StoreError> {
+        lock(&self.failed).clone().map(StoreError::Stopped)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store of `chain_id` in `path` (RocksDB).
+    pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
+        Store::open_with(path, chain_id, StoreOptions::default())
+    }
+
+    pub fn open_with(path: &Path, chain_id: &Hash, options: StoreOptions) -> Result<Store> {
+        Store::with_kv_options(Box::new(RocksKv::open(path)?), chain_id, options)
+    }
+
+    /// A store in memory, for the node simulation: the same logic over ordered maps.
+    pub fn in_memory(chain_id: &Hash) -> Result<Store> {
+        Store::with_kv(Box::new(MemKv::default()), chain_id)
+    }
+
+    /// The store of `chain_id` over any backend.
+    pub fn with_kv(kv: Box<dyn Kv>, chain_id: &Hash) -> Result<Store> {
+        Store::with_kv_options(kv, chain_id, StoreOptions::default())
+    }
+
+    /// The store of `chain_id` over any backend; an existing store's tree is rebuilt
+    /// from its state (see the module comment).
+    pub fn with_kv_options(
+        kv: Box<dyn Kv>,
+        chain_id: &Hash,
+        mut options: StoreOptions,
+    ) -> Result<Store> {
+        // Set-change proofs are made while applying the block after the change, and
+        // versions stay readable while their blocks wait for the disk.
+        options.versions_kept = options.versions_kept.max(PENDING_MAX + 2);
+        let background = options.background;
+        let inner = Arc::new(Inner {
+            kv,
+            live: RwLock::new(Live {
+                tree: Tree::new(0, options.versions_kept),
+                recent: VecDeque::new(),
+            }),
+            chain: RwLock::new(Chain::default()),
+            waiters: Mutex::new(BTreeMap::new()),
+            progress: Condvar::new(),
+            persisted: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            options,
+        });
+        let store = Store {
+            inner,
+            jobs: Mutex::new(None),
+            thread: Mutex::new(None),
+        };
+        match store.inner.meta_get::<Hash>("chain_id")? {
+            Some(found) if found != *chain_id => {
+                return Err(StoreError::WrongChain {
+                    expected: *chain_id,
+                    found,
+                })
+            }
+            Some(_) => {
+                let format = store.inner.meta_get::<u32>("format")?.unwrap_or(1);
+                if format != FORMAT {
+                    return Err(StoreError::Format { found: format });
+                }
+            }
+            None => {
+                let mut batch = Batch::default();
+                batch.put(Cf::Meta, &b"chain_id"[..], codec::encode(chain_id));
+                batch.put(Cf::Meta, &b"format"[..], codec::encode(&FORMAT));
+                store.write_synced(batch)?;
+            }
+        }
+        if store.is_initialized()? {
+            let height: u64 = store.inner.meta_get("height")?.unwrap_or(0);
+            let tree = store.rebuild_tree(height)?;
+            write(&store.inner.live).tree = tree;
+            let mut chain = write(&store.inner.chain);
+            chain.applied = height;
+            chain.validators_hash = store.inner.meta_get("validators_hash")?;
+            store.inner.persisted.store(height, Ordering::SeqCst);
+        }
+        if background {
+            store.start_persisting()?;
+        }
+        Ok(store)
+    }
+
+    fn start_persisting(&self) -> Result<()> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(PENDING_MAX.saturating_sub(1));
+        let inner = self.inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("persist".into())
+            .spawn(move || {
+                for job in queue {
+                    if let Err(e) = inner.persist(job) {
+                        inner.fail(&e);
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| corrupt(format!("cannot start the persisting thread: {e}")))?;
+        *lock(&self.jobs) = Some(jobs);
+        *lock(&self.thread) = Some(thread);
+        Ok(())
+    }
+
+    /// Writes every applied block to disk and stops the persisting thread (at
+    /// shutdown; a store dropped without it loses only applied blocks, which peers
+    /// have).
+    pub fn close(&self) -> Result<()> {
+        drop(lock(&self.jobs).take());
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+        match self.inner.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The tree at `version` from the latest values in the `state` column family.
+    fn rebuild_tree(&self, version: u64) -> Result<Tree> {
+        let mut leaves = Vec::new();
+        self.inner.kv.each(Cf::State, &mut |key, value| {
+            leaves.push((sparse::key_hash(key), sparse::value_hash(value)));
+            Ok(())
+        })?;
+        Ok(Tree::from_leaves(
+            version,
+            self.inner.options.versions_kept,
+            leaves,
+        )?)
+    }
+
+    /// Writes every memtable to disk (for tools and tests that inspect the files).
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.inner.kv.flush()?)
+    }
+
+    /// Reads the whole store back from its files, checking every block's checksum: a
+    /// flipped byte anywhere is an error naming the column family and the file.
+    pub fn verify_files(&self) -> Result<crate::kv::KvVerified> {
+        self.inner.kv.verify().map_err(|e| corrupt(e.0))
+    }
+
+    /// Memory the backend reports for its memtables, block cache and table readers
+    /// (outside the cache), and what the state tree holds.
+    pub fn memory(&self) -> StoreMemory {
+        let kv = self.inner.kv.memory();
+        StoreMemory {
+            memtables: kv.memtables,
+            block_cache: kv.block_cache,
+            table_readers: kv.table_readers,
+            tree: read(&self.inner.live).tree.size(),
+        }
+    }
+
+    fn write_synced(&self, batch: Batch) -> Result<()> {
+        Ok(self.inner.kv.write(batch, true)?)
+    }
+
+    /// The chain's height: the last applied block (0 before the first: genesis state
+    /// only). It may not be on disk yet: see [`Store::persisted_height`].
+    pub fn height(&self) -> Result<u64> {
+        Ok(read(&self.inner.chain).applied)
+    }
+
+    /// The last height on disk.
+    pub fn persisted_height(&self) -> u64 {
+        self.inner.persisted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the genesis state was written.
+    pub fn is_initialized(&self) -> Result<bool> {
+        Ok(self.inner.meta_get::<bool>("genesis")?.unwrap_or(false))
+    }
+
+    /// Writes the genesis state as tree version 0.
+    pub fn init_genesis(&self, writes: &Writes) -> Result<Hash> {
+        self.init_genesis_with(writes, &mut std::iter::empty())
+    }
+
+    /// Writes the genesis state, and `extra` entries (a synthetic state of millions of
+    /// keys, streamed: written in batches as it comes), as tree version 0. Only the
+    /// last write, which marks the genesis done, is synced: a store interrupted before
+    /// it starts over.
+    pub fn init_genesis_with(
+        &self,
+        writes: &Writes,
+        extra: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Hash> {
+        const BATCH: usize = 50_000;
+        let mut leaves: Vec<(Hash, Hash)> = writes
+            .iter()
+            .filter_map(|(k, v)| Some((sparse::key_hash(k), sparse::value_hash(v.as_ref()?))))
+            .collect();
+        let mut batch = Batch::default();
+        for (key, value) in extra {
+            leaves.push((sparse::key_hash(&key), sparse::value_hash(&value)));
+            batch.put(Cf::State, key, value);
+            if batch.len() >= BATCH {
+                self.inner.kv.write(std::mem::take(&mut batch), false)?;
+            }
+        }
+        self.inner.kv.write(batch, false)?;
+        let tree = Tree::from_leaves(0, self.inner.options.versions_kept, leaves)?;
+        let root = tree.root_hash(0)?;
+        let mut batch = Batch::default();
+        for (key, value) in writes {
+            if let Some(v) = value {
+                batch.put(Cf::State, key.as_slice(), v.as_slice());
+            }
+        }
+        batch.put(Cf::Meta, &b"genesis"[..], codec::encode(&true));
+        batch.put(Cf::Meta, &b"genesis_root"[..], codec::encode(&root));
+        batch.put(Cf::Meta, &b"height"[..], codec::encode(&0u64));
+        let mut live = write(&self.inner.live);
+        self.write_synced(batch)?;
+        live.tree = tree;
+        live.recent.clear();
+        Ok(root)
+    }
+
+    /// The state root after genesis.
+    pub fn genesis_root(&self) -> Result<Hash> {
+        self.inner
+            .meta_get("genesis_root")?
+            .ok_or_else(|| corrupt("genesis root missing"))
+    }
+
+    /// A block of the chain (applied, on disk or not yet).
+    pub fn block(&self, height: u64) -> Result<Option<Block>> {
+        if let Some(applied) = self.inner.pending(height) {
+            return Ok(Some(applied.block.clone()));
+        }
+        self.inner.get(Cf::Blocks, &height_key(height))
+    }
+
+    pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>> {
+        if let Some(applied) = self.inner.pending(height) {
+            return Ok(Some(applied.certificate.clone()));
+        }
+        self.inner.get(Cf::Certs, &height_key(height))
+    }
+
+    pub fn header(&self, height: u64) -> Result<Option<Header>> {
+        if let Some(applied) = self.inner.pending(height) {
+            return Ok(Some(applied.block.header.clone()));
+        }
+        Ok(self.block(height)?.map(|b| b.header))
+    }
+
+    /// Where a committed transaction is: (height, index). Only durable blocks are
+    /// indexed: a client told "committed" is told once it is on disk.
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<(u64, u32)>> {
+        self.inner.get(Cf::TxIndex, &hash.0)
+    }
+
+    /// The latest value of a state key (of the last applied block).
+    pub fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.state_value(key)
+    }
+
+    /// The persisted consensus signing state.
+    pub fn signing_state(&self) -> Result<Option<SigningState>> {
+        self.inner.get(Cf::Consensus, b"signing")
+    }
+
+    /// Makes the signing state durable (fsync) before the caller sends what it signed.
+    /// A signature at height h waits until block h - 1 is on disk: were every
+    /// validator to crash at once, votes at h without the block below them on any
+    /// disk could never be signed again, and the chain would stop for good.
+    /// (Executing the next block still overlaps the write of this one.)
+    pub fn save_signing_state(&self, state: &SigningState) -> Result<()> {
+        self.inner.wait_persisted(state.height.saturating_sub(1))?;
+        let mut batch = Batch::default();
+        batch.put(Cf::Consensus, &b"signing"[..], codec::encode(state));
+        self.write_synced(batch)
+    }
+
+    /// Computes the state root after `writes` at tree version `version` (the next
+    /// height), writing nothing: the proposer fills its header with it; validators
+    /// compare. Key and value hashing happen before the tree is locked.
+    pub fn prepare_state(&self, version: u64, writes: &Writes) -> Result<PreparedState> {
+        let changes = tree::changes(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        let update = write(&self.inner.live).tree.prepare(version, &changes)?;
+        Ok(PreparedState {
+            root: update.root_hash(),
+            version,
+            update: Some(update),
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Applies a committed block (decided or certified, and executed here) with its
+    /// certificate and its execution's writes: the chain's head at once, durable
+    /// before this returns or, in the background, soon after (see the module
+    /// comment). A failed write stops every later apply with its reason.
+    pub fn apply(&self, block: crate::host::executor::CommittedBlock) -> Result<Arc<Applied>> {
+        let (block, certificate, writes, prepared) = block.into_parts();
+        self.apply_parts(block, certificate, writes, prepared)
+    }
+
+    /// The parts of [`Store::apply`], for tests and benchmarks that build blocks by
+    /// hand (its checks hold them to the same order and root).
+    pub fn apply_parts(
+        &self,
+        block: Block,
+        certificate: CommitCertificate,
+        writes: Writes,
+        mut prepared: PreparedState,
+    ) -> Result<Arc<Applied>> {
+        if let Some(e) = self.inner.failure() {
+            return Err(e);
+        }
+        let height = block.height();
+        assert_eq!(height, self.height()? + 1, "blocks are applied in order");
+        assert_eq!(
+            prepared.version, height,
+            "the state prepared for this height"
+        );
+        assert_eq!(
+            prepared.root, block.header.state_root,
+            "state root checked before apply"
+        );
+        let update = prepared
+            .update
+            .take()
+            .ok_or_else(|| corrupt(format!("the state of block {height} was applied already")))?;
+        let mut meta = Vec::new();
+        // The set for height h + 1 follows from the state after h: when a block's set
+        // differs from its parent's, the parent is where a change took effect. Proofs
+        // carry that height's certified state of the watched keys: kept now, while
+        // the parent's version is the latest.
+        let last_set = read(&self.inner.chain).validators_hash;
+        if last_set.is_some_and(|h| h != block.header.validators_hash) {
+            let proofs = self.watched_proofs(height - 1)?;
+            meta.push((set_change_key(height - 1), codec::encode(&proofs)));
+        }
+        meta.push((
+            b"validators_hash".to_vec(),
+            codec::encode(&block.header.validators_hash),
+        ));
+        let validators_hash = block.header.validators_hash;
+        let applied = Arc::new(Applied {
+            block,
+            certificate,
+            writes,
+        });
+        // Readers see the tree's version and the state values change together.
+        {
+            let mut live = write(&self.inner.live);
+            live.tree.commit(update)?;
+            live.recent.push_back((height, applied.clone()));
+            let kept = live.tree.keep();
+            while live.recent.len() > kept {
+                live.recent.pop_front();
+            }
+            let mut chain = write(&self.inner.chain);
+            chain.applied = height;
+            chain.validators_hash = Some(validators_hash);
+            chain.pending.push_back(applied.clone());
+        }
+        let job = Job {
+            applied: applied.clone(),
+            meta,
+        };
+        let sender = lock(&self.jobs).clone();
+        match sender {
+            // Waits while the thread is PENDING_MAX behind: the disk sets the pace.
+            Some(jobs) => {
+                if jobs.send(job).is_err() {
+                    return Err(self.inner.failure().unwrap_or_else(|| StoreError::Persist {
+                        height,
+                        reason: "the persisting thread stopped".into(),
+                    }));
+                }
+            }
+            None => {
+                if let Err(e) = self.inner.persist(job) {
+                    self.inner.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Runs `f` once `height` is on disk (at once if it is).
+    pub fn when_persisted(&self, height: u64, f: impl FnOnce() + Send + 'static) {
+        let mut waiters = lock(&self.inner.waiters);
+        if self.inner.persisted.load(Ordering::SeqCst) >= height {
+            drop(waiters);
+            f();
+        } else {
+            waiters.entry(height).or_default().push(Box::new(f));
+        }
+    }
+
+    fn watched_proofs(&self, height: u64) -> Result<KeptProofs> {
+        self.inner
+            .options
+            .watched
+            .iter()
+            .map(|key| {
+                let (value, proof) = self.sparse_proof(key, height)?;
+                Ok((key.clone(), value, proof))
+            })
+            .collect()
     }
 
     /// Heights after which the validator set changed, up to `before` (exclusive).
@@ -405,7 +772,7 @@ impl Store {
         let mut heights = Vec::new();
         let mut from = SET_CHANGE_PREFIX.to_vec();
         loop {
-            let page = self.kv.scan(Cf::Meta, &from, PAGE)?;
+            let page = self.inner.kv.scan(Cf::Meta, &from, PAGE)?;
             let full = page.len() == PAGE;
             for (key, _) in page {
                 let Some(rest) = key.strip_prefix(SET_CHANGE_PREFIX) else {
@@ -428,9 +795,17 @@ impl Store {
         }
     }
 
+    /// The proofs of the watched keys kept when the set changed after `height`.
+    pub fn set_change_proofs(&self, height: u64) -> Result<KeptProofs> {
+        self.inner
+            .get(Cf::Meta, &set_change_key(height))?
+            .ok_or_else(|| corrupt(format!("no proofs kept for the set change after {height}")))
+    }
+
     /// Checks the last `depth` blocks: hash chain, certificates naming them, and that
-    /// the tree's root at the last height is the last header's state root. A node
-    /// refuses to run on a store that fails this.
+    /// the tree's root at the last height (rebuilt from the stored state when the
+    /// store was opened) is the last header's state root. A node refuses to run on a
+    /// store that fails this.
     pub fn check(&self, depth: u64) -> Result<()> {
         let height = self.height()?;
         if height == 0 {
@@ -472,130 +847,69 @@ impl Store {
             previous = Some(block.header);
         }
         let last = previous.ok_or_else(|| corrupt("no last block"))?;
-        let tree = Sha256Jmt::new(self);
-        let root = tree
-            .get_root_hash(height)
-            .map_err(|e| corrupt(format!("state tree at {height}: {e}")))?;
-        if Hash(root.0) != last.state_root {
+        let root = self.state_root(height)?;
+        if root != last.state_root {
             return Err(corrupt(format!(
-                "state root {} differs from header {height}'s {}",
-                Hash(root.0),
+                "state root {root} (rebuilt from the stored state) differs from header \
+                 {height}'s {}",
                 last.state_root
             )));
         }
         Ok(())
     }
 
-    /// The value of `key` at `height` with its proof against that height's state root.
-    pub fn state_proof(
-        &self,
-        key: &[u8],
-        height: u64,
-    ) -> Result<(
-        Option<OwnedValue>,
-        jmt::proof::SparseMerkleProof<sha2::Sha256>,
-    )> {
-        Sha256Jmt::new(self)
-            .get_with_proof(KeyHash::with::<sha2::Sha256>(key), height)
-            .map_err(|e| StoreError::Tree(e.to_string()))
-    }
-
-    /// The value of `key` at `height` with its proof in the ledger's own form, which
-    /// auditors verify without `jmt`.
+    /// The value of `key` at `height` (a kept version) with its proof against that
+    /// height's state root, in the form auditors verify.
     pub fn sparse_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
-        let (value, proof) = self.state_proof(key, height)?;
-        Ok((value, to_sparse_proof(&proof)?))
-    }
-
-    /// The tree root at `version` (block height).
-    pub fn state_root(&self, version: u64) -> Result<Hash> {
-        let root: RootHash = Sha256Jmt::new(self)
-            .get_root_hash(version)
-            .map_err(|e| StoreError::Tree(e.to_string()))?;
-        Ok(Hash(root.0))
-    }
-}
-
-/// Converts a `jmt` proof to the ledger's form. `jmt` keeps its proof's parts private
-/// but defines their borsh layout: the optional leaf (tag, key hash, value hash), then
-/// the siblings (u32 count; each a tag 0 = empty, 1 = internal with two child hashes,
-/// 2 = leaf with key and value hashes). Each sibling becomes its hash.
-pub fn to_sparse_proof(proof: &jmt::proof::SparseMerkleProof<sha2::Sha256>) -> Result<SparseProof> {
-    let bytes = borsh::to_vec(proof).map_err(|e| StoreError::Tree(e.to_string()))?;
-    let bad = || StoreError::Tree("unexpected jmt proof layout".into());
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let part = bytes.get(at..at + n).ok_or_else(bad)?;
-        at += n;
-        Ok(part)
-    };
-    let hash = |b: &[u8]| -> Result<Hash> { Ok(Hash(b.try_into().map_err(|_| bad())?)) };
-    let leaf = match take(1)?[0] {
-        0 => None,
-        1 => Some(SparseLeaf {
-            key_hash: hash(take(32)?)?,
-            value_hash: hash(take(32)?)?,
-        }),
-        _ => return Err(bad()),
-    };
-    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
-    if count > sparse::DEPTH_MAX {
-        return Err(bad());
-    }
-    let mut siblings = Vec::with_capacity(count);
-    for _ in 0..count {
-        let sibling = match take(1)?[0] {
-            0 => sparse::PLACEHOLDER,
-            1 => sparse::internal_hash(&hash(take(32)?)?, &hash(take(32)?)?),
-            2 => SparseLeaf {
-                key_hash: hash(take(32)?)?,
-                value_hash: hash(take(32)?)?,
-            }
-            .hash(),
-            _ => return Err(bad()),
+        let key_hash = sparse::key_hash(key);
+        let live = read(&self.inner.live);
+        let proof = live.tree.proof(height, &key_hash)?;
+        let present = proof.leaf.as_ref().filter(|l| l.key_hash == key_hash);
+        let Some(leaf) = present else {
+            return Ok((None, proof));
         };
-        siblings.push(sibling);
-    }
-    if at != bytes.len() {
-        return Err(bad());
-    }
-    Ok(SparseProof { leaf, siblings })
-}
-
-impl TreeReader for Store {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        if let Some(node) = self.node_cache().nodes.get(node_key) {
-            return Ok(Some(node.clone()));
+        let value = self.value_at(&live, key, height)?.ok_or_else(|| {
+            corrupt(format!(
+                "key {} is in the tree but has no value",
+                hex::encode(key)
+            ))
+        })?;
+        if sparse::value_hash(&value) != leaf.value_hash {
+            return Err(corrupt(format!(
+                "the stored value of {} differs from the tree's at {height}",
+                hex::encode(key)
+            )));
         }
-        let key = borsh::to_vec(node_key)?;
-        match self.kv.get(Cf::JmtNodes, &key)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let node: Node = borsh::from_slice(&bytes)?;
-                self.node_cache().insert(node_key.clone(), node.clone());
-                Ok(Some(node))
-            }
-        }
+        Ok((Some(value), proof))
     }
 
-    fn get_value_option(
-        &self,
-        max_version: Version,
-        key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
-        let mut seek = key_hash.0.to_vec();
-        seek.extend_from_slice(&max_version.to_be_bytes());
-        match self.kv.floor(Cf::JmtValues, &seek)? {
-            Some((k, v)) if k.len() == 40 && k[..32] == key_hash.0 => {
-                Ok(codec::decode::<Option<Vec<u8>>>(&v).map_err(|e| anyhow::anyhow!("{e}"))?)
-            }
-            _ => Ok(None),
+    /// A key's value at a kept height: the latest value, unless a later kept version
+    /// wrote it; then the last write at or before `height` among the kept versions.
+    fn value_at(&self, live: &Live, key: &[u8], height: u64) -> Result<Option<Vec<u8>>> {
+        let written_after = live
+            .recent
+            .iter()
+            .any(|(h, applied)| *h > height && applied.writes.contains_key(key));
+        if !written_after {
+            return self.state_value(key);
         }
+        live.recent
+            .iter()
+            .rev()
+            .filter(|(h, _)| *h <= height)
+            .find_map(|(_, applied)| applied.writes.get(key).cloned())
+            .ok_or_else(|| {
+                StoreError::Tree(TreeError::NotKept {
+                    asked: height,
+                    oldest: live.tree.oldest(),
+                    latest: live.tree.latest(),
+                })
+            })
     }
 
-    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        // Only state-sync restore asks for this; this store does not restore trees.
-        Ok(None)
+    /// The tree root at `version` (block height), if that version is kept.
+    pub fn state_root(&self, version: u64) -> Result<Hash> {
+        Ok(read(&self.inner.live).tree.root_hash(version)?)
     }
 }
 
@@ -650,6 +964,15 @@ mod tests {
         }
     }
 
+    fn commit(store: &Store, h: u64, w: &Writes) -> Block {
+        let prepared = store.prepare_state(h, w).expect("prepare");
+        let b = block(store, h, prepared.root);
+        store
+            .apply_parts(b.clone(), cert(&b), w.clone(), prepared)
+            .expect("apply");
+        b
+    }
+
     #[test]
     fn blocks_and_state_survive_reopening_and_the_root_proves_values() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -664,55 +987,44 @@ mod tests {
                     ("sys/last-block", Some(&h.to_string())),
                     ("k", Some(if h == 2 { "two" } else { "x" })),
                 ]);
-                let prepared = store.prepare_state(h, &w).expect("prepare");
-                let b = block(&store, h, prepared.root);
-                store
-                    .commit_block(&b, &cert(&b), &w, &prepared)
-                    .expect("commit");
+                commit(&store, h, &w);
             }
+            // An older kept version proves the value it had then.
+            let (value, proof) = store.sparse_proof(b"k", 2).expect("proof");
+            assert_eq!(value, Some(b"two".to_vec()));
+            let root = store.header(2).expect("read").expect("header").state_root;
+            proof.verify(&root, b"k", Some(b"two")).expect("verifies");
+            assert!(proof.verify(&root, b"k", Some(b"x")).is_err());
         }
         let store = Store::open(dir.path(), &chain).expect("reopen");
         assert_eq!(store.height().expect("height"), 3);
         store.check(10).expect("consistent");
         assert_eq!(store.state_value(b"k").expect("read"), Some(b"x".to_vec()));
-        let (value, proof) = store.state_proof(b"k", 2).expect("proof");
-        assert_eq!(value, Some(b"two".to_vec()));
-        let root = store.header(2).expect("read").expect("header").state_root;
-        proof
-            .verify(
-                jmt::RootHash(root.0),
-                KeyHash::with::<sha2::Sha256>(b"k"),
-                Some(b"two"),
-            )
-            .expect("proof verifies");
-        assert!(proof
-            .verify(
-                jmt::RootHash(root.0),
-                KeyHash::with::<sha2::Sha256>(b"k"),
-                Some(b"x")
-            )
-            .is_err());
-        let (absent, proof) = store.state_proof(b"nope", 3).expect("proof");
-        assert_eq!(absent, None);
         let root3 = store.header(3).expect("read").expect("header").state_root;
-        proof
-            .verify_nonexistence(
-                jmt::RootHash(root3.0),
-                KeyHash::with::<sha2::Sha256>(b"nope"),
-            )
-            .expect("absence proven");
+        let (value, proof) = store.sparse_proof(b"k", 3).expect("proof");
+        assert_eq!(value, Some(b"x".to_vec()));
+        proof.verify(&root3, b"k", Some(b"x")).expect("verifies");
+        let (absent, proof) = store.sparse_proof(b"nope", 3).expect("proof");
+        assert_eq!(absent, None);
+        proof.verify(&root3, b"nope", None).expect("absence proven");
+        // A reopened store keeps only the version it rebuilt.
+        assert!(matches!(
+            store.sparse_proof(b"k", 2),
+            Err(StoreError::Tree(TreeError::NotKept { asked: 2, .. }))
+        ));
     }
 
-    /// The ledger's verifier, given converted proofs, agrees with `jmt`'s own on a
-    /// tree of thousands of keys: present keys, absent keys, old versions, deletions.
+    /// Proofs from the store verify in the ledger on thousands of keys over several
+    /// versions with deletions: present keys, absent keys, older kept versions.
     #[test]
-    fn converted_proofs_verify_in_the_ledger_as_jmt_verifies_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+    fn proofs_verify_in_the_ledger_at_every_kept_version() {
+        let store = Store::in_memory(&Hash([1; 32])).expect("open");
         store
             .init_genesis(&writes(&[("g", Some("0"))]))
             .expect("genesis");
         let key = |i: u32| format!("ent/filing/{i:05}").into_bytes();
+        let mut history: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> = Vec::new();
+        let mut latest = std::collections::BTreeMap::new();
         for h in 1..=4u64 {
             let mut w: Writes = (0..1_500u32)
                 .filter(|i| u64::from(i % 4) < h)
@@ -721,33 +1033,31 @@ mod tests {
             if h == 4 {
                 w.insert(key(3), None); // deleted at height 4
             }
-            let prepared = store.prepare_state(h, &w).expect("prepare");
-            let b = block(&store, h, prepared.root);
-            store
-                .commit_block(&b, &cert(&b), &w, &prepared)
-                .expect("commit");
+            for (k, v) in &w {
+                match v {
+                    Some(v) => latest.insert(k.clone(), v.clone()),
+                    None => latest.remove(k),
+                };
+            }
+            history.push(latest.clone());
+            commit(&store, h, &w);
         }
         for h in 1..=4u64 {
             let root = store.state_root(h).expect("root");
+            let expected = &history[h as usize - 1];
             for i in (0..1_600u32).step_by(37).chain([3]) {
                 let k = key(i);
-                let (value, jmt_proof) = store.state_proof(&k, h).expect("proof");
-                let ours = to_sparse_proof(&jmt_proof).expect("converts");
-                ours.verify(&root, &k, value.as_deref())
+                let (value, proof) = store.sparse_proof(&k, h).expect("proof");
+                assert_eq!(value.as_ref(), expected.get(&k), "key {i} at {h}");
+                proof
+                    .verify(&root, &k, value.as_deref())
                     .unwrap_or_else(|e| panic!("key {i} at {h}: {e}"));
-                let theirs = jmt_proof.verify(
-                    jmt::RootHash(root.0),
-                    KeyHash::with::<sha2::Sha256>(&k),
-                    value.as_deref(),
-                );
-                assert!(theirs.is_ok(), "jmt disagrees on key {i} at {h}");
-                // The opposite claim fails in both.
                 let flipped = if value.is_some() {
                     None
                 } else {
                     Some(&b"x"[..])
                 };
-                assert!(ours.verify(&root, &k, flipped).is_err());
+                assert!(proof.verify(&root, &k, flipped).is_err());
             }
         }
         assert_eq!(
@@ -757,101 +1067,224 @@ mod tests {
         );
     }
 
-    /// A block's writes give the same root and the same new tree nodes through jmt's
-    /// batch insertion as one key at a time, on a tree that already has many keys.
+    /// A state value changed on disk behind the store's back is found at open: the
+    /// tree rebuilt from the state no longer gives the last header's root.
     #[test]
-    fn batch_and_one_by_one_agree() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
-        store
-            .init_genesis(&writes(&[("g", Some("0"))]))
-            .expect("genesis");
-        let key =
-            |i: u32| format!("goods/event/{:08x}", i.wrapping_mul(2_654_435_761)).into_bytes();
-        for h in 1..=3u64 {
-            let w: Writes = (0..2_000u32)
-                .filter(|i| u64::from(i % 3) < h)
-                .map(|i| (key(i), Some(format!("v{h}-{i}").into_bytes())))
-                .collect();
-            let batched = store.prepare_state(h, &w).expect("batch");
-            let one_by_one = store.prepare_state_one_by_one(h, &w).expect("one by one");
-            assert_eq!(batched.root, one_by_one.root, "height {h}");
-            let mut a = batched.batch.node_batch.nodes().clone();
-            let b = one_by_one.batch.node_batch.nodes().clone();
-            assert_eq!(a.len(), b.len(), "height {h}");
-            a.retain(|k, v| b.get(k) != Some(v));
-            assert!(a.is_empty(), "height {h}: {} nodes differ", a.len());
-            let blk = block(&store, h, batched.root);
-            store
-                .commit_block(&blk, &cert(&blk), &w, &batched)
-                .expect("commit");
-        }
-    }
-
-    /// The node cache keeps at most its bound, dropping the oldest first, and a store
-    /// reads the same tree through it as from disk after reopening (no cache).
-    #[test]
-    fn the_node_cache_is_bounded_and_agrees_with_disk() {
+    fn a_state_value_changed_on_disk_is_found_at_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         let chain = Hash([1; 32]);
-        let k = |i: u32| format!("goods/head/{i}").into_bytes();
-        let proofs = |store: &Store| -> Vec<_> {
-            (0..50u32)
-                .map(|i| store.sparse_proof(&k(i), 3).expect("proof"))
-                .collect()
-        };
-        let cached = {
+        {
             let store = Store::open(dir.path(), &chain).expect("open");
             store
                 .init_genesis(&writes(&[("g", Some("0"))]))
                 .expect("genesis");
-            for h in 1..=3u64 {
-                let w: Writes = (0..50u32)
-                    .map(|i| (k(i), Some(format!("{h}-{i}").into_bytes())))
-                    .collect();
-                let prepared = store.prepare_state(h, &w).expect("prepare");
-                let b = block(&store, h, prepared.root);
-                store
-                    .commit_block(&b, &cert(&b), &w, &prepared)
-                    .expect("commit");
-            }
-            assert!(
-                !store.node_cache().nodes.is_empty(),
-                "commits fill the cache"
-            );
+            commit(&store, 1, &writes(&[("balance", Some("10"))]));
+            let mut batch = Batch::default();
+            batch.put(Cf::State, &b"balance"[..], &b"11"[..]);
+            store.inner.kv.write(batch, true).expect("tamper");
+        }
+        let store = Store::open(dir.path(), &chain).expect("reopen");
+        let err = store.check(10).expect_err("the changed value is found");
+        assert!(err.to_string().contains("state root"), "{err}");
+    }
 
-            // Bounded, oldest out first.
-            let w: Writes = (0..20u32).map(|i| (k(i), Some(b"x".to_vec()))).collect();
-            let prepared = store.prepare_state(4, &w).expect("prepare");
-            let keys: Vec<NodeKey> = prepared.batch.node_batch.nodes().keys().cloned().collect();
-            assert!(keys.len() > 8);
-            let mut small = NodeCache {
-                max: 4,
-                ..NodeCache::default()
-            };
-            for key in &keys {
-                small.insert(key.clone(), Node::Null);
-            }
-            assert_eq!((small.nodes.len(), small.order.len()), (4, 4));
-            assert!(keys[keys.len() - 4..]
-                .iter()
-                .all(|k| small.nodes.contains_key(k)));
-            proofs(&store)
+    /// A prepared state that is dropped instead of committed frees its tree nodes, and
+    /// the store goes on from the latest committed version.
+    #[test]
+    fn a_dropped_preparation_leaves_nothing_behind() {
+        let store = Store::in_memory(&Hash([1; 32])).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        let w: Writes = (0..100u32)
+            .map(|i| (format!("k{i}").into_bytes(), Some(b"v".to_vec())))
+            .collect();
+        commit(&store, 1, &w);
+        let before = store.memory().tree;
+        let other: Writes = (0..100u32)
+            .map(|i| (format!("k{i}").into_bytes(), Some(b"w".to_vec())))
+            .collect();
+        let a = store.prepare_state(2, &other).expect("prepare");
+        let b = store.prepare_state(2, &w).expect("another round's block");
+        assert_ne!(a.root, b.root);
+        drop(a);
+        drop(b);
+        assert_eq!(store.memory().tree, before);
+        commit(&store, 2, &other);
+        store.check(5).expect("consistent");
+    }
+
+    /// In the background, an applied block is readable at once (the next height
+    /// executes on it), reaches the disk in order, wakes what waits for it, and a
+    /// closed store holds every applied block when reopened.
+    #[test]
+    fn background_persisting_keeps_order_and_loses_nothing_at_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let options = StoreOptions {
+            background: true,
+            ..StoreOptions::default()
         };
-        let reopened = Store::open(dir.path(), &chain).expect("reopen");
-        assert!(reopened.node_cache().nodes.is_empty());
-        assert_eq!(proofs(&reopened), cached);
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        {
+            let store = Store::open_with(dir.path(), &chain, options).expect("open");
+            store
+                .init_genesis(&writes(&[("g", Some("0"))]))
+                .expect("genesis");
+            for h in 1..=20u64 {
+                let w = writes(&[("counter", Some(&h.to_string()))]);
+                commit(&store, h, &w);
+                // The head and its state are readable whether or not on disk yet.
+                assert_eq!(store.height().expect("height"), h);
+                assert_eq!(
+                    store.state_value(b"counter").expect("read"),
+                    Some(h.to_string().into_bytes())
+                );
+                assert!(store.header(h).expect("read").is_some());
+                let woken = woken.clone();
+                store.when_persisted(h, move || lock(&woken).push(h));
+                // A signature at h + 1 waits for block h on disk.
+                let mut signing = SigningState::genesis();
+                signing.height = h + 1;
+                store.save_signing_state(&signing).expect("signing state");
+                assert!(store.persisted_height() >= h);
+            }
+            store.close().expect("close");
+            assert_eq!(*lock(&woken), (1..=20).collect::<Vec<_>>());
+        }
+        let store = Store::open(dir.path(), &chain).expect("reopen");
+        assert_eq!(store.height().expect("height"), 20);
+        assert_eq!(store.persisted_height(), 20);
+        store
+            .check(100)
+            .expect("every block and the state are there");
+    }
+
+    /// Writes that fail stop the store: the failed block's waiters never run, and the
+    /// next apply and the next signature are refused with the reason.
+    #[test]
+    fn a_failed_write_stops_every_later_apply_and_signature() {
+        #[derive(Debug)]
+        struct FullDisk {
+            inner: MemKv,
+            full: Arc<std::sync::atomic::AtomicBool>,
+        }
+        impl Kv for FullDisk {
+            fn get(&self, cf: Cf, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
+                self.inner.get(cf, key)
+            }
+            fn write(&self, batch: Batch, durable: bool) -> std::result::Result<(), KvError> {
+                if self.full.load(Ordering::SeqCst) {
+                    return Err(KvError("No space left on device (injected)".into()));
+                }
+                self.inner.write(batch, durable)
+            }
+            fn floor(
+                &self,
+                cf: Cf,
+                key: &[u8],
+            ) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+                self.inner.floor(cf, key)
+            }
+            fn scan(
+                &self,
+                cf: Cf,
+                from: &[u8],
+                limit: usize,
+            ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+                self.inner.scan(cf, from, limit)
+            }
+            fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
+                self.inner.each(cf, f)
+            }
+            fn memory(&self) -> crate::kv::KvMemory {
+                crate::kv::KvMemory::default()
+            }
+            fn verify(&self) -> std::result::Result<crate::kv::KvVerified, KvError> {
+                self.inner.verify()
+            }
+        }
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let disk = FullDisk {
+            inner: MemKv::default(),
+            full: full.clone(),
+        };
+        let options = StoreOptions {
+            background: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::with_kv_options(Box::new(disk), &Hash([1; 32]), options).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        commit(&store, 1, &writes(&[("a", Some("1"))]));
+        store.inner.wait_persisted(1).expect("block 1 on disk");
+        full.store(true, Ordering::SeqCst);
+        let prepared = store
+            .prepare_state(2, &writes(&[("a", Some("2"))]))
+            .expect("prepare");
+        let b = block(&store, 2, prepared.root);
+        // Applied in memory; the write fails behind it.
+        store
+            .apply_parts(b.clone(), cert(&b), writes(&[("a", Some("2"))]), prepared)
+            .expect("applied before the disk is asked");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        store.when_persisted(2, move || flag.store(true, Ordering::SeqCst));
+        let mut signing = SigningState::genesis();
+        signing.height = 3;
+        let err = store
+            .save_signing_state(&signing)
+            .expect_err("block 2 never reached disk");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let w = writes(&[("a", Some("3"))]);
+        let prepared = store.prepare_state(3, &w).expect("prepare");
+        let b = block(&store, 3, prepared.root);
+        let err = store
+            .apply_parts(b.clone(), cert(&b), w, prepared)
+            .expect_err("stopped");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "a waiter of a lost block never runs"
+        );
+        assert_eq!(store.persisted_height(), 1);
+    }
+
+    /// The old layout (a `jmt` on disk) is refused with what to do.
+    #[test]
+    fn a_store_of_the_old_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        {
+            let store = Store::open(dir.path(), &chain).expect("open");
+            let mut batch = Batch::default();
+            batch.put(Cf::Meta, &b"format"[..], codec::encode(&1u32));
+            store.inner.kv.write(batch, true).expect("write");
+        }
+        let err = Store::open(dir.path(), &chain).expect_err("old format");
+        assert!(matches!(err, StoreError::Format { found: 1 }), "{err}");
+        assert!(err.to_string().contains("sync"), "{err}");
     }
 
     #[test]
-    fn validator_set_changes_are_indexed_at_commit() {
+    fn validator_set_changes_are_indexed_at_commit_with_their_proofs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        let options = StoreOptions {
+            versions_kept: 2,
+            watched: vec![b"gov/validator/a".to_vec(), b"gov/validator/b".to_vec()],
+            background: false,
+        };
+        let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
         store
             .init_genesis(&writes(&[("g", Some("0"))]))
             .expect("genesis");
         for h in 1..=6u64 {
-            let w = writes(&[("sys/last-block", Some(&h.to_string()))]);
+            let key_value = format!("key-{h}");
+            let mut w = writes(&[("sys/last-block", Some(&h.to_string()))]);
+            if h == 2 || h == 4 {
+                w.insert(b"gov/validator/a".to_vec(), Some(key_value.into_bytes()));
+            }
             let prepared = store.prepare_state(h, &w).expect("prepare");
             let mut b = block(&store, h, prepared.root);
             // The set changes after heights 2 and 4.
@@ -863,8 +1296,8 @@ mod tests {
                 }; 32],
             );
             store
-                .commit_block(&b, &cert(&b), &w, &prepared)
-                .expect("commit");
+                .apply_parts(b.clone(), cert(&b), w.clone(), prepared)
+                .expect("apply");
         }
         assert_eq!(store.set_changes_before(7).expect("read"), vec![2, 4]);
         assert_eq!(store.set_changes_before(4).expect("read"), vec![2]);
@@ -872,6 +1305,26 @@ mod tests {
             store.set_changes_before(2).expect("read"),
             Vec::<u64>::new()
         );
+        // The proofs kept at each change verify against that height's header, long
+        // after its tree version is gone.
+        assert!(
+            store.sparse_proof(b"gov/validator/a", 2).is_err(),
+            "not kept"
+        );
+        for (at, value) in [(2u64, "key-2"), (4, "key-4")] {
+            let root = store.header(at).expect("read").expect("header").state_root;
+            let proofs = store.set_change_proofs(at).expect("kept");
+            assert_eq!(proofs.len(), 2);
+            let (key, a, proof) = &proofs[0];
+            assert_eq!(key.as_slice(), b"gov/validator/a");
+            assert_eq!(a.as_deref(), Some(value.as_bytes()));
+            proof.verify(&root, key, a.as_deref()).expect("a verifies");
+            let (key, b, proof) = &proofs[1];
+            assert_eq!(b, &None);
+            proof
+                .verify(&root, key, None)
+                .expect("b's absence verifies");
+        }
     }
 
     #[test]
@@ -896,8 +1349,8 @@ mod tests {
             let prepared = store.prepare_state(h, &w).expect("prepare");
             let b = block(&store, h, prepared.root);
             store
-                .commit_block(&b, &cert(&b), &w, &prepared)
-                .expect("commit");
+                .apply_parts(b.clone(), cert(&b), w.clone(), prepared)
+                .expect("apply");
             blocks.push(b);
         }
         store.check(10).expect("consistent");
@@ -905,7 +1358,7 @@ mod tests {
         bad.header.time_ms += 1;
         let mut batch = Batch::default();
         batch.put(Cf::Blocks, height_key(1), codec::encode(&bad));
-        store.kv.write(batch, true).expect("tamper");
+        store.inner.kv.write(batch, true).expect("tamper");
         let err = store.check(10).expect_err("tamper found");
         assert!(err.to_string().contains("block"), "{err}");
         let _ = (

@@ -219,6 +219,9 @@ impl Kv for FailingKv {
     fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         self.inner.scan(cf, from, limit)
     }
+    fn each(&self, cf: Cf, f: cbec_node::kv::Visit<'_>) -> Result<(), KvError> {
+        self.inner.each(cf, f)
+    }
     fn memory(&self) -> KvMemory {
         KvMemory::default()
     }

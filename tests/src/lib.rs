@@ -38,6 +38,7 @@ impl Consortium {
                 genesis_time_ms: 1_795_680_000_000,
                 consensus: ConsensusParams::default(),
                 chaincodes: cbec_chaincode::catalog::default_configs(),
+                synthetic_state: None,
             },
             &mut rand_core::OsRng,
         )

@@ -105,7 +105,8 @@ fn four_nodes_commit_agree_and_survive_a_killed_node() {
     };
     assert!(value("cbec_store_memtable_bytes") > 0.0);
     assert!(value("cbec_store_block_cache_bytes") <= 128.0 * 1024.0 * 1024.0);
-    assert!(value("cbec_store_tree_nodes_cached") > 0.0);
+    assert!(value("cbec_store_tree_nodes") > 0.0);
+    assert!(value("cbec_store_tree_leaves") > 0.0);
     value("cbec_store_table_reader_bytes");
 
     // SIGKILL one node; the other three keep committing.

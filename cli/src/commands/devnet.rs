@@ -114,6 +114,7 @@ pub fn up(dir: &Path, wait: Duration, out: &Output, report: bool) -> anyhow::Res
                 genesis_time_ms: now,
                 consensus: ConsensusParams::default(),
                 chaincodes: catalog::default_configs(),
+                synthetic_state: None,
             },
             &mut rand_core::OsRng,
         )?;

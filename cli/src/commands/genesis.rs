@@ -103,6 +103,7 @@ fn new(
         genesis_time_ms,
         consensus: ConsensusParams::default(),
         chaincodes: catalog::default_configs(),
+        synthetic_state: None,
     };
     // Validate the document before writing any key, so a bad --chain-name writes nothing.
     let probe = Genesis {
@@ -111,6 +112,7 @@ fn new(
         agencies: vec![],
         consensus: options.consensus.clone(),
         chaincodes: options.chaincodes.clone(),
+        synthetic_state: options.synthetic_state,
     };
     if let Err(fault) = probe.validate(catalog::check_config) {
         if fault.field != "agencies" {

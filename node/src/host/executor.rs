@@ -78,12 +78,15 @@ impl CommittedBlock {
         &self.certificate
     }
 
-    pub(crate) fn writes(&self) -> &Writes {
-        &self.executed.writes
-    }
-
-    pub(crate) fn prepared(&self) -> &PreparedState {
-        &self.executed.prepared
+    /// What the store applies: the block, its certificate, the execution's writes and
+    /// the state tree's prepared version.
+    pub(crate) fn into_parts(self) -> (Block, CommitCertificate, Writes, PreparedState) {
+        let ExecutedBlock {
+            block,
+            writes,
+            prepared,
+        } = self.executed;
+        (block, self.certificate, writes, prepared)
     }
 }
 

@@ -23,9 +23,10 @@
 //! [`Effect`]s for the driver to perform), and keeps no unordered maps: the node
 //! simulation runs several hosts on a simulated network and clock and replays a seed
 //! exactly. It does use the store directly: the signing state is durable before the
-//! method that signed returns (so before any effect is performed), and a committed
-//! block is written before the next height starts. A storage failure is returned as an
-//! error, which stops the node.
+//! method that signed returns (so before any effect is performed), and a decided
+//! block is applied to the store before the next height starts (the store writes it
+//! to disk behind, and a signature at the next height waits for that write; see
+//! [`crate::store`]). A storage failure is returned as an error, which stops the node.
 
 pub mod executor;
 pub mod keeper;
@@ -520,9 +521,10 @@ impl<P: Peer> Host<P> {
         now: Now,
         effects: &mut Effects<P>,
     ) -> HostResult<()> {
-        self.store().commit(&block)?;
-        let b = block.block();
-        let hashes: Vec<Hash> = b.txs.iter().map(Transaction::hash).collect();
+        let applied = self.store().apply(block)?;
+        let b = &applied.block;
+        // Each result names its transaction's hash (the body check holds them equal).
+        let hashes: Vec<Hash> = b.results.iter().map(|r| r.tx_hash).collect();
         let senders: BTreeSet<PublicKey> = b.txs.iter().map(|t| t.body.sender).collect();
         let store = self.store().clone();
         let nonces = Nonces::new(&store);

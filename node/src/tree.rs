@@ -1,0 +1,944 @@
+//! The authenticated state: a sparse Merkle tree over key hashes, held in memory.
+//!
+//! The tree is the one `cbec_ledger::sparse` verifies proofs against (and the one `jmt`
+//! computes, which the tests use as an oracle): a binary tree over the 256 bits of
+//! each key's hash, where an empty subtree is a placeholder, a subtree holding one leaf
+//! is that leaf, and every other subtree hashes its two halves. It is stored as 16-way
+//! nodes (four binary levels each), as `jmt` stores it, but in memory and without
+//! versions on disk:
+//!
+//! - **Cost does not grow with history.** A block's update rewrites only the nodes on
+//!   the paths it changes, in memory; nothing of the tree is written to disk per block.
+//!   The store writes each block's latest values (its `state` column family), and at
+//!   start the tree is rebuilt from them and checked against the last header's root.
+//! - **Versions by path copying.** An update never changes a node: it makes new ones
+//!   for the paths it touches and shares the rest, so a prepared update (a proposal
+//!   being voted on) and the committed versions coexist, and readers see a committed
+//!   version whole. The last [`Tree::keep`] committed versions stay readable (state
+//!   proofs at those heights); a node replaced by a newer version is freed once the
+//!   last version that holds it is dropped. An update that is not committed frees what
+//!   it made.
+//!
+//! Memory is about 100 bytes per key (a 64-byte leaf and its share of 96-byte nodes).
+
+use std::collections::VecDeque;
+
+use cbec_ledger::sparse::{self, SparseLeaf, SparseProof, PLACEHOLDER};
+use cbec_ledger::Hash;
+
+/// Why the tree could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("state at version {asked} is not kept (kept: {oldest} to {latest})")]
+    NotKept {
+        asked: u64,
+        oldest: u64,
+        latest: u64,
+    },
+    #[error("an update must build on the latest version {latest}, not {base}")]
+    NotLatest { base: u64, latest: u64 },
+    #[error("more than {0} keys: the tree's arena is full")]
+    Full(u32),
+}
+
+/// A child of a node: nothing, a leaf, or another node, in 32 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+struct Ref(u32);
+
+const LEAF_BIT: u32 = 1 << 31;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Empty,
+    Leaf(u32),
+    Node(u32),
+}
+
+impl Ref {
+    const EMPTY: Ref = Ref(0);
+
+    fn leaf(index: u32) -> Ref {
+        debug_assert!(index < LEAF_BIT);
+        Ref(index | LEAF_BIT)
+    }
+
+    fn node(index: u32) -> Ref {
+        debug_assert!(index != 0 && index < LEAF_BIT, "node 0 stands for empty");
+        Ref(index)
+    }
+
+    fn kind(self) -> Kind {
+        if self.0 == 0 {
+            Kind::Empty
+        } else if self.0 & LEAF_BIT != 0 {
+            Kind::Leaf(self.0 & !LEAF_BIT)
+        } else {
+            Kind::Node(self.0)
+        }
+    }
+}
+
+/// Four binary levels: 16 children and the hash of the subtree they make.
+#[derive(Clone, Debug, Default)]
+struct Node {
+    hash: Hash,
+    children: [Ref; 16],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Leaf {
+    key_hash: Hash,
+    value_hash: Hash,
+}
+
+impl Leaf {
+    fn hash(&self) -> Hash {
+        SparseLeaf {
+            key_hash: self.key_hash,
+            value_hash: self.value_hash,
+        }
+        .hash()
+    }
+}
+
+/// Stable indexes over chunks (no reallocation copies the whole arena), with reuse.
+#[derive(Debug)]
+struct Arena<T> {
+    chunks: Vec<Vec<T>>,
+    len: u32,
+    free: Vec<u32>,
+}
+
+const CHUNK_BITS: u32 = 16;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// Indexes must leave the top bit for [`Ref`]'s tag.
+const ARENA_MAX: u32 = LEAF_BIT - 1;
+
+impl<T: Default> Arena<T> {
+    fn new(reserved: u32) -> Arena<T> {
+        let mut arena = Arena {
+            chunks: Vec::new(),
+            len: 0,
+            free: Vec::new(),
+        };
+        for _ in 0..reserved {
+            arena.push(T::default());
+        }
+        arena
+    }
+
+    fn push(&mut self, value: T) -> u32 {
+        let index = self.len;
+        if index as usize % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        // The chunk exists: one was pushed at every multiple of CHUNK.
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(value);
+        }
+        self.len += 1;
+        index
+    }
+
+    fn alloc(&mut self, value: T) -> Result<u32, TreeError> {
+        if let Some(index) = self.free.pop() {
+            *self.get_mut(index) = value;
+            return Ok(index);
+        }
+        if self.len >= ARENA_MAX {
+            return Err(TreeError::Full(ARENA_MAX));
+        }
+        Ok(self.push(value))
+    }
+
+    fn get(&self, index: u32) -> &T {
+        &self.chunks[(index >> CHUNK_BITS) as usize][index as usize & (CHUNK - 1)]
+    }
+
+    fn get_mut(&mut self, index: u32) -> &mut T {
+        &mut self.chunks[(index >> CHUNK_BITS) as usize][index as usize & (CHUNK - 1)]
+    }
+
+    fn release(&mut self, index: u32) {
+        debug_assert!(index < self.len);
+        self.free.push(index);
+    }
+
+    fn live(&self) -> usize {
+        self.len as usize - self.free.len()
+    }
+}
+
+/// Nodes and leaves one version made, or one version stopped using.
+#[derive(Debug, Default)]
+struct Garbage {
+    nodes: Vec<u32>,
+    leaves: Vec<u32>,
+}
+
+/// One key's change: its hash, and its value's hash (`None`: deleted).
+pub type Change = (Hash, Option<Hash>);
+
+/// The changes of `writes` (key, new value or deletion), as the tree takes them: key
+/// hashes with value hashes, in key-hash order.
+pub fn changes<'a>(writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<Change> {
+    let mut changes: Vec<Change> = writes
+        .into_iter()
+        .map(|(key, value)| (sparse::key_hash(key), value.map(sparse::value_hash)))
+        .collect();
+    changes.sort_unstable_by_key(|c| c.0);
+    changes.dedup_by(|later, earlier| later.0 == earlier.0);
+    changes
+}
+
+/// A version computed but not yet committed: its root, and what it made. Hand it to
+/// [`Tree::commit`] or [`Tree::discard`]; one dropped otherwise leaks its nodes until
+/// the tree is rebuilt (the store's wrapper discards on drop).
+#[derive(Debug)]
+pub struct Update {
+    version: u64,
+    root: Ref,
+    root_hash: Hash,
+    made: Garbage,
+    replaced: Garbage,
+}
+
+impl Update {
+    pub fn root_hash(&self) -> Hash {
+        self.root_hash
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+#[derive(Debug)]
+struct Version {
+    number: u64,
+    root: Ref,
+    /// What the next version replaced: in this version (and older ones), not in newer.
+    replaced_by_next: Garbage,
+}
+
+/// What the tree holds, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeSize {
+    pub nodes: usize,
+    pub leaves: usize,
+    pub versions: usize,
+}
+
+/// A binary subtree as hashing sees it: no leaf, one leaf (its hash), or more.
+#[derive(Clone, Copy, Debug)]
+enum Sub {
+    Empty,
+    One(Hash),
+    Many(Hash),
+}
+
+impl Sub {
+    fn hash(self) -> Hash {
+        match self {
+            Sub::Empty => PLACEHOLDER,
+            Sub::One(h) | Sub::Many(h) => h,
+        }
+    }
+
+    fn join(left: Sub, right: Sub) -> Sub {
+        match (left, right) {
+            (Sub::Empty, Sub::Empty) => Sub::Empty,
+            (Sub::Empty, Sub::One(h)) | (Sub::One(h), Sub::Empty) => Sub::One(h),
+            (l, r) => Sub::Many(sparse::internal_hash(&l.hash(), &r.hash())),
+        }
+    }
+}
+
+/// The `depth`th 4-bit digit of a key hash, high half of each byte first (so a node's
+/// slots in order are its binary subtrees from left to right).
+fn nibble(hash: &Hash, depth: usize) -> usize {
+    let byte = hash.0[depth / 2];
+    usize::from(if depth % 2 == 0 {
+        byte >> 4
+    } else {
+        byte & 0x0f
+    })
+}
+
+/// Nibbles in a key hash: no path is longer.
+const DEPTH_MAX: usize = 64;
+
+/// A leaf going into a subtree being built: one that exists, or a new one.
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    Existing(u32, Hash),
+    New(Hash, Hash),
+}
+
+impl Item {
+    fn key_hash(&self) -> Hash {
+        match self {
+            Item::Existing(_, k) | Item::New(k, _) => *k,
+        }
+    }
+}
+
+/// The tree: committed versions, oldest first, and the arenas they share.
+#[derive(Debug)]
+pub struct Tree {
+    nodes: Arena<Node>,
+    leaves: Arena<Leaf>,
+    versions: VecDeque<Version>,
+    keep: usize,
+}
+
+impl Tree {
+    /// An empty tree at `version`, keeping the last `keep` committed versions readable
+    /// (at least one).
+    pub fn new(version: u64, keep: usize) -> Tree {
+        let mut versions = VecDeque::new();
+        versions.push_back(Version {
+            number: version,
+            root: Ref::EMPTY,
+            replaced_by_next: Garbage::default(),
+        });
+        Tree {
+            nodes: Arena::new(1), // index 0 stands for "empty"
+            leaves: Arena::new(0),
+            versions,
+            keep: keep.max(1),
+        }
+    }
+
+    /// The tree of `leaves` (key hash, value hash; any order, no key twice) at `version`.
+    pub fn from_leaves(
+        version: u64,
+        keep: usize,
+        mut leaves: Vec<(Hash, Hash)>,
+    ) -> Result<Tree, TreeError> {
+        let mut tree = Tree::new(version, keep);
+        leaves.sort_unstable_by_key(|l| l.0);
+        let items: Vec<Item> = leaves.into_iter().map(|(k, v)| Item::New(k, v)).collect();
+        let mut made = Garbage::default();
+        let root = tree.build(0, &items, &mut made)?;
+        if let Some(first) = tree.versions.front_mut() {
+            first.root = root;
+        }
+        Ok(tree)
+    }
+
+    /// How many committed versions stay readable.
+    pub fn keep(&self) -> usize {
+        self.keep
+    }
+
+    pub fn latest(&self) -> u64 {
+        self.versions.back().map_or(0, |v| v.number)
+    }
+
+    pub fn oldest(&self) -> u64 {
+        self.versions.front().map_or(0, |v| v.number)
+    }
+
+    pub fn size(&self) -> TreeSize {
+        TreeSize {
+            nodes: self.nodes.live() - 1,
+            leaves: self.leaves.live(),
+            versions: self.versions.len(),
+        }
+    }
+
+    fn version(&self, number: u64) -> Result<&Version, TreeError> {
+        self.versions
+            .iter()
+            .find(|v| v.number == number)
+            .ok_or(TreeError::NotKept {
+                asked: number,
+                oldest: self.oldest(),
+                latest: self.latest(),
+            })
+    }
+
+    /// The root hash of a kept version.
+    pub fn root_hash(&self, version: u64) -> Result<Hash, TreeError> {
+        Ok(self.sub(self.version(version)?.root).hash())
+    }
+
+    fn sub(&self, child: Ref) -> Sub {
+        match child.kind() {
+            Kind::Empty => Sub::Empty,
+            Kind::Leaf(i) => Sub::One(self.leaves.get(i).hash()),
+            Kind::Node(i) => Sub::Many(self.nodes.get(i).hash),
+        }
+    }
+
+    /// The binary subtree of `children[lo..lo + len]`.
+    fn reduce(&self, children: &[Ref; 16], lo: usize, len: usize) -> Sub {
+        if len == 1 {
+            return self.sub(children[lo]);
+        }
+        let half = len / 2;
+        Sub::join(
+            self.reduce(children, lo, half),
+            self.reduce(children, lo + half, half),
+        )
+    }
+
+    /// The new version `version` after `changes` (from [`changes`]) on top of the latest
+    /// one, which must be `version - 1`. Nothing committed changes.
+    pub fn prepare(&mut self, version: u64, changes: &[Change]) -> Result<Update, TreeError> {
+        let latest = self.latest();
+        if version != latest + 1 {
+            return Err(TreeError::NotLatest {
+                base: version.wrapping_sub(1),
+                latest,
+            });
+        }
+        debug_assert!(
+            changes.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, unique"
+        );
+        let base = self.version(latest)?.root;
+        let mut made = Garbage::default();
+        let mut replaced = Garbage::default();
+        let root = match self.update(base, 0, changes, &mut made, &mut replaced) {
+            Ok(root) => root,
+            Err(e) => {
+                self.free(made);
+                return Err(e);
+            }
+        };
+        Ok(Update {
+            version,
+            root,
+            root_hash: self.sub(root).hash(),
+            made,
+            replaced,
+        })
+    }
+
+    /// Makes `update` the latest version; the oldest beyond [`Tree::keep`] is dropped
+    /// and what only it held is freed.
+    pub fn commit(&mut self, update: Update) -> Result<(), TreeError> {
+        let latest = self.latest();
+        if update.version != latest + 1 {
+            let base = update.version.wrapping_sub(1);
+            self.discard(update);
+            return Err(TreeError::NotLatest { base, latest });
+        }
+        if let Some(last) = self.versions.back_mut() {
+            last.replaced_by_next = update.replaced;
+        }
+        self.versions.push_back(Version {
+            number: update.version,
+            root: update.root,
+            replaced_by_next: Garbage::default(),
+        });
+        while self.versions.len() > self.keep {
+            if let Some(old) = self.versions.pop_front() {
+                self.free(old.replaced_by_next);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops an update that will not be committed, freeing what it made.
+    pub fn discard(&mut self, update: Update) {
+        self.free(update.made);
+    }
+
+    fn free(&mut self, garbage: Garbage) {
+        for i in garbage.nodes {
+            self.nodes.release(i);
+        }
+        for i in garbage.leaves {
+            self.leaves.release(i);
+        }
+    }
+
+    fn new_leaf(
+        &mut self,
+        key_hash: Hash,
+        value_hash: Hash,
+        made: &mut Garbage,
+    ) -> Result<Ref, TreeError> {
+        let index = self.leaves.alloc(Leaf {
+            key_hash,
+            value_hash,
+        })?;
+        made.leaves.push(index);
+        Ok(Ref::leaf(index))
+    }
+
+    fn new_node(&mut self, children: [Ref; 16], made: &mut Garbage) -> Result<Ref, TreeError> {
+        let hash = self.reduce(&children, 0, 16).hash();
+        let index = self.nodes.alloc(Node { hash, children })?;
+        made.nodes.push(index);
+        Ok(Ref::node(index))
+    }
+
+    /// The subtree at `depth` (in nibbles) holding exactly `items` (sorted by key hash).
+    fn build(
+        &mut self,
+        depth: usize,
+        items: &[Item],
+        made: &mut Garbage,
+    ) -> Result<Ref, TreeError> {
+        match items {
+            [] => Ok(Ref::EMPTY),
+            [Item::Existing(i, _)] => Ok(Ref::leaf(*i)),
+            [Item::New(k, v)] => self.new_leaf(*k, *v, made),
+            _ => {
+                // Two distinct key hashes differ within 64 nibbles.
+                assert!(depth < DEPTH_MAX, "two leaves with one key hash");
+                let mut children = [Ref::EMPTY; 16];
+                for (slot, part) in split(items, depth, Item::key_hash) {
+                    children[slot] = self.build(depth + 1, part, made)?;
+                }
+                self.new_node(children, made)
+            }
+        }
+    }
+
+    /// The subtree `at` (at `depth`) after `changes` (sorted, all under it).
+    fn update(
+        &mut self,
+        at: Ref,
+        depth: usize,
+        changes: &[Change],
+        made: &mut Garbage,
+        replaced: &mut Garbage,
+    ) -> Result<Ref, TreeError> {
+        if changes.is_empty() {
+            return Ok(at);
+        }
+        match at.kind() {
+            Kind::Empty => {
+                let items: Vec<Item> = changes
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| Item::New(*k, v)))
+                    .collect();
+                self.build(depth, &items, made)
+            }
+            Kind::Leaf(i) => {
+                let leaf = *self.leaves.get(i);
+                let mut items = Vec::with_capacity(changes.len() + 1);
+                let mut kept = true;
+                for (k, v) in changes {
+                    if *k == leaf.key_hash {
+                        kept = *v == Some(leaf.value_hash);
+                        if !kept {
+                            if let Some(v) = v {
+                                items.push(Item::New(*k, *v));
+                            }
+                        }
+                    } else if let Some(v) = v {
+                        items.push(Item::New(*k, *v));
+                    }
+                }
+                if kept {
+                    let at = items.partition_point(|item| item.key_hash() < leaf.key_hash);
+                    items.insert(at, Item::Existing(i, leaf.key_hash));
+                } else {
+                    replaced.leaves.push(i);
+                }
+                if items.len() == 1 && kept {
+                    return Ok(at); // only changes that changed nothing
+                }
+                self.build(depth, &items, made)
+            }
+            Kind::Node(i) => {
+                assert!(depth < DEPTH_MAX, "a node below the last nibble");
+                let old = self.nodes.get(i).children;
+                let mut children = old;
+                for (slot, part) in split(changes, depth, |c| c.0) {
+                    children[slot] = self.update(old[slot], depth + 1, part, made, replaced)?;
+                }
+                if children == old {
+                    return Ok(at);
+                }
+                replaced.nodes.push(i);
+                let mut present = children.iter().filter(|c| **c != Ref::EMPTY);
+                match (present.next(), present.next()) {
+                    (None, _) => Ok(Ref::EMPTY),
+                    // One leaf left under this node: the subtree is that leaf.
+                    (Some(only), None) if matches!(only.kind(), Kind::Leaf(_)) => Ok(*only),
+                    _ => self.new_node(children, made),
+                }
+            }
+        }
+    }
+
+    /// The value hash of `key_hash` at a kept version.
+    pub fn value_hash(&self, version: u64, key_hash: &Hash) -> Result<Option<Hash>, TreeError> {
+        let mut at = self.version(version)?.root;
+        let mut depth = 0;
+        loop {
+            match at.kind() {
+                Kind::Empty => return Ok(None),
+                Kind::Leaf(i) => {
+                    let leaf = self.leaves.get(i);
+                    return Ok((leaf.key_hash == *key_hash).then_some(leaf.value_hash));
+                }
+                Kind::Node(i) => {
+                    at = self.nodes.get(i).children[nibble(key_hash, depth)];
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// The proof, at a kept version, that `key_hash` holds the value its leaf shows, or
+    /// none: as `cbec_ledger::sparse` verifies it (siblings from the leaf up).
+    pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
+        let mut at = self.version(version)?.root;
+        let mut siblings = Vec::new(); // from the root down
+        let mut depth = 0;
+        let leaf = loop {
+            let i = match at.kind() {
+                Kind::Empty => break None,
+                Kind::Leaf(i) => break Some(*self.leaves.get(i)),
+                Kind::Node(i) => i,
+            };
+            let children = &self.nodes.get(i).children;
+            let slot = nibble(key_hash, depth);
+            // Down the node's four binary levels, stopping where the key's side holds
+            // at most one leaf (a subtree of one leaf is that leaf).
+            let (mut lo, mut len) = (0usize, 16usize);
+            let mut ended = None;
+            while len > 1 {
+                len /= 2;
+                let (mine, other) = if slot < lo + len {
+                    (lo, lo + len)
+                } else {
+                    (lo + len, lo)
+                };
+                siblings.push(self.reduce(children, other, len).hash());
+                lo = mine;
+                match self.reduce(children, mine, len) {
+                    Sub::Many(_) => {}
+                    Sub::Empty => {
+                        ended = Some(None);
+                        break;
+                    }
+                    Sub::One(_) => {
+                        let only = children[mine..mine + len]
+                            .iter()
+                            .find_map(|c| match c.kind() {
+                                Kind::Leaf(l) => Some(*self.leaves.get(l)),
+                                _ => None,
+                            });
+                        ended = Some(only);
+                        break;
+                    }
+                }
+            }
+            if let Some(leaf) = ended {
+                break leaf;
+            }
+            at = children[lo];
+            depth += 1;
+        };
+        siblings.reverse();
+        Ok(SparseProof {
+            leaf: leaf.map(|l| SparseLeaf {
+                key_hash: l.key_hash,
+                value_hash: l.value_hash,
+            }),
+            siblings,
+        })
+    }
+}
+
+/// Consecutive runs of `items` (sorted by key hash) with the same nibble at `depth`.
+fn split<T>(items: &[T], depth: usize, key: impl Fn(&T) -> Hash) -> Vec<(usize, &[T])> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let slot = nibble(&key(&items[start]), depth);
+        let len = items[start..].partition_point(|item| nibble(&key(item), depth) == slot);
+        runs.push((slot, &items[start..start + len]));
+        start += len;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jmt::storage::{LeafNode, Node as JmtNode, NodeKey, TreeReader};
+    use jmt::{KeyHash, OwnedValue, Sha256Jmt, Version as JmtVersion};
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// A store for `jmt` in memory: the oracle's own storage.
+    #[derive(Default)]
+    struct JmtDb {
+        nodes: RefCell<HashMap<NodeKey, JmtNode>>,
+        values: RefCell<BTreeMap<(KeyHash, JmtVersion), Option<OwnedValue>>>,
+    }
+
+    impl TreeReader for JmtDb {
+        fn get_node_option(&self, key: &NodeKey) -> anyhow::Result<Option<JmtNode>> {
+            Ok(self.nodes.borrow().get(key).cloned())
+        }
+
+        fn get_value_option(
+            &self,
+            max_version: JmtVersion,
+            key_hash: KeyHash,
+        ) -> anyhow::Result<Option<OwnedValue>> {
+            Ok(self
+                .values
+                .borrow()
+                .range((key_hash, 0)..=(key_hash, max_version))
+                .next_back()
+                .and_then(|(_, v)| v.clone()))
+        }
+
+        fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+            Ok(None)
+        }
+    }
+
+    /// A block's writes: keys with their new values or deletions.
+    type Block = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("k/{i}").into_bytes()
+    }
+
+    fn apply(tree: &mut Tree, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Hash {
+        let changes = changes(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        let update = tree.prepare(tree.latest() + 1, &changes).expect("prepare");
+        let root = update.root_hash();
+        tree.commit(update).expect("commit");
+        root
+    }
+
+    /// `jmt` (with its own in-memory store) as the oracle of roots and proofs.
+    fn jmt_roots(blocks: &[Block]) -> Vec<Hash> {
+        let db = JmtDb::default();
+        let mut roots = Vec::new();
+        for (version, writes) in blocks.iter().enumerate() {
+            let set = writes
+                .iter()
+                .map(|(k, v)| (KeyHash::with::<sha2::Sha256>(k), v.clone()));
+            let (root, batch) = Sha256Jmt::new(&db)
+                .put_value_set(set, version as u64)
+                .expect("jmt");
+            db.nodes.borrow_mut().extend(
+                batch
+                    .node_batch
+                    .nodes()
+                    .iter()
+                    .map(|(k, n)| (k.clone(), n.clone())),
+            );
+            db.values.borrow_mut().extend(
+                batch
+                    .node_batch
+                    .values()
+                    .iter()
+                    .map(|((v, k), val)| ((*k, *v), val.clone())),
+            );
+            roots.push(Hash(root.0));
+        }
+        roots
+    }
+
+    fn run(blocks: &[Block]) -> (Tree, Vec<Hash>) {
+        let mut tree = Tree::new(0, 1_000);
+        let mut roots = Vec::new();
+        for writes in blocks {
+            roots.push(apply(&mut tree, writes));
+        }
+        (tree, roots)
+    }
+
+    #[test]
+    fn roots_equal_jmts_through_inserts_updates_and_deletes() {
+        let mut blocks = Vec::new();
+        for b in 0..6u32 {
+            let mut w: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..800u32)
+                .filter(|i| i % 6 <= b)
+                .map(|i| (key(i), Some(format!("{b}-{i}").into_bytes())))
+                .collect();
+            if b >= 3 {
+                // Delete some keys, some of them absent.
+                w.retain(|(k, _)| !k.ends_with(b"7"));
+                w.extend((0..900u32).filter(|i| i % 10 == 7).map(|i| (key(i), None)));
+            }
+            blocks.push(w);
+        }
+        let (_, ours) = run(&blocks);
+        // jmt's versions start at 0; ours at 1 (version 0 is the empty tree).
+        assert_eq!(ours, jmt_roots(&blocks));
+    }
+
+    #[test]
+    fn an_empty_tree_and_a_single_leaf_hash_as_the_ledger_says() {
+        // Keeping one version: what the older ones held is freed at once.
+        let tree = Tree::new(0, 1);
+        assert_eq!(tree.root_hash(0).expect("root"), PLACEHOLDER);
+        let mut tree = tree;
+        let root = apply(&mut tree, &[(b"a".to_vec(), Some(b"1".to_vec()))]);
+        let leaf = SparseLeaf {
+            key_hash: sparse::key_hash(b"a"),
+            value_hash: sparse::value_hash(b"1"),
+        };
+        assert_eq!(root, leaf.hash());
+        // Deleting the last key gives the empty tree again.
+        let root = apply(&mut tree, &[(b"a".to_vec(), None)]);
+        assert_eq!(root, PLACEHOLDER);
+        assert_eq!(tree.size().leaves, 0);
+    }
+
+    #[test]
+    fn proofs_verify_in_the_ledger_for_present_and_absent_keys_at_kept_versions() {
+        let blocks: Vec<Vec<_>> = (0..4u32)
+            .map(|b| {
+                (0..500u32)
+                    .filter(|i| i % 4 <= b)
+                    .map(|i| (key(i), Some(format!("{b}:{i}").into_bytes())))
+                    .collect()
+            })
+            .collect();
+        let (tree, roots) = run(&blocks);
+        for (v, root) in roots.iter().enumerate() {
+            let version = v as u64 + 1;
+            let values: BTreeMap<Vec<u8>, Vec<u8>> = blocks[..=v]
+                .iter()
+                .flatten()
+                .map(|(k, val)| (k.clone(), val.clone().expect("no deletes")))
+                .collect();
+            for i in (0..700u32).step_by(7) {
+                let k = key(i);
+                let proof = tree.proof(version, &sparse::key_hash(&k)).expect("proof");
+                let value = values.get(&k).map(Vec::as_slice);
+                proof
+                    .verify(root, &k, value)
+                    .unwrap_or_else(|e| panic!("key {i} at {version}: {e}"));
+                let wrong = if value.is_some() {
+                    None
+                } else {
+                    Some(&b"x"[..])
+                };
+                assert!(proof.verify(root, &k, wrong).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn old_versions_are_kept_as_configured_and_then_freed() {
+        let mut tree = Tree::new(0, 3);
+        let mut roots = vec![PLACEHOLDER];
+        for b in 1..=10u32 {
+            let w: Vec<_> = (0..200u32)
+                .map(|i| (key(i), Some(format!("{b}/{i}").into_bytes())))
+                .collect();
+            roots.push(apply(&mut tree, &w));
+        }
+        assert_eq!((tree.oldest(), tree.latest()), (8, 10));
+        for v in 8..=10 {
+            assert_eq!(tree.root_hash(v).expect("kept"), roots[v as usize]);
+        }
+        assert!(matches!(
+            tree.root_hash(7),
+            Err(TreeError::NotKept { asked: 7, .. })
+        ));
+        // Three versions of 200 keys, sharing nothing but the shape: at most three
+        // trees' worth of leaves are alive.
+        let size = tree.size();
+        assert!(size.leaves <= 3 * 200, "{size:?}");
+        assert!(size.leaves >= 200, "{size:?}");
+    }
+
+    #[test]
+    fn a_discarded_update_leaves_the_tree_as_it_was() {
+        let mut tree = Tree::new(0, 2);
+        let w: Vec<_> = (0..300u32).map(|i| (key(i), Some(b"v".to_vec()))).collect();
+        let root = apply(&mut tree, &w);
+        let before = tree.size();
+        let keys: Vec<Vec<u8>> = (0..300u32).map(key).collect();
+        let changes = changes(keys.iter().map(|k| (k.as_slice(), Some(&b"w"[..]))));
+        let update = tree.prepare(2, &changes).expect("prepare");
+        assert_ne!(update.root_hash(), root);
+        assert!(tree.size().leaves > before.leaves);
+        tree.discard(update);
+        assert_eq!(tree.size(), before);
+        assert_eq!(tree.root_hash(1).expect("root"), root);
+        // An update must build on the latest version.
+        assert!(matches!(
+            tree.prepare(5, &changes),
+            Err(TreeError::NotLatest { .. })
+        ));
+    }
+
+    #[test]
+    fn a_tree_built_from_its_leaves_equals_the_tree_built_block_by_block() {
+        let blocks: Vec<Vec<_>> = (0..3u32)
+            .map(|b| {
+                (0..400u32)
+                    .filter(|i| (i + b) % 3 != 0)
+                    .map(|i| (key(i), Some(format!("{b}{i}").into_bytes())))
+                    .collect()
+            })
+            .collect();
+        let (_, roots) = run(&blocks);
+        let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (k, v) in blocks.iter().flatten() {
+            latest.insert(k.clone(), v.clone().expect("value"));
+        }
+        let leaves = latest
+            .iter()
+            .map(|(k, v)| (sparse::key_hash(k), sparse::value_hash(v)))
+            .collect();
+        let rebuilt = Tree::from_leaves(3, 1, leaves).expect("build");
+        assert_eq!(rebuilt.root_hash(3).expect("root"), roots[2]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random blocks of inserts, updates and deletes over a small key space (so
+        /// subtrees split and collapse often): every root equals jmt's, and a rebuild
+        /// from the final leaves gives the same root.
+        #[test]
+        fn random_histories_agree_with_jmt(
+            blocks in prop::collection::vec(
+                prop::collection::vec((0u32..64, prop::option::of(0u8..4)), 0..40),
+                1..8,
+            )
+        ) {
+            let blocks: Vec<Block> = blocks
+                .into_iter()
+                .map(|w| {
+                    let mut m = BTreeMap::new();
+                    for (k, v) in w {
+                        m.insert(key(k), v.map(|v| vec![v]));
+                    }
+                    m.into_iter().collect()
+                })
+                .collect();
+            let (tree, ours) = run(&blocks);
+            prop_assert_eq!(&ours, &jmt_roots(&blocks));
+            let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (k, v) in blocks.iter().flatten() {
+                match v {
+                    Some(v) => { latest.insert(k.clone(), v.clone()); }
+                    None => { latest.remove(k); }
+                }
+            }
+            let leaves = latest
+                .iter()
+                .map(|(k, v)| (sparse::key_hash(k), sparse::value_hash(v)))
+                .collect();
+            let rebuilt = Tree::from_leaves(0, 1, leaves).expect("build");
+            let last = *ours.last().expect("a block");
+            prop_assert_eq!(rebuilt.root_hash(0).expect("root"), last);
+            prop_assert_eq!(rebuilt.size().leaves, latest.len());
+            prop_assert!(tree.size().leaves >= latest.len());
+        }
+    }
+}
