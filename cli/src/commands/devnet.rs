@@ -103,6 +103,18 @@ pub fn run(cmd: DevnetCommand, out: &Output) -> anyhow::Result<()> {
 /// Starts the devnet in `dir` (generating it if needed) and waits for a block.
 /// `report` prints the node list on `out`.
 pub fn up(dir: &Path, wait: Duration, out: &Output, report: bool) -> anyhow::Result<()> {
+    up_with(dir, wait, out, report, None)
+}
+
+/// [`up`], generating a devnet whose genesis asks every node for `synthetic` state (a
+/// devnet that exists already is used as it is).
+pub fn up_with(
+    dir: &Path,
+    wait: Duration,
+    out: &Output,
+    report: bool,
+    synthetic: Option<cbec_genesis::SyntheticState>,
+) -> anyhow::Result<()> {
     if !Consortium::genesis_path(dir).exists() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -114,7 +126,7 @@ pub fn up(dir: &Path, wait: Duration, out: &Output, report: bool) -> anyhow::Res
                 genesis_time_ms: now,
                 consensus: ConsensusParams::default(),
                 chaincodes: catalog::default_configs(),
-                synthetic_state: None,
+                synthetic_state: synthetic,
             },
             &mut rand_core::OsRng,
         )?;

@@ -1,0 +1,526 @@
+//! `cbec bench --workload parcels`: the imported-parcel flow of the demo, as many
+//! parcels at once as it takes to load the nodes.
+//!
+//! Each client is a lane with its own five filed enterprises (platform, seller and
+//! manufacturer, payment, logistics, agent); customs' own steps go through one customs
+//! thread, since customs has one operator key and its nonces must reach the nodes in
+//! order. A parcel takes twelve transactions, each sent once the one before it is
+//! committed (a goods event names the previous event's hash, which only its commit
+//! tells, and each customs document is checked against the earlier ones): produced,
+//! ordered, order (CEB311), payment (CEB411), paid, waybill (CEB511), shipped,
+//! declaration list (CEB621), declared, clearance, cleared, delivered. A lane keeps
+//! `--parcels` parcels in flight and starts a new one as each ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cbec_ledger::{Hash, KeyPair, Transaction};
+use serde_json::{json, Value};
+
+use super::{post_batch, record_sends, Shared, PAUSE_MIN};
+use crate::client::Client;
+use crate::commands::tx::sign_call;
+
+/// Where a committed transaction's result goes: to the lane that sent it.
+pub type Route = mpsc::Sender<(Hash, Value)>;
+
+/// The routes of transactions in flight, read by the block watcher.
+pub type Routes = Mutex<HashMap<Hash, Route>>;
+
+/// One lane's filed enterprises.
+#[derive(Debug)]
+pub struct Firms {
+    pub platform: KeyPair,
+    pub seller: KeyPair,
+    pub payment: KeyPair,
+    pub logistics: KeyPair,
+    pub agent: KeyPair,
+    pub codes: [String; 5],
+}
+
+/// The roles of a lane's five enterprises, in [`Firms`] order.
+pub const ROLES: [&[&str]; 5] = [
+    &["platform"],
+    &["seller", "manufacturer"],
+    &["payment"],
+    &["logistics"],
+    &["agent"],
+];
+
+/// Steps of a parcel, in order: who sends it, and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Produced,
+    Ordered,
+    Order,
+    Payment,
+    Paid,
+    Waybill,
+    Shipped,
+    List,
+    Declared,
+    Clear,
+    Cleared,
+    Delivered,
+}
+
+const STEPS: [Step; 12] = [
+    Step::Produced,
+    Step::Ordered,
+    Step::Order,
+    Step::Payment,
+    Step::Paid,
+    Step::Waybill,
+    Step::Shipped,
+    Step::List,
+    Step::Declared,
+    Step::Clear,
+    Step::Cleared,
+    Step::Delivered,
+];
+
+/// A sender of a lane: one of its firms, or customs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Firm(usize),
+    Customs,
+}
+
+fn who(step: Step) -> Who {
+    match step {
+        Step::Order => Who::Firm(0),
+        Step::Produced | Step::Ordered => Who::Firm(1),
+        Step::Payment | Step::Paid => Who::Firm(2),
+        Step::Waybill | Step::Shipped | Step::Delivered => Who::Firm(3),
+        Step::List | Step::Declared => Who::Firm(4),
+        Step::Clear | Step::Cleared => Who::Customs,
+    }
+}
+
+#[derive(Debug)]
+struct Parcel {
+    id: u64,
+    step: usize,
+    /// The hash of the good's last event.
+    prev: Option<String>,
+    /// The transaction of the current step, once sent.
+    waiting: Option<Hash>,
+}
+
+fn tag(purpose: &str, value: &str) -> String {
+    // Stands in for the gateway's keyed HMAC over the canonical personal value.
+    format!("v1:{}", Hash::tagged(purpose, value.as_bytes()).to_hex())
+}
+
+/// The call of a parcel's step: chaincode, method and arguments.
+fn call(
+    step: Step,
+    p: &Parcel,
+    stamp: u64,
+    lane: usize,
+    codes: &[String; 5],
+) -> (&'static str, &'static str, Value) {
+    let goods_id = format!("P{stamp}-{lane}-{}", p.id);
+    let order_no = format!("O{stamp}-{lane}-{}", p.id);
+    let waybill = format!("W{stamp}{lane:02}{:08}", p.id);
+    let buyer = tag("buyer", &goods_id);
+    let [platform, seller, payment, logistics, _agent] = codes;
+    let (name, phone, address) = (
+        tag("name", &goods_id),
+        tag("phone", &goods_id),
+        tag("address", &goods_id),
+    );
+    let event = |kind: &str, attributes: Value| {
+        let mut args = json!({"goods_id": goods_id, "kind": kind, "attributes": attributes});
+        if let Some(prev) = &p.prev {
+            args["prev"] = json!(prev);
+        }
+        ("goods", "record", args)
+    };
+    match step {
+        Step::Produced => event(
+            "produced",
+            json!({"gtin": "6901234567892", "commodity_code": "3304990099"}),
+        ),
+        Step::Ordered => event("ordered", json!({"order_no": order_no})),
+        Step::Order => (
+            "customs",
+            "submit_order",
+            json!({
+                "order_no": order_no, "ebp_code": platform, "ebc_code": seller,
+                "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_100,
+                "discount_fen": 500, "actual_paid_fen": 109_600, "buyer_id_type": "1",
+                "buyer_tag": buyer, "consignee_name_tag": name, "consignee_phone_tag": phone,
+                "consignee_address_tag": address,
+                "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
+        ),
+        Step::Payment => (
+            "customs",
+            "submit_payment",
+            json!({"order_no": order_no, "ebp_code": platform, "pay_code": payment,
+                   "amount_paid_fen": 109_600, "payer_tag": buyer}),
+        ),
+        Step::Paid => event("paid", json!({"order_no": order_no})),
+        Step::Waybill => (
+            "customs",
+            "submit_waybill",
+            json!({"logistics_code": logistics, "logistics_no": waybill, "order_no": order_no,
+                   "consignee_name_tag": name, "consignee_phone_tag": phone,
+                   "consignee_address_tag": address}),
+        ),
+        Step::Shipped => event("shipped", json!({"logistics_no": waybill})),
+        Step::List => (
+            "customs",
+            "submit_list",
+            json!({"order_no": order_no, "ebp_code": platform, "ebc_code": seller,
+                   "logistics_code": logistics, "logistics_no": waybill, "buyer_id_type": "1",
+                   "buyer_tag": buyer, "supervision_mode": "9610", "vat_rate_bp": 1300,
+                   "consumption_rate_bp": 0, "tariff_rate_bp": 0}),
+        ),
+        Step::Declared => event("declared", json!({"order_no": order_no})),
+        Step::Clear => (
+            "customs",
+            "clear",
+            json!({"ebp_code": platform, "order_no": order_no}),
+        ),
+        Step::Cleared => event("cleared", json!({"order_no": order_no})),
+        Step::Delivered => event("delivered", json!({})),
+    }
+}
+
+/// The goods event hash a committed `record` reported.
+fn event_hash(result: &Value) -> Option<String> {
+    result["outcome"]["events"]
+        .as_array()?
+        .iter()
+        .flat_map(|e| e["attributes"].as_array().into_iter().flatten())
+        .find(|a| a["key"] == "event_hash")
+        .and_then(|a| a["value"].as_str())
+        .map(String::from)
+}
+
+/// A transaction customs is asked to sign for a lane, in the order asked.
+pub struct CustomsJob {
+    chaincode: &'static str,
+    method: &'static str,
+    args: Value,
+    reply: mpsc::Sender<Hash>,
+    route: Route,
+}
+
+/// What a lane and the customs thread share with the run.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub chain_id: Hash,
+    pub stamp: u64,
+    pub start: Instant,
+    pub end: Instant,
+    /// Parcels cleared inside the window.
+    pub cleared: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Sends `txs` until each is admitted (or the window ends), keeping their order.
+fn send_all(
+    http: &reqwest::blocking::Client,
+    node: &str,
+    ctx: &Context,
+    mut txs: Vec<Transaction>,
+) {
+    while !txs.is_empty() && Instant::now() < ctx.end && !ctx.shared.stop.load(Ordering::Relaxed) {
+        record_sends(
+            &mut ctx.shared.sent_at.lock().expect("lock"),
+            txs.iter().map(Transaction::hash),
+            0,
+            None,
+            Instant::now(),
+        );
+        match post_batch(http, node, &txs) {
+            Ok(admitted) => {
+                let ok = admitted.iter().filter(|a| **a).count();
+                ctx.shared.submitted.fetch_add(ok as u64, Ordering::Relaxed);
+                let Some(first) = admitted.iter().position(|a| !*a) else {
+                    return;
+                };
+                ctx.shared
+                    .refused
+                    .fetch_add((txs.len() - ok) as u64, Ordering::Relaxed);
+                txs.drain(..first);
+            }
+            Err(e) => eprintln!("\nclient: {e:#}"),
+        }
+        std::thread::sleep(PAUSE_MIN);
+    }
+}
+
+/// Customs' thread: signs what lanes ask for with consecutive nonces and sends them in
+/// that order.
+pub fn run_customs(
+    key: KeyPair,
+    first_nonce: u64,
+    node: String,
+    ctx: Arc<Context>,
+    jobs: mpsc::Receiver<CustomsJob>,
+) {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+    let mut nonce = first_nonce;
+    while Instant::now() < ctx.end && !ctx.shared.stop.load(Ordering::Relaxed) {
+        let Ok(first) = jobs.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter().take(511));
+        let mut txs = Vec::with_capacity(batch.len());
+        for job in batch {
+            let tx = match sign_call(
+                &key,
+                ctx.chain_id,
+                nonce,
+                job.chaincode,
+                job.method,
+                job.args,
+            ) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    eprintln!("\ncustoms: {e:#}");
+                    continue;
+                }
+            };
+            nonce += 1;
+            let hash = tx.hash();
+            ctx.shared
+                .routes
+                .lock()
+                .expect("lock")
+                .insert(hash, job.route);
+            let _ = job.reply.send(hash);
+            txs.push(tx);
+        }
+        send_all(&http, &node, &ctx, txs);
+    }
+}
+
+/// One lane: keeps `in_flight` parcels going through their twelve steps.
+#[allow(clippy::too_many_arguments)]
+pub fn run_lane(
+    lane: usize,
+    firms: Firms,
+    nonces: [u64; 5],
+    in_flight: usize,
+    node: String,
+    ctx: Arc<Context>,
+    customs: mpsc::Sender<CustomsJob>,
+) {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+    let keys = [
+        &firms.platform,
+        &firms.seller,
+        &firms.payment,
+        &firms.logistics,
+        &firms.agent,
+    ];
+    let mut nonces = nonces;
+    let (done_tx, done) = mpsc::channel::<(Hash, Value)>();
+    let mut parcels: Vec<Parcel> = (0..in_flight as u64)
+        .map(|id| Parcel {
+            id,
+            step: 0,
+            prev: None,
+            waiting: None,
+        })
+        .collect();
+    let mut next_id = in_flight as u64;
+    let mut by_tx: HashMap<Hash, usize> = HashMap::new();
+    let mut rejections_shown = 0;
+    while Instant::now() < ctx.end && !ctx.shared.stop.load(Ordering::Relaxed) {
+        // Send every parcel's next step that is not waiting for a commit.
+        let mut txs = Vec::new();
+        for (i, p) in parcels.iter_mut().enumerate() {
+            if p.waiting.is_some() {
+                continue;
+            }
+            let step = STEPS[p.step];
+            let (chaincode, method, args) = call(step, p, ctx.stamp, lane, &firms.codes);
+            let hash = match who(step) {
+                Who::Firm(f) => {
+                    let tx = match sign_call(
+                        keys[f],
+                        ctx.chain_id,
+                        nonces[f],
+                        chaincode,
+                        method,
+                        args,
+                    ) {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            eprintln!("\nlane {lane}: {e:#}");
+                            return;
+                        }
+                    };
+                    nonces[f] += 1;
+                    let hash = tx.hash();
+                    ctx.shared
+                        .routes
+                        .lock()
+                        .expect("lock")
+                        .insert(hash, done_tx.clone());
+                    txs.push(tx);
+                    hash
+                }
+                Who::Customs => {
+                    let (reply, hash) = mpsc::channel();
+                    let job = CustomsJob {
+                        chaincode,
+                        method,
+                        args,
+                        reply,
+                        route: done_tx.clone(),
+                    };
+                    if customs.send(job).is_err() {
+                        return;
+                    }
+                    match hash.recv() {
+                        Ok(hash) => hash,
+                        Err(_) => return,
+                    }
+                }
+            };
+            p.waiting = Some(hash);
+            by_tx.insert(hash, i);
+        }
+        send_all(&http, &node, &ctx, txs);
+        // Then take the commits that arrived (waiting a little for the first).
+        let first = done.recv_timeout(Duration::from_millis(20));
+        for (hash, result) in first.into_iter().chain(done.try_iter()) {
+            let Some(i) = by_tx.remove(&hash) else {
+                continue;
+            };
+            let p = &mut parcels[i];
+            p.waiting = None;
+            let step = STEPS[p.step];
+            if result["outcome"]["status"] != "accepted" {
+                if rejections_shown < 3 {
+                    rejections_shown += 1;
+                    eprintln!(
+                        "\nlane {lane}: parcel {} step {step:?} rejected: {} {}",
+                        p.id, result["outcome"]["rule"], result["outcome"]["message"]
+                    );
+                }
+                *p = Parcel {
+                    id: next_id,
+                    step: 0,
+                    prev: None,
+                    waiting: None,
+                };
+                next_id += 1;
+                continue;
+            }
+            if let Some(h) = event_hash(&result) {
+                p.prev = Some(h);
+            }
+            if step == Step::Clear {
+                let now = Instant::now();
+                if now >= ctx.start && now <= ctx.end {
+                    ctx.cleared.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            p.step += 1;
+            if p.step == STEPS.len() {
+                *p = Parcel {
+                    id: next_id,
+                    step: 0,
+                    prev: None,
+                    waiting: None,
+                };
+                next_id += 1;
+            }
+        }
+    }
+}
+
+/// Files one lane's five enterprises (commerce approves) and returns them.
+pub fn file_firms(
+    client: &Client,
+    commerce: &KeyPair,
+    lane: usize,
+    stamp: u64,
+) -> anyhow::Result<Firms> {
+    let mut keys = Vec::new();
+    let mut codes = Vec::new();
+    for (f, roles) in ROLES.iter().enumerate() {
+        let n = (stamp * 64 + (lane * 5 + f) as u64) % 10_000_000;
+        let seed = Hash::tagged(
+            "cbec:bench-firm",
+            &cbec_ledger::codec::encode(&(stamp, lane as u64, f as u64)),
+        );
+        let key = KeyPair::from_seed(&seed.0);
+        let uscc = cbec_chaincode::codes::uscc_with_check(&format!("91140200MB{n:07}"))
+            .map_err(|e| anyhow::anyhow!("bench enterprise id: {e}"))?;
+        let code = format!("14039{:05}", n % 100_000);
+        let answer = crate::commands::tx::submit(
+            client,
+            commerce,
+            "enterprise",
+            "approve_filing",
+            json!({"uscc": uscc, "name": format!("bench {} {lane}", roles[0]), "roles": roles,
+                   "keys": [key.public()], "customs_code": code}),
+            true,
+            None,
+        )?;
+        if answer["result"]["outcome"]["status"] != "accepted" {
+            anyhow::bail!("filing bench firm {lane}/{f} failed: {}", answer["result"]);
+        }
+        keys.push(key);
+        codes.push(code);
+    }
+    let mut keys = keys.into_iter();
+    let mut take = || keys.next().expect("five keys");
+    Ok(Firms {
+        platform: take(),
+        seller: take(),
+        payment: take(),
+        logistics: take(),
+        agent: take(),
+        codes: codes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("five codes"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_has_a_sender_and_arguments_the_chaincode_takes() {
+        let p = Parcel {
+            id: 1,
+            step: 0,
+            prev: Some(Hash([3; 32]).to_hex()),
+            waiting: None,
+        };
+        let codes = [
+            "4403960001",
+            "1402960002",
+            "1100960003",
+            "1402960004",
+            "1402960005",
+        ]
+        .map(String::from);
+        for step in STEPS {
+            let (chaincode, method, args) = call(step, &p, 7, 0, &codes);
+            cbec_chaincode::args_from_json(chaincode, method, args)
+                .unwrap_or_else(|e| panic!("{step:?}: {e}"));
+            let _ = who(step);
+        }
+        assert_eq!(STEPS.iter().filter(|s| who(**s) == Who::Customs).count(), 2);
+    }
+}
