@@ -38,6 +38,23 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, canonical()).expect("canonical encoding into a Vec")
 }
 
+/// The length of a value's canonical encoding, counted without building it.
+pub fn encoded_len<T: Encode>(value: &T) -> usize {
+    /// Counts bytes instead of keeping them.
+    struct Counter(usize);
+    impl bincode::enc::write::Writer for Counter {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            self.0 += bytes.len();
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // As for `encode`: no failure mode for our types, and this writer never fails.
+    bincode::encode_into_writer(value, &mut counter, canonical())
+        .expect("canonical encoding into a counter");
+    counter.0
+}
+
 /// Decodes exactly one value from `bytes`; trailing bytes and truncated input are errors.
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > DECODE_BYTES_MAX {

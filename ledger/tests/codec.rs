@@ -167,6 +167,7 @@ where
     T: bincode::Encode + bincode::Decode<()> + PartialEq + std::fmt::Debug,
 {
     let bytes = codec::encode(value);
+    prop_assert_eq!(codec::encoded_len(value), bytes.len(), "counted length");
     let back: T = codec::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, value);
     for cut in 0..bytes.len() {

@@ -200,7 +200,7 @@ pub fn check(
                 }
             })
             .clone();
-        let size = codec::encode(&tx).len();
+        let size = codec::encoded_len(&tx);
         if let Some(refusal) = refusal {
             early.push(Some(refusal));
         } else if size > tx_bytes_max {

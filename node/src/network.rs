@@ -683,7 +683,7 @@ pub fn serve_sync(store: &Store, request: &SyncRequest) -> SyncResponse {
         else {
             break;
         };
-        bytes += codec::encode(&block).len();
+        bytes += codec::encoded_len(&block);
         if bytes > FRAME_BYTES_MAX / 2 && !blocks.is_empty() {
             break;
         }

@@ -332,7 +332,7 @@ impl Executor {
                 self.limits.txs_max
             )));
         }
-        let size = codec::encode(block).len();
+        let size = codec::encoded_len(block);
         if size > self.limits.bytes_max {
             return Err(invalid(format!(
                 "block of {size} bytes, more than {}",
