@@ -49,10 +49,17 @@ impl StateRead for MemoryState {
 }
 
 /// The base state with the block's writes on top.
+///
+/// Reads of the base are kept for the rest of the block: the base does not change while
+/// a block executes, and a block's transactions read the same few keys again and again
+/// (each sender's filing, the filings its rules look up), which would otherwise each be
+/// a RocksDB lookup.
 #[derive(Debug)]
 pub struct BlockOverlay<'a, S: StateRead + ?Sized> {
     base: &'a S,
     writes: Writes,
+    /// What the base answered, by key (failed reads are not kept).
+    reads: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     /// The first failed read of the base: once set, the block is abandoned, whatever
     /// the rule that saw the error made of it.
     failure: RefCell<Option<StateError>>,
@@ -63,17 +70,23 @@ impl<'a, S: StateRead + ?Sized> BlockOverlay<'a, S> {
         BlockOverlay {
             base,
             writes: Writes::new(),
+            reads: RefCell::new(BTreeMap::new()),
             failure: RefCell::new(None),
         }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        match self.writes.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.base.get(key).inspect_err(|e| {
-                self.failure.borrow_mut().get_or_insert_with(|| e.clone());
-            }),
+        if let Some(value) = self.writes.get(key) {
+            return Ok(value.clone());
         }
+        if let Some(value) = self.reads.borrow().get(key) {
+            return Ok(value.clone());
+        }
+        let value = self.base.get(key).inspect_err(|e| {
+            self.failure.borrow_mut().get_or_insert_with(|| e.clone());
+        })?;
+        self.reads.borrow_mut().insert(key.to_vec(), value.clone());
+        Ok(value)
     }
 
     /// The first read of the base that failed, if any.
@@ -88,5 +101,68 @@ impl<'a, S: StateRead + ?Sized> BlockOverlay<'a, S> {
 
     pub fn into_writes(self) -> Writes {
         self.writes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A base that counts its reads and fails on one key.
+    struct Counting {
+        state: MemoryState,
+        reads: Cell<usize>,
+    }
+
+    impl StateRead for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+            self.reads.set(self.reads.get() + 1);
+            if key == b"bad" {
+                return Err(StateError("disk".into()));
+            }
+            self.state.get(key)
+        }
+    }
+
+    fn base() -> Counting {
+        let mut state = MemoryState::default();
+        state.apply(&Writes::from([(b"k".to_vec(), Some(b"v0".to_vec()))]));
+        Counting {
+            state,
+            reads: Cell::new(0),
+        }
+    }
+
+    #[test]
+    fn a_key_is_read_from_the_base_once_per_block_and_the_blocks_writes_win() {
+        let base = base();
+        let mut overlay = BlockOverlay::new(&base);
+        for _ in 0..3 {
+            assert_eq!(overlay.get(b"k").unwrap(), Some(b"v0".to_vec()));
+            assert_eq!(overlay.get(b"absent").unwrap(), None);
+        }
+        assert_eq!(base.reads.get(), 2, "one base read per key");
+        overlay.commit(Writes::from([(b"k".to_vec(), Some(b"v1".to_vec()))]));
+        assert_eq!(overlay.get(b"k").unwrap(), Some(b"v1".to_vec()));
+        overlay.commit(Writes::from([(b"k".to_vec(), None)]));
+        assert_eq!(
+            overlay.get(b"k").unwrap(),
+            None,
+            "a deletion hides the read"
+        );
+    }
+
+    #[test]
+    fn a_failed_read_is_not_kept_and_is_remembered_as_the_blocks_failure() {
+        let base = base();
+        let overlay = BlockOverlay::new(&base);
+        assert!(overlay.get(b"bad").is_err());
+        assert!(
+            overlay.get(b"bad").is_err(),
+            "asked again, not answered from memory"
+        );
+        assert_eq!(base.reads.get(), 2);
+        assert_eq!(overlay.failure(), Some(StateError("disk".into())));
     }
 }
