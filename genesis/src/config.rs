@@ -53,11 +53,18 @@ pub struct StoreSettings {
     /// do not need old heights. Each kept height costs the memory of the tree nodes
     /// its block changed.
     pub versions_kept: usize,
+    /// Keep every height's state provable (an archive node), from genesis, or from
+    /// the height at which an existing node is first started with this set. Costs disk:
+    /// each height's changed tree nodes and values are written beside its block.
+    pub archive: bool,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { versions_kept: 16 }
+        StoreSettings {
+            versions_kept: 16,
+            archive: false,
+        }
     }
 }
 

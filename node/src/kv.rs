@@ -26,10 +26,12 @@ pub enum Cf {
     JmtValues,
     Consensus,
     Meta,
+    /// An archive node's tree nodes, roots and values by version (see `store`).
+    Archive,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Blocks,
         Cf::Certs,
         Cf::TxIndex,
@@ -38,6 +40,7 @@ impl Cf {
         Cf::JmtValues,
         Cf::Consensus,
         Cf::Meta,
+        Cf::Archive,
     ];
 
     /// The RocksDB column family's name (kept from the first stores, so they open).
@@ -51,6 +54,7 @@ impl Cf {
             Cf::JmtValues => "jmt_values",
             Cf::Consensus => "consensus",
             Cf::Meta => "meta",
+            Cf::Archive => "archive",
         }
     }
 }

@@ -34,7 +34,8 @@ impl From<StoreError> for ProveError {
                 latest,
             }) => ProveError::NotKept(format!(
                 "the state at height {asked} is no longer kept on this node: it proves \
-                 heights {oldest} to {latest} ([store] versions_kept in its config)"
+                 heights {oldest} to {latest} ([store] versions_kept in its config; an archive \
+                 node, [store] archive = true, proves every height)"
             )),
             e => ProveError::Store(e),
         }

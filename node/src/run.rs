@@ -123,6 +123,7 @@ pub async fn run_with(
             .map(|a| validator_key_state_key(&a.name).into_bytes())
             .collect(),
         background: true,
+        archive: config.store.archive,
     };
     let opening = std::time::Instant::now();
     let store = Arc::new(

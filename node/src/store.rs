@@ -11,6 +11,10 @@
 //! | `meta` | `chain_id`, `format`, `height` | the chain this store belongs to, its layout, last height on disk |
 //! | `meta` | `validators_hash` | the last block's validator set |
 //! | `meta` | `set-change/<height>` | the set changed after that height: the state proofs of the watched keys (the agencies' validator keys) at it |
+//! | `meta` | `archive_from` | an archive's first height |
+//! | `archive` | `r` ‖ height | an archive's tree root at that height ([`tree::Stored`]) |
+//! | `archive` | `n` ‖ depth ‖ path ‖ height | a tree node as that height made it ([`tree::encode_node`]) |
+//! | `archive` | `v` ‖ value hash | a state value the tree holds a leaf of |
 //!
 //! **Applying** a decided block ([`Store::apply`]) makes it the chain's head at once, in
 //! memory: the tree's new version is committed, and the block, its certificate and its
@@ -30,6 +34,15 @@
 //! [`StoreOptions::versions_kept`] versions readable for state proofs; the proofs a
 //! verifier needs at validator-set changes are written when the change is applied, so
 //! they never depend on old versions.
+//!
+//! **An archive** ([`StoreOptions::archive`]) proves every height from where it started
+//! (genesis, or the height at which a store was first opened as one): it writes each
+//! height's tree nodes, root and values in the `archive` family, in the same batch as
+//! the block, and proves a height the tree no longer keeps by walking them (the node
+//! at a path is the last one written at or before the height asked). A proof so made is
+//! checked against that height's header before it is given out. Turning the archive
+//! off forgets where it started (its entries stay until the directory is rebuilt);
+//! turning it on again starts it anew.
 //!
 //! The column families live in a [`Kv`] backend: RocksDB on disk ([`Store::open`]), or
 //! memory for the node simulation ([`Store::in_memory`]); everything above is shared.
@@ -89,6 +102,9 @@ pub struct StoreOptions {
     pub watched: Vec<Vec<u8>>,
     /// Persist applied blocks on a thread of their own (see the module comment).
     pub background: bool,
+    /// Keep every height's tree for state proofs, from genesis or from the first open
+    /// with this set (see the module comment).
+    pub archive: bool,
 }
 
 impl Default for StoreOptions {
@@ -97,6 +113,7 @@ impl Default for StoreOptions {
             versions_kept: 16,
             watched: Vec::new(),
             background: false,
+            archive: false,
         }
     }
 }
@@ -224,6 +241,61 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// `meta` key of an archive's first height.
+const ARCHIVE_FROM: &str = "archive_from";
+
+fn archive_root_key(height: u64) -> Vec<u8> {
+    let mut key = vec![b'r'];
+    key.extend_from_slice(&height_key(height));
+    key
+}
+
+/// Bytes before the height in [`archive_node_key`]: the node's place.
+const NODE_PLACE: usize = 1 + 1 + 32;
+
+fn archive_node_key(depth: usize, path: &Hash, height: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(NODE_PLACE + 8);
+    key.push(b'n');
+    key.push(depth as u8); // at most 64 nibbles
+    key.extend_from_slice(&path.0);
+    key.extend_from_slice(&height_key(height));
+    key
+}
+
+fn archive_value_key(value_hash: &Hash) -> Vec<u8> {
+    let mut key = vec![b'v'];
+    key.extend_from_slice(&value_hash.0);
+    key
+}
+
+/// A batch that writes itself out every [`ArchiveWriter::BATCH`] entries (an archive
+/// started on a large state holds millions).
+struct ArchiveWriter<'a> {
+    kv: &'a dyn Kv,
+    batch: Batch,
+    failed: Option<KvError>,
+}
+
+impl ArchiveWriter<'_> {
+    const BATCH: usize = 20_000;
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch.put(Cf::Archive, key, value);
+        if self.batch.len() >= Self::BATCH && self.failed.is_none() {
+            if let Err(e) = self.kv.write(std::mem::take(&mut self.batch), false) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e.into());
+        }
+        Ok(self.kv.write(self.batch, false)?)
+    }
+}
+
 fn set_change_key(height: u64) -> Vec<u8> {
     let mut key = SET_CHANGE_PREFIX.to_vec();
     key.extend_from_slice(&height_key(height));
@@ -281,6 +353,9 @@ impl Inner {
                 None => batch.delete(Cf::State, key.as_slice()),
             }
         }
+        if self.options.archive {
+            self.archive_height(&applied, &mut batch)?;
+        }
         batch.put(Cf::Blocks, height_key(height), codec::encode(block));
         batch.put(
             Cf::Certs,
@@ -327,6 +402,81 @@ impl Inner {
             waiter();
         }
         Ok(())
+    }
+
+    /// Adds an applied block's archive entries to its batch: the nodes its height made,
+    /// its root and the values it wrote. Its version is still in the tree: applying
+    /// waits while [`PENDING_MAX`] blocks wait for the disk, and more are kept.
+    fn archive_height(&self, applied: &Applied, batch: &mut Batch) -> Result<()> {
+        let height = applied.block.height();
+        let changes = tree::changes(
+            applied
+                .writes
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
+        let root =
+            read(&self.live)
+                .tree
+                .archive_changes(height, &changes, &mut |depth, path, node| {
+                    batch.put(
+                        Cf::Archive,
+                        archive_node_key(depth, &path, height),
+                        tree::encode_node(&node),
+                    )
+                })?;
+        let mut bytes = Vec::new();
+        root.encode_into(&mut bytes);
+        batch.put(Cf::Archive, archive_root_key(height), bytes);
+        for value in applied.writes.values().flatten() {
+            batch.put(
+                Cf::Archive,
+                archive_value_key(&sparse::value_hash(value)),
+                value.as_slice(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the whole tree at `height` (the latest version) and every state value
+    /// to the archive, then marks the archive as starting there.
+    fn start_archive(&self, height: u64) -> Result<()> {
+        tracing::info!("starting the archive at height {height}: writing its whole state");
+        let mut out = ArchiveWriter {
+            kv: self.kv.as_ref(),
+            batch: Batch::default(),
+            failed: None,
+        };
+        let root = read(&self.live)
+            .tree
+            .archive_all(height, &mut |depth, path, node| {
+                out.put(
+                    archive_node_key(depth, &path, height),
+                    tree::encode_node(&node),
+                )
+            })?;
+        let mut bytes = Vec::new();
+        root.encode_into(&mut bytes);
+        out.put(archive_root_key(height), bytes);
+        self.kv.each(Cf::State, &mut |_, value| {
+            out.put(
+                archive_value_key(&sparse::value_hash(value)),
+                value.to_vec(),
+            );
+            Ok(())
+        })?;
+        out.finish()?;
+        let mut batch = Batch::default();
+        batch.put(Cf::Meta, ARCHIVE_FROM.as_bytes(), codec::encode(&height));
+        Ok(self.kv.write(batch, true)?)
+    }
+
+    /// The first height an archive proves, if this store is one.
+    fn archive_from(&self) -> Result<Option<u64>> {
+        if !self.options.archive {
+            return Ok(None);
+        }
+        self.meta_get(ARCHIVE_FROM)
     }
 
     fn fail(&self, e: &StoreError) {
@@ -435,6 +585,21 @@ impl Store {
             chain.applied = height;
             chain.validators_hash = store.inner.meta_get("validators_hash")?;
             store.inner.persisted.store(height, Ordering::SeqCst);
+            drop(chain);
+            let from: Option<u64> = store.inner.meta_get(ARCHIVE_FROM)?;
+            match (store.inner.options.archive, from) {
+                (true, None) => store.inner.start_archive(height)?,
+                (false, Some(from)) => {
+                    tracing::warn!(
+                        "this store was an archive from height {from}; it is not one now \
+                         (its archived heights stay on disk, unused)"
+                    );
+                    let mut batch = Batch::default();
+                    batch.delete(Cf::Meta, ARCHIVE_FROM.as_bytes());
+                    store.write_synced(batch)?;
+                }
+                _ => {}
+            }
         }
         if background {
             store.start_persisting()?;
@@ -571,10 +736,15 @@ impl Store {
         batch.put(Cf::Meta, &b"genesis"[..], codec::encode(&true));
         batch.put(Cf::Meta, &b"genesis_root"[..], codec::encode(&root));
         batch.put(Cf::Meta, &b"height"[..], codec::encode(&0u64));
-        let mut live = write(&self.inner.live);
-        self.write_synced(batch)?;
-        live.tree = tree;
-        live.recent.clear();
+        {
+            let mut live = write(&self.inner.live);
+            self.write_synced(batch)?;
+            live.tree = tree;
+            live.recent.clear();
+        }
+        if self.inner.options.archive {
+            self.inner.start_archive(0)?;
+        }
         Ok(root)
     }
 
@@ -861,6 +1031,22 @@ impl Store {
     /// The value of `key` at `height` (a kept version) with its proof against that
     /// height's state root, in the form auditors verify.
     pub fn sparse_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
+        match self.kept_proof(key, height) {
+            Err(StoreError::Tree(TreeError::NotKept { .. }))
+                if height <= self.persisted_height()
+                    && self
+                        .inner
+                        .archive_from()?
+                        .is_some_and(|from| from <= height) =>
+            {
+                self.archive_proof(key, height)
+            }
+            proof => proof,
+        }
+    }
+
+    /// [`Store::sparse_proof`] from the tree's kept versions.
+    fn kept_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
         let key_hash = sparse::key_hash(key);
         let live = read(&self.inner.live);
         let proof = live.tree.proof(height, &key_hash)?;
@@ -881,6 +1067,71 @@ impl Store {
             )));
         }
         Ok((Some(value), proof))
+    }
+
+    /// The value of `key` at `height` and its proof, from the archive; checked against
+    /// the height's state root, so a damaged archive is an error, never a wrong proof.
+    fn archive_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
+        let key_hash = sparse::key_hash(key);
+        let kv = self.inner.kv.as_ref();
+        let root = kv
+            .get(Cf::Archive, &archive_root_key(height))?
+            .ok_or_else(|| corrupt(format!("the archive has no root at height {height}")))?;
+        let root = match tree::Stored::decode_from(&root) {
+            Some((root, [])) => root,
+            _ => {
+                return Err(corrupt(format!(
+                    "the archive's root at {height} is unreadable"
+                )))
+            }
+        };
+        let proof = tree::prove(root, &key_hash, |depth| {
+            let wanted = archive_node_key(depth, &tree::node_path(&key_hash, depth), height);
+            let missing = || {
+                corrupt(format!(
+                    "the archive has no node at depth {depth} of key {} at height {height}",
+                    hex::encode(key)
+                ))
+            };
+            let (found, bytes) = kv.floor(Cf::Archive, &wanted)?.ok_or_else(missing)?;
+            if found.len() != wanted.len() || found[..NODE_PLACE] != wanted[..NODE_PLACE] {
+                return Err(missing());
+            }
+            tree::decode_node(&bytes).ok_or_else(|| {
+                corrupt(format!(
+                    "the archive's node {} is unreadable",
+                    hex::encode(&found)
+                ))
+            })
+        })?;
+        let value = match proof.leaf.as_ref().filter(|l| l.key_hash == key_hash) {
+            None => None,
+            Some(leaf) => Some(
+                kv.get(Cf::Archive, &archive_value_key(&leaf.value_hash))?
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "the archive lacks the value of {} at height {height}",
+                            hex::encode(key)
+                        ))
+                    })?,
+            ),
+        };
+        let state_root = if height == 0 {
+            self.genesis_root()?
+        } else {
+            self.header(height)?
+                .ok_or_else(|| corrupt(format!("block {height} is missing")))?
+                .state_root
+        };
+        proof
+            .verify(&state_root, key, value.as_deref())
+            .map_err(|e| {
+                corrupt(format!(
+                    "the archive's proof of {} at height {height} does not verify: {e}",
+                    hex::encode(key)
+                ))
+            })?;
+        Ok((value, proof))
     }
 
     /// A key's value at a kept height: the latest value, unless a later kept version
@@ -1012,6 +1263,191 @@ mod tests {
             store.sparse_proof(b"k", 2),
             Err(StoreError::Tree(TreeError::NotKept { asked: 2, .. }))
         ));
+    }
+
+    /// Twelve heights over 300 keys, some rewritten and some deleted at each: the
+    /// committed state after each height (index = height, genesis first).
+    fn archive_history(store: &Store, heights: std::ops::RangeInclusive<u64>) -> Vec<Writes> {
+        let key = |i: u64| format!("ent/filing/{i:03}");
+        let mut out = Vec::new();
+        for h in heights {
+            let w: Writes = (0..300u64)
+                .filter(|i| (i + h) % 4 == 0)
+                .map(|i| {
+                    let value = (i % 7 != h % 7).then(|| format!("v{i}@{h}").into_bytes());
+                    (key(i).into_bytes(), value)
+                })
+                .collect();
+            commit(store, h, &w);
+            out.push(w);
+        }
+        out
+    }
+
+    /// Asks `store` for keys 0..300 at `height`, checks each proof against that
+    /// height's header and the value against `expected` (the state then).
+    fn assert_proves(store: &Store, height: u64, expected: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        let root = if height == 0 {
+            store.genesis_root().expect("genesis root")
+        } else {
+            store
+                .header(height)
+                .expect("read")
+                .expect("header")
+                .state_root
+        };
+        for i in (0..300u64).step_by(7) {
+            let key = format!("ent/filing/{i:03}").into_bytes();
+            let (value, proof) = store.sparse_proof(&key, height).expect("archived proof");
+            assert_eq!(value.as_ref(), expected.get(&key), "key {i} at {height}");
+            proof
+                .verify(&root, &key, value.as_deref())
+                .expect("verifies against the header");
+        }
+    }
+
+    fn state_after(
+        genesis: &Writes,
+        history: &[Writes],
+        height: usize,
+    ) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut state = BTreeMap::new();
+        for w in std::iter::once(genesis).chain(&history[..height]) {
+            for (k, v) in w {
+                match v {
+                    Some(v) => state.insert(k.clone(), v.clone()),
+                    None => state.remove(k),
+                };
+            }
+        }
+        state
+    }
+
+    fn archive_options(archive: bool) -> StoreOptions {
+        StoreOptions {
+            versions_kept: 2,
+            archive,
+            ..StoreOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_archive_proves_every_height_after_the_tree_forgot_it_and_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let genesis: Writes = (0..300u64)
+            .step_by(3)
+            .map(|i| {
+                (
+                    format!("ent/filing/{i:03}").into_bytes(),
+                    Some(b"g".to_vec()),
+                )
+            })
+            .collect();
+        let history = {
+            let store = Store::open_with(dir.path(), &chain, archive_options(true)).expect("open");
+            store.init_genesis(&genesis).expect("genesis");
+            let history = archive_history(&store, 1..=12);
+            for h in 0..=12u64 {
+                assert_proves(&store, h, &state_after(&genesis, &history, h as usize));
+            }
+            store.close().expect("close");
+            history
+        };
+        let store = Store::open_with(dir.path(), &chain, archive_options(true)).expect("reopen");
+        for h in 0..=12u64 {
+            assert_proves(&store, h, &state_after(&genesis, &history, h as usize));
+        }
+        drop(store);
+        // The same store opened as no archive proves only what its tree keeps.
+        let store = Store::open_with(dir.path(), &chain, archive_options(false)).expect("reopen");
+        assert!(matches!(
+            store.sparse_proof(b"ent/filing/000", 3),
+            Err(StoreError::Tree(TreeError::NotKept { asked: 3, .. }))
+        ));
+    }
+
+    #[test]
+    fn an_archive_started_on_a_running_chain_begins_at_that_height() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let genesis = writes(&[("g", Some("0"))]);
+        let mut history = {
+            let store = Store::open_with(dir.path(), &chain, archive_options(false)).expect("open");
+            store.init_genesis(&genesis).expect("genesis");
+            archive_history(&store, 1..=6)
+        };
+        let store = Store::open_with(dir.path(), &chain, archive_options(true)).expect("reopen");
+        history.extend(archive_history(&store, 7..=14));
+        for h in 6..=14u64 {
+            assert_proves(&store, h, &state_after(&genesis, &history, h as usize));
+        }
+        assert!(matches!(
+            store.sparse_proof(b"ent/filing/000", 5),
+            Err(StoreError::Tree(TreeError::NotKept { asked: 5, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_damaged_archive_entry_is_an_error_and_never_a_wrong_proof() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        {
+            let store = Store::open_with(dir.path(), &chain, archive_options(true)).expect("open");
+            store
+                .init_genesis(&writes(&[("g", Some("0"))]))
+                .expect("genesis");
+            archive_history(&store, 1..=8);
+            store.close().expect("close");
+        }
+        // Each kind of entry, damaged in turn: a node, a root, a value.
+        for prefix in [b'n', b'r', b'v'] {
+            let kv = RocksKv::open(dir.path()).expect("open the database");
+            let (key, mut value) = kv
+                .scan(Cf::Archive, &[prefix], 1)
+                .expect("scan")
+                .pop()
+                .expect("an entry");
+            // A root is read for its kind only: damage its tag.
+            let at = if prefix == b'r' { 0 } else { value.len() - 1 };
+            value[at] ^= 1;
+            let mut batch = Batch::default();
+            batch.put(Cf::Archive, key.clone(), value.clone());
+            kv.write(batch, true).expect("damage");
+            drop(kv);
+            let store =
+                Store::open_with(dir.path(), &chain, archive_options(true)).expect("reopen");
+            let mut found = false;
+            for height in 0..=8u64 {
+                let root = if height == 0 {
+                    store.genesis_root().expect("genesis root")
+                } else {
+                    store
+                        .header(height)
+                        .expect("read")
+                        .expect("header")
+                        .state_root
+                };
+                let keys = (0..300u64).map(|i| format!("ent/filing/{i:03}").into_bytes());
+                for key in keys.chain([b"g".to_vec()]) {
+                    match store.sparse_proof(&key, height) {
+                        Ok((value, proof)) => proof
+                            .verify(&root, &key, value.as_deref())
+                            .expect("what is given out verifies"),
+                        Err(StoreError::Corrupt(_)) => found = true,
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+            }
+            assert!(found, "damaging an entry {} is found", prefix as char);
+            drop(store);
+            // Undo, so the next kind is damaged alone.
+            value[at] ^= 1;
+            let kv = RocksKv::open(dir.path()).expect("open the database");
+            let mut batch = Batch::default();
+            batch.put(Cf::Archive, key, value);
+            kv.write(batch, true).expect("repair");
+        }
     }
 
     /// Proofs from the store verify in the ledger on thousands of keys over several
@@ -1274,6 +1710,7 @@ mod tests {
             versions_kept: 2,
             watched: vec![b"gov/validator/a".to_vec(), b"gov/validator/b".to_vec()],
             background: false,
+            archive: false,
         };
         let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
         store

@@ -20,6 +20,13 @@
 //!   it made.
 //!
 //! Memory is about 100 bytes per key (a 64-byte leaf and its share of 96-byte nodes).
+//!
+//! **Archives.** A node that must prove any height keeps, besides the tree, the nodes
+//! each version made in the shape [`Stored`] (16 children, each empty, a leaf or a
+//! node's hash), addressed by their path and version: [`Tree::archive_changes`] lists
+//! them for a committed version, [`Tree::archive_all`] for a whole version (where the
+//! archive starts), and [`prove`] walks such nodes, wherever they are kept, to the same
+//! proof [`Tree::proof`] gives.
 
 use std::collections::VecDeque;
 
@@ -178,6 +185,191 @@ struct Garbage {
 
 /// One key's change: its hash, and its value's hash (`None`: deleted).
 pub type Change = (Hash, Option<Hash>);
+
+/// A child as an archive keeps it: enough to walk and prove with no arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Empty,
+    Leaf { key_hash: Hash, value_hash: Hash },
+    Node(Hash),
+}
+
+/// A node as an archive keeps it: its 16 children.
+pub type StoredNode = [Stored; 16];
+
+impl Stored {
+    fn sub(&self) -> Sub {
+        match self {
+            Stored::Empty => Sub::Empty,
+            Stored::Leaf {
+                key_hash,
+                value_hash,
+            } => Sub::One(
+                Leaf {
+                    key_hash: *key_hash,
+                    value_hash: *value_hash,
+                }
+                .hash(),
+            ),
+            Stored::Node(hash) => Sub::Many(*hash),
+        }
+    }
+
+    /// Appends this child's bytes: a tag (0 empty, 1 leaf, 2 node), then its hashes.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Stored::Empty => out.push(0),
+            Stored::Leaf {
+                key_hash,
+                value_hash,
+            } => {
+                out.push(1);
+                out.extend_from_slice(&key_hash.0);
+                out.extend_from_slice(&value_hash.0);
+            }
+            Stored::Node(hash) => {
+                out.push(2);
+                out.extend_from_slice(&hash.0);
+            }
+        }
+    }
+
+    /// Reads one child from the front of `bytes`: it and what follows, or `None` if
+    /// the bytes are not one.
+    pub fn decode_from(bytes: &[u8]) -> Option<(Stored, &[u8])> {
+        let hash = |b: &[u8]| -> Option<Hash> { Some(Hash(b.try_into().ok()?)) };
+        let (tag, rest) = bytes.split_first()?;
+        match tag {
+            0 => Some((Stored::Empty, rest)),
+            1 if rest.len() >= 64 => Some((
+                Stored::Leaf {
+                    key_hash: hash(&rest[..32])?,
+                    value_hash: hash(&rest[32..64])?,
+                },
+                &rest[64..],
+            )),
+            2 if rest.len() >= 32 => Some((Stored::Node(hash(&rest[..32])?), &rest[32..])),
+            _ => None,
+        }
+    }
+}
+
+/// A stored node's bytes: its 16 children in order.
+pub fn encode_node(node: &StoredNode) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 33);
+    for child in node {
+        child.encode_into(&mut out);
+    }
+    out
+}
+
+/// A stored node from its bytes, or `None` if they are not exactly one.
+pub fn decode_node(mut bytes: &[u8]) -> Option<StoredNode> {
+    let mut node = [Stored::Empty; 16];
+    for child in &mut node {
+        let (read, rest) = Stored::decode_from(bytes)?;
+        *child = read;
+        bytes = rest;
+    }
+    bytes.is_empty().then_some(node)
+}
+
+/// Where a node sits: the first `depth` nibbles of the key hashes under it (the rest
+/// zero), the same for every version of the node.
+pub fn node_path(key_hash: &Hash, depth: usize) -> Hash {
+    let mut path = Hash([0; 32]);
+    let whole = depth / 2;
+    path.0[..whole].copy_from_slice(&key_hash.0[..whole]);
+    if depth % 2 == 1 {
+        path.0[whole] = key_hash.0[whole] & 0xf0;
+    }
+    path
+}
+
+/// The binary subtree of `children[lo..lo + len]` of a stored node.
+fn reduce_stored(children: &StoredNode, lo: usize, len: usize) -> Sub {
+    if len == 1 {
+        return children[lo].sub();
+    }
+    let half = len / 2;
+    Sub::join(
+        reduce_stored(children, lo, half),
+        reduce_stored(children, lo + half, half),
+    )
+}
+
+/// The proof that `key_hash` holds the value its leaf shows, or none, in the tree whose
+/// root is `root`: `node_at(depth)` gives the node at that depth on the key's path (it
+/// is asked only where the walk goes down into a node). Siblings from the leaf up, as
+/// `cbec_ledger::sparse` verifies them.
+pub fn prove<E>(
+    root: Stored,
+    key_hash: &Hash,
+    mut node_at: impl FnMut(usize) -> Result<StoredNode, E>,
+) -> Result<SparseProof, E> {
+    let mut at = root;
+    let mut siblings = Vec::new(); // from the root down
+    let mut depth = 0;
+    let leaf = loop {
+        match at {
+            Stored::Empty => break None,
+            Stored::Leaf {
+                key_hash,
+                value_hash,
+            } => {
+                break Some(SparseLeaf {
+                    key_hash,
+                    value_hash,
+                })
+            }
+            Stored::Node(_) => {}
+        }
+        let children = node_at(depth)?;
+        let slot = nibble(key_hash, depth);
+        // Down the node's four binary levels, stopping where the key's side holds at
+        // most one leaf (a subtree of one leaf is that leaf).
+        let (mut lo, mut len) = (0usize, 16usize);
+        let mut ended = None;
+        while len > 1 {
+            len /= 2;
+            let (mine, other) = if slot < lo + len {
+                (lo, lo + len)
+            } else {
+                (lo + len, lo)
+            };
+            siblings.push(reduce_stored(&children, other, len).hash());
+            lo = mine;
+            match reduce_stored(&children, mine, len) {
+                Sub::Many(_) => {}
+                Sub::Empty => {
+                    ended = Some(None);
+                    break;
+                }
+                Sub::One(_) => {
+                    let only = children[mine..mine + len].iter().find_map(|c| match c {
+                        Stored::Leaf {
+                            key_hash,
+                            value_hash,
+                        } => Some(SparseLeaf {
+                            key_hash: *key_hash,
+                            value_hash: *value_hash,
+                        }),
+                        _ => None,
+                    });
+                    ended = Some(only);
+                    break;
+                }
+            }
+        }
+        if let Some(leaf) = ended {
+            break leaf;
+        }
+        at = children[lo];
+        depth += 1;
+    };
+    siblings.reverse();
+    Ok(SparseProof { leaf, siblings })
+}
 
 /// The changes of `writes` (key, new value or deletion), as the tree takes them: key
 /// hashes with value hashes, in key-hash order.
@@ -592,61 +784,84 @@ impl Tree {
     /// none: as `cbec_ledger::sparse` verifies it (siblings from the leaf up).
     pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
         let mut at = self.version(version)?.root;
-        let mut siblings = Vec::new(); // from the root down
-        let mut depth = 0;
-        let leaf = loop {
-            let i = match at.kind() {
-                Kind::Empty => break None,
-                Kind::Leaf(i) => break Some(*self.leaves.get(i)),
-                Kind::Node(i) => i,
+        let root = self.stored(at);
+        prove(root, key_hash, |depth| {
+            // `prove` goes down only into nodes, and `at` follows it.
+            let Kind::Node(i) = at.kind() else {
+                return Ok([Stored::Empty; 16]);
             };
-            let children = &self.nodes.get(i).children;
-            let slot = nibble(key_hash, depth);
-            // Down the node's four binary levels, stopping where the key's side holds
-            // at most one leaf (a subtree of one leaf is that leaf).
-            let (mut lo, mut len) = (0usize, 16usize);
-            let mut ended = None;
-            while len > 1 {
-                len /= 2;
-                let (mine, other) = if slot < lo + len {
-                    (lo, lo + len)
-                } else {
-                    (lo + len, lo)
-                };
-                siblings.push(self.reduce(children, other, len).hash());
-                lo = mine;
-                match self.reduce(children, mine, len) {
-                    Sub::Many(_) => {}
-                    Sub::Empty => {
-                        ended = Some(None);
-                        break;
-                    }
-                    Sub::One(_) => {
-                        let only = children[mine..mine + len]
-                            .iter()
-                            .find_map(|c| match c.kind() {
-                                Kind::Leaf(l) => Some(*self.leaves.get(l)),
-                                _ => None,
-                            });
-                        ended = Some(only);
-                        break;
-                    }
+            at = self.nodes.get(i).children[nibble(key_hash, depth)];
+            Ok(self.stored_node(i))
+        })
+    }
+
+    fn stored(&self, child: Ref) -> Stored {
+        match child.kind() {
+            Kind::Empty => Stored::Empty,
+            Kind::Leaf(i) => {
+                let leaf = self.leaves.get(i);
+                Stored::Leaf {
+                    key_hash: leaf.key_hash,
+                    value_hash: leaf.value_hash,
                 }
             }
-            if let Some(leaf) = ended {
-                break leaf;
+            Kind::Node(i) => Stored::Node(self.nodes.get(i).hash),
+        }
+    }
+
+    fn stored_node(&self, index: u32) -> StoredNode {
+        self.nodes.get(index).children.map(|c| self.stored(c))
+    }
+
+    /// For an archive: the root of a kept version, and each node on the paths of
+    /// `changes` in it (every node that version made is on one), given to `out` with
+    /// its depth and [`node_path`].
+    pub fn archive_changes(
+        &self,
+        version: u64,
+        changes: &[Change],
+        out: &mut dyn FnMut(usize, Hash, StoredNode),
+    ) -> Result<Stored, TreeError> {
+        let root = self.version(version)?.root;
+        let mut seen = std::collections::HashSet::new();
+        for (key_hash, _) in changes {
+            let (mut at, mut depth) = (root, 0);
+            while let Kind::Node(i) = at.kind() {
+                if !seen.insert(i) {
+                    // Its path up to here was given already; below may differ.
+                } else {
+                    out(depth, node_path(key_hash, depth), self.stored_node(i));
+                }
+                at = self.nodes.get(i).children[nibble(key_hash, depth)];
+                depth += 1;
             }
-            at = children[lo];
-            depth += 1;
-        };
-        siblings.reverse();
-        Ok(SparseProof {
-            leaf: leaf.map(|l| SparseLeaf {
-                key_hash: l.key_hash,
-                value_hash: l.value_hash,
-            }),
-            siblings,
-        })
+        }
+        Ok(self.stored(root))
+    }
+
+    /// For an archive that starts at a kept version: its root, and every node in it
+    /// (as [`Tree::archive_changes`] gives them).
+    pub fn archive_all(
+        &self,
+        version: u64,
+        out: &mut dyn FnMut(usize, Hash, StoredNode),
+    ) -> Result<Stored, TreeError> {
+        let root = self.version(version)?.root;
+        // Depth-first, with each node's path: (node, depth, path).
+        let mut stack = vec![(root, 0usize, Hash([0; 32]))];
+        while let Some((at, depth, path)) = stack.pop() {
+            let Kind::Node(i) = at.kind() else { continue };
+            out(depth, path, self.stored_node(i));
+            for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
+                if matches!(child.kind(), Kind::Node(_)) {
+                    let mut below = path;
+                    let nib = slot as u8;
+                    below.0[depth / 2] |= if depth % 2 == 0 { nib << 4 } else { nib };
+                    stack.push((*child, depth + 1, below));
+                }
+            }
+        }
+        Ok(self.stored(root))
     }
 }
 
@@ -898,6 +1113,39 @@ mod tests {
         assert_eq!(rebuilt.root_hash(3).expect("root"), roots[2]);
     }
 
+    #[test]
+    fn a_stored_node_round_trips_and_a_cut_or_unknown_one_is_refused() {
+        let mut node = [Stored::Empty; 16];
+        node[3] = Stored::Leaf {
+            key_hash: Hash([7; 32]),
+            value_hash: Hash([8; 32]),
+        };
+        node[15] = Stored::Node(Hash([9; 32]));
+        let bytes = encode_node(&node);
+        assert_eq!(bytes.len(), 14 + 65 + 33);
+        assert_eq!(decode_node(&bytes), Some(node));
+        assert_eq!(decode_node(&bytes[..bytes.len() - 1]), None, "cut short");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_node(&longer), None, "a byte too many");
+        let mut unknown = bytes;
+        unknown[0] = 3;
+        assert_eq!(decode_node(&unknown), None, "unknown tag");
+    }
+
+    #[test]
+    fn a_nodes_path_keeps_only_its_depths_nibbles() {
+        let key = Hash([0xab; 32]);
+        assert_eq!(node_path(&key, 0), Hash([0; 32]));
+        let mut one = [0; 32];
+        one[0] = 0xa0;
+        assert_eq!(node_path(&key, 1), Hash(one));
+        one[0] = 0xab;
+        one[1] = 0xa0;
+        assert_eq!(node_path(&key, 3), Hash(one));
+        assert_eq!(node_path(&key, 64), key);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -939,6 +1187,55 @@ mod tests {
             prop_assert_eq!(rebuilt.root_hash(0).expect("root"), last);
             prop_assert_eq!(rebuilt.size().leaves, latest.len());
             prop_assert!(tree.size().leaves >= latest.len());
+        }
+
+        /// An archive started at the first version and extended with each version's
+        /// changed paths proves every key at every version exactly as the tree does
+        /// while it keeps that version.
+        #[test]
+        fn archived_nodes_prove_every_version_as_the_tree_does(
+            blocks in prop::collection::vec(
+                prop::collection::vec((0u32..64, prop::option::of(0u8..4)), 0..40),
+                1..8,
+            )
+        ) {
+            let mut tree = Tree::new(0, 1_000);
+            let mut archive: BTreeMap<(usize, Hash, u64), Vec<u8>> = BTreeMap::new();
+            let mut roots = BTreeMap::new();
+            for (i, w) in blocks.into_iter().enumerate() {
+                let block: Block = w
+                    .into_iter()
+                    .map(|(k, v)| (key(k), v.map(|v| vec![v])))
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
+                    .collect();
+                apply(&mut tree, &block);
+                let version = tree.latest();
+                let mut out = |depth, path, node: StoredNode| {
+                    archive.insert((depth, path, version), encode_node(&node));
+                };
+                let root = if i == 0 {
+                    tree.archive_all(version, &mut out).expect("kept")
+                } else {
+                    let changes = changes(block.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+                    tree.archive_changes(version, &changes, &mut out).expect("kept")
+                };
+                roots.insert(version, root);
+            }
+            for (&version, &root) in &roots {
+                for k in 0..70u32 {
+                    let key_hash = sparse::key_hash(&key(k));
+                    let archived = prove(root, &key_hash, |depth| {
+                        let path = node_path(&key_hash, depth);
+                        archive
+                            .range((depth, path, 0)..=(depth, path, version))
+                            .next_back()
+                            .and_then(|(_, bytes)| decode_node(bytes))
+                            .ok_or(())
+                    });
+                    prop_assert_eq!(archived, Ok(tree.proof(version, &key_hash).expect("kept")));
+                }
+            }
         }
     }
 }
