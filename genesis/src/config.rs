@@ -269,7 +269,15 @@ impl NodeConfig {
         let shown = path.display().to_string();
         let mut config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: shown.clone(),
-            message: e.message().to_string(),
+            message: match e.span() {
+                // Where: the line, and its text (a type error names no key).
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count();
+                    let shown_line = text.lines().nth(line).unwrap_or("").trim();
+                    format!("line {} (`{shown_line}`): {}", line + 1, e.message())
+                }
+                None => e.message().to_string(),
+            },
         })?;
         let invalid = |field, problem: String| ConfigError::Invalid {
             path: shown.clone(),

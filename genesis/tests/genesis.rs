@@ -254,6 +254,19 @@ fn node_config_faults_name_the_field() {
     std::fs::write(path, &routed).expect("write");
     let config = NodeConfig::load(path).expect("a peer address override loads");
     assert_eq!(config.peer_addresses["customs"], "/ip4/127.0.0.1/tcp/40001");
+    let archive = format!("{text}\n[store]\narchive = true\n");
+    std::fs::write(path, &archive).expect("write");
+    let config = NodeConfig::load(path).expect("an archive node's config loads");
+    assert!(config.store.archive);
+    assert_eq!(
+        config.store.versions_kept, 16,
+        "the rest of [store] keeps its default"
+    );
+    std::fs::write(path, archive.replace("archive = true", "archive = \"yes\"")).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(err.to_string().contains("(`archive = \"yes\"`)"), "{err}");
+    assert!(err.to_string().contains("expected a boolean"), "{err}");
+
     std::fs::write(path, routed.replace("tcp/40001", "tcp/0x1")).expect("write");
     let err = NodeConfig::load(path).unwrap_err();
     assert!(
