@@ -67,6 +67,18 @@ fn a_short_bench_commits_its_load_and_reports_every_figure() {
     assert_eq!(minutes[0]["samples"].as_u64(), Some(committed), "{r}");
     assert_eq!(r["nodes"].as_array().map(Vec::len), Some(4));
     assert!(r["nodes"][0]["cpu_s"].as_f64().expect("cpu") > 0.0);
+    // Memory and disk at (up to) each tenth of the window, sampled twice a second; the
+    // disk a committed transaction costs is positive once blocks are on disk.
+    for series in ["rss_tenths_mb", "disk_bytes_per_tx_tenths"] {
+        let tenths = r["nodes"][0][series].as_array().expect(series);
+        assert!((1..=10).contains(&tenths.len()), "{series}: {r}");
+    }
+    let disk = r["nodes"][0]["disk_bytes_per_tx_tenths"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(serde_json::Value::as_f64)
+        .expect("disk per tx");
+    assert!(disk > 0.0, "{r}");
     assert!(
         r["signature_floor"]["batch_verify_per_s"]
             .as_f64()

@@ -164,6 +164,9 @@ pub struct NodeFigures {
     pub rss_end_mb: f64,
     /// Resident memory at each tenth of the window.
     pub rss_tenths_mb: Vec<f64>,
+    /// Bytes the node's data directory gained per transaction committed so far, at
+    /// each tenth of the window: level if the disk a transaction costs does not grow.
+    pub disk_bytes_per_tx_tenths: Vec<f64>,
     pub peak_rss_mb: f64,
     pub disk_bytes_added: i64,
     pub disk_bytes_per_tx: f64,
@@ -826,12 +829,21 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
     };
     // Resident memory of every node at each tenth of the window: flat, or growing?
     let mut rss_samples: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
+    // And the disk each committed transaction has cost so far.
+    let mut disk_samples: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
     let mut next_sample = 1u32;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(500));
         if start.elapsed() >= window.mul_f64(f64::from(next_sample) / 10.0) {
+            let so_far = shared.seen.lock().expect("lock").committed_in_window;
             for (i, n) in nodes.iter().enumerate() {
                 rss_samples[i].push(memory_mb(n.pid).0);
+                let added = disk_bytes(&n.data) as f64 - disk_start[i] as f64;
+                disk_samples[i].push(if so_far == 0 {
+                    0.0
+                } else {
+                    added / so_far as f64
+                });
             }
             next_sample += 1;
         }
@@ -894,6 +906,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
                 rss_start_mb: rss_start[i],
                 rss_end_mb: rss,
                 rss_tenths_mb: std::mem::take(&mut rss_samples[i]),
+                disk_bytes_per_tx_tenths: std::mem::take(&mut disk_samples[i]),
                 peak_rss_mb: peak,
                 disk_bytes_added: disk,
                 disk_bytes_per_tx: if committed == 0 {
@@ -1034,6 +1047,18 @@ fn summary(r: &Report) -> String {
         let tenths: Vec<String> = n.rss_tenths_mb.iter().map(|m| format!("{m:.0}")).collect();
         s.push_str(&format!(
             "  {:<9} rss MiB at each tenth of the window: {}\n",
+            n.agency,
+            tenths.join(" ")
+        ));
+    }
+    for n in &r.nodes {
+        let tenths: Vec<String> = n
+            .disk_bytes_per_tx_tenths
+            .iter()
+            .map(|b| format!("{b:.0}"))
+            .collect();
+        s.push_str(&format!(
+            "  {:<9} disk B per committed tx so far, at each tenth: {}\n",
             n.agency,
             tenths.join(" ")
         ));
