@@ -16,8 +16,11 @@ const T0: u64 = 1_795_680_000_000;
 struct World {
     engine: Engine,
     state: MemoryState,
-    nonces: std::collections::BTreeMap<[u8; 32], u64>,
+    nonces: std::collections::BTreeMap<cbec_ledger::PublicKey, u64>,
 }
+
+/// The benchmark's chain suite (the default).
+const SUITE: cbec_ledger::Suite = cbec_ledger::Suite::Ed25519Sha256;
 
 fn key(n: u32) -> KeyPair {
     let mut seed = [9u8; 32];
@@ -30,7 +33,7 @@ fn tag(n: u32) -> String {
 }
 
 fn hex_of(n: u32) -> String {
-    Hash::tagged("bench", &n.to_be_bytes()).to_hex()
+    SUITE.tagged("bench", &n.to_be_bytes()).to_hex()
 }
 
 fn uscc(body: &str) -> String {
@@ -61,7 +64,7 @@ impl World {
         method: &str,
         args: Value,
     ) -> VerifiedTransaction {
-        let nonce = self.nonces.entry(signer.public().0).or_insert(0);
+        let nonce = self.nonces.entry(signer.public()).or_insert(0);
         let body = TxBody {
             chain_id: CHAIN,
             sender: signer.public(),
@@ -74,7 +77,7 @@ impl World {
         };
         *nonce += 1;
         Transaction::sign(body, signer)
-            .verify(&CHAIN)
+            .verify(&CHAIN, SUITE)
             .expect("valid")
     }
 
@@ -87,6 +90,7 @@ impl World {
                 BlockInfo {
                     height,
                     time_ms: T0 + height * 1000,
+                    suite: SUITE,
                 },
                 txs,
             )

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use bincode::{Decode, Encode};
-use cbec_ledger::{codec, Hash, ParamValue, PublicKey};
+use cbec_ledger::{codec, Hash, ParamValue, PublicKey, Suite};
 use serde::{Deserialize, Serialize};
 
 use crate::params::Params;
@@ -44,6 +44,9 @@ pub enum Caller {
 pub struct BlockInfo {
     pub height: u64,
     pub time_ms: u64,
+    /// The chain's crypto suite (fixed at genesis): the hash of records rules chain
+    /// together, and the scheme of keys they accept.
+    pub suite: Suite,
 }
 
 /// The execution context of one transaction.
@@ -190,6 +193,22 @@ impl<'a, 'b> Context<'a, 'b> {
     }
 
     /// Requires the caller to be an operator of `agency`.
+    /// A key a rule is asked to store (an enterprise's or an agency's): valid, and of
+    /// the chain's scheme; else `ARGS`.
+    pub fn check_new_key(&self, key: &PublicKey) -> Result<(), RuleError> {
+        self.block
+            .suite
+            .check_key(key)
+            .map_err(|e| RuleError::new("ARGS", e.to_string()))?;
+        if !key.is_valid() {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("{key} is not a valid public key"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn require_agency(&self, agency: &str) -> Result<(), RuleError> {
         match &self.caller {
             Caller::Agency { name } if name == agency => Ok(()),

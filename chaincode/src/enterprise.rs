@@ -184,12 +184,7 @@ fn existing(ctx: &Context<'_, '_>, uscc: &str) -> Result<Filing, RuleError> {
 }
 
 fn check_new_key(ctx: &Context<'_, '_>, key: &PublicKey) -> Result<(), RuleError> {
-    if !key.is_valid() {
-        return Err(RuleError::new(
-            "ARGS",
-            format!("{key} is not a valid public key"),
-        ));
-    }
+    ctx.check_new_key(key)?;
     let hex = key.to_hex();
     if ctx.exists(&layout::enterprise_key(&hex))? || ctx.exists(&layout::agency_key(&hex))? {
         return Err(RuleError::new(

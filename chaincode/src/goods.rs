@@ -147,7 +147,7 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
         time_ms: ctx.block.time_ms,
         tx_hash: ctx.tx_hash,
     };
-    let hash = stored.hash();
+    let hash = stored.hash(ctx.block.suite);
     let new_head = Head {
         first: head.as_ref().map_or(hash, |h| h.first),
         last: hash,

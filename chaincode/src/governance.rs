@@ -280,12 +280,7 @@ fn check_action(ctx: &Context<'_, '_>, action: &Action) -> Result<(), RuleError>
     match action {
         Action::AddOperatorKey { agency, key } | Action::SetValidatorKey { agency, key } => {
             agency_record(ctx, agency)?;
-            if !key.is_valid() {
-                return Err(RuleError::new(
-                    "ARGS",
-                    format!("{key} is not a valid public key"),
-                ));
-            }
+            ctx.check_new_key(key)?;
             if matches!(action, Action::AddOperatorKey { .. }) && key_in_use(ctx, key)? {
                 return Err(RuleError::new("DUPLICATE", format!("key {key} is in use")));
             }

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 fn commerce(l: &Ledger) -> cbec_ledger::KeyPair {
-    cbec_ledger::KeyPair::from_seed(&l.agency("commerce").seed())
+    l.agency("commerce").clone()
 }
 
 fn args(chaincode: &str, method: &str, value: serde_json::Value) -> Vec<u8> {
@@ -95,12 +95,13 @@ fn a_wrong_nonce_makes_the_block_invalid() {
             },
             &c,
         )
-        .verify(&CHAIN)
+        .verify(&CHAIN, SUITE)
         .expect("signed")
     };
     let block = BlockInfo {
         height: 1,
         time_ms: T0,
+        suite: SUITE,
     };
     assert!(l
         .engine
@@ -199,10 +200,11 @@ fn a_failed_state_read_abandons_the_block_instead_of_recording_a_result() {
             json!({"goods_id": "G", "kind": "produced"}),
         ),
     );
-    let verified = produced.verify(&CHAIN).expect("signed");
+    let verified = produced.verify(&CHAIN, SUITE).expect("signed");
     let block = BlockInfo {
         height: 2,
         time_ms: T0 + 5_000,
+        suite: SUITE,
     };
     let healthy = FailingDisk {
         state: l.state.clone(),
@@ -269,7 +271,7 @@ fn random_block(l: &mut Ledger, ops: &[(u8, u8)]) -> Vec<cbec_ledger::Transactio
             ),
         };
         let encoded = args(chaincode, method, value);
-        let signer = cbec_ledger::KeyPair::from_seed(&signer.seed());
+        let signer = signer.clone();
         txs.push(l.sign(&signer, chaincode, method, encoded));
     }
     txs
@@ -280,8 +282,12 @@ proptest! {
     fn execution_is_deterministic(ops in proptest::collection::vec((any::<u8>(), any::<u8>()), 1..40)) {
         let mut a = Ledger::new();
         let txs = random_block(&mut a, &ops);
-        let verified: Vec<_> = txs.iter().cloned().map(|t| t.verify(&CHAIN).expect("signed")).collect();
-        let block = BlockInfo { height: 1, time_ms: T0 };
+        let verified: Vec<_> = txs.iter().cloned().map(|t| t.verify(&CHAIN, SUITE).expect("signed")).collect();
+        let block = BlockInfo {
+            height: 1,
+            time_ms: T0,
+            suite: SUITE,
+        };
         // Built twice from the same candidates (keys never filed are left out, and
         // every later transaction of a listed seller), then validated.
         let first = a.engine.build_block(&a.state, block, verified.clone()).expect("healthy");
@@ -297,7 +303,7 @@ proptest! {
 #[test]
 fn one_imported_parcel_end_to_end() {
     let mut l = Ledger::new();
-    let customs = cbec_ledger::KeyPair::from_seed(&l.agency("customs").seed());
+    let customs = l.agency("customs").clone();
     let platform = l.file(1, "914403001922038216", "4403960001", &["platform"]);
     let seller = l.file(
         2,
@@ -376,7 +382,7 @@ fn one_imported_parcel_end_to_end() {
     while let Some(hash) = at {
         let event: cbec_chaincode::goods::StoredEvent =
             l.get(&format!("goods/event/{hash}")).expect("event");
-        assert_eq!(event.hash(), hash, "stored event hashes to its key");
+        assert_eq!(event.hash(SUITE), hash, "stored event hashes to its key");
         kinds.push(format!("{:?}", event.kind));
         at = event.prev;
     }
@@ -437,11 +443,12 @@ fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
     let skipped_nonce = l.sign(&seller, "goods", "record", produced("C"));
     let verified: Vec<_> = [a, unknown, listing, b, skipped_nonce]
         .into_iter()
-        .map(|t| t.verify(&CHAIN).expect("signed"))
+        .map(|t| t.verify(&CHAIN, SUITE).expect("signed"))
         .collect();
     let block = BlockInfo {
         height: 2,
         time_ms: T0 + 5_000,
+        suite: SUITE,
     };
     let built = l
         .engine

@@ -82,7 +82,7 @@ impl Parcel {
     }
 
     fn clear(&mut self, no: &str) -> cbec_ledger::TxResult {
-        let customs = cbec_ledger::KeyPair::from_seed(&self.l.agency("customs").seed());
+        let customs = self.l.agency("customs").clone();
         self.l.run(
             &customs,
             "customs",
@@ -93,7 +93,7 @@ impl Parcel {
 }
 
 fn agency(l: &Ledger, name: &str) -> cbec_ledger::KeyPair {
-    cbec_ledger::KeyPair::from_seed(&l.agency(name).seed())
+    l.agency(name).clone()
 }
 
 #[test]
@@ -442,7 +442,7 @@ trait CloneKey {
 }
 impl CloneKey for cbec_ledger::KeyPair {
     fn clone_key(&self) -> cbec_ledger::KeyPair {
-        cbec_ledger::KeyPair::from_seed(&self.seed())
+        self.clone()
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use cbec_ledger::{Hash, PublicKey, Transaction};
+use cbec_ledger::{Hash, PublicKey, Suite, Transaction};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -66,12 +66,25 @@ impl Client {
     }
 
     pub fn chain_id(&self) -> anyhow::Result<Hash> {
+        Ok(self.chain()?.0)
+    }
+
+    /// The chain id and crypto suite the node reports.
+    pub fn chain(&self) -> anyhow::Result<(Hash, Suite)> {
         let status = self.status()?;
-        status["chain_id"]
+        let id = status["chain_id"]
             .as_str()
             .context("status has no chain_id")?
             .parse()
-            .map_err(|e| anyhow::anyhow!("status chain_id: {e}"))
+            .map_err(|e| anyhow::anyhow!("status chain_id: {e}"))?;
+        let suite = match status["crypto"].as_str() {
+            // A node from before the national suite: its chain is the default suite's.
+            None => Suite::default(),
+            Some(name) => name
+                .parse()
+                .map_err(|e| anyhow::anyhow!("status crypto: {e}"))?,
+        };
+        Ok((id, suite))
     }
 
     pub fn next_nonce(&self, key: &PublicKey) -> anyhow::Result<u64> {

@@ -20,10 +20,13 @@ fn uscc(body: &str) -> String {
 }
 
 fn tag(purpose: &str, seed: &str) -> String {
-    // Stands in for the gateway's keyed HMAC over the canonical personal value.
+    // Stands in for the gateway's keyed HMAC over the canonical personal value (the
+    // gateway's function, not the chain's: the default suite's hash whatever the chain).
     format!(
         "v1:{}",
-        cbec_ledger::Hash::tagged(purpose, seed.as_bytes()).to_hex()
+        cbec_ledger::Suite::default()
+            .tagged(purpose, seed.as_bytes())
+            .to_hex()
     )
 }
 

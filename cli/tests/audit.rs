@@ -176,3 +176,132 @@ fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
+
+/// A national-cryptography chain (issue 15) end to end through the CLI: `devnet up
+/// --demo --crypto sm2-sm3` runs the demo with SM2 keys, a key of the other scheme is
+/// refused naming both, the parcel's proof verifies offline against the genesis file,
+/// and tampering (or the genesis edited to the other suite) fails.
+#[test]
+fn an_sm2_sm3_devnet_runs_the_demo_and_its_proof_verifies_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("devnet");
+    let devnet = Devnet(dir.clone());
+    let up = ok(&cbec(&[
+        "devnet",
+        "up",
+        "--dir",
+        path(&dir),
+        "--demo",
+        "--crypto",
+        "sm2-sm3",
+        "--json",
+    ]));
+    let summary = serde_json::Deserializer::from_str(&up)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .find(|v| v.get("goods_id").is_some())
+        .expect("the demo's summary");
+    let goods_id = summary["goods_id"].as_str().expect("goods id").to_string();
+    let node = summary["node"].as_str().expect("node url").to_string();
+    let genesis = dir.join("genesis.json");
+    let inspect = ok(&cbec(&["genesis", "inspect", path(&genesis)]));
+    assert!(inspect.contains("crypto    sm2-sm3"), "{inspect}");
+    // The same directory asked for the other suite: refused, the suite is fixed.
+    let o = cbec(&[
+        "devnet",
+        "up",
+        "--dir",
+        path(&dir),
+        "--crypto",
+        "ed25519-sha256",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("crypto suite is sm2-sm3, not ed25519-sha256"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Keys say their scheme; an Ed25519 key cannot sign on this chain.
+    let ed = tmp.path().join("ed.key");
+    let sm = tmp.path().join("sm.key");
+    ok(&cbec(&["keys", "new", "--out", path(&ed)]));
+    let shown = ok(&cbec(&[
+        "keys",
+        "new",
+        "--scheme",
+        "sm2",
+        "--out",
+        path(&sm),
+    ]));
+    assert!(shown.contains("scheme      sm2"), "{shown}");
+    let o = cbec(&[
+        "tx",
+        "submit",
+        "--key",
+        path(&ed),
+        "--node",
+        &node,
+        "goods",
+        "record",
+        "--args",
+        r#"{"goods_id": "G-1", "kind": "produced"}"#,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("is an ed25519 key; this chain's crypto suite is sm2-sm3"),
+        "{err}"
+    );
+
+    let proof = tmp.path().join("parcel.proof.json");
+    ok(&cbec(&[
+        "prove",
+        "provenance",
+        &goods_id,
+        "--node",
+        &node,
+        "--out",
+        path(&proof),
+    ]));
+    drop(devnet);
+    let verified = ok(&cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&genesis),
+    ]));
+    assert!(
+        verified.starts_with(&format!("verified: provenance of {goods_id}: 8 events")),
+        "{verified}"
+    );
+
+    // One flipped signature byte: refused at that event's signature.
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
+    let sig = &mut file["proof"]["events"][2]["tx"]["signature"];
+    let mut hex = sig.as_str().expect("hex").to_string();
+    let first = hex.remove(0);
+    hex.insert(0, if first == '0' { '1' } else { '0' });
+    *sig = serde_json::Value::String(hex);
+    let tampered = tmp.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&file).expect("json")).expect("write");
+    let o = cbec(&["verify", path(&tampered), "--genesis", path(&genesis)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("events[2].tx.signature"), "{err}");
+
+    // The genesis file edited to name the other suite: its SM2 keys are refused.
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&genesis).expect("read")).expect("json");
+    edited["crypto"] = "ed25519-sha256".into();
+    let other = tmp.path().join("edited-genesis.json");
+    std::fs::write(&other, serde_json::to_vec(&edited).expect("json")).expect("write");
+    let o = cbec(&["verify", path(&proof), "--genesis", path(&other)]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("is an sm2 key; this chain's crypto suite is ed25519-sha256"),
+        "{err}"
+    );
+}

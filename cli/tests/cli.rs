@@ -140,7 +140,7 @@ fn keys_new_and_show_agree_and_bad_key_files_fail_cleanly() {
 
     std::fs::write(&key, "abcdef\n").expect("write");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    assert_fails(&cbec(&["keys", "show", k]), "expected 64 hex characters");
+    assert_fails(&cbec(&["keys", "show", k]), "and 64 hex characters");
 
     std::fs::write(&key, format!("{}\n", "g".repeat(64))).expect("write");
     assert_fails(&cbec(&["keys", "show", k]), "not hex");
@@ -148,6 +148,26 @@ fn keys_new_and_show_agree_and_bad_key_files_fail_cleanly() {
     assert_fails(
         &cbec(&["keys", "show", "/nonexistent.key"]),
         "key file not found",
+    );
+
+    // An SM2 key says so (and has no libp2p peer id); an unknown scheme is named.
+    let sm2 = tmp.path().join("sm2.key");
+    let s = sm2.to_str().expect("utf8");
+    let o = cbec(&["keys", "new", "--scheme", "sm2", "--out", s, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(created["scheme"], "sm2");
+    assert_eq!(created["public_key"].as_str().map(str::len), Some(66));
+    assert!(created.get("peer_id").is_none(), "{created}");
+    assert!(std::fs::read_to_string(&sm2)
+        .expect("read")
+        .starts_with("sm2:"));
+    let o = cbec(&["keys", "new", "--scheme", "rsa", "--out", s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown key scheme `rsa`"),
+        "{}",
+        stderr(&o)
     );
 }
 

@@ -120,7 +120,7 @@ mod tests {
                 kind: VoteKind::Prevote,
                 value: Some(Hash([value; 32])),
             },
-            validator: PublicKey([1; 32]),
+            validator: PublicKey::Ed25519([1; 32]),
             signature: Signature([value; 64]),
         })
     }

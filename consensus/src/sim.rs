@@ -435,7 +435,8 @@ impl Sim {
                 .collect(),
         )
         .expect("distinct generated keys");
-        let chain_id = Hash::tagged("cbec:sim-chain", &config.seed.to_be_bytes());
+        let chain_id =
+            cbec_ledger::Suite::Ed25519Sha256.tagged("cbec:sim-chain", &config.seed.to_be_bytes());
         let byzantine = config.faults.byzantine;
         let mut instances: Vec<Instance> = (0..n)
             .map(|key| Instance {
@@ -780,7 +781,8 @@ impl Sim {
     /// Every receiver verifies the same signature; the simulator verifies each distinct
     /// message once (really, with Ed25519) and hands the others the result.
     fn verify_cached(&mut self, message: Message) -> Input {
-        let id = Hash::tagged("cbec:sim-message", &codec::encode(&message));
+        let id =
+            cbec_ledger::Suite::Ed25519Sha256.tagged("cbec:sim-message", &codec::encode(&message));
         match self.verified.get(&id) {
             Some(true) => Input::Verified(VerifiedMessage::already_verified(message)),
             Some(false) => Input::Message(message),
@@ -920,7 +922,7 @@ impl Sim {
 
     fn new_value(&mut self, node: usize, height: Height, round: Round, variant: u8) -> Hash {
         let nonce = self.rng.next_u64();
-        Hash::tagged(
+        cbec_ledger::Suite::Ed25519Sha256.tagged(
             "cbec:sim-value",
             &codec::encode(&(node as u64, height, round, variant, nonce)),
         )

@@ -164,7 +164,7 @@ mod tests {
                 kind: VoteKind::Prevote,
                 value: value.map(|v| Hash([v; 32])),
             },
-            validator: PublicKey([validator; 32]),
+            validator: PublicKey::Ed25519([validator; 32]),
             signature: Signature([0; 64]),
         }
     }
@@ -184,7 +184,8 @@ mod tests {
         assert_eq!(t.power_for(None), 1);
         assert_eq!(t.power_total(), 2);
         assert_eq!(
-            t.get(&PublicKey([1; 32])).and_then(|v| v.vote.value),
+            t.get(&PublicKey::Ed25519([1; 32]))
+                .and_then(|v| v.vote.value),
             Some(Hash([7; 32]))
         );
     }

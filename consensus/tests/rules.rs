@@ -108,7 +108,7 @@ impl Net {
 
     /// Validator `me` at height `height`, with the outputs of starting it.
     fn start(&self, me: usize, height: Height) -> (Consensus<KeyPair>, Vec<Output>) {
-        let key = KeyPair::from_seed(&self.keys[me].seed());
+        let key = self.keys[me].clone();
         let mut c = Consensus::new(config(), key, Honest, SigningState::genesis());
         let out = c.handle(Input::StartHeight {
             height,
@@ -655,7 +655,7 @@ fn restarted_validator_resends_what_it_signed_and_never_signs_a_conflict() {
     let signed_before = c.signing_state().clone();
     assert_eq!(signed_before.signed.len(), 1);
     // Crash, restart from the persisted state: round 0 of height h again.
-    let key = KeyPair::from_seed(&n.keys[0].seed());
+    let key = n.keys[0].clone();
     let mut restarted = Consensus::new(config(), key, Honest, signed_before.clone());
     restarted.handle(Input::StartHeight {
         height: h,

@@ -17,10 +17,12 @@ use std::sync::OnceLock;
 
 use cbec_chaincode::{BlockInfo, Engine, MemoryState};
 use cbec_ledger::proof::{ProofFile, TrustRoot, TrustedAgency};
-use cbec_ledger::{codec, Block, Call, Hash, KeyPair, Transaction, TxBody};
+use cbec_ledger::{codec, Block, Call, Hash, KeyPair, Suite, Transaction, TxBody};
 use cbec_node::wire::{self, SyncRequest, SyncResponse, TxBatch};
 
 const CHAIN: Hash = Hash([0xcb; 32]);
+/// The suite of the fuzzed chain (decoding and checks run for both where cheap).
+const SUITE: Suite = Suite::Ed25519Sha256;
 
 fn key(n: u8) -> KeyPair {
     KeyPair::from_seed(&[n; 32])
@@ -69,17 +71,21 @@ pub fn samples() -> Vec<Vec<u8>> {
 pub fn transactions(bytes: &[u8]) {
     if let Ok(tx) = codec::decode::<Transaction>(bytes) {
         assert_eq!(codec::encode(&tx), bytes, "a transaction has one encoding");
-        let _ = tx.verify(&CHAIN);
+        for suite in Suite::ALL {
+            let _ = tx.clone().verify(&CHAIN, suite);
+        }
     }
     if let Ok(txs) = codec::decode::<Vec<Transaction>>(bytes) {
         assert_eq!(codec::encode(&txs), bytes);
-        let _ = cbec_ledger::verify_all(txs, &CHAIN);
+        for suite in Suite::ALL {
+            let _ = cbec_ledger::verify_all(txs.clone(), &CHAIN, suite);
+        }
     }
 }
 
 /// JSON bodies of the API (one transaction or an array).
 pub fn api_json(bytes: &[u8]) {
-    let _ = serde_json::from_slice::<Transaction>(bytes).map(|t| t.verify(&CHAIN));
+    let _ = serde_json::from_slice::<Transaction>(bytes).map(|t| t.verify(&CHAIN, SUITE));
     let _ = serde_json::from_slice::<Vec<Transaction>>(bytes);
 }
 
@@ -87,8 +93,10 @@ pub fn api_json(bytes: &[u8]) {
 pub fn blocks(bytes: &[u8]) {
     if let Ok(block) = codec::decode::<Block>(bytes) {
         assert_eq!(codec::encode(&block), bytes, "a block has one encoding");
-        let _ = block.check_body();
-        let _ = block.hash();
+        for suite in Suite::ALL {
+            let _ = block.check_body(suite);
+            let _ = block.hash(suite);
+        }
     }
 }
 
@@ -96,9 +104,9 @@ pub fn blocks(bytes: &[u8]) {
 /// body against header, signature).
 pub fn gossip(bytes: &[u8]) {
     if let Ok(message) = wire::open(bytes) {
-        let _ = wire::inbound(message, &CHAIN);
+        let _ = wire::inbound(message, &CHAIN, SUITE);
     }
-    let _ = wire::inbound(bytes, &CHAIN);
+    let _ = wire::inbound(bytes, &CHAIN, SUITE);
 }
 
 /// Request-response frames: sync requests and answers, transaction pushes.
@@ -106,7 +114,7 @@ pub fn frames(bytes: &[u8]) {
     let _ = codec::decode::<SyncRequest>(bytes);
     let _ = codec::decode::<SyncResponse>(bytes).map(|r| {
         for (block, certificate) in &r.blocks {
-            let _ = block.check_body();
+            let _ = block.check_body(SUITE);
             let _ = certificate.verify(&CHAIN, &validators());
         }
     });
@@ -129,6 +137,7 @@ fn trust() -> &'static TrustRoot {
     static TRUST: OnceLock<TrustRoot> = OnceLock::new();
     TRUST.get_or_init(|| TrustRoot {
         chain_id: CHAIN,
+        suite: SUITE,
         agencies: ["customs", "tax", "forex", "commerce"]
             .iter()
             .zip(1..)
@@ -189,12 +198,13 @@ pub fn chaincode_args(bytes: &[u8]) {
         },
         agency,
     );
-    let Ok(verified) = tx.verify(&CHAIN) else {
+    let Ok(verified) = tx.verify(&CHAIN, SUITE) else {
         return;
     };
     let block = BlockInfo {
         height: 1,
         time_ms: 1_795_680_000_000,
+        suite: SUITE,
     };
     if let Ok(outcome) = engine.execute_block(state, block, &[verified]) {
         if let cbec_ledger::Outcome::Rejected { rule, message } = &outcome.results[0].outcome {

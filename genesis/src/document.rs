@@ -6,7 +6,7 @@ use std::path::Path;
 use bincode::{Decode, Encode};
 use cbec_ledger::hash::tag;
 use cbec_ledger::proof::{TrustRoot, TrustedAgency};
-use cbec_ledger::{codec, ChaincodeConfig, Hash, PublicKey, Validator, ValidatorSet};
+use cbec_ledger::{codec, ChaincodeConfig, Hash, PublicKey, Suite, Validator, ValidatorSet};
 use serde::{Deserialize, Serialize};
 
 use crate::peer_id;
@@ -32,6 +32,11 @@ pub struct Genesis {
     /// Covered by the chain id like everything here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic_state: Option<SyntheticState>,
+    /// The crypto suite of every signature and hash on the chain, chain id included:
+    /// `ed25519-sha256` (the default when absent) or `sm2-sm3`. Fixed for the chain's
+    /// life.
+    #[serde(default)]
+    pub crypto: Suite,
 }
 
 /// `keys` entries under `syn/`, each derived from `seed` and its index (see
@@ -154,10 +159,11 @@ pub enum GenesisError {
 }
 
 impl Genesis {
-    /// The chain id: the tagged hash of the canonical encoding. Whitespace and key order
-    /// in the JSON file do not change it; any value does.
+    /// The chain id: the tagged hash (with the document's own suite) of the canonical
+    /// encoding. Whitespace and key order in the JSON file do not change it; any value,
+    /// the suite included, does.
     pub fn chain_id(&self) -> Hash {
-        Hash::tagged(tag::GENESIS, &codec::encode(self))
+        self.crypto.tagged(tag::GENESIS, &codec::encode(self))
     }
 
     /// The validator set in agency order.
@@ -178,6 +184,7 @@ impl Genesis {
     pub fn trust_root(&self) -> TrustRoot {
         TrustRoot {
             chain_id: self.chain_id(),
+            suite: self.crypto,
             agencies: self
                 .agencies
                 .iter()
@@ -281,7 +288,12 @@ impl Genesis {
             if agency.voting_power == 0 {
                 return Err(fault(at("voting_power"), "must be greater than zero"));
             }
-            check_key(&agency.validator_key, &at("validator_key"), &mut keys)?;
+            check_key(
+                self.crypto,
+                &agency.validator_key,
+                &at("validator_key"),
+                &mut keys,
+            )?;
             if agency.operator_keys.is_empty() {
                 return Err(fault(
                     at("operator_keys"),
@@ -289,7 +301,12 @@ impl Genesis {
                 ));
             }
             for (j, key) in agency.operator_keys.iter().enumerate() {
-                check_key(key, &at(&format!("operator_keys[{j}]")), &mut keys)?;
+                check_key(
+                    self.crypto,
+                    key,
+                    &at(&format!("operator_keys[{j}]")),
+                    &mut keys,
+                )?;
             }
             peer_id::parse(&agency.peer_id).map_err(|e| fault(at("peer_id"), e))?;
             if !peers.insert(agency.peer_id.as_str()) {
@@ -404,14 +421,18 @@ fn validate_chain_name(name: &str) -> Result<(), FieldError> {
 }
 
 fn check_key(
+    suite: Suite,
     key: &PublicKey,
     field: &str,
     seen: &mut BTreeSet<PublicKey>,
 ) -> Result<(), FieldError> {
+    suite
+        .check_key(key)
+        .map_err(|e| fault(field, e.to_string()))?;
     if !key.is_valid() {
         return Err(fault(
             field,
-            format!("{key} is not a valid Ed25519 public key"),
+            format!("{key} is not a valid {} public key", key.scheme()),
         ));
     }
     if !seen.insert(*key) {

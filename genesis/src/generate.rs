@@ -11,7 +11,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use cbec_ledger::{ChaincodeConfig, Hash, KeyPair};
+use cbec_ledger::{ChaincodeConfig, Hash, KeyPair, Scheme, Suite};
 use rand_core::CryptoRngCore;
 
 use crate::config::{LogFormat, NodeConfig};
@@ -28,6 +28,8 @@ pub struct ConsortiumOptions {
     pub chaincodes: Vec<ChaincodeConfig>,
     /// A synthetic state every node writes at genesis (benchmarks), if any.
     pub synthetic_state: Option<crate::SyntheticState>,
+    /// The chain's crypto suite; validator and operator keys are of its scheme.
+    pub crypto: Suite,
 }
 
 /// A generated consortium.
@@ -104,9 +106,10 @@ pub fn generate_consortium(
     for (i, name) in AGENCIES.iter().enumerate() {
         let agency_dir = dir.join(name);
         std::fs::create_dir_all(&agency_dir).map_err(io(&agency_dir, "create directory"))?;
-        let validator = KeyPair::generate(rng);
-        let network = KeyPair::generate(rng);
-        let operator = KeyPair::generate(rng);
+        let validator = KeyPair::generate(options.crypto.scheme(), rng);
+        // libp2p's peer identities are Ed25519 whatever the chain's suite.
+        let network = KeyPair::generate(Scheme::Ed25519, rng);
+        let operator = KeyPair::generate(options.crypto.scheme(), rng);
         keyfile::write_key(&agency_dir.join("validator.key"), &validator, false)?;
         keyfile::write_key(&agency_dir.join("network.key"), &network, false)?;
         keyfile::write_key(&agency_dir.join("operator.key"), &operator, false)?;
@@ -143,6 +146,7 @@ pub fn generate_consortium(
         consensus: options.consensus.clone(),
         chaincodes: options.chaincodes.clone(),
         synthetic_state: options.synthetic_state,
+        crypto: options.crypto,
     };
     for (agency_dir, config) in &configs {
         let path = agency_dir.join("node.toml");

@@ -1,4 +1,7 @@
-//! Key files: one Ed25519 secret seed as 64 hex characters and a newline, mode 0600.
+//! Key files: the key's scheme, a colon and its 32-byte secret as 64 hex characters,
+//! then a newline (`sm2:3945...c5b8`), mode 0600. The secret is an Ed25519 seed or an
+//! SM2 private key. A file of the 64 hex characters alone (the format before the
+//! national suite) is an Ed25519 key.
 //!
 //! Writes are atomic (temporary file, fsync, link into place), so a crash never leaves
 //! a half-written key, and never overwrite an existing key unless asked to. Reads refuse
@@ -9,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cbec_ledger::KeyPair;
+use cbec_ledger::{KeyPair, Scheme};
 
 /// Why a key file could not be read or written. Every message starts with the path.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +28,13 @@ pub enum KeyFileError {
     #[error("{path}: readable by group or others (mode {mode:04o}); run `chmod 600 {path}`")]
     LoosePermissions { path: PathBuf, mode: u32 },
     #[error(
-        "{path}: expected 64 hex characters (an Ed25519 secret seed), found {found} characters"
+        "{path}: expected `SCHEME:` and 64 hex characters (a 32-byte secret), found {found} characters"
     )]
     WrongLength { path: PathBuf, found: usize },
+    #[error("{path}: {detail}")]
+    BadScheme { path: PathBuf, detail: String },
+    #[error("{path}: {detail}")]
+    BadSecret { path: PathBuf, detail: String },
     #[error("{path}: not hex: {detail}")]
     BadEncoding { path: PathBuf, detail: String },
     #[error("{path}: already exists; refusing to overwrite a key")]
@@ -61,8 +68,8 @@ pub fn read_key(path: &Path) -> Result<KeyPair, KeyFileError> {
     parse_key(&bytes, path)
 }
 
-/// A key file's contents (64 hex characters of seed, a newline allowed), to a key;
-/// `path` names the file in errors.
+/// A key file's contents (`SCHEME:` and 64 hex characters of secret, a newline
+/// allowed; no prefix means Ed25519), to a key; `path` names the file in errors.
 pub fn parse_key(bytes: &[u8], path: &Path) -> Result<KeyPair, KeyFileError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| KeyFileError::BadEncoding {
@@ -70,6 +77,17 @@ pub fn parse_key(bytes: &[u8], path: &Path) -> Result<KeyPair, KeyFileError> {
             detail: "the file is not text".into(),
         })?
         .trim_end_matches(['\n', '\r']);
+    let (scheme, text) = match text.split_once(':') {
+        Some((name, rest)) => (
+            name.parse::<Scheme>()
+                .map_err(|detail| KeyFileError::BadScheme {
+                    path: path.to_path_buf(),
+                    detail,
+                })?,
+            rest,
+        ),
+        None => (Scheme::Ed25519, text),
+    };
     if text.len() != 64 {
         return Err(KeyFileError::WrongLength {
             path: path.to_path_buf(),
@@ -80,7 +98,10 @@ pub fn parse_key(bytes: &[u8], path: &Path) -> Result<KeyPair, KeyFileError> {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    Ok(KeyPair::from_seed(&seed))
+    KeyPair::from_secret(scheme, &seed).map_err(|e| KeyFileError::BadSecret {
+        path: path.to_path_buf(),
+        detail: format!("not an {scheme} secret key: {e}"),
+    })
 }
 
 /// Writes `key` to `path` with mode 0600, atomically. Refuses to replace an existing
@@ -113,7 +134,7 @@ pub fn write_key(path: &Path, key: &KeyPair, overwrite: bool) -> Result<(), KeyF
             .mode(0o600)
             .open(&temp)
             .map_err(|e| io("create", e))?;
-        file.write_all(format!("{}\n", hex::encode(key.seed())).as_bytes())
+        file.write_all(format!("{}:{}\n", key.scheme(), hex::encode(key.secret())).as_bytes())
             .map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("sync", e))?;
         if overwrite {
@@ -167,9 +188,40 @@ mod tests {
         write_key(&path, &KeyPair::from_seed(&[3; 32]), false).expect("write");
         let err = write_key(&path, &KeyPair::from_seed(&[4; 32]), false).unwrap_err();
         assert!(matches!(err, KeyFileError::Exists { .. }));
-        assert_eq!(read_key(&path).expect("read").seed(), [3; 32]);
+        assert_eq!(read_key(&path).expect("read").secret(), [3; 32]);
         write_key(&path, &KeyPair::from_seed(&[4; 32]), true).expect("overwrite");
-        assert_eq!(read_key(&path).expect("read").seed(), [4; 32]);
+        assert_eq!(read_key(&path).expect("read").secret(), [4; 32]);
+    }
+
+    #[test]
+    fn key_files_say_their_scheme_and_read_back_as_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for scheme in Scheme::ALL {
+            let path = dir.path().join(format!("{scheme}.key"));
+            let key = KeyPair::derive(scheme, &[5; 32]);
+            write_key(&path, &key, false).expect("write");
+            let text = fs::read_to_string(&path).expect("read");
+            assert!(text.starts_with(&format!("{scheme}:")), "{text}");
+            let back = read_key(&path).expect("read");
+            assert_eq!((back.scheme(), back.public()), (scheme, key.public()));
+        }
+        // The format before schemes: 64 hex characters alone are an Ed25519 seed.
+        let path = dir.path().join("old.key");
+        write_raw(&path, format!("{}\n", "ab".repeat(32)).as_bytes(), 0o600);
+        let key = read_key(&path).expect("read");
+        assert_eq!(key.public(), KeyPair::from_seed(&[0xab; 32]).public());
+        // An unknown scheme, and an SM2 secret out of range (n), are named.
+        write_raw(
+            &path,
+            format!("rsa:{}\n", "ab".repeat(32)).as_bytes(),
+            0o600,
+        );
+        let err = read_key(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown key scheme `rsa`"), "{err}");
+        let n = "fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54123";
+        write_raw(&path, format!("sm2:{n}\n").as_bytes(), 0o600);
+        let err = read_key(&path).unwrap_err().to_string();
+        assert!(err.contains("not an sm2 secret key"), "{err}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn parse(peer_id: &str) -> Result<PublicKey, String> {
     }
     let mut key = [0u8; 32];
     key.copy_from_slice(&bytes[PREFIX.len()..]);
-    let key = PublicKey(key);
+    let key = PublicKey::Ed25519(key);
     if !key.is_valid() {
         return Err(format!("`{peer_id}` holds an invalid Ed25519 key"));
     }

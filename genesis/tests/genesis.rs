@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cbec_genesis::*;
-use cbec_ledger::{ChaincodeConfig, Hash};
+use cbec_ledger::{ChaincodeConfig, Suite};
 use serde_json::Value;
 
 fn options() -> ConsortiumOptions {
@@ -18,6 +18,7 @@ fn options() -> ConsortiumOptions {
             params: Default::default(),
         }],
         synthetic_state: None,
+        crypto: Suite::Ed25519Sha256,
     }
 }
 
@@ -160,7 +161,7 @@ fn each_fault_names_its_field() {
         &c,
         &bad_key,
         "agencies[0].validator_key",
-        "not a valid Ed25519",
+        "not a valid ed25519",
     );
 
     let short_key = with(&|d| d["agencies"][0]["validator_key"] = "abcd".into());
@@ -278,9 +279,58 @@ fn node_config_faults_name_the_field() {
 #[test]
 fn chain_id_is_the_tagged_hash_of_the_canonical_encoding() {
     let (_tmp, c) = generated();
-    let expected = Hash::tagged(
+    let expected = Suite::Ed25519Sha256.tagged(
         cbec_ledger::hash::tag::GENESIS,
         &cbec_ledger::codec::encode(&c.genesis),
     );
     assert_eq!(c.chain_id, expected);
+}
+
+/// An `sm2-sm3` consortium: SM2 validator and operator keys (libp2p's network keys stay
+/// Ed25519), its chain id hashed with SM3, and the suite covered by the chain id.
+#[test]
+fn an_sm2_consortium_has_sm2_keys_and_an_sm3_chain_id() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let options = ConsortiumOptions {
+        crypto: Suite::Sm2Sm3,
+        ..options()
+    };
+    let c = generate_consortium(tmp.path(), &options, &mut rand_core::OsRng).expect("generate");
+    let loaded = Genesis::load(&Consortium::genesis_path(tmp.path()), catalog).expect("load");
+    assert_eq!(loaded.crypto, Suite::Sm2Sm3);
+    for agency in &loaded.agencies {
+        assert_eq!(agency.validator_key.scheme(), cbec_ledger::Scheme::Sm2);
+        assert_eq!(agency.operator_keys[0].scheme(), cbec_ledger::Scheme::Sm2);
+        let key = read_key(&tmp.path().join(&agency.name).join("validator.key")).expect("key");
+        assert_eq!(key.public(), agency.validator_key);
+        let network = read_key(&tmp.path().join(&agency.name).join("network.key")).expect("key");
+        assert_eq!(network.scheme(), cbec_ledger::Scheme::Ed25519);
+    }
+    let expected = Suite::Sm2Sm3.tagged(
+        cbec_ledger::hash::tag::GENESIS,
+        &cbec_ledger::codec::encode(&c.genesis),
+    );
+    assert_eq!(c.chain_id, expected);
+    let json = std::fs::read_to_string(Consortium::genesis_path(tmp.path())).expect("read");
+    assert!(json.contains("\"crypto\": \"sm2-sm3\""), "{json}");
+    // The same document under the other suite is another chain.
+    let mut other = c.genesis.clone();
+    other.crypto = Suite::Ed25519Sha256;
+    assert_ne!(other.chain_id(), c.chain_id);
+    // ... and invalid: its keys are SM2 keys.
+    let err = other.validate(catalog).expect_err("sm2 keys on ed25519");
+    assert_eq!(err.field, "agencies[0].validator_key");
+    assert!(
+        err.problem.contains("sm2 key") && err.problem.contains("ed25519-sha256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_crypto_suite_is_named() {
+    let (_tmp, c) = generated();
+    let mut json: Value = serde_json::from_str(&c.genesis.to_json_pretty()).expect("json");
+    json["crypto"] = Value::from("rsa-md5");
+    let err = Genesis::from_json(&json.to_string()).expect_err("unknown suite");
+    assert!(err.contains("unknown crypto suite `rsa-md5`"), "{err}");
 }

@@ -67,7 +67,7 @@ fn main() {
         .iter()
         .find(|t| t.body.call.chaincode == goods::CHAINCODE)
         .expect("the event")
-        .hash();
+        .hash(chain.trust.suite);
     report(
         "tx (block of 1,000 txs)",
         &chain,
@@ -88,8 +88,8 @@ fn main() {
         .iter()
         .map(|(k, v)| (k.as_slice(), v.as_slice()))
         .collect();
-    let leaves: Vec<SparseLeaf> = reference::leaves(&refs);
-    let root = reference::root(&leaves);
+    let leaves: Vec<SparseLeaf> = reference::leaves(chain.trust.suite, &refs);
+    let root = reference::root(chain.trust.suite, &leaves);
     let height = chain.height();
     let mut header = chain.committed(height).block.header.clone();
     header.state_root = root;
@@ -101,7 +101,7 @@ fn main() {
             b"ent/filing/NOT-FILED".to_vec(),
         ),
     ] {
-        let proof = reference::prove(&leaves, &key);
+        let proof = reference::prove(chain.trust.suite, &leaves, &key);
         let value = refs
             .binary_search_by(|(k, _)| (*k).cmp(key.as_slice()))
             .ok()

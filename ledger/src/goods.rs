@@ -9,6 +9,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::crypto::Suite;
 use crate::hash::{tag, Hash};
 
 /// The chaincode and method that record a traceability event.
@@ -65,8 +66,8 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub fn hash(&self) -> Hash {
-        Hash::tagged(tag::GOODS_EVENT, &codec::encode(self))
+    pub fn hash(&self, suite: Suite) -> Hash {
+        suite.tagged(tag::GOODS_EVENT, &codec::encode(self))
     }
 }
 

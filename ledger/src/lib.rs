@@ -26,7 +26,7 @@ pub mod tx;
 pub mod validators;
 
 pub use block::{Block, BlockError, Header};
-pub use crypto::{KeyPair, PublicKey, Signature, SignatureError};
+pub use crypto::{KeyPair, PublicKey, Scheme, Signature, SignatureError, Suite};
 pub use hash::Hash;
 pub use hex_bytes::{parse_hex, HexError};
 pub use merkle::{InclusionProof, MerkleError, MerkleTree};

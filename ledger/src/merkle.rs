@@ -1,5 +1,6 @@
-//! RFC 6962 Merkle trees (Certificate Transparency): leaf hash `SHA-256(0x00 || data)`,
-//! interior node `SHA-256(0x01 || left || right)`, the empty tree `SHA-256("")`.
+//! RFC 6962 Merkle trees (Certificate Transparency): leaf hash `H(0x00 || data)`,
+//! interior node `H(0x01 || left || right)`, the empty tree `H("")`, with `H` the
+//! chain's suite's hash (SHA-256 as in the RFC, or SM3).
 //!
 //! Using the standard shape means any RFC 6962 / RFC 9162 verifier can check our
 //! inclusion proofs. The tree is built bottom-up, promoting an unpaired last node to the
@@ -9,55 +10,63 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::Suite;
 use crate::hash::Hash;
 
 /// More levels than any tree of at most 2^63 leaves has; longer paths are refused.
 pub const PROOF_DEPTH_MAX: usize = 63;
 
-/// `SHA-256(0x00 || data)`.
-pub fn leaf_hash(data: &[u8]) -> Hash {
-    Hash::sha256(&[&[0x00], data])
+/// `H(0x00 || data)`.
+pub fn leaf_hash(suite: Suite, data: &[u8]) -> Hash {
+    suite.digest(&[&[0x00], data])
 }
 
-/// `SHA-256(0x01 || left || right)`.
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Hash::sha256(&[&[0x01], &left.0, &right.0])
+/// `H(0x01 || left || right)`.
+pub fn node_hash(suite: Suite, left: &Hash, right: &Hash) -> Hash {
+    suite.digest(&[&[0x01], &left.0, &right.0])
 }
 
-/// The root of the empty tree: `SHA-256("")`.
-pub fn empty_root() -> Hash {
-    Hash::sha256(&[])
+/// The root of the empty tree: `H("")`.
+pub fn empty_root(suite: Suite) -> Hash {
+    suite.digest(&[])
 }
 
 /// A built tree: every level kept, so proofs are read off without rehashing.
 #[derive(Debug, Clone)]
 pub struct MerkleTree {
+    suite: Suite,
     /// `levels[0]` are the leaf hashes; the last level holds the root alone.
     levels: Vec<Vec<Hash>>,
 }
 
 impl MerkleTree {
     /// A tree over the given leaf data (each item is hashed as a leaf).
-    pub fn from_leaves<T: AsRef<[u8]>>(leaves: &[T]) -> MerkleTree {
-        MerkleTree::from_leaf_hashes(leaves.iter().map(|l| leaf_hash(l.as_ref())).collect())
+    pub fn from_leaves<T: AsRef<[u8]>>(suite: Suite, leaves: &[T]) -> MerkleTree {
+        MerkleTree::from_leaf_hashes(
+            suite,
+            leaves
+                .iter()
+                .map(|l| leaf_hash(suite, l.as_ref()))
+                .collect(),
+        )
     }
 
     /// A tree over already-computed leaf hashes.
-    pub fn from_leaf_hashes(leaf_hashes: Vec<Hash>) -> MerkleTree {
+    pub fn from_leaf_hashes(suite: Suite, leaf_hashes: Vec<Hash>) -> MerkleTree {
         let mut levels = vec![leaf_hashes];
         while levels.last().map_or(0, Vec::len) > 1 {
             let below = levels.last().expect("loop condition: a level exists");
             let above = below
                 .chunks(2)
                 .map(|pair| match pair {
-                    [left, right] => node_hash(left, right),
+                    [left, right] => node_hash(suite, left, right),
                     [single] => *single,
                     _ => unreachable!("chunks(2) yields one or two items"),
                 })
                 .collect();
             levels.push(above);
         }
-        MerkleTree { levels }
+        MerkleTree { suite, levels }
     }
 
     pub fn leaf_count(&self) -> u64 {
@@ -67,7 +76,7 @@ impl MerkleTree {
     pub fn root(&self) -> Hash {
         match self.levels.last().and_then(|level| level.first()) {
             Some(root) => *root,
-            None => empty_root(),
+            None => empty_root(self.suite),
         }
     }
 
@@ -94,8 +103,8 @@ impl MerkleTree {
 }
 
 /// The root over `leaves`, without keeping the tree.
-pub fn root<T: AsRef<[u8]>>(leaves: &[T]) -> Hash {
-    MerkleTree::from_leaves(leaves).root()
+pub fn root<T: AsRef<[u8]>>(suite: Suite, leaves: &[T]) -> Hash {
+    MerkleTree::from_leaves(suite, leaves).root()
 }
 
 /// An RFC 6962 audit path: the sibling hashes from the leaf up to the root.
@@ -124,12 +133,17 @@ pub enum MerkleError {
 
 impl InclusionProof {
     /// Checks that `leaf_data` is leaf `leaf_index` of the tree whose root is `root`.
-    pub fn verify(&self, leaf_data: &[u8], root: &Hash) -> Result<(), MerkleError> {
-        self.verify_leaf_hash(&leaf_hash(leaf_data), root)
+    pub fn verify(&self, suite: Suite, leaf_data: &[u8], root: &Hash) -> Result<(), MerkleError> {
+        self.verify_leaf_hash(suite, &leaf_hash(suite, leaf_data), root)
     }
 
     /// RFC 9162 section 2.1.3.2, over a leaf hash.
-    pub fn verify_leaf_hash(&self, leaf: &Hash, root: &Hash) -> Result<(), MerkleError> {
+    pub fn verify_leaf_hash(
+        &self,
+        suite: Suite,
+        leaf: &Hash,
+        root: &Hash,
+    ) -> Result<(), MerkleError> {
         if self.leaf_index >= self.tree_size {
             return Err(MerkleError::IndexOutOfRange {
                 index: self.leaf_index,
@@ -154,13 +168,13 @@ impl InclusionProof {
                 return Err(shape_error);
             }
             if f_n & 1 == 1 || f_n == s_n {
-                r = node_hash(p, &r);
+                r = node_hash(suite, p, &r);
                 while f_n & 1 == 0 && f_n != 0 {
                     f_n >>= 1;
                     s_n >>= 1;
                 }
             } else {
-                r = node_hash(&r, p);
+                r = node_hash(suite, &r, p);
             }
             f_n >>= 1;
             s_n >>= 1;
@@ -181,16 +195,24 @@ impl InclusionProof {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Suite;
+
+    /// The suite of these tests (SHA-256's published vectors); proofs.rs runs both.
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use proptest::prelude::*;
 
     /// RFC 6962 section 2.1, transcribed literally: the oracle for the bottom-up tree.
     fn reference_root(leaves: &[Vec<u8>]) -> Hash {
         match leaves.len() {
-            0 => Hash::sha256(&[]),
-            1 => leaf_hash(&leaves[0]),
+            0 => SUITE.digest(&[]),
+            1 => leaf_hash(SUITE, &leaves[0]),
             n => {
                 let k = largest_power_of_two_below(n);
-                node_hash(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
+                node_hash(
+                    SUITE,
+                    &reference_root(&leaves[..k]),
+                    &reference_root(&leaves[k..]),
+                )
             }
         }
     }
@@ -229,19 +251,19 @@ mod tests {
     fn empty_tree_root_is_sha256_of_nothing() {
         let empty: [&[u8]; 0] = [];
         assert_eq!(
-            root(&empty).to_hex(),
+            root(SUITE, &empty).to_hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert!(MerkleTree::from_leaves(&empty).proof(0).is_none());
+        assert!(MerkleTree::from_leaves(SUITE, &empty).proof(0).is_none());
     }
 
     #[test]
     fn single_leaf_root_is_its_leaf_hash_with_empty_path() {
-        let tree = MerkleTree::from_leaves(&leaves(1));
-        assert_eq!(tree.root(), leaf_hash(b"leaf 0"));
+        let tree = MerkleTree::from_leaves(SUITE, &leaves(1));
+        assert_eq!(tree.root(), leaf_hash(SUITE, b"leaf 0"));
         let proof = tree.proof(0).expect("leaf 0 exists");
         assert!(proof.path.is_empty());
-        assert_eq!(proof.verify(b"leaf 0", &tree.root()), Ok(()));
+        assert_eq!(proof.verify(SUITE, b"leaf 0", &tree.root()), Ok(()));
     }
 
     #[test]
@@ -261,11 +283,11 @@ mod tests {
             ],
         ];
         assert_eq!(
-            root(&data).to_hex(),
+            root(SUITE, &data).to_hex(),
             "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
         );
         assert_eq!(
-            root(&data[..1]).to_hex(),
+            root(SUITE, &data[..1]).to_hex(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
     }
@@ -274,30 +296,33 @@ mod tests {
     fn every_leaf_of_small_trees_proves_and_tampering_fails() {
         for n in 1..=17 {
             let data = leaves(n);
-            let tree = MerkleTree::from_leaves(&data);
+            let tree = MerkleTree::from_leaves(SUITE, &data);
             assert_eq!(tree.root(), reference_root(&data), "root of {n} leaves");
             for (i, leaf) in data.iter().enumerate() {
                 let proof = tree.proof(i as u64).expect("index in range");
                 assert_eq!(proof.path, reference_path(i, &data), "path {i} of {n}");
-                assert_eq!(proof.verify(leaf, &tree.root()), Ok(()));
-                assert!(proof.verify(b"other", &tree.root()).is_err());
+                assert_eq!(proof.verify(SUITE, leaf, &tree.root()), Ok(()));
+                assert!(proof.verify(SUITE, b"other", &tree.root()).is_err());
                 if let Some(first) = proof.path.first() {
                     let mut bad = proof.clone();
                     bad.path[0].0[0] ^= 1;
-                    assert!(bad.verify(leaf, &tree.root()).is_err(), "{n}:{i} {first}");
+                    assert!(
+                        bad.verify(SUITE, leaf, &tree.root()).is_err(),
+                        "{n}:{i} {first}"
+                    );
                     let mut short = proof.clone();
                     short.path.pop();
-                    assert!(short.verify(leaf, &tree.root()).is_err());
+                    assert!(short.verify(SUITE, leaf, &tree.root()).is_err());
                 }
                 let mut moved = proof.clone();
                 moved.leaf_index = (moved.leaf_index + 1) % n as u64;
                 if n > 1 {
-                    assert!(moved.verify(leaf, &tree.root()).is_err());
+                    assert!(moved.verify(SUITE, leaf, &tree.root()).is_err());
                 }
                 let mut outside = proof.clone();
                 outside.tree_size = outside.leaf_index;
                 assert!(matches!(
-                    outside.verify(leaf, &tree.root()),
+                    outside.verify(SUITE, leaf, &tree.root()),
                     Err(MerkleError::IndexOutOfRange { .. })
                 ));
             }
@@ -309,11 +334,11 @@ mod tests {
         // A two-leaf tree's root must not be accepted as the leaf hash of its children's
         // concatenation: the 0x00/0x01 prefixes prevent this second-preimage trick.
         let data = leaves(2);
-        let tree = MerkleTree::from_leaves(&data);
+        let tree = MerkleTree::from_leaves(SUITE, &data);
         let mut inner = Vec::new();
-        inner.extend_from_slice(&leaf_hash(&data[0]).0);
-        inner.extend_from_slice(&leaf_hash(&data[1]).0);
-        assert_ne!(leaf_hash(&inner), tree.root());
+        inner.extend_from_slice(&leaf_hash(SUITE, &data[0]).0);
+        inner.extend_from_slice(&leaf_hash(SUITE, &data[1]).0);
+        assert_ne!(leaf_hash(SUITE, &inner), tree.root());
     }
 
     #[test]
@@ -324,7 +349,7 @@ mod tests {
             path: vec![Hash::default(); PROOF_DEPTH_MAX + 1],
         };
         assert!(matches!(
-            proof.verify(b"x", &Hash::default()),
+            proof.verify(SUITE, b"x", &Hash::default()),
             Err(MerkleError::PathTooLong { .. })
         ));
     }
@@ -333,13 +358,13 @@ mod tests {
         #[test]
         fn matches_the_rfc_definition(data in proptest::collection::vec(
             proptest::collection::vec(any::<u8>(), 0..8), 0..70), pick in any::<prop::sample::Index>()) {
-            let tree = MerkleTree::from_leaves(&data);
+            let tree = MerkleTree::from_leaves(SUITE, &data);
             prop_assert_eq!(tree.root(), reference_root(&data));
             if !data.is_empty() {
                 let i = pick.index(data.len());
                 let proof = tree.proof(i as u64).expect("in range");
                 prop_assert_eq!(&proof.path, &reference_path(i, &data));
-                prop_assert!(proof.verify(&data[i], &tree.root()).is_ok());
+                prop_assert!(proof.verify(SUITE, &data[i], &tree.root()).is_ok());
             }
         }
     }

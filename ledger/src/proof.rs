@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{result_leaves, tx_leaves, Block, Header};
 use crate::codec;
-use crate::crypto::PublicKey;
+use crate::crypto::{PublicKey, Suite};
 use crate::goods::{self, EventKind, Head, RecordEvent, StoredEvent};
 use crate::hash::Hash;
 use crate::merkle::{InclusionProof, MerkleTree};
@@ -47,10 +47,14 @@ pub struct TrustedAgency {
     pub voting_power: u64,
 }
 
-/// What an auditor trusts: the chain id and the agencies of the genesis file.
+/// What an auditor trusts: the chain id, the crypto suite and the agencies of the
+/// genesis file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustRoot {
     pub chain_id: Hash,
+    /// Every hash and signature of a proof is checked with this suite's functions.
+    #[serde(default)]
+    pub suite: Suite,
     pub agencies: Vec<TrustedAgency>,
 }
 
@@ -95,6 +99,11 @@ impl Roster {
 impl TrustRoot {
     /// The set that certifies height 1.
     pub fn genesis_roster(&self) -> Result<Roster, ProofError> {
+        for (i, agency) in self.agencies.iter().enumerate() {
+            self.suite
+                .check_key(&agency.validator_key)
+                .map_err(|e| fail(format!("genesis.agencies[{i}].validator_key"), e))?;
+        }
         Roster::derive(&self.agencies, &[]).map_err(|e| fail("genesis", e))
     }
 }
@@ -138,9 +147,14 @@ pub struct TxProof {
 
 impl TxProof {
     /// The proof of transaction `index` of `block`, certified by `certificate`.
-    pub fn build(block: &Block, certificate: CommitCertificate, index: usize) -> Option<TxProof> {
-        let txs = MerkleTree::from_leaves(&tx_leaves(&block.txs));
-        let results = MerkleTree::from_leaves(&result_leaves(&block.results));
+    pub fn build(
+        suite: Suite,
+        block: &Block,
+        certificate: CommitCertificate,
+        index: usize,
+    ) -> Option<TxProof> {
+        let txs = MerkleTree::from_leaves(suite, &tx_leaves(&block.txs));
+        let results = MerkleTree::from_leaves(suite, &result_leaves(&block.results));
         TxProof::build_with(block, &txs, &results, certificate, index)
     }
 
@@ -328,6 +342,7 @@ impl<'a> History<'a> {
                 let state_key = validator_key_state_key(&agency.name);
                 key.proof
                     .verify(
+                        trust.suite,
                         &change.at.header.state_root,
                         state_key.as_bytes(),
                         key.value.as_deref(),
@@ -342,6 +357,12 @@ impl<'a> History<'a> {
                         )
                     })?),
                 };
+                if let Some(key) = &replaced {
+                    trust
+                        .suite
+                        .check_key(key)
+                        .map_err(|e| fail(format!("{at}.keys[{j}].value"), e))?;
+                }
                 overrides.push(replaced);
             }
             let roster = Roster::derive(&trust.agencies, &overrides)
@@ -377,7 +398,7 @@ impl<'a> History<'a> {
             return Err(fail(format!("{at}.header.height"), "height 0 has no block"));
         }
         let roster = self.roster_at(header.height);
-        let expected = roster.set.hash();
+        let expected = roster.set.hash(self.trust.suite);
         if header.validators_hash != expected {
             return Err(fail(
                 format!("{at}.header.validators_hash"),
@@ -388,7 +409,7 @@ impl<'a> History<'a> {
                 ),
             ));
         }
-        let hash = header.hash();
+        let hash = header.hash(self.trust.suite);
         c.certificate
             .verify_for(&self.trust.chain_id, &roster.set, header.height, &hash)
             .map_err(|e| fail(format!("{at}.certificate"), e))?;
@@ -408,13 +429,17 @@ impl<'a> History<'a> {
     fn check_tx(&self, p: &TxProof, at: &str) -> Result<ProvenBlock, ProofError> {
         let block = self.check_certified(&p.block, &format!("{at}.block"))?;
         let header = &p.block.header;
-        let tx_hash = p.tx.hash();
+        let suite = self.trust.suite;
+        let tx_hash = p.tx.hash(suite);
         if p.tx.body.chain_id != self.trust.chain_id {
             return Err(fail(
                 format!("{at}.tx.body.chain_id"),
                 "the transaction is for another chain",
             ));
         }
+        suite
+            .check_key(&p.tx.body.sender)
+            .map_err(|e| fail(format!("{at}.tx.body.sender"), e))?;
         p.tx.body
             .sender
             .verify(&tx_hash.0, &p.tx.signature)
@@ -430,7 +455,7 @@ impl<'a> History<'a> {
             path: path.to_vec(),
         };
         path(&p.tx_path)
-            .verify(&codec::encode(&p.tx), &header.tx_root)
+            .verify(suite, &codec::encode(&p.tx), &header.tx_root)
             .map_err(|e| {
                 fail(
                     format!("{at}.tx_path"),
@@ -441,7 +466,7 @@ impl<'a> History<'a> {
                 )
             })?;
         path(&p.result_path)
-            .verify(&codec::encode(&p.result), &header.results_root)
+            .verify(suite, &codec::encode(&p.result), &header.results_root)
             .map_err(|e| {
                 fail(
                     format!("{at}.result_path"),
@@ -463,7 +488,12 @@ impl<'a> History<'a> {
     fn check_state(&self, p: &StateProof, at: &str) -> Result<ProvenBlock, ProofError> {
         let block = self.check_certified(&p.block, &format!("{at}.block"))?;
         p.proof
-            .verify(&p.block.header.state_root, &p.key, p.value.as_deref())
+            .verify(
+                self.trust.suite,
+                &p.block.header.state_root,
+                &p.key,
+                p.value.as_deref(),
+            )
             .map_err(|e| {
                 fail(
                     format!("{at}.proof"),
@@ -613,9 +643,9 @@ impl<'a> History<'a> {
             attributes: args.attributes,
             height: p.block.header.height,
             time_ms: p.block.header.time_ms,
-            tx_hash: p.tx.hash(),
+            tx_hash: p.tx.hash(self.trust.suite),
         };
-        let rebuilt = record.hash();
+        let rebuilt = record.hash(self.trust.suite);
         if rebuilt != event_hash {
             return Err(fail(
                 format!("{at}.result"),
@@ -686,7 +716,7 @@ impl ProofFile {
             Proof::Tx(p) => {
                 let block = history.check_tx(p, "proof")?;
                 Ok(Verified::Tx {
-                    tx_hash: p.tx.hash(),
+                    tx_hash: p.tx.hash(trust.suite),
                     sender: p.tx.body.sender,
                     chaincode: p.tx.body.call.chaincode.clone(),
                     method: p.tx.body.call.method.clone(),

@@ -1,8 +1,8 @@
 //! Proofs against a header's state root, verified without the tree.
 //!
-//! The state is a sparse Merkle tree over SHA-256 key hashes (the node's `tree`
-//! module; the same tree the `jmt` crate computes, which the node's tests use as an
-//! oracle): a subtree holding one leaf is that leaf, an empty subtree is a placeholder,
+//! The state is a sparse Merkle tree over key hashes (the node's `tree` module; with
+//! SHA-256 the same tree the `jmt` crate computes, which the node's tests use as an
+//! oracle; with SM3 the same shape over SM3): a subtree holding one leaf is that leaf, an empty subtree is a placeholder,
 //! and internal nodes hash their two children. Its proofs are a leaf (or none) plus the
 //! sibling hashes from that leaf up to the root. This module recomputes the root
 //! exactly as `jmt`'s `SparseMerkleProof::verify` does; the node's tests check proofs
@@ -11,6 +11,7 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::Suite;
 use crate::hash::Hash;
 
 /// The hash of an empty subtree.
@@ -20,19 +21,19 @@ const INTERNAL_DOMAIN: &[u8] = b"JMT::IntrnalNode";
 /// A key hash has 256 bits, so no path is longer.
 pub const DEPTH_MAX: usize = 256;
 
-/// Where a key lives in the tree: SHA-256 of the key bytes.
-pub fn key_hash(key: &[u8]) -> Hash {
-    Hash::sha256(&[key])
+/// Where a key lives in the tree: the hash of the key bytes.
+pub fn key_hash(suite: Suite, key: &[u8]) -> Hash {
+    suite.digest(&[key])
 }
 
-/// What a leaf commits to: SHA-256 of the value bytes.
-pub fn value_hash(value: &[u8]) -> Hash {
-    Hash::sha256(&[value])
+/// What a leaf commits to: the hash of the value bytes.
+pub fn value_hash(suite: Suite, value: &[u8]) -> Hash {
+    suite.digest(&[value])
 }
 
 /// An internal node's hash over its two children.
-pub fn internal_hash(left: &Hash, right: &Hash) -> Hash {
-    Hash::sha256(&[INTERNAL_DOMAIN, &left.0, &right.0])
+pub fn internal_hash(suite: Suite, left: &Hash, right: &Hash) -> Hash {
+    suite.digest(&[INTERNAL_DOMAIN, &left.0, &right.0])
 }
 
 /// A leaf of the tree: a key hash and its value's hash.
@@ -43,8 +44,8 @@ pub struct SparseLeaf {
 }
 
 impl SparseLeaf {
-    pub fn hash(&self) -> Hash {
-        Hash::sha256(&[LEAF_DOMAIN, &self.key_hash.0, &self.value_hash.0])
+    pub fn hash(&self, suite: Suite) -> Hash {
+        suite.digest(&[LEAF_DOMAIN, &self.key_hash.0, &self.value_hash.0])
     }
 }
 
@@ -89,12 +90,18 @@ fn common_prefix_bits(a: &Hash, b: &Hash) -> usize {
 
 impl SparseProof {
     /// Checks that `key` has `value` (or, with `None`, no value) under `root`.
-    pub fn verify(&self, root: &Hash, key: &[u8], value: Option<&[u8]>) -> Result<(), SparseError> {
+    pub fn verify(
+        &self,
+        suite: Suite,
+        root: &Hash,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), SparseError> {
         let depth = self.siblings.len();
         if depth > DEPTH_MAX {
             return Err(SparseError::TooDeep { len: depth });
         }
-        let key = key_hash(key);
+        let key = key_hash(suite, key);
         match (value, &self.leaf) {
             (Some(value), Some(leaf)) => {
                 if leaf.key_hash != key {
@@ -103,7 +110,7 @@ impl SparseProof {
                         found: leaf.key_hash,
                     });
                 }
-                let expected = value_hash(value);
+                let expected = value_hash(suite, value);
                 if leaf.value_hash != expected {
                     return Err(SparseError::ValueMismatch {
                         expected,
@@ -122,7 +129,7 @@ impl SparseProof {
             }
             (None, None) => {}
         }
-        let start = self.leaf.as_ref().map_or(PLACEHOLDER, SparseLeaf::hash);
+        let start = self.leaf.as_ref().map_or(PLACEHOLDER, |l| l.hash(suite));
         // Sibling `i` (from the bottom) sits beside the key's bit `depth - 1 - i`.
         let computed = self
             .siblings
@@ -130,9 +137,9 @@ impl SparseProof {
             .enumerate()
             .fold(start, |hash, (i, sibling)| {
                 if bit(&key, depth - 1 - i) {
-                    internal_hash(sibling, &hash)
+                    internal_hash(suite, sibling, &hash)
                 } else {
-                    internal_hash(&hash, sibling)
+                    internal_hash(suite, &hash, sibling)
                 }
             });
         if computed != *root {
@@ -151,38 +158,42 @@ pub mod reference {
     use super::*;
 
     /// The root over `(key hash, value hash)` leaves, sorted by key hash and distinct.
-    pub fn root(leaves: &[SparseLeaf]) -> Hash {
-        subtree(leaves, 0)
+    pub fn root(suite: Suite, leaves: &[SparseLeaf]) -> Hash {
+        subtree(suite, leaves, 0)
     }
 
     fn split(leaves: &[SparseLeaf], depth: usize) -> usize {
         leaves.partition_point(|l| !bit(&l.key_hash, depth))
     }
 
-    fn subtree(leaves: &[SparseLeaf], depth: usize) -> Hash {
+    fn subtree(suite: Suite, leaves: &[SparseLeaf], depth: usize) -> Hash {
         match leaves {
             [] => PLACEHOLDER,
-            [one] => one.hash(),
+            [one] => one.hash(suite),
             _ => {
                 let (left, right) = leaves.split_at(split(leaves, depth));
-                internal_hash(&subtree(left, depth + 1), &subtree(right, depth + 1))
+                internal_hash(
+                    suite,
+                    &subtree(suite, left, depth + 1),
+                    &subtree(suite, right, depth + 1),
+                )
             }
         }
     }
 
     /// The proof for `key` over sorted, distinct `leaves`.
-    pub fn prove(leaves: &[SparseLeaf], key: &[u8]) -> SparseProof {
-        let key = key_hash(key);
+    pub fn prove(suite: Suite, leaves: &[SparseLeaf], key: &[u8]) -> SparseProof {
+        let key = key_hash(suite, key);
         let mut siblings = Vec::new();
         let mut here = leaves;
         let mut depth = 0;
         while here.len() > 1 {
             let (left, right) = here.split_at(split(here, depth));
             if bit(&key, depth) {
-                siblings.push(subtree(left, depth + 1));
+                siblings.push(subtree(suite, left, depth + 1));
                 here = right;
             } else {
-                siblings.push(subtree(right, depth + 1));
+                siblings.push(subtree(suite, right, depth + 1));
                 here = left;
             }
             depth += 1;
@@ -195,12 +206,12 @@ pub mod reference {
     }
 
     /// Leaves for `(key, value)` pairs, sorted as [`root`] and [`prove`] expect.
-    pub fn leaves(pairs: &[(&[u8], &[u8])]) -> Vec<SparseLeaf> {
+    pub fn leaves(suite: Suite, pairs: &[(&[u8], &[u8])]) -> Vec<SparseLeaf> {
         let mut leaves: Vec<SparseLeaf> = pairs
             .iter()
             .map(|(k, v)| SparseLeaf {
-                key_hash: key_hash(k),
-                value_hash: value_hash(v),
+                key_hash: key_hash(suite, k),
+                value_hash: value_hash(suite, v),
             })
             .collect();
         leaves.sort_by_key(|l| l.key_hash);
@@ -211,6 +222,10 @@ pub mod reference {
 #[cfg(test)]
 mod tests {
     use super::reference::{leaves, prove, root};
+    use crate::crypto::Suite;
+
+    /// The suite of these tests (SHA-256's published vectors); proofs.rs runs both.
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use super::*;
 
     type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -232,8 +247,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
             .collect();
-        let leaves = leaves(&refs);
-        let root = root(&leaves);
+        let leaves = leaves(SUITE, &refs);
+        let root = root(SUITE, &leaves);
         (pairs, leaves, root)
     }
 
@@ -242,15 +257,18 @@ mod tests {
         for n in [0, 1, 2, 3, 17, 200] {
             let (pairs, leaves, root) = tree(n);
             for (k, v) in &pairs {
-                let proof = prove(&leaves, k);
-                assert_eq!(proof.verify(&root, k, Some(v)), Ok(()), "n={n}");
-                assert!(proof.verify(&root, k, None).is_err(), "n={n}: absent claim");
+                let proof = prove(SUITE, &leaves, k);
+                assert_eq!(proof.verify(SUITE, &root, k, Some(v)), Ok(()), "n={n}");
+                assert!(
+                    proof.verify(SUITE, &root, k, None).is_err(),
+                    "n={n}: absent claim"
+                );
             }
             for i in 0..20 {
                 let k = format!("missing/{i}").into_bytes();
-                let proof = prove(&leaves, &k);
-                assert_eq!(proof.verify(&root, &k, None), Ok(()), "n={n}");
-                assert!(proof.verify(&root, &k, Some(b"x")).is_err());
+                let proof = prove(SUITE, &leaves, &k);
+                assert_eq!(proof.verify(SUITE, &root, &k, None), Ok(()), "n={n}");
+                assert!(proof.verify(SUITE, &root, &k, Some(b"x")).is_err());
             }
         }
     }
@@ -259,9 +277,9 @@ mod tests {
     fn a_wrong_value_is_caught() {
         let (pairs, leaves, root) = tree(50);
         let (k, _) = &pairs[7];
-        let proof = prove(&leaves, k);
+        let proof = prove(SUITE, &leaves, k);
         assert!(matches!(
-            proof.verify(&root, k, Some(b"forged")),
+            proof.verify(SUITE, &root, k, Some(b"forged")),
             Err(SparseError::ValueMismatch { .. })
         ));
     }
@@ -270,17 +288,17 @@ mod tests {
     fn an_absent_key_presented_as_present_is_caught() {
         let (_, leaves, root) = tree(50);
         let k = b"never written";
-        let mut proof = prove(&leaves, k);
+        let mut proof = prove(SUITE, &leaves, k);
         // Claim a value: the leaf (if any) belongs to another key.
-        let claimed = proof.verify(&root, k, Some(b"v"));
+        let claimed = proof.verify(SUITE, &root, k, Some(b"v"));
         assert!(claimed.is_err());
         // Forge a leaf for the key: the root no longer matches.
         proof.leaf = Some(SparseLeaf {
-            key_hash: key_hash(k),
-            value_hash: value_hash(b"v"),
+            key_hash: key_hash(SUITE, k),
+            value_hash: value_hash(SUITE, b"v"),
         });
         assert!(matches!(
-            proof.verify(&root, k, Some(b"v")),
+            proof.verify(SUITE, &root, k, Some(b"v")),
             Err(SparseError::RootMismatch { .. })
         ));
     }
@@ -289,22 +307,22 @@ mod tests {
     fn every_flipped_bit_of_a_proof_is_caught() {
         let (pairs, leaves, root) = tree(100);
         let (k, v) = &pairs[42];
-        let proof = prove(&leaves, k);
+        let proof = prove(SUITE, &leaves, k);
         for s in 0..proof.siblings.len() {
             for b in 0..256 {
                 let mut bad = proof.clone();
                 bad.siblings[s].0[b / 8] ^= 1 << (b % 8);
                 assert!(
-                    bad.verify(&root, k, Some(v)).is_err(),
+                    bad.verify(SUITE, &root, k, Some(v)).is_err(),
                     "sibling {s} bit {b}"
                 );
             }
         }
         let mut dropped = proof.clone();
         dropped.siblings.pop();
-        assert!(dropped.verify(&root, k, Some(v)).is_err());
+        assert!(dropped.verify(SUITE, &root, k, Some(v)).is_err());
         let mut other_root = root;
         other_root.0[0] ^= 1;
-        assert!(proof.verify(&other_root, k, Some(v)).is_err());
+        assert!(proof.verify(SUITE, &other_root, k, Some(v)).is_err());
     }
 }

@@ -4,7 +4,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::crypto::{self, KeyPair, PublicKey, Signature, SignatureError};
+use crate::crypto::{self, KeyPair, PublicKey, Signature, SignatureError, Suite};
 use crate::hash::{tag, Hash};
 
 /// Longest chaincode id or method name accepted.
@@ -58,33 +58,36 @@ pub enum TxError {
 
 impl TxBody {
     /// The transaction id: the tagged hash of the canonical body. The signature signs it.
-    pub fn hash(&self) -> Hash {
-        Hash::tagged(tag::TX, &codec::encode(self))
+    pub fn hash(&self, suite: Suite) -> Hash {
+        suite.tagged(tag::TX, &codec::encode(self))
     }
 }
 
 impl Transaction {
-    /// Signs `body` with `key` (whose public key should be `body.sender`).
+    /// Signs `body` with `key` (whose public key should be `body.sender`), hashed with
+    /// the suite of the key's scheme.
     pub fn sign(body: TxBody, key: &KeyPair) -> Transaction {
         debug_assert_eq!(body.sender, key.public());
-        let signature = key.sign(&body.hash().0);
+        let signature = key.sign(&body.hash(key.scheme().suite()).0);
         Transaction { body, signature }
     }
 
-    pub fn hash(&self) -> Hash {
-        self.body.hash()
+    pub fn hash(&self, suite: Suite) -> Hash {
+        self.body.hash(suite)
     }
 
-    /// Checks everything that needs no state: chain id, field sizes, signature.
-    pub fn verify(self, chain_id: &Hash) -> Result<VerifiedTransaction, TxError> {
-        let hash = self.check_stateless(chain_id)?;
+    /// Checks everything that needs no state: chain id, field sizes, the sender's key
+    /// scheme, signature.
+    pub fn verify(self, chain_id: &Hash, suite: Suite) -> Result<VerifiedTransaction, TxError> {
+        let hash = self.check_stateless(chain_id, suite)?;
         self.body.sender.verify(&hash.0, &self.signature)?;
         Ok(VerifiedTransaction { tx: self, hash })
     }
 
-    /// Checks everything that needs no state except the signature: chain id and field
-    /// sizes. Returns the hash that the signature must sign.
-    fn check_stateless(&self, chain_id: &Hash) -> Result<Hash, TxError> {
+    /// Checks everything that needs no state except the signature: chain id, field
+    /// sizes and the sender's key scheme. Returns the hash that the signature must sign.
+    fn check_stateless(&self, chain_id: &Hash, suite: Suite) -> Result<Hash, TxError> {
+        suite.check_key(&self.body.sender)?;
         if self.body.chain_id != *chain_id {
             return Err(TxError::WrongChain {
                 expected: *chain_id,
@@ -106,20 +109,25 @@ impl Transaction {
                 });
             }
         }
-        Ok(self.hash())
+        Ok(self.hash(suite))
     }
 }
 
-/// Verifies many transactions, checking their signatures in one batch; the result for
-/// each is what [`Transaction::verify`] would give. When the batch fails, each signature
-/// is checked alone to find the bad ones.
+/// Verifies many transactions; the result for each is what [`Transaction::verify`] would
+/// give. Ed25519 signatures are checked in one batch (when the batch fails, each alone to
+/// find the bad ones); SM2 signatures, which have no batch check, one by one on every
+/// core.
 pub fn verify_all(
     txs: Vec<Transaction>,
     chain_id: &Hash,
+    suite: Suite,
 ) -> Vec<Result<VerifiedTransaction, TxError>> {
+    if suite == Suite::Sm2Sm3 {
+        return verify_each_in_parallel(txs, chain_id, suite);
+    }
     let checked: Vec<_> = txs
         .into_iter()
-        .map(|tx| tx.check_stateless(chain_id).map(|hash| (tx, hash)))
+        .map(|tx| tx.check_stateless(chain_id, suite).map(|hash| (tx, hash)))
         .collect();
     let pending: Vec<&(Transaction, Hash)> =
         checked.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -138,6 +146,55 @@ pub fn verify_all(
             Ok(VerifiedTransaction { tx, hash })
         })
         .collect()
+}
+
+/// [`Transaction::verify`] on each, split over the machine's cores (one thread where
+/// threads do not exist, as in the browser's WebAssembly).
+fn verify_each_in_parallel(
+    txs: Vec<Transaction>,
+    chain_id: &Hash,
+    suite: Suite,
+) -> Vec<Result<VerifiedTransaction, TxError>> {
+    // Below this, a thread costs more than it saves.
+    const PER_THREAD_MIN: usize = 16;
+    let threads = if cfg!(target_arch = "wasm32") {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let threads = threads.min(txs.len() / PER_THREAD_MIN).max(1);
+    if threads == 1 {
+        return txs
+            .into_iter()
+            .map(|tx| tx.verify(chain_id, suite))
+            .collect();
+    }
+    let per = txs.len().div_ceil(threads);
+    let mut txs = txs.into_iter();
+    let chunks: Vec<Vec<Transaction>> = (0..threads)
+        .map(|_| txs.by_ref().take(per).collect())
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|tx| tx.verify(chain_id, suite))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| match handle.join() {
+                Ok(results) => results,
+                // A panic in a signature check is a bug; resume it as the caller's.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// A transaction whose chain id and signature were checked. Only [`Transaction::verify`]
@@ -239,6 +296,7 @@ pub(crate) mod hex_opt_vec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Scheme;
 
     fn body(key: &KeyPair, chain: Hash) -> TxBody {
         TxBody {
@@ -253,85 +311,141 @@ mod tests {
         }
     }
 
+    /// Each test runs on both suites, with a key of the suite's scheme.
+    fn each_suite(test: impl Fn(Suite, &dyn Fn(u8) -> KeyPair)) {
+        for suite in Suite::ALL {
+            test(suite, &|n| KeyPair::derive(suite.scheme(), &[n; 32]));
+        }
+    }
+
     #[test]
     fn signed_transaction_verifies_on_its_chain() {
+        each_suite(|suite, key| {
+            let key = key(9);
+            let chain = Hash([1; 32]);
+            let tx = Transaction::sign(body(&key, chain), &key);
+            let verified = tx.clone().verify(&chain, suite).expect("valid");
+            assert_eq!(verified.hash(), tx.hash(suite));
+        });
+    }
+
+    #[test]
+    fn the_suite_decides_the_transaction_hash() {
         let key = KeyPair::from_seed(&[9; 32]);
-        let chain = Hash([1; 32]);
-        let tx = Transaction::sign(body(&key, chain), &key);
-        let verified = tx.clone().verify(&chain).expect("valid");
-        assert_eq!(verified.hash(), tx.hash());
+        let tx = Transaction::sign(body(&key, Hash([1; 32])), &key);
+        assert_ne!(tx.hash(Suite::Ed25519Sha256), tx.hash(Suite::Sm2Sm3));
+    }
+
+    #[test]
+    fn a_key_of_the_other_suite_is_refused_naming_both() {
+        for suite in Suite::ALL {
+            let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+            let key = KeyPair::derive(other.scheme(), &[9; 32]);
+            let chain = Hash([1; 32]);
+            let tx = Transaction::sign(body(&key, chain), &key);
+            let err = tx.clone().verify(&chain, suite).expect_err("other suite");
+            let text = err.to_string();
+            assert!(text.contains(other.scheme().name()), "{text}");
+            assert!(text.contains(suite.name()), "{text}");
+            let all = verify_all(vec![tx.clone(), tx], &chain, suite);
+            assert!(all.iter().all(Result::is_err));
+        }
     }
 
     #[test]
     fn wrong_chain_is_refused() {
-        let key = KeyPair::from_seed(&[9; 32]);
-        let tx = Transaction::sign(body(&key, Hash([1; 32])), &key);
-        assert!(matches!(
-            tx.verify(&Hash([2; 32])),
-            Err(TxError::WrongChain { .. })
-        ));
+        each_suite(|suite, key| {
+            let key = key(9);
+            let tx = Transaction::sign(body(&key, Hash([1; 32])), &key);
+            assert!(matches!(
+                tx.verify(&Hash([2; 32]), suite),
+                Err(TxError::WrongChain { .. })
+            ));
+        });
     }
 
     #[test]
     fn any_changed_byte_of_body_or_signature_is_refused() {
-        let key = KeyPair::from_seed(&[9; 32]);
-        let chain = Hash([1; 32]);
-        let tx = Transaction::sign(body(&key, chain), &key);
-        let bytes = codec::encode(&tx);
-        // Skip the chain id (its own error) and flip every other byte once.
-        for i in 32..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x01;
-            let Ok(decoded) = codec::decode::<Transaction>(&bad) else {
-                continue; // the flip broke the encoding itself: also refused
-            };
-            assert!(decoded.verify(&chain).is_err(), "flip at byte {i} accepted");
-        }
+        each_suite(|suite, key| {
+            let key = key(9);
+            let chain = Hash([1; 32]);
+            let tx = Transaction::sign(body(&key, chain), &key);
+            let bytes = codec::encode(&tx);
+            // Skip the chain id (its own error) and flip every other byte once.
+            for i in 32..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x01;
+                let Ok(decoded) = codec::decode::<Transaction>(&bad) else {
+                    continue; // the flip broke the encoding itself: also refused
+                };
+                assert!(
+                    decoded.verify(&chain, suite).is_err(),
+                    "{suite}: flip at byte {i} accepted"
+                );
+            }
+        });
     }
 
     #[test]
     fn signature_from_another_key_is_refused() {
-        let key = KeyPair::from_seed(&[9; 32]);
-        let other = KeyPair::from_seed(&[8; 32]);
-        let chain = Hash([1; 32]);
-        let mut tx = Transaction::sign(body(&key, chain), &key);
-        tx.signature = other.sign(&tx.hash().0);
-        assert!(matches!(tx.verify(&chain), Err(TxError::Signature(_))));
+        each_suite(|suite, key| {
+            let (key, other) = (key(9), key(8));
+            let chain = Hash([1; 32]);
+            let mut tx = Transaction::sign(body(&key, chain), &key);
+            tx.signature = other.sign(&tx.hash(suite).0);
+            assert!(matches!(
+                tx.verify(&chain, suite),
+                Err(TxError::Signature(_))
+            ));
+        });
     }
 
     #[test]
     fn batch_verification_agrees_with_one_by_one() {
-        let chain = Hash([1; 32]);
-        let keys: Vec<_> = (0..6u8).map(|i| KeyPair::from_seed(&[i; 32])).collect();
-        let mut txs: Vec<_> = keys
-            .iter()
-            .map(|k| Transaction::sign(body(k, chain), k))
-            .collect();
-        assert!(verify_all(txs.clone(), &chain).iter().all(Result::is_ok));
-        txs[2].signature.0[5] ^= 1;
-        txs[4].body.chain_id = Hash([3; 32]);
-        let results = verify_all(txs.clone(), &chain);
-        for (i, (tx, r)) in txs.into_iter().zip(results).enumerate() {
-            assert_eq!(r.is_ok(), tx.verify(&chain).is_ok(), "tx {i}");
-            assert_eq!(r.is_ok(), i != 2 && i != 4, "tx {i}");
-        }
-        assert!(verify_all(vec![], &chain).is_empty());
+        each_suite(|suite, key| {
+            let chain = Hash([1; 32]);
+            // Enough for SM2's check to split over threads.
+            let keys: Vec<_> = (0..40u8).map(key).collect();
+            let mut txs: Vec<_> = keys
+                .iter()
+                .map(|k| Transaction::sign(body(k, chain), k))
+                .collect();
+            assert!(verify_all(txs.clone(), &chain, suite)
+                .iter()
+                .all(Result::is_ok));
+            txs[2].signature.0[5] ^= 1;
+            txs[4].body.chain_id = Hash([3; 32]);
+            txs[33].signature.0[40] ^= 1;
+            let results = verify_all(txs.clone(), &chain, suite);
+            assert_eq!(results.len(), txs.len());
+            for (i, (tx, r)) in txs.into_iter().zip(results).enumerate() {
+                assert_eq!(r.is_ok(), tx.verify(&chain, suite).is_ok(), "tx {i}");
+                assert_eq!(r.is_ok(), ![2, 4, 33].contains(&i), "{suite}: tx {i}");
+            }
+            assert!(verify_all(vec![], &chain, suite).is_empty());
+        });
     }
 
     #[test]
     fn names_are_bounded_and_non_empty() {
-        let key = KeyPair::from_seed(&[9; 32]);
-        let chain = Hash([1; 32]);
-        let mut b = body(&key, chain);
-        b.call.method = "m".repeat(NAME_BYTES_MAX + 1);
-        let tx = Transaction::sign(b, &key);
-        assert!(matches!(
-            tx.verify(&chain),
-            Err(TxError::NameTooLong { .. })
-        ));
-        let mut b = body(&key, chain);
-        b.call.chaincode.clear();
-        let tx = Transaction::sign(b, &key);
-        assert!(matches!(tx.verify(&chain), Err(TxError::EmptyName { .. })));
+        each_suite(|suite, key| {
+            let key = key(9);
+            let chain = Hash([1; 32]);
+            let mut b = body(&key, chain);
+            b.call.method = "m".repeat(NAME_BYTES_MAX + 1);
+            let tx = Transaction::sign(b, &key);
+            assert!(matches!(
+                tx.verify(&chain, suite),
+                Err(TxError::NameTooLong { .. })
+            ));
+            let mut b = body(&key, chain);
+            b.call.chaincode.clear();
+            let tx = Transaction::sign(b, &key);
+            assert!(matches!(
+                tx.verify(&chain, suite),
+                Err(TxError::EmptyName { .. })
+            ));
+        });
+        assert_eq!(Scheme::Sm2.suite(), Suite::Sm2Sm3);
     }
 }

@@ -10,7 +10,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::crypto::{PublicKey, Signature};
+use crate::crypto::{PublicKey, Signature, Suite};
 use crate::hash::{tag, Hash};
 
 /// Most validators a set may hold (and so most signatures a certificate may carry).
@@ -110,8 +110,8 @@ impl ValidatorSet {
         u128::from(power) * 3 > u128::from(self.total_power())
     }
 
-    pub fn hash(&self) -> Hash {
-        Hash::tagged(tag::VALIDATOR_SET, &codec::encode(self))
+    pub fn hash(&self, suite: Suite) -> Hash {
+        suite.tagged(tag::VALIDATOR_SET, &codec::encode(self))
     }
 }
 

@@ -11,7 +11,15 @@ fn hash() -> impl Strategy<Value = Hash> {
 }
 
 fn public_key() -> impl Strategy<Value = PublicKey> {
-    any::<[u8; 32]>().prop_map(PublicKey)
+    prop_oneof![
+        any::<[u8; 32]>().prop_map(PublicKey::Ed25519),
+        (any::<bool>(), any::<[u8; 32]>()).prop_map(|(odd, x)| {
+            let mut k = [0u8; 33];
+            k[0] = if odd { 3 } else { 2 };
+            k[1..].copy_from_slice(&x);
+            PublicKey::Sm2(k)
+        }),
+    ]
 }
 
 fn signature() -> impl Strategy<Value = Signature> {
@@ -139,7 +147,7 @@ fn validator_set() -> impl Strategy<Value = ValidatorSet> {
         ValidatorSet::new(
             m.into_iter()
                 .map(|(k, power)| Validator {
-                    key: PublicKey(k),
+                    key: PublicKey::Ed25519(k),
                     power,
                 })
                 .collect(),

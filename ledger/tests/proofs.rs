@@ -5,15 +5,20 @@ mod support;
 
 use cbec_ledger::goods::{self, EventKind, Head};
 use cbec_ledger::proof::{Proof, ProofFile, Verified};
-use cbec_ledger::{codec, CommitSig, Hash, KeyPair};
+use cbec_ledger::{codec, CommitSig, Hash, KeyPair, Suite};
 use support::chain::{key, Chain};
 
 const SELLER: &str = "91140200MA0GRK2220";
 
 /// A chain with two goods: PARCEL-A has five events, PARCEL-B two, interleaved.
 fn two_goods() -> (Chain, Vec<Hash>) {
-    let mut chain = Chain::new();
-    let seller = key(50);
+    two_goods_in(Suite::Ed25519Sha256)
+}
+
+/// [`two_goods`] on a chain of `suite`.
+fn two_goods_in(suite: Suite) -> (Chain, Vec<Hash>) {
+    let mut chain = Chain::with_suite(suite);
+    let seller = chain.key(50);
     let kinds = [
         EventKind::Produced,
         EventKind::Ordered,
@@ -24,7 +29,7 @@ fn two_goods() -> (Chain, Vec<Hash>) {
     let mut a_txs = Vec::new();
     for (i, kind) in kinds.into_iter().enumerate() {
         chain.record(&seller, SELLER, "PARCEL-A", kind);
-        a_txs.push(chain.committed(chain.height()).block.txs[1].hash());
+        a_txs.push(chain.committed(chain.height()).block.txs[1].hash(suite));
         if i < 2 {
             chain.record(&seller, SELLER, "PARCEL-B", kind);
         }
@@ -53,7 +58,7 @@ fn precommit_by(chain: &Chain, signer: &KeyPair, p: &cbec_ledger::proof::TxProof
         p.block.header.height,
         p.block.certificate.round,
         cbec_ledger::VoteKind::Precommit,
-        Some(&p.block.header.hash()),
+        Some(&p.block.header.hash(chain.trust.suite)),
     );
     CommitSig {
         validator: signer.public(),
@@ -153,24 +158,72 @@ fn every_byte_counts(chain: &Chain, file: &ProofFile) {
 
 #[test]
 fn every_byte_of_a_transaction_proof_is_checked() {
-    let (chain, a) = two_goods();
-    every_byte_counts(&chain, &chain.tx_file(&a[1]));
+    for suite in Suite::ALL {
+        let (chain, a) = two_goods_in(suite);
+        every_byte_counts(&chain, &chain.tx_file(&a[1]));
+    }
 }
 
 #[test]
 fn every_byte_of_a_state_proof_is_checked() {
-    let (chain, _) = two_goods();
-    every_byte_counts(
-        &chain,
-        &chain.state_file(6, goods::head_key("PARCEL-A").as_bytes()),
-    );
-    every_byte_counts(&chain, &chain.state_file(6, b"never/written"));
+    for suite in Suite::ALL {
+        let (chain, _) = two_goods_in(suite);
+        every_byte_counts(
+            &chain,
+            &chain.state_file(6, goods::head_key("PARCEL-A").as_bytes()),
+        );
+        every_byte_counts(&chain, &chain.state_file(6, b"never/written"));
+    }
 }
 
 #[test]
 fn every_byte_of_a_provenance_proof_is_checked() {
-    let (chain, _) = two_goods();
-    every_byte_counts(&chain, &chain.provenance_file("PARCEL-B"));
+    for suite in Suite::ALL {
+        let (chain, _) = two_goods_in(suite);
+        every_byte_counts(&chain, &chain.provenance_file("PARCEL-B"));
+    }
+}
+
+/// A proof of one suite's chain checked as the other suite's (a genesis file edited to
+/// name the other suite, its chain id kept): every hash differs, so it fails at once.
+#[test]
+fn a_proof_checked_under_the_other_suite_is_refused() {
+    for suite in Suite::ALL {
+        let (chain, a) = two_goods_in(suite);
+        let mut other = chain.trust.clone();
+        other.suite = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+        for file in [chain.tx_file(&a[0]), chain.provenance_file("PARCEL-A")] {
+            file.verify(&chain.trust)
+                .expect("verifies under its own suite");
+            let err = file.verify(&other).expect_err("other suite");
+            assert!(err.at.starts_with("genesis"), "{suite}: {err}");
+        }
+        // With the validator keys of the other scheme too, the headers' hashes differ.
+        let mut foreign = other.clone();
+        for (i, agency) in foreign.agencies.iter_mut().enumerate() {
+            agency.validator_key = KeyPair::derive(other.suite.scheme(), &[i as u8; 32]).public();
+        }
+        let err = chain.tx_file(&a[0]).verify(&foreign).expect_err("foreign");
+        assert!(err.at.ends_with("validators_hash"), "{suite}: {err}");
+    }
+}
+
+/// An SM2 chain's provenance proof verifies, and one altered event fails at its
+/// signature, as on an Ed25519 chain.
+#[test]
+fn an_sm2_provenance_proof_verifies_and_tampering_is_named() {
+    let (chain, _) = two_goods_in(Suite::Sm2Sm3);
+    let file = chain.provenance_file("PARCEL-A");
+    let Verified::Provenance { timeline, .. } = file.verify(&chain.trust).expect("verifies") else {
+        panic!("not a provenance summary")
+    };
+    assert_eq!(timeline.len(), 5);
+    let mut f = file.clone();
+    provenance_of(&mut f).events[3].tx.body.call.args[2] ^= 1;
+    expect_failure(&f, &chain, "proof.events[3].tx.signature", "signature");
+    let mut f = file;
+    provenance_of(&mut f).events[1].tx.signature.0[20] ^= 1;
+    expect_failure(&f, &chain, "proof.events[1].tx.signature", "signature");
 }
 
 #[test]
@@ -414,7 +467,7 @@ fn a_provenance_proof_with_a_replaced_or_truncated_chain_is_refused() {
 
     // A non-event transaction in the chain.
     let mut f = chain.provenance_file("PARCEL-A");
-    let filler = chain.committed(2).block.txs[0].hash();
+    let filler = chain.committed(2).block.txs[0].hash(chain.trust.suite);
     provenance_of(&mut f).events[2] = chain.tx_proof(&filler);
     expect_failure(
         &f,
@@ -431,7 +484,7 @@ fn proofs_follow_validator_set_changes_from_genesis() {
     let change = chain.replace_validator(0, key(77));
     let seller = key(50);
     chain.record(&seller, SELLER, "PARCEL-A", EventKind::Evaluated);
-    let late_tx = chain.committed(chain.height()).block.txs[1].hash();
+    let late_tx = chain.committed(chain.height()).block.txs[1].hash(chain.trust.suite);
 
     let file = chain.tx_file(&late_tx);
     assert_eq!(file.set_changes.len(), 1);
@@ -492,7 +545,7 @@ fn a_proof_for_another_genesis_is_refused() {
     let (chain, a) = two_goods();
     let file = chain.tx_file(&a[0]);
     let mut other = chain.trust.clone();
-    other.chain_id = Hash::tagged("test-chain", b"another");
+    other.chain_id = Suite::Ed25519Sha256.tagged("test-chain", b"another");
     let err = file.verify(&other).expect_err("another chain");
     assert_eq!(err.at, "chain_id");
     let mut other = chain.trust.clone();
@@ -508,6 +561,7 @@ fn a_proof_for_another_genesis_is_refused() {
 /// (strict) refused what a batch had admitted.
 #[test]
 fn single_batch_and_proof_verification_agree_on_edge_case_signatures() {
+    const SHA: Suite = Suite::Ed25519Sha256;
     let seller = key(50);
     for torsion in 0..8 {
         for non_canonical_s in [false, true] {
@@ -515,12 +569,12 @@ fn single_batch_and_proof_verification_agree_on_edge_case_signatures() {
             let chain_id = chain.trust.chain_id;
             let mut tx = chain.sign_tx(&seller, "goods", "record", vec![torsion as u8]);
             tx.signature =
-                cbec_ledger::crypto::signature_with_torsion(&seller, &tx.hash().0, torsion);
+                cbec_ledger::crypto::signature_with_torsion(&seller, &tx.hash(SHA).0, torsion);
             if non_canonical_s {
                 tx.signature.0[63] |= 0xf0;
             }
             let expected = !non_canonical_s;
-            let single = tx.clone().verify(&chain_id).is_ok();
+            let single = tx.clone().verify(&chain_id, SHA).is_ok();
             assert_eq!(single, expected, "single, torsion {torsion}");
             let others: Vec<_> = (0..3u8)
                 .map(|i| chain.sign_tx(&key(60 + i), "goods", "record", vec![i]))
@@ -528,16 +582,16 @@ fn single_batch_and_proof_verification_agree_on_edge_case_signatures() {
             for companions in 0..=others.len() {
                 let mut batch = vec![tx.clone()];
                 batch.extend(others[..companions].iter().cloned());
-                let verdicts = cbec_ledger::verify_all(batch, &chain_id);
+                let verdicts = cbec_ledger::verify_all(batch, &chain_id, SHA);
                 assert_eq!(verdicts[0].is_ok(), expected, "batch of {}", companions + 1);
                 assert!(verdicts[1..].iter().all(Result::is_ok));
             }
             let result = cbec_ledger::TxResult {
-                tx_hash: tx.hash(),
+                tx_hash: tx.hash(SHA),
                 outcome: cbec_ledger::Outcome::Accepted { events: vec![] },
             };
             chain.commit(vec![(tx.clone(), result)], vec![]);
-            let proof = chain.tx_file(&tx.hash()).verify(&chain.trust);
+            let proof = chain.tx_file(&tx.hash(SHA)).verify(&chain.trust);
             assert_eq!(
                 proof.is_ok(),
                 expected,

@@ -18,6 +18,9 @@ use cbec_node::store::{Store, StoreOptions};
 const BLOCKS: u64 = 30;
 const TXS: u64 = 1_000;
 
+/// The benchmark's chain suite (the default).
+const SUITE: cbec_ledger::Suite = cbec_ledger::Suite::Ed25519Sha256;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -28,7 +31,7 @@ fn writes(height: u64) -> Writes {
     let mut w = Writes::new();
     for i in 0..TXS {
         let n = height * TXS + i;
-        let event = Hash::tagged("bench", &n.to_be_bytes());
+        let event = SUITE.tagged("bench", &n.to_be_bytes());
         w.insert(
             format!("goods/event/{event}").into_bytes(),
             Some(vec![b'e'; 180]),
@@ -52,11 +55,11 @@ fn block(store: &Store, height: u64, root: Hash) -> Block {
             chain_id: Hash([1; 32]),
             height,
             time_ms: height,
-            previous: parent.as_ref().map_or(Hash([1; 32]), Header::hash),
-            proposer: PublicKey([2; 32]),
+            previous: parent.as_ref().map_or(Hash([1; 32]), |p| p.hash(SUITE)),
+            proposer: PublicKey::Ed25519([2; 32]),
             tx_count: 0,
-            tx_root: merkle::root::<Vec<u8>>(&[]),
-            results_root: merkle::root::<Vec<u8>>(&[]),
+            tx_root: merkle::root::<Vec<u8>>(SUITE, &[]),
+            results_root: merkle::root::<Vec<u8>>(SUITE, &[]),
             state_root: root,
             validators_hash: Hash::default(),
         },
@@ -74,7 +77,7 @@ fn run(keys: u64) {
     store
         .init_genesis_with(
             &Writes::new(),
-            &mut synthetic::entries(SyntheticState { seed: 1, keys }),
+            &mut synthetic::entries(SUITE, SyntheticState { seed: 1, keys }),
         )
         .expect("synthetic state");
     let build_s = built.elapsed().as_secs_f64();
@@ -88,7 +91,7 @@ fn run(keys: u64) {
         let certificate = CommitCertificate {
             height: h,
             round: 0,
-            block_hash: b.hash(),
+            block_hash: b.hash(SUITE),
             signatures: Vec::new(),
         };
         let start = Instant::now();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use cbec_chaincode::permission::StandingError;
 use cbec_chaincode::{standing, NotPermitted, StateRead};
-use cbec_ledger::{codec, tx, Hash, PublicKey, Transaction, TxError};
+use cbec_ledger::{codec, tx, Hash, PublicKey, Suite, Transaction, TxError};
 
 use crate::mempool::{Checked, Room};
 
@@ -101,6 +101,7 @@ pub type State = Arc<dyn StateRead + Send + Sync>;
 #[derive(Clone)]
 pub struct Admission {
     chain_id: Hash,
+    suite: Suite,
     tx_bytes_max: usize,
     room: Room,
     state: State,
@@ -119,9 +120,16 @@ impl std::fmt::Debug for Admission {
 }
 
 impl Admission {
-    pub fn new(chain_id: Hash, tx_bytes_max: usize, room: Room, state: State) -> Admission {
+    pub fn new(
+        chain_id: Hash,
+        suite: Suite,
+        tx_bytes_max: usize,
+        room: Room,
+        state: State,
+    ) -> Admission {
         Admission {
             chain_id,
+            suite,
             tx_bytes_max,
             room,
             state,
@@ -159,6 +167,7 @@ impl Admission {
         check(
             txs,
             &self.chain_id,
+            self.suite,
             self.tx_bytes_max,
             room,
             self.state.as_ref(),
@@ -170,6 +179,7 @@ impl Admission {
 pub fn check(
     txs: Vec<Transaction>,
     chain_id: &Hash,
+    suite: Suite,
     tx_bytes_max: usize,
     room: usize,
     state: &(dyn StateRead + Send + Sync),
@@ -187,6 +197,11 @@ pub fn check(
             continue;
         }
         let sender = tx.body.sender;
+        // A key of the other suite's scheme: named as such, not as an unknown sender.
+        if let Err(e) = suite.check_key(&sender) {
+            early.push(Some(Rejection::Invalid(TxError::Signature(e))));
+            continue;
+        }
         let refusal = standings
             .entry(sender)
             .or_insert_with(|| match standing(|key| state.get(key), &sender) {
@@ -214,7 +229,9 @@ pub fn check(
             sizes.push(size);
         }
     }
-    let mut verified = tx::verify_all(candidates, chain_id).into_iter().zip(sizes);
+    let mut verified = tx::verify_all(candidates, chain_id, suite)
+        .into_iter()
+        .zip(sizes);
     early
         .into_iter()
         .map(|answer| match answer {
@@ -230,6 +247,9 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use cbec_ledger::{Call, KeyPair, TxBody};
 
     #[test]
@@ -273,7 +293,9 @@ mod tests {
                 "wrong_chain",
             ),
             (
-                Rejection::NotPermitted(NotPermitted::Unknown(cbec_ledger::PublicKey([3; 32]))),
+                Rejection::NotPermitted(NotPermitted::Unknown(cbec_ledger::PublicKey::Ed25519(
+                    [3; 32],
+                ))),
                 Remedy::Forbidden,
                 "not_permitted",
             ),
@@ -313,15 +335,55 @@ mod tests {
         state
     }
 
+    /// On an SM2 chain an SM2 operator's transaction is admitted, and an Ed25519 key's
+    /// is refused as a key of the other scheme (not as an unknown sender), and the
+    /// other way round; a forged SM2 signature is refused like an Ed25519 one.
+    #[test]
+    fn a_key_of_the_other_suite_is_refused_by_its_scheme() {
+        for suite in Suite::ALL {
+            let ours = KeyPair::derive(suite.scheme(), &[1; 32]);
+            let other = Suite::ALL.into_iter().find(|s| *s != suite).expect("two");
+            let theirs = KeyPair::derive(other.scheme(), &[1; 32]);
+            let mut state = state_with(&ours);
+            state.apply(&cbec_chaincode::Engine::genesis_writes(&[(
+                "customs".to_string(),
+                vec![theirs.public()],
+            )]));
+            let mut forged = tx(&ours, 1);
+            forged.signature.0[9] ^= 1;
+            let checked = check(
+                vec![tx(&ours, 0), tx(&theirs, 0), forged],
+                &CHAIN,
+                suite,
+                1_000,
+                10,
+                &state,
+            );
+            assert!(checked[0].is_ok(), "{suite}: {:?}", checked[0]);
+            match &checked[1] {
+                Err(Rejection::Invalid(TxError::Signature(e))) => {
+                    let text = e.to_string();
+                    assert!(text.contains(suite.name()), "{text}");
+                    assert!(text.contains(other.scheme().name()), "{text}");
+                }
+                wrong => panic!("{suite}: {wrong:?}"),
+            }
+            assert!(matches!(
+                checked[2],
+                Err(Rejection::Invalid(TxError::Signature(_)))
+            ));
+        }
+    }
+
     #[test]
     fn a_forged_signature_is_refused_only_when_there_is_room_to_check_it() {
         let key = KeyPair::from_seed(&[1; 32]);
         let state = state_with(&key);
         let mut forged = tx(&key, 0);
         forged.signature.0[0] ^= 1;
-        let checked = check(vec![forged.clone()], &CHAIN, 1_000, 0, &state);
+        let checked = check(vec![forged.clone()], &CHAIN, SUITE, 1_000, 0, &state);
         assert!(matches!(checked[0], Err(Rejection::Full)));
-        let checked = check(vec![forged], &CHAIN, 1_000, 1, &state);
+        let checked = check(vec![forged], &CHAIN, SUITE, 1_000, 1, &state);
         assert!(matches!(
             checked[0],
             Err(Rejection::Invalid(TxError::Signature(_)))
@@ -340,6 +402,7 @@ mod tests {
         let checked = check(
             vec![tx(&operator, 0), tx(&stranger, 0), forged],
             &CHAIN,
+            SUITE,
             1_000,
             10,
             &state,

@@ -413,7 +413,7 @@ async fn block(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> 
         };
         let block = &treed.block;
         Ok(Some(
-            json!({ "height": height, "hash": block.hash(), "block": block, "certificate": cert }),
+            json!({ "height": height, "hash": block.hash(s.store.suite()), "block": block, "certificate": cert }),
         ))
     })
     .await?
@@ -543,6 +543,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
     let s = shared.status();
     Ok(Json(json!({
         "chain_id": shared.chain_id,
+        "crypto": shared.store.suite(),
         "agency": shared.agency,
         "validator": shared.validator,
         "height": s.height,
@@ -660,11 +661,12 @@ pub async fn run_event_feed(shared: Arc<Shared>) {
         let event = tokio::task::spawn_blocking(move || {
             let treed = s.blocks.get(&s.store, height).ok().flatten()?;
             let block = &treed.block;
+            let suite = s.store.suite();
             let data = json!({
                 "height": block.height(),
-                "hash": block.hash(),
+                "hash": block.hash(suite),
                 "time_ms": block.header.time_ms,
-                "txs": block.txs.iter().map(|t| t.hash()).collect::<Vec<_>>(),
+                "txs": block.txs.iter().map(|t| t.hash(suite)).collect::<Vec<_>>(),
                 "results": block.results,
             });
             Some(Arc::<str>::from(data.to_string()))

@@ -254,6 +254,7 @@ impl Driver {
         let view = NodeView {
             key: &self.key,
             chain_id: self.shared.chain_id,
+            suite: self.shared.store.suite(),
             height: status.height + 1,
             round: status.round,
         };

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cbec_ledger::{Hash, PublicKey, Transaction, VerifiedTransaction};
+use cbec_ledger::{Hash, PublicKey, Suite, Transaction, VerifiedTransaction};
 
 pub use crate::admission::Rejection;
 
@@ -184,9 +184,9 @@ impl Mempool {
     /// A pending transaction with exactly these bytes, signature included, already
     /// verified: a block validator need not check its signature again. (The hash names
     /// the body only: a block could carry the same body with another signature.)
-    pub fn verified_exact(&self, tx: &Transaction) -> Option<VerifiedTransaction> {
+    pub fn verified_exact(&self, tx: &Transaction, suite: Suite) -> Option<VerifiedTransaction> {
         self.by_hash
-            .get(&tx.hash())
+            .get(&tx.hash(suite))
             .filter(|e| e.tx.tx() == tx)
             .map(|e| e.tx.clone())
     }
@@ -580,6 +580,9 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use cbec_ledger::{Call, KeyPair, TxBody};
     use proptest::prelude::*;
 
@@ -604,7 +607,7 @@ mod tests {
     fn checked(key: &KeyPair, nonce: u64) -> Checked {
         let t = tx(key, nonce, 10);
         let size = cbec_ledger::codec::encode(&t).len();
-        Ok((t.verify(&CHAIN).expect("signed"), size))
+        Ok((t.verify(&CHAIN, SUITE).expect("signed"), size))
     }
 
     fn config() -> MempoolConfig {
@@ -652,7 +655,7 @@ mod tests {
         let other_body = {
             let t = tx(&a, 0, 11);
             let size = cbec_ledger::codec::encode(&t).len();
-            Ok((t.verify(&CHAIN).expect("signed"), size))
+            Ok((t.verify(&CHAIN, SUITE).expect("signed"), size))
         };
         let answer = pool.admit_checked(vec![other_body], zero, 0);
         assert!(matches!(answer[0], Err(Rejection::NonceTaken(0))));
@@ -819,11 +822,15 @@ mod tests {
         let a = key(1);
         let t = tx(&a, 0, 10);
         admit(&mut pool, &a, &[0], 0);
-        assert!(pool.verified_exact(&t).is_some());
+        assert!(pool.verified_exact(&t, SUITE).is_some());
         let mut swapped = t.clone();
         swapped.signature.0[3] ^= 0x40;
-        assert_eq!(swapped.hash(), t.hash(), "the hash names the body only");
-        assert!(pool.verified_exact(&swapped).is_none());
+        assert_eq!(
+            swapped.hash(SUITE),
+            t.hash(SUITE),
+            "the hash names the body only"
+        );
+        assert!(pool.verified_exact(&swapped, SUITE).is_none());
     }
 
     #[test]
@@ -836,8 +843,12 @@ mod tests {
             .map(|n| {
                 let t = tx(&key(n + 1), 0, 100);
                 let size = cbec_ledger::codec::encode(&t).len();
-                pool.admit_checked(vec![Ok((t.verify(&CHAIN).expect("signed"), size))], zero, 0)
-                    .remove(0)
+                pool.admit_checked(
+                    vec![Ok((t.verify(&CHAIN, SUITE).expect("signed"), size))],
+                    zero,
+                    0,
+                )
+                .remove(0)
             })
             .collect();
         assert!(answers.iter().any(|r| matches!(r, Err(Rejection::Full))));

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bincode::{Decode, Encode};
-use cbec_ledger::{codec, Hash, Transaction};
+use cbec_ledger::{codec, Suite, Transaction};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{
     self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
@@ -201,6 +201,8 @@ pub struct NetConfig {
     /// Genesis peers (excluding ourselves) with their addresses.
     pub peers: Vec<(PeerId, Multiaddr)>,
     pub message_bytes_max: usize,
+    /// The chain's suite: gossip message ids are its hash of the message.
+    pub suite: Suite,
 }
 
 /// Completions from blocking threads back to the swarm task.
@@ -235,8 +237,11 @@ fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
         .max_transmit_size(config.message_bytes_max)
         .validation_mode(ValidationMode::Permissive)
         .validate_messages()
-        .message_id_fn(|message: &gossipsub::Message| {
-            MessageId::from(Hash::tagged("cbec:gossip", &message.data).0.to_vec())
+        .message_id_fn({
+            let suite = config.suite;
+            move |message: &gossipsub::Message| {
+                MessageId::from(suite.tagged("cbec:gossip", &message.data).0.to_vec())
+            }
         })
         .heartbeat_interval(Duration::from_millis(500))
         .mesh_n(3)
@@ -490,8 +495,9 @@ impl Net {
 
     fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
         if message.data.len() <= INLINE_CHECK_BYTES_MAX {
-            let result = wire::open(&message.data)
-                .and_then(|bytes| wire::inbound(bytes, &self.shared.chain_id));
+            let result = wire::open(&message.data).and_then(|bytes| {
+                wire::inbound(bytes, &self.shared.chain_id, self.shared.store.suite())
+            });
             if let Ok(Inbound::Status { height }) = result {
                 // Not relayed, and only from the peer itself: a claim is attributed to
                 // the connection that made it.
@@ -509,9 +515,10 @@ impl Net {
             return;
         }
         let (chain_id, done) = (self.shared.chain_id, self.done.clone());
+        let suite = self.shared.store.suite();
         tokio::task::spawn_blocking(move || {
             let result =
-                wire::open(&message.data).and_then(|bytes| wire::inbound(bytes, &chain_id));
+                wire::open(&message.data).and_then(|bytes| wire::inbound(bytes, &chain_id, suite));
             let result = match result {
                 // A large "status" is not one an honest node sends.
                 Ok(Inbound::Status { .. }) => Err(wire::EdgeFault::Undecodable(

@@ -109,9 +109,10 @@ impl BlockCache {
         let Some(block) = store.block(height)? else {
             return Ok(None);
         };
+        let suite = store.suite();
         let treed = Arc::new(TreedBlock {
-            txs: MerkleTree::from_leaves(&block::tx_leaves(&block.txs)),
-            results: MerkleTree::from_leaves(&block::result_leaves(&block.results)),
+            txs: MerkleTree::from_leaves(suite, &block::tx_leaves(&block.txs)),
+            results: MerkleTree::from_leaves(suite, &block::result_leaves(&block.results)),
             block,
         });
         let mut inner = self.lock();

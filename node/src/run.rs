@@ -10,7 +10,6 @@ use tokio::sync::{broadcast, watch};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cbec_ledger::KeyPair;
 use libp2p::PeerId;
 
 use crate::access::Access;
@@ -75,6 +74,9 @@ pub async fn run_with(
         })?
         .clone();
     let validator_key = read_key(&config.validator_key)?;
+    if let Err(e) = genesis.crypto.check_key(&validator_key.public()) {
+        anyhow::bail!("{}: {e}", config.validator_key.display());
+    }
     if validator_key.public() != agency.validator_key {
         anyhow::bail!(
             "{}: its public key is not {}'s validator key in the genesis",
@@ -83,7 +85,14 @@ pub async fn run_with(
         );
     }
     let network_key = read_key(&config.network_key)?;
-    let keypair = network::keypair_from_seed(network_key.seed())?;
+    if network_key.scheme() != cbec_ledger::Scheme::Ed25519 {
+        anyhow::bail!(
+            "{}: a network key is an ed25519 key (libp2p's peer identity), not {}",
+            config.network_key.display(),
+            network_key.scheme()
+        );
+    }
+    let keypair = network::keypair_from_seed(network_key.secret())?;
     let me = keypair.public().to_peer_id();
     if me.to_string() != agency.peer_id {
         anyhow::bail!(
@@ -124,6 +133,7 @@ pub async fn run_with(
             .collect(),
         background: true,
         archive: config.store.archive,
+        suite: genesis.crypto,
     };
     let opening = std::time::Instant::now();
     let store = Arc::new(
@@ -153,8 +163,10 @@ pub async fn run_with(
                     seed = synthetic.seed,
                     "writing the synthetic state the genesis asks for"
                 );
-                store
-                    .init_genesis_with(&writes, &mut cbec_genesis::synthetic::entries(synthetic))?
+                store.init_genesis_with(
+                    &writes,
+                    &mut cbec_genesis::synthetic::entries(genesis.crypto, synthetic),
+                )?
             }
         };
         tracing::info!(%root, "wrote the genesis state");
@@ -187,6 +199,7 @@ pub async fn run_with(
     });
     let admission = Admission::new(
         chain_id,
+        genesis.crypto,
         genesis.consensus.tx_bytes_max as usize,
         mempool.room(),
         store.clone(),
@@ -234,6 +247,7 @@ pub async fn run_with(
             listen: config.p2p_listen.parse()?,
             peers,
             message_bytes_max,
+            suite: genesis.crypto,
         },
         shared.clone(),
         adversary.clone(),
@@ -270,7 +284,7 @@ pub async fn run_with(
         },
         store.clone(),
         engine,
-        KeyPair::from_seed(&validator_key.seed()),
+        validator_key.clone(),
         mempool,
     )?;
     let stop = Arc::new(AtomicBool::new(false));

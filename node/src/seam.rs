@@ -6,7 +6,7 @@
 //! program that links the node crate and passes its own adversary (a test binary, the
 //! node simulation) can make a node misbehave.
 
-use cbec_ledger::{Hash, KeyPair};
+use cbec_ledger::{Hash, KeyPair, Suite};
 
 use crate::host::Effect;
 use crate::wire::{SyncRequest, SyncResponse};
@@ -27,6 +27,7 @@ pub struct NodeView<'a> {
     /// The node's validator key: a Byzantine validator signs what it likes.
     pub key: &'a KeyPair,
     pub chain_id: Hash,
+    pub suite: Suite,
     pub height: u64,
     pub round: u32,
 }
@@ -60,7 +61,7 @@ pub mod byzantine {
 
     use cbec_consensus::types::proposal_sign_bytes;
     use cbec_consensus::{Message, Proposal, SignedProposal, SignedVote, Vote};
-    use cbec_ledger::{codec, merkle, Block, Hash, Header, Transaction, TxResult};
+    use cbec_ledger::{codec, merkle, Block, Hash, Header, Suite, Transaction, TxResult};
 
     use super::{Adversary, NodeView, Outgoing};
     use crate::host::Effect;
@@ -145,6 +146,7 @@ pub mod byzantine {
     /// and whose state root is nonsense (it fails validation).
     fn junk_block(
         chain_id: Hash,
+        suite: Suite,
         height: u64,
         noise: u64,
         proposer: cbec_ledger::PublicKey,
@@ -159,8 +161,8 @@ pub mod byzantine {
                 previous: Hash(root),
                 proposer,
                 tx_count: 0,
-                tx_root: merkle::root::<Vec<u8>>(&[]),
-                results_root: merkle::root::<Vec<u8>>(&[]),
+                tx_root: merkle::root::<Vec<u8>>(suite, &[]),
+                results_root: merkle::root::<Vec<u8>>(suite, &[]),
                 state_root: Hash(root),
                 validators_hash: Hash(root),
             },
@@ -226,13 +228,19 @@ pub mod byzantine {
                 }
                 for k in 0..b.junk_proposals {
                     let noise = state.next();
-                    let block = junk_block(node.chain_id, node.height, noise, node.key.public());
+                    let block = junk_block(
+                        node.chain_id,
+                        node.suite,
+                        node.height,
+                        noise,
+                        node.key.public(),
+                    );
                     let proposal = sign_proposal(
                         node,
                         Proposal {
                             height: node.height,
                             round: node.round + k % 3,
-                            value: block.hash(),
+                            value: block.hash(node.suite),
                             valid_round: None,
                         },
                     );

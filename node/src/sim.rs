@@ -24,7 +24,7 @@ use std::sync::Arc;
 use cbec_chaincode::{args_from_json, catalog, Engine};
 use cbec_consensus::Message;
 use cbec_genesis::{Agency, ConsensusParams, Genesis};
-use cbec_ledger::{codec, Call, Hash, KeyPair, Transaction, TxBody};
+use cbec_ledger::{codec, Call, Hash, KeyPair, Suite, Transaction, TxBody};
 
 use crate::admission;
 use crate::host::{Effect, Host, HostConfig, Now, Origin, Timer};
@@ -32,7 +32,7 @@ use crate::mempool::{Mempool, MempoolConfig};
 use crate::network::serve_sync;
 use crate::seam::byzantine::{Behaviour, Byzantine};
 use crate::seam::{Adversary, Honest, NodeView, Outgoing};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use crate::wire::{self, NetMessage, SyncRequest, SyncResponse, SYNC_BLOCKS_MAX};
 
 /// A simulated node's index, as the host's peer type.
@@ -129,6 +129,8 @@ pub struct SimConfig {
     pub per_height_ms: u64,
     /// How many of the last trace lines a report keeps.
     pub trace_len: usize,
+    /// The consortium's crypto suite.
+    pub suite: Suite,
 }
 
 impl SimConfig {
@@ -141,7 +143,14 @@ impl SimConfig {
             delta_ms: 10,
             per_height_ms: 4_000,
             trace_len: 40,
+            suite: Suite::Ed25519Sha256,
         }
+    }
+
+    /// The same run on a chain of `suite`.
+    pub fn with_suite(mut self, suite: Suite) -> SimConfig {
+        self.suite = suite;
+        self
     }
 
     /// The named mix (see [`MIXES`]); faults before a GST of three seconds.
@@ -379,13 +388,29 @@ struct Sim {
 
 /// The simulated consortium's validator keys (node `i`'s) and agency operator keys.
 pub fn keys() -> (Vec<KeyPair>, Vec<KeyPair>) {
-    let validators = (0..NODES as u8)
-        .map(|i| KeyPair::from_seed(&[i + 1; 32]))
-        .collect();
-    let operators = (0..NODES as u8)
-        .map(|i| KeyPair::from_seed(&[i + 101; 32]))
-        .collect();
+    keys_for(Suite::Ed25519Sha256)
+}
+
+/// [`keys`] of `suite`'s scheme.
+pub fn keys_for(suite: Suite) -> (Vec<KeyPair>, Vec<KeyPair>) {
+    let key = |n: u8| KeyPair::derive(suite.scheme(), &[n; 32]);
+    let validators = (0..NODES as u8).map(|i| key(i + 1)).collect();
+    let operators = (0..NODES as u8).map(|i| key(i + 101)).collect();
     (validators, operators)
+}
+
+/// An empty in-memory store for `genesis`'s chain.
+pub fn memory_store(genesis: &Genesis) -> Store {
+    let options = StoreOptions {
+        suite: genesis.crypto,
+        ..StoreOptions::default()
+    };
+    Store::with_kv_options(
+        Box::new(crate::kv::MemKv::default()),
+        &genesis.chain_id(),
+        options,
+    )
+    .expect("memory store")
 }
 
 /// The simulated consortium's genesis, starting at `genesis_time_ms`.
@@ -400,8 +425,7 @@ pub fn genesis_at(seed: u64, genesis_time_ms: u64) -> Genesis {
 /// A host of the simulated consortium over a fresh in-memory store (genesis state
 /// written), for node `i`.
 pub fn host(genesis: &Genesis, i: usize) -> (Host<NodeId>, Arc<Store>) {
-    let chain_id = genesis.chain_id();
-    let store = Arc::new(Store::in_memory(&chain_id).expect("memory store"));
+    let store = Arc::new(memory_store(genesis));
     let agencies: Vec<_> = genesis
         .agencies
         .iter()
@@ -415,7 +439,7 @@ pub fn host(genesis: &Genesis, i: usize) -> (Host<NodeId>, Arc<Store>) {
 
 /// A host of the simulated consortium for node `i` over `store`.
 pub fn host_over(genesis: &Genesis, i: usize, store: Arc<Store>) -> Host<NodeId> {
-    let (keys, _) = keys();
+    let (keys, _) = keys_for(genesis.crypto);
     Host::new(
         HostConfig {
             trust: genesis.trust_root(),
@@ -424,7 +448,7 @@ pub fn host_over(genesis: &Genesis, i: usize, store: Arc<Store>) -> Host<NodeId>
         },
         store,
         Engine::from_configs(&genesis.chaincodes).expect("catalog"),
-        KeyPair::from_seed(&keys[i].seed()),
+        keys[i].clone(),
         Mempool::new(MempoolConfig::default()),
     )
     .expect("host")
@@ -458,13 +482,14 @@ fn genesis(seed: u64, keys: &[KeyPair], operators: &[KeyPair]) -> Genesis {
         },
         chaincodes: catalog::default_configs(),
         synthetic_state: None,
+        crypto: keys[0].scheme().suite(),
     }
 }
 
 impl Sim {
     fn new(config: SimConfig, mix: &str) -> Sim {
         let seed = config.seed;
-        let (keys, operators) = keys();
+        let (keys, operators) = keys_for(config.suite);
         let genesis = genesis(seed, &keys, &operators);
         let chain_id = genesis.chain_id();
         let agencies: Vec<_> = genesis
@@ -477,7 +502,7 @@ impl Sim {
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
-                let store = Arc::new(Store::in_memory(&chain_id).expect("memory store"));
+                let store = Arc::new(memory_store(&genesis));
                 store.init_genesis(&writes).expect("genesis state");
                 let byzantine = i == NODES - 1 && config.faults.byzantine.is_some();
                 let adversary: Box<dyn Adversary<NodeId>> = match config.faults.byzantine {
@@ -500,7 +525,7 @@ impl Sim {
                 }
             })
             .collect();
-        let commerce = KeyPair::from_seed(&operators[3].seed());
+        let commerce = operators[3].clone();
         let report = Report {
             seed,
             mix: mix.to_string(),
@@ -516,7 +541,7 @@ impl Sim {
             now_ms: 0,
             groups: None,
             commerce,
-            manufacturer: KeyPair::from_seed(&[0xaa; 32]),
+            manufacturer: KeyPair::derive(config.suite.scheme(), &[0xaa; 32]),
             signed: BTreeMap::new(),
             report,
             trace: Default::default(),
@@ -696,6 +721,7 @@ impl Sim {
                 let checked = admission::check(
                     txs.as_ref().clone(),
                     &self.chain_id,
+                    self.config.suite,
                     self.genesis.consensus.tx_bytes_max as usize,
                     usize::MAX,
                     store.as_ref(),
@@ -777,7 +803,7 @@ impl Sim {
             },
             n.store.clone(),
             engine,
-            KeyPair::from_seed(&n.key.seed()),
+            n.key.clone(),
             mempool,
         );
         match host {
@@ -837,6 +863,7 @@ impl Sim {
         let view = NodeView {
             key: &n.key,
             chain_id: self.chain_id,
+            suite: self.config.suite,
             height: status.height + 1,
             round: status.round,
         };
@@ -963,7 +990,7 @@ impl Sim {
         if self.nodes[usize::from(to)].host.is_none() || !self.linked(from, to) {
             return;
         }
-        match wire::inbound(bytes, &self.chain_id) {
+        match wire::inbound(bytes, &self.chain_id, self.config.suite) {
             Ok(inbound) => {
                 let now = self.now_of(to);
                 self.with_host(to, |h, _| h.on_inbound(NodeId(from), inbound, now));
@@ -1026,7 +1053,7 @@ impl Sim {
                 .header(height)
                 .ok()
                 .flatten()
-                .map(|h| h.hash());
+                .map(|h| h.hash(self.config.suite));
             if theirs.is_some_and(|h| h != hash) {
                 self.violation(Violation::Agreement {
                     height,
@@ -1101,6 +1128,7 @@ impl Sim {
         let checked = admission::check(
             vec![tx],
             &self.chain_id,
+            self.config.suite,
             self.genesis.consensus.tx_bytes_max as usize,
             usize::MAX,
             store.as_ref(),
@@ -1142,7 +1170,7 @@ impl Sim {
             let hashes: BTreeSet<Hash> = honest
                 .iter()
                 .filter_map(|i| self.nodes[usize::from(*i)].store.header(h).ok().flatten())
-                .map(|header| header.hash())
+                .map(|header| header.hash(self.config.suite))
                 .collect();
             if hashes.len() > 1 {
                 self.violation(Violation::Agreement {

@@ -55,7 +55,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use cbec_chaincode::{StateError, StateRead, Writes};
 use cbec_consensus::SigningState;
 use cbec_ledger::sparse::{self, SparseProof};
-use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header};
+use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header, Suite};
 
 use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
 use crate::tree::{self, Tree, TreeError, TreeSize, Update};
@@ -105,6 +105,8 @@ pub struct StoreOptions {
     /// Keep every height's tree for state proofs, from genesis or from the first open
     /// with this set (see the module comment).
     pub archive: bool,
+    /// The chain's crypto suite: the state tree's hash.
+    pub suite: Suite,
 }
 
 impl Default for StoreOptions {
@@ -114,6 +116,7 @@ impl Default for StoreOptions {
             watched: Vec::new(),
             background: false,
             archive: false,
+            suite: Suite::default(),
         }
     }
 }
@@ -410,6 +413,7 @@ impl Inner {
     fn archive_height(&self, applied: &Applied, batch: &mut Batch) -> Result<()> {
         let height = applied.block.height();
         let changes = tree::changes(
+            self.options.suite,
             applied
                 .writes
                 .iter()
@@ -431,7 +435,7 @@ impl Inner {
         for value in applied.writes.values().flatten() {
             batch.put(
                 Cf::Archive,
-                archive_value_key(&sparse::value_hash(value)),
+                archive_value_key(&sparse::value_hash(self.options.suite, value)),
                 value.as_slice(),
             );
         }
@@ -460,7 +464,7 @@ impl Inner {
         out.put(archive_root_key(height), bytes);
         self.kv.each(Cf::State, &mut |_, value| {
             out.put(
-                archive_value_key(&sparse::value_hash(value)),
+                archive_value_key(&sparse::value_hash(self.options.suite, value)),
                 value.to_vec(),
             );
             Ok(())
@@ -510,6 +514,11 @@ impl Inner {
 
 impl Store {
     /// Opens (or creates) the store of `chain_id` in `path` (RocksDB).
+    /// The chain's crypto suite, as the store was opened with.
+    pub fn suite(&self) -> Suite {
+        self.inner.options.suite
+    }
+
     pub fn open(path: &Path, chain_id: &Hash) -> Result<Store> {
         Store::open_with(path, chain_id, StoreOptions::default())
     }
@@ -542,7 +551,7 @@ impl Store {
         let inner = Arc::new(Inner {
             kv,
             live: RwLock::new(Live {
-                tree: Tree::new(0, options.versions_kept),
+                tree: Tree::new(0, options.versions_kept, options.suite),
                 recent: VecDeque::new(),
             }),
             chain: RwLock::new(Chain::default()),
@@ -644,12 +653,16 @@ impl Store {
     fn rebuild_tree(&self, version: u64) -> Result<Tree> {
         let mut leaves = Vec::new();
         self.inner.kv.each(Cf::State, &mut |key, value| {
-            leaves.push((sparse::key_hash(key), sparse::value_hash(value)));
+            leaves.push((
+                sparse::key_hash(self.inner.options.suite, key),
+                sparse::value_hash(self.inner.options.suite, value),
+            ));
             Ok(())
         })?;
         Ok(Tree::from_leaves(
             version,
             self.inner.options.versions_kept,
+            self.inner.options.suite,
             leaves,
         )?)
     }
@@ -714,18 +727,31 @@ impl Store {
         const BATCH: usize = 50_000;
         let mut leaves: Vec<(Hash, Hash)> = writes
             .iter()
-            .filter_map(|(k, v)| Some((sparse::key_hash(k), sparse::value_hash(v.as_ref()?))))
+            .filter_map(|(k, v)| {
+                Some((
+                    sparse::key_hash(self.inner.options.suite, k),
+                    sparse::value_hash(self.inner.options.suite, v.as_ref()?),
+                ))
+            })
             .collect();
         let mut batch = Batch::default();
         for (key, value) in extra {
-            leaves.push((sparse::key_hash(&key), sparse::value_hash(&value)));
+            leaves.push((
+                sparse::key_hash(self.inner.options.suite, &key),
+                sparse::value_hash(self.inner.options.suite, &value),
+            ));
             batch.put(Cf::State, key, value);
             if batch.len() >= BATCH {
                 self.inner.kv.write(std::mem::take(&mut batch), false)?;
             }
         }
         self.inner.kv.write(batch, false)?;
-        let tree = Tree::from_leaves(0, self.inner.options.versions_kept, leaves)?;
+        let tree = Tree::from_leaves(
+            0,
+            self.inner.options.versions_kept,
+            self.inner.options.suite,
+            leaves,
+        )?;
         let root = tree.root_hash(0)?;
         let mut batch = Batch::default();
         for (key, value) in writes {
@@ -809,7 +835,10 @@ impl Store {
     /// height), writing nothing: the proposer fills its header with it; validators
     /// compare. Key and value hashing happen before the tree is locked.
     pub fn prepare_state(&self, version: u64, writes: &Writes) -> Result<PreparedState> {
-        let changes = tree::changes(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        let changes = tree::changes(
+            self.inner.options.suite,
+            writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
         let update = write(&self.inner.live).tree.prepare(version, &changes)?;
         Ok(PreparedState {
             root: update.root_hash(),
@@ -998,10 +1027,10 @@ impl Store {
                 )));
             }
             block
-                .check_body()
+                .check_body(self.inner.options.suite)
                 .map_err(|e| corrupt(format!("block {h}: {e}")))?;
             if let Some(p) = &previous {
-                if block.header.previous != p.hash() {
+                if block.header.previous != p.hash(self.inner.options.suite) {
                     return Err(corrupt(format!(
                         "block {h} does not follow block {}",
                         h - 1
@@ -1011,7 +1040,7 @@ impl Store {
             let cert = self
                 .certificate(h)?
                 .ok_or_else(|| corrupt(format!("certificate {h} is missing")))?;
-            if cert.block_hash != block.hash() || cert.height != h {
+            if cert.block_hash != block.hash(self.inner.options.suite) || cert.height != h {
                 return Err(corrupt(format!("certificate {h} names another block")));
             }
             previous = Some(block.header);
@@ -1047,7 +1076,7 @@ impl Store {
 
     /// [`Store::sparse_proof`] from the tree's kept versions.
     fn kept_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
-        let key_hash = sparse::key_hash(key);
+        let key_hash = sparse::key_hash(self.inner.options.suite, key);
         let live = read(&self.inner.live);
         let proof = live.tree.proof(height, &key_hash)?;
         let present = proof.leaf.as_ref().filter(|l| l.key_hash == key_hash);
@@ -1060,7 +1089,7 @@ impl Store {
                 hex::encode(key)
             ))
         })?;
-        if sparse::value_hash(&value) != leaf.value_hash {
+        if sparse::value_hash(self.inner.options.suite, &value) != leaf.value_hash {
             return Err(corrupt(format!(
                 "the stored value of {} differs from the tree's at {height}",
                 hex::encode(key)
@@ -1072,7 +1101,7 @@ impl Store {
     /// The value of `key` at `height` and its proof, from the archive; checked against
     /// the height's state root, so a damaged archive is an error, never a wrong proof.
     fn archive_proof(&self, key: &[u8], height: u64) -> Result<(Option<Vec<u8>>, SparseProof)> {
-        let key_hash = sparse::key_hash(key);
+        let key_hash = sparse::key_hash(self.inner.options.suite, key);
         let kv = self.inner.kv.as_ref();
         let root = kv
             .get(Cf::Archive, &archive_root_key(height))?
@@ -1085,7 +1114,7 @@ impl Store {
                 )))
             }
         };
-        let proof = tree::prove(root, &key_hash, |depth| {
+        let proof = tree::prove(self.inner.options.suite, root, &key_hash, |depth| {
             let wanted = archive_node_key(depth, &tree::node_path(&key_hash, depth), height);
             let missing = || {
                 corrupt(format!(
@@ -1124,7 +1153,7 @@ impl Store {
                 .state_root
         };
         proof
-            .verify(&state_root, key, value.as_deref())
+            .verify(self.inner.options.suite, &state_root, key, value.as_deref())
             .map_err(|e| {
                 corrupt(format!(
                     "the archive's proof of {} at height {height} does not verify: {e}",
@@ -1175,6 +1204,9 @@ impl StateRead for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use cbec_ledger::{merkle, CommitSig, KeyPair, Outcome, PublicKey, Transaction, TxResult};
 
     fn writes(pairs: &[(&str, Option<&str>)]) -> Writes {
@@ -1190,11 +1222,11 @@ mod tests {
             chain_id: Hash([1; 32]),
             height,
             time_ms: height * 1000,
-            previous: parent.as_ref().map_or(Hash([1; 32]), Header::hash),
-            proposer: PublicKey([2; 32]),
+            previous: parent.as_ref().map_or(Hash([1; 32]), |p| p.hash(SUITE)),
+            proposer: PublicKey::Ed25519([2; 32]),
             tx_count: 0,
-            tx_root: merkle::root::<Vec<u8>>(&[]),
-            results_root: merkle::root::<Vec<u8>>(&[]),
+            tx_root: merkle::root::<Vec<u8>>(SUITE, &[]),
+            results_root: merkle::root::<Vec<u8>>(SUITE, &[]),
             state_root: root,
             validators_hash: Hash::default(),
         };
@@ -1210,7 +1242,7 @@ mod tests {
         CommitCertificate {
             height: block.height(),
             round: 0,
-            block_hash: block.hash(),
+            block_hash: block.hash(SUITE),
             signatures: Vec::<CommitSig>::new(),
         }
     }
@@ -1244,8 +1276,10 @@ mod tests {
             let (value, proof) = store.sparse_proof(b"k", 2).expect("proof");
             assert_eq!(value, Some(b"two".to_vec()));
             let root = store.header(2).expect("read").expect("header").state_root;
-            proof.verify(&root, b"k", Some(b"two")).expect("verifies");
-            assert!(proof.verify(&root, b"k", Some(b"x")).is_err());
+            proof
+                .verify(SUITE, &root, b"k", Some(b"two"))
+                .expect("verifies");
+            assert!(proof.verify(SUITE, &root, b"k", Some(b"x")).is_err());
         }
         let store = Store::open(dir.path(), &chain).expect("reopen");
         assert_eq!(store.height().expect("height"), 3);
@@ -1254,10 +1288,14 @@ mod tests {
         let root3 = store.header(3).expect("read").expect("header").state_root;
         let (value, proof) = store.sparse_proof(b"k", 3).expect("proof");
         assert_eq!(value, Some(b"x".to_vec()));
-        proof.verify(&root3, b"k", Some(b"x")).expect("verifies");
+        proof
+            .verify(SUITE, &root3, b"k", Some(b"x"))
+            .expect("verifies");
         let (absent, proof) = store.sparse_proof(b"nope", 3).expect("proof");
         assert_eq!(absent, None);
-        proof.verify(&root3, b"nope", None).expect("absence proven");
+        proof
+            .verify(SUITE, &root3, b"nope", None)
+            .expect("absence proven");
         // A reopened store keeps only the version it rebuilt.
         assert!(matches!(
             store.sparse_proof(b"k", 2),
@@ -1301,7 +1339,7 @@ mod tests {
             let (value, proof) = store.sparse_proof(&key, height).expect("archived proof");
             assert_eq!(value.as_ref(), expected.get(&key), "key {i} at {height}");
             proof
-                .verify(&root, &key, value.as_deref())
+                .verify(SUITE, &root, &key, value.as_deref())
                 .expect("verifies against the header");
         }
     }
@@ -1440,7 +1478,7 @@ mod tests {
                 for key in keys.chain([b"g".to_vec()]) {
                     match store.sparse_proof(&key, height) {
                         Ok((value, proof)) => proof
-                            .verify(&root, &key, value.as_deref())
+                            .verify(SUITE, &root, &key, value.as_deref())
                             .expect("what is given out verifies"),
                         Err(StoreError::Corrupt(_)) => found = true,
                         Err(e) => panic!("unexpected error: {e}"),
@@ -1491,14 +1529,14 @@ mod tests {
                 let (value, proof) = store.sparse_proof(&k, h).expect("proof");
                 assert_eq!(value.as_ref(), expected.get(&k), "key {i} at {h}");
                 proof
-                    .verify(&root, &k, value.as_deref())
+                    .verify(SUITE, &root, &k, value.as_deref())
                     .unwrap_or_else(|e| panic!("key {i} at {h}: {e}"));
                 let flipped = if value.is_some() {
                     None
                 } else {
                     Some(&b"x"[..])
                 };
-                assert!(proof.verify(&root, &k, flipped).is_err());
+                assert!(proof.verify(SUITE, &root, &k, flipped).is_err());
             }
         }
         assert_eq!(
@@ -1716,6 +1754,7 @@ mod tests {
             watched: vec![b"gov/validator/a".to_vec(), b"gov/validator/b".to_vec()],
             background: false,
             archive: false,
+            suite: SUITE,
         };
         let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
         store
@@ -1760,11 +1799,13 @@ mod tests {
             let (key, a, proof) = &proofs[0];
             assert_eq!(key.as_slice(), b"gov/validator/a");
             assert_eq!(a.as_deref(), Some(value.as_bytes()));
-            proof.verify(&root, key, a.as_deref()).expect("a verifies");
+            proof
+                .verify(SUITE, &root, key, a.as_deref())
+                .expect("a verifies");
             let (key, b, proof) = &proofs[1];
             assert_eq!(b, &None);
             proof
-                .verify(&root, key, None)
+                .verify(SUITE, &root, key, None)
                 .expect("b's absence verifies");
         }
     }

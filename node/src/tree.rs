@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 
 use cbec_ledger::sparse::{self, SparseLeaf, SparseProof, PLACEHOLDER};
-use cbec_ledger::Hash;
+use cbec_ledger::{Hash, Suite};
 
 /// Why the tree could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,12 +99,12 @@ struct Leaf {
 }
 
 impl Leaf {
-    fn hash(&self) -> Hash {
+    fn hash(&self, suite: Suite) -> Hash {
         SparseLeaf {
             key_hash: self.key_hash,
             value_hash: self.value_hash,
         }
-        .hash()
+        .hash(suite)
     }
 }
 
@@ -198,7 +198,7 @@ pub enum Stored {
 pub type StoredNode = [Stored; 16];
 
 impl Stored {
-    fn sub(&self) -> Sub {
+    fn sub(&self, suite: Suite) -> Sub {
         match self {
             Stored::Empty => Sub::Empty,
             Stored::Leaf {
@@ -209,7 +209,7 @@ impl Stored {
                     key_hash: *key_hash,
                     value_hash: *value_hash,
                 }
-                .hash(),
+                .hash(suite),
             ),
             Stored::Node(hash) => Sub::Many(*hash),
         }
@@ -287,14 +287,15 @@ pub fn node_path(key_hash: &Hash, depth: usize) -> Hash {
 }
 
 /// The binary subtree of `children[lo..lo + len]` of a stored node.
-fn reduce_stored(children: &StoredNode, lo: usize, len: usize) -> Sub {
+fn reduce_stored(suite: Suite, children: &StoredNode, lo: usize, len: usize) -> Sub {
     if len == 1 {
-        return children[lo].sub();
+        return children[lo].sub(suite);
     }
     let half = len / 2;
     Sub::join(
-        reduce_stored(children, lo, half),
-        reduce_stored(children, lo + half, half),
+        suite,
+        reduce_stored(suite, children, lo, half),
+        reduce_stored(suite, children, lo + half, half),
     )
 }
 
@@ -303,6 +304,7 @@ fn reduce_stored(children: &StoredNode, lo: usize, len: usize) -> Sub {
 /// is asked only where the walk goes down into a node). Siblings from the leaf up, as
 /// `cbec_ledger::sparse` verifies them.
 pub fn prove<E>(
+    suite: Suite,
     root: Stored,
     key_hash: &Hash,
     mut node_at: impl FnMut(usize) -> Result<StoredNode, E>,
@@ -337,9 +339,9 @@ pub fn prove<E>(
             } else {
                 (lo + len, lo)
             };
-            siblings.push(reduce_stored(&children, other, len).hash());
+            siblings.push(reduce_stored(suite, &children, other, len).hash());
             lo = mine;
-            match reduce_stored(&children, mine, len) {
+            match reduce_stored(suite, &children, mine, len) {
                 Sub::Many(_) => {}
                 Sub::Empty => {
                     ended = Some(None);
@@ -373,10 +375,18 @@ pub fn prove<E>(
 
 /// The changes of `writes` (key, new value or deletion), as the tree takes them: key
 /// hashes with value hashes, in key-hash order.
-pub fn changes<'a>(writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<Change> {
+pub fn changes<'a>(
+    suite: Suite,
+    writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Vec<Change> {
     let mut changes: Vec<Change> = writes
         .into_iter()
-        .map(|(key, value)| (sparse::key_hash(key), value.map(sparse::value_hash)))
+        .map(|(key, value)| {
+            (
+                sparse::key_hash(suite, key),
+                value.map(|v| sparse::value_hash(suite, v)),
+            )
+        })
         .collect();
     changes.sort_unstable_by_key(|c| c.0);
     changes.dedup_by(|later, earlier| later.0 == earlier.0);
@@ -437,11 +447,11 @@ impl Sub {
         }
     }
 
-    fn join(left: Sub, right: Sub) -> Sub {
+    fn join(suite: Suite, left: Sub, right: Sub) -> Sub {
         match (left, right) {
             (Sub::Empty, Sub::Empty) => Sub::Empty,
             (Sub::Empty, Sub::One(h)) | (Sub::One(h), Sub::Empty) => Sub::One(h),
-            (l, r) => Sub::Many(sparse::internal_hash(&l.hash(), &r.hash())),
+            (l, r) => Sub::Many(sparse::internal_hash(suite, &l.hash(), &r.hash())),
         }
     }
 }
@@ -478,6 +488,8 @@ impl Item {
 /// The tree: committed versions, oldest first, and the arenas they share.
 #[derive(Debug)]
 pub struct Tree {
+    /// The chain's suite: the hash of every node and leaf.
+    suite: Suite,
     nodes: Arena<Node>,
     leaves: Arena<Leaf>,
     versions: VecDeque<Version>,
@@ -487,7 +499,7 @@ pub struct Tree {
 impl Tree {
     /// An empty tree at `version`, keeping the last `keep` committed versions readable
     /// (at least one).
-    pub fn new(version: u64, keep: usize) -> Tree {
+    pub fn new(version: u64, keep: usize, suite: Suite) -> Tree {
         let mut versions = VecDeque::new();
         versions.push_back(Version {
             number: version,
@@ -495,6 +507,7 @@ impl Tree {
             replaced_by_next: Garbage::default(),
         });
         Tree {
+            suite,
             nodes: Arena::new(1), // index 0 stands for "empty"
             leaves: Arena::new(0),
             versions,
@@ -506,9 +519,10 @@ impl Tree {
     pub fn from_leaves(
         version: u64,
         keep: usize,
+        suite: Suite,
         mut leaves: Vec<(Hash, Hash)>,
     ) -> Result<Tree, TreeError> {
-        let mut tree = Tree::new(version, keep);
+        let mut tree = Tree::new(version, keep, suite);
         leaves.sort_unstable_by_key(|l| l.0);
         let items: Vec<Item> = leaves.into_iter().map(|(k, v)| Item::New(k, v)).collect();
         let mut made = Garbage::default();
@@ -517,6 +531,11 @@ impl Tree {
             first.root = root;
         }
         Ok(tree)
+    }
+
+    /// The suite whose hash the tree uses.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// How many committed versions stay readable.
@@ -559,7 +578,7 @@ impl Tree {
     fn sub(&self, child: Ref) -> Sub {
         match child.kind() {
             Kind::Empty => Sub::Empty,
-            Kind::Leaf(i) => Sub::One(self.leaves.get(i).hash()),
+            Kind::Leaf(i) => Sub::One(self.leaves.get(i).hash(self.suite)),
             Kind::Node(i) => Sub::Many(self.nodes.get(i).hash),
         }
     }
@@ -571,6 +590,7 @@ impl Tree {
         }
         let half = len / 2;
         Sub::join(
+            self.suite,
             self.reduce(children, lo, half),
             self.reduce(children, lo + half, half),
         )
@@ -785,7 +805,7 @@ impl Tree {
     pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
         let mut at = self.version(version)?.root;
         let root = self.stored(at);
-        prove(root, key_hash, |depth| {
+        prove(self.suite, root, key_hash, |depth| {
             // `prove` goes down only into nodes, and `at` follows it.
             let Kind::Node(i) = at.kind() else {
                 return Ok([Stored::Empty; 16]);
@@ -881,6 +901,9 @@ fn split<T>(items: &[T], depth: usize, key: impl Fn(&T) -> Hash) -> Vec<(usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use jmt::storage::{LeafNode, Node as JmtNode, NodeKey, TreeReader};
     use jmt::{KeyHash, OwnedValue, Sha256Jmt, Version as JmtVersion};
     use proptest::prelude::*;
@@ -925,7 +948,10 @@ mod tests {
     }
 
     fn apply(tree: &mut Tree, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Hash {
-        let changes = changes(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        let changes = changes(
+            SUITE,
+            writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
         let update = tree.prepare(tree.latest() + 1, &changes).expect("prepare");
         let root = update.root_hash();
         tree.commit(update).expect("commit");
@@ -963,7 +989,7 @@ mod tests {
     }
 
     fn run(blocks: &[Block]) -> (Tree, Vec<Hash>) {
-        let mut tree = Tree::new(0, 1_000);
+        let mut tree = Tree::new(0, 1_000, SUITE);
         let mut roots = Vec::new();
         for writes in blocks {
             roots.push(apply(&mut tree, writes));
@@ -994,15 +1020,15 @@ mod tests {
     #[test]
     fn an_empty_tree_and_a_single_leaf_hash_as_the_ledger_says() {
         // Keeping one version: what the older ones held is freed at once.
-        let tree = Tree::new(0, 1);
+        let tree = Tree::new(0, 1, SUITE);
         assert_eq!(tree.root_hash(0).expect("root"), PLACEHOLDER);
         let mut tree = tree;
         let root = apply(&mut tree, &[(b"a".to_vec(), Some(b"1".to_vec()))]);
         let leaf = SparseLeaf {
-            key_hash: sparse::key_hash(b"a"),
-            value_hash: sparse::value_hash(b"1"),
+            key_hash: sparse::key_hash(SUITE, b"a"),
+            value_hash: sparse::value_hash(SUITE, b"1"),
         };
-        assert_eq!(root, leaf.hash());
+        assert_eq!(root, leaf.hash(SUITE));
         // Deleting the last key gives the empty tree again.
         let root = apply(&mut tree, &[(b"a".to_vec(), None)]);
         assert_eq!(root, PLACEHOLDER);
@@ -1029,24 +1055,26 @@ mod tests {
                 .collect();
             for i in (0..700u32).step_by(7) {
                 let k = key(i);
-                let proof = tree.proof(version, &sparse::key_hash(&k)).expect("proof");
+                let proof = tree
+                    .proof(version, &sparse::key_hash(SUITE, &k))
+                    .expect("proof");
                 let value = values.get(&k).map(Vec::as_slice);
                 proof
-                    .verify(root, &k, value)
+                    .verify(SUITE, root, &k, value)
                     .unwrap_or_else(|e| panic!("key {i} at {version}: {e}"));
                 let wrong = if value.is_some() {
                     None
                 } else {
                     Some(&b"x"[..])
                 };
-                assert!(proof.verify(root, &k, wrong).is_err());
+                assert!(proof.verify(SUITE, root, &k, wrong).is_err());
             }
         }
     }
 
     #[test]
     fn old_versions_are_kept_as_configured_and_then_freed() {
-        let mut tree = Tree::new(0, 3);
+        let mut tree = Tree::new(0, 3, SUITE);
         let mut roots = vec![PLACEHOLDER];
         for b in 1..=10u32 {
             let w: Vec<_> = (0..200u32)
@@ -1071,12 +1099,12 @@ mod tests {
 
     #[test]
     fn a_discarded_update_leaves_the_tree_as_it_was() {
-        let mut tree = Tree::new(0, 2);
+        let mut tree = Tree::new(0, 2, SUITE);
         let w: Vec<_> = (0..300u32).map(|i| (key(i), Some(b"v".to_vec()))).collect();
         let root = apply(&mut tree, &w);
         let before = tree.size();
         let keys: Vec<Vec<u8>> = (0..300u32).map(key).collect();
-        let changes = changes(keys.iter().map(|k| (k.as_slice(), Some(&b"w"[..]))));
+        let changes = changes(SUITE, keys.iter().map(|k| (k.as_slice(), Some(&b"w"[..]))));
         let update = tree.prepare(2, &changes).expect("prepare");
         assert_ne!(update.root_hash(), root);
         assert!(tree.size().leaves > before.leaves);
@@ -1107,9 +1135,9 @@ mod tests {
         }
         let leaves = latest
             .iter()
-            .map(|(k, v)| (sparse::key_hash(k), sparse::value_hash(v)))
+            .map(|(k, v)| (sparse::key_hash(SUITE, k), sparse::value_hash(SUITE, v)))
             .collect();
-        let rebuilt = Tree::from_leaves(3, 1, leaves).expect("build");
+        let rebuilt = Tree::from_leaves(3, 1, SUITE, leaves).expect("build");
         assert_eq!(rebuilt.root_hash(3).expect("root"), roots[2]);
     }
 
@@ -1180,9 +1208,9 @@ mod tests {
             }
             let leaves = latest
                 .iter()
-                .map(|(k, v)| (sparse::key_hash(k), sparse::value_hash(v)))
+                .map(|(k, v)| (sparse::key_hash(SUITE, k), sparse::value_hash(SUITE, v)))
                 .collect();
-            let rebuilt = Tree::from_leaves(0, 1, leaves).expect("build");
+            let rebuilt = Tree::from_leaves(0, 1, SUITE, leaves).expect("build");
             let last = *ours.last().expect("a block");
             prop_assert_eq!(rebuilt.root_hash(0).expect("root"), last);
             prop_assert_eq!(rebuilt.size().leaves, latest.len());
@@ -1199,7 +1227,7 @@ mod tests {
                 1..8,
             )
         ) {
-            let mut tree = Tree::new(0, 1_000);
+            let mut tree = Tree::new(0, 1_000, SUITE);
             let mut archive: BTreeMap<(usize, Hash, u64), Vec<u8>> = BTreeMap::new();
             let mut roots = BTreeMap::new();
             for (i, w) in blocks.into_iter().enumerate() {
@@ -1217,15 +1245,15 @@ mod tests {
                 let root = if i == 0 {
                     tree.archive_all(version, &mut out).expect("kept")
                 } else {
-                    let changes = changes(block.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+                    let changes = changes(SUITE, block.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
                     tree.archive_changes(version, &changes, &mut out).expect("kept")
                 };
                 roots.insert(version, root);
             }
             for (&version, &root) in &roots {
                 for k in 0..70u32 {
-                    let key_hash = sparse::key_hash(&key(k));
-                    let archived = prove(root, &key_hash, |depth| {
+                    let key_hash = sparse::key_hash(SUITE, &key(k));
+                    let archived = prove(SUITE, root, &key_hash, |depth| {
                         let path = node_path(&key_hash, depth);
                         archive
                             .range((depth, path, 0)..=(depth, path, version))

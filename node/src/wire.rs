@@ -10,7 +10,7 @@
 
 use bincode::{Decode, Encode};
 use cbec_consensus::{Message, SignedProposal, VerifiedMessage};
-use cbec_ledger::{codec, Block, CommitCertificate, Hash, Transaction};
+use cbec_ledger::{codec, Block, CommitCertificate, Hash, Suite, Transaction};
 
 /// What validators gossip.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -96,7 +96,7 @@ pub fn open(data: &[u8]) -> Result<&[u8], EdgeFault> {
 }
 
 /// Bytes gossiped by a peer, to a verified message, or the fault they show.
-pub fn inbound(bytes: &[u8], chain_id: &Hash) -> Result<Inbound, EdgeFault> {
+pub fn inbound(bytes: &[u8], chain_id: &Hash, suite: Suite) -> Result<Inbound, EdgeFault> {
     let message =
         codec::decode::<NetMessage>(bytes).map_err(|e| EdgeFault::Undecodable(e.to_string()))?;
     match message {
@@ -115,7 +115,7 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash) -> Result<Inbound, EdgeFault> {
             })
         }
         NetMessage::Proposal { proposal, block } => {
-            let carried = block.hash();
+            let carried = block.hash(suite);
             if carried != proposal.proposal.value || block.height() != proposal.proposal.height {
                 return Err(EdgeFault::WrongBlock {
                     named: proposal.proposal.value,
@@ -125,7 +125,7 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash) -> Result<Inbound, EdgeFault> {
             // The header hash names the block; the body must be the one it commits to,
             // or a relayer could swap transactions under a valid proposal.
             block
-                .check_body()
+                .check_body(suite)
                 .map_err(|e| EdgeFault::BadBody(e.to_string()))?;
             let signer = proposal.proposer;
             let verified = Message::Proposal(proposal)
@@ -142,6 +142,9 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash) -> Result<Inbound, EdgeFault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use cbec_consensus::{types::proposal_sign_bytes, Proposal};
     use cbec_ledger::{merkle, Header, KeyPair, PublicKey, Signature, TxResult};
 
@@ -154,10 +157,10 @@ mod tests {
                 height: 2,
                 time_ms: 5,
                 previous: Hash([0; 32]),
-                proposer: PublicKey([2; 32]),
+                proposer: PublicKey::Ed25519([2; 32]),
                 tx_count: 0,
-                tx_root: merkle::root::<Vec<u8>>(&[]),
-                results_root: merkle::root::<Vec<u8>>(&[]),
+                tx_root: merkle::root::<Vec<u8>>(SUITE, &[]),
+                results_root: merkle::root::<Vec<u8>>(SUITE, &[]),
                 state_root: Hash([3; 32]),
                 validators_hash: Hash::default(),
             },
@@ -187,22 +190,22 @@ mod tests {
         let key = KeyPair::from_seed(&[4; 32]);
         let b = block();
         let good = NetMessage::Proposal {
-            proposal: signed(&key, b.hash()),
+            proposal: signed(&key, b.hash(SUITE)),
             block: Box::new(b.clone()),
         };
         assert!(matches!(
-            inbound(&codec::encode(&good), &CHAIN),
+            inbound(&codec::encode(&good), &CHAIN, SUITE),
             Ok(Inbound::Proposal { block: Some(_), .. })
         ));
         // Another block under the proposal.
         let mut other = b.clone();
         other.header.time_ms += 1;
         let wrong = NetMessage::Proposal {
-            proposal: signed(&key, b.hash()),
+            proposal: signed(&key, b.hash(SUITE)),
             block: Box::new(other),
         };
         assert!(matches!(
-            inbound(&codec::encode(&wrong), &CHAIN),
+            inbound(&codec::encode(&wrong), &CHAIN, SUITE),
             Err(EdgeFault::WrongBlock { .. })
         ));
         // The named header with another body.
@@ -212,36 +215,36 @@ mod tests {
             outcome: cbec_ledger::Outcome::Accepted { events: vec![] },
         });
         let swapped = NetMessage::Proposal {
-            proposal: signed(&key, b.hash()),
+            proposal: signed(&key, b.hash(SUITE)),
             block: Box::new(swapped),
         };
         assert!(matches!(
-            inbound(&codec::encode(&swapped), &CHAIN),
+            inbound(&codec::encode(&swapped), &CHAIN, SUITE),
             Err(EdgeFault::BadBody(_))
         ));
         // A forged signature, with and without the block.
-        let mut forged = signed(&key, b.hash());
+        let mut forged = signed(&key, b.hash(SUITE));
         forged.signature = Signature([7; 64]);
         let with_block = NetMessage::Proposal {
             proposal: forged.clone(),
             block: Box::new(b),
         };
         assert!(matches!(
-            inbound(&codec::encode(&with_block), &CHAIN),
+            inbound(&codec::encode(&with_block), &CHAIN, SUITE),
             Err(EdgeFault::BadSignature(_))
         ));
         let alone = NetMessage::Consensus(Message::Proposal(forged));
         assert!(matches!(
-            inbound(&codec::encode(&alone), &CHAIN),
+            inbound(&codec::encode(&alone), &CHAIN, SUITE),
             Err(EdgeFault::BadSignature(_))
         ));
         // Garbage.
         assert!(matches!(
-            inbound(&[0xff; 40], &CHAIN),
+            inbound(&[0xff; 40], &CHAIN, SUITE),
             Err(EdgeFault::Undecodable(_))
         ));
         // Another chain's signature.
         let other_chain = NetMessage::Consensus(Message::Proposal(signed(&key, Hash([1; 32]))));
-        assert!(inbound(&codec::encode(&other_chain), &Hash([8; 32])).is_err());
+        assert!(inbound(&codec::encode(&other_chain), &Hash([8; 32]), SUITE).is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cbec_consensus::Message;
-use cbec_ledger::{codec, KeyPair, Transaction, VoteKind};
+use cbec_ledger::{codec, Transaction, VoteKind};
 use cbec_node::admission;
 use cbec_node::host::{Effect, Host, Now, Origin, Timer};
 use cbec_node::kv::{Batch, Cf, Kv, KvError, KvMemory, KvVerified, MemKv};
@@ -15,6 +15,8 @@ use cbec_node::store::Store;
 use cbec_node::wire::{self, NetMessage};
 
 const MINUTE_MS: u64 = 60_000;
+
+const SUITE: cbec_ledger::Suite = cbec_ledger::Suite::Ed25519Sha256;
 
 fn now(wall_ms: u64, mono_ms: u64) -> Now {
     Now { wall_ms, mono_ms }
@@ -62,7 +64,7 @@ fn proposal_at(genesis: &cbec_genesis::Genesis, proposer: usize, clock_ms: u64) 
 /// A commerce transaction (listing an enterprise) at `nonce`.
 fn commerce_tx(genesis: &cbec_genesis::Genesis, nonce: u64) -> Transaction {
     let (_, operators) = sim::keys();
-    let commerce = KeyPair::from_seed(&operators[3].seed());
+    let commerce = operators[3].clone();
     let args = cbec_chaincode::args_from_json(
         "enterprise",
         "list_negative",
@@ -88,7 +90,14 @@ fn proposal_with(
 ) -> NetMessage {
     let (mut host, store) = sim::host(genesis, proposer);
     let effects = host.start(now(clock_ms, 0)).expect("start");
-    let checked = admission::check(txs, &genesis.chain_id(), 65_536, usize::MAX, store.as_ref());
+    let checked = admission::check(
+        txs,
+        &genesis.chain_id(),
+        SUITE,
+        65_536,
+        usize::MAX,
+        store.as_ref(),
+    );
     let (answers, _) = host
         .admit(checked, Origin::Client, now(clock_ms, 0))
         .expect("admit");
@@ -118,7 +127,8 @@ fn prevote_on(
 ) -> Option<cbec_ledger::Hash> {
     let (mut host, _) = sim::host(genesis, validator);
     host.start(now(clock_ms, 0)).expect("start");
-    let inbound = wire::inbound(&codec::encode(proposal), &genesis.chain_id()).expect("edge");
+    let inbound =
+        wire::inbound(&codec::encode(proposal), &genesis.chain_id(), SUITE).expect("edge");
     let effects = host
         .on_inbound(NodeId(proposer as u8), inbound, now(clock_ms, 10))
         .expect("proposal");
@@ -173,7 +183,14 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
             .into_iter()
             .find(|(t, _)| matches!(t, Timer::Build { .. }))
             .expect("build timer");
-        let checked = admission::check(vec![tx(nonce)], &chain, 65_536, usize::MAX, store.as_ref());
+        let checked = admission::check(
+            vec![tx(nonce)],
+            &chain,
+            SUITE,
+            65_536,
+            usize::MAX,
+            store.as_ref(),
+        );
         let (answers, _) = host
             .admit(checked, Origin::Client, now(t0, 0))
             .expect("admit");
@@ -257,7 +274,7 @@ fn a_failed_disk_read_stops_the_host_without_a_vote_or_a_record() {
     let mut host: Host<NodeId> = sim::host_over(&genesis, other, store.clone());
     host.start(now(real_ms, 0)).expect("start");
     failing.store(true, Ordering::Relaxed);
-    let inbound = wire::inbound(&codec::encode(&proposal), &chain).expect("edge");
+    let inbound = wire::inbound(&codec::encode(&proposal), &chain, SUITE).expect("edge");
     let err = host
         .on_inbound(NodeId(p as u8), inbound, now(real_ms, 10))
         .expect_err("the disk failed");
@@ -288,7 +305,7 @@ fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
     let chain = genesis.chain_id();
     let (mut host, _) = sim::host(&genesis, other);
     host.start(now(real_ms, 0)).expect("start");
-    let inbound = wire::inbound(&codec::encode(&bare), &chain).expect("edge");
+    let inbound = wire::inbound(&codec::encode(&bare), &chain, SUITE).expect("edge");
     let effects = host
         .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
         .expect("bare proposal");
@@ -298,7 +315,7 @@ fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
             .all(|m| !matches!(m, NetMessage::Consensus(Message::Vote(_)))),
         "no vote without the block (a nil prevote would make it 'invalid')"
     );
-    let inbound = wire::inbound(&codec::encode(&full), &chain).expect("edge");
+    let inbound = wire::inbound(&codec::encode(&full), &chain, SUITE).expect("edge");
     let effects = host
         .on_inbound(NodeId(p as u8), inbound, now(real_ms, 10))
         .expect("proposal with its block");

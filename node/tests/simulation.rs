@@ -4,6 +4,7 @@
 //! Rerun one seed (it replays exactly and prints the last events):
 //! `CBEC_NODE_SIM_SEED=17 CBEC_NODE_SIM_MIX=lying-height cargo test -p cbec-node --test simulation rerun_one_seed -- --nocapture`
 
+use cbec_ledger::Suite;
 use cbec_node::sim::{run, SimConfig, MIXES};
 
 fn check(seed: u64, mix: &str) -> cbec_node::sim::Report {
@@ -38,6 +39,24 @@ fn hosts_agree_and_progress_under_every_fault_mix() {
     assert!(synced > 0, "no block was ever synced");
     assert!(evidence > 0, "no equivocation evidence");
     assert!(dropped > 0, "no Byzantine peer was ever dropped");
+}
+
+/// The same hosts on a national-cryptography chain (SM2 signatures, SM3 hashes, the
+/// Byzantine validator's forgeries included): one seed of every mix.
+#[test]
+fn sm2_sm3_hosts_agree_and_progress_under_every_fault_mix() {
+    for (i, mix) in MIXES.iter().enumerate() {
+        let seed = 1_000 + i as u64;
+        let config = SimConfig::new(seed).with_mix(mix).with_suite(Suite::Sm2Sm3);
+        let report = run(&config, mix);
+        assert!(
+            report.ok(),
+            "sm2-sm3 seed {seed} mix {mix}: {:?}\nlast events:\n{}",
+            report.violations,
+            report.trace.join("\n")
+        );
+        assert!(report.committed >= config.heights, "{mix}: {report:?}");
+    }
 }
 
 /// A lagging node catches up although the Byzantine validator claims `u64::MAX` and

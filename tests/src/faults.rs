@@ -265,7 +265,7 @@ fn load(
         };
         if status == 200 && answer["status"] == "committed" {
             acked.lock().expect("lock").push(Acknowledged {
-                hash: tx.hash().to_hex(),
+                hash: c.tx_hash(&tx).to_hex(),
                 height: answer["height"].as_u64().expect("height"),
             });
         }
@@ -284,7 +284,9 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
     c.wait_for("all four APIs", Duration::from_secs(60), |c| {
         (0..4).all(|i| c.height(i).is_some())
     });
-    let key = KeyPair::from_seed(&cbec_ledger::Hash::tagged("fault-load", &seed.to_be_bytes()).0);
+    let key = c
+        .endpoints()
+        .client_key(&c.suite.tagged("fault-load", &seed.to_be_bytes()).0);
     file_enterprise(c, &key);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -296,7 +298,7 @@ pub fn run(c: &mut Consortium, seed: u64, duration: Duration) -> FaultReport {
     // thread kills and restarts them.
     let endpoints = c.endpoints();
     let client = {
-        let (stop, acked, key) = (stop.clone(), acked.clone(), KeyPair::from_seed(&key.seed()));
+        let (stop, acked, key) = (stop.clone(), acked.clone(), key.clone());
         std::thread::spawn(move || load(&endpoints, &key, seed, &stop, &acked))
     };
     let mut cycle: Vec<usize> = Vec::new();

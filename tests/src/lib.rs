@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cbec_genesis::{generate_consortium, ConsensusParams, ConsortiumOptions, NodeConfig, AGENCIES};
-use cbec_ledger::{Call, Hash, KeyPair, Transaction, TxBody};
+use cbec_ledger::{Call, Hash, KeyPair, Suite, Transaction, TxBody};
 use serde_json::Value;
 
 /// A consortium of four validator processes. Dropping it kills them.
@@ -22,6 +22,8 @@ use serde_json::Value;
 pub struct Consortium {
     pub dir: tempfile::TempDir,
     pub chain_id: Hash,
+    /// The chain's crypto suite.
+    pub suite: Suite,
     binary: PathBuf,
     children: Vec<Option<Child>>,
     endpoints: Endpoints,
@@ -30,6 +32,11 @@ pub struct Consortium {
 impl Consortium {
     /// Generates the consortium; starts nothing yet.
     pub fn generate(binary: &str) -> Consortium {
+        Consortium::generate_with(binary, Suite::Ed25519Sha256)
+    }
+
+    /// A consortium of `suite`: its validator and operator keys of the suite's scheme.
+    pub fn generate_with(binary: &str, suite: Suite) -> Consortium {
         let dir = tempfile::tempdir().expect("tempdir");
         let consortium = generate_consortium(
             &dir.path().join("net"),
@@ -39,6 +46,7 @@ impl Consortium {
                 consensus: ConsensusParams::default(),
                 chaincodes: cbec_chaincode::catalog::default_configs(),
                 synthetic_state: None,
+                crypto: suite,
             },
             &mut rand_core::OsRng,
         )
@@ -56,12 +64,14 @@ impl Consortium {
             .collect();
         Consortium {
             chain_id: consortium.chain_id,
+            suite,
             dir,
             binary: PathBuf::from(binary),
             children: (0..AGENCIES.len()).map(|_| None).collect(),
             endpoints: Endpoints {
                 apis,
                 chain_id: consortium.chain_id,
+                suite,
                 http: reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(40))
                     .build()
@@ -349,6 +359,7 @@ impl Drop for Consortium {
 pub struct Endpoints {
     apis: Vec<String>,
     chain_id: Hash,
+    suite: Suite,
     http: reqwest::blocking::Client,
 }
 
@@ -417,6 +428,16 @@ impl Endpoints {
         args: Value,
     ) -> Transaction {
         sign_call(self.chain_id, key, nonce, chaincode, method, args)
+    }
+
+    /// A fresh client key of the chain's scheme, from `seed`.
+    pub fn client_key(&self, seed: &[u8; 32]) -> KeyPair {
+        KeyPair::derive(self.suite.scheme(), seed)
+    }
+
+    /// The hash of `tx` with the chain's suite.
+    pub fn tx_hash(&self, tx: &Transaction) -> Hash {
+        tx.hash(self.suite)
     }
 }
 

@@ -113,7 +113,7 @@ fn nobody_can_jam_the_mempool_and_strangers_cannot_write() {
                 .is_some_and(|e| e.contains("no filed enterprise and no agency")),
             "{answer}"
         );
-        let hash = flood[0].hash();
+        let hash = flood[0].hash(c.suite);
         assert!(c
             .get(0, &format!("/v1/tx/{hash}"))
             .is_some_and(|v| v["error"].is_string()));
@@ -256,7 +256,7 @@ fn expensive_reads_do_not_stop_the_chain() {
         let (status, answer) = post_batch(&c, 0, chunk);
         assert_eq!(status, 202, "{answer}");
     }
-    let last = txs.last().expect("txs").hash();
+    let last = txs.last().expect("txs").hash(c.suite);
     c.wait_for("the batch committed", Duration::from_secs(60), |c| {
         c.get(0, &format!("/v1/tx/{last}"))
             .is_some_and(|v| v["status"] == "committed")
@@ -266,7 +266,11 @@ fn expensive_reads_do_not_stop_the_chain() {
         .expect("height");
     let endpoints = c.endpoints();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hashes: Vec<String> = txs.iter().step_by(97).map(|t| t.hash().to_hex()).collect();
+    let hashes: Vec<String> = txs
+        .iter()
+        .step_by(97)
+        .map(|t| t.hash(c.suite).to_hex())
+        .collect();
     let readers: Vec<_> = (0..16)
         .map(|r| {
             let (endpoints, stop, hashes) = (endpoints.clone(), stop.clone(), hashes.clone());

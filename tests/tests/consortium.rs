@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cbec_ledger::Suite;
 use cbec_tests::Consortium;
 use serde_json::json;
 
@@ -13,7 +14,7 @@ fn filing(c: &Consortium, nonce: u64, n: u16) -> cbec_ledger::Transaction {
     // Distinct valid USCCs: vary the body, complete the check character.
     let body = format!("91140200MA{n:07}");
     let uscc = cbec_chaincode::codes::uscc_with_check(&body).expect("a 17-character USCC body");
-    let key = cbec_ledger::KeyPair::from_seed(&[n as u8 + 1; 32]);
+    let key = c.endpoints().client_key(&[n as u8 + 1; 32]);
     c.sign(
         &c.operator(3),
         nonce,
@@ -46,7 +47,17 @@ fn agree_at(c: &Consortium, nodes: &[usize], height: u64) {
 
 #[test]
 fn four_nodes_commit_agree_and_survive_a_killed_node() {
-    let mut c = Consortium::generate(NODE);
+    commit_agree_and_survive_a_killed_node(Suite::Ed25519Sha256);
+}
+
+/// The same on a national-cryptography chain: SM2 keys and signatures, SM3 hashes.
+#[test]
+fn sm2_sm3_nodes_commit_agree_and_survive_a_killed_node() {
+    commit_agree_and_survive_a_killed_node(Suite::Sm2Sm3);
+}
+
+fn commit_agree_and_survive_a_killed_node(suite: Suite) {
+    let mut c = Consortium::generate_with(NODE, suite);
     c.start_all();
     c.wait_for("first block", Duration::from_secs(60), |c| {
         ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))

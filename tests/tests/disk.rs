@@ -98,12 +98,12 @@ fn a_full_disk_stops_the_node_cleanly_and_it_resumes_when_space_is_freed() {
         let (status, _) = c.post_raw(0, "/v1/txs", "application/octet-stream", body);
         assert_eq!(status, 202);
         // What the others committed is acknowledged.
-        let last = txs.last().expect("txs").hash();
+        let last = txs.last().expect("txs").hash(c.suite);
         c.wait_for("the batch committed", Duration::from_secs(60), |c| {
             c.get(0, &format!("/v1/tx/{last}"))
                 .is_some_and(|v| v["status"] == "committed")
         });
-        acknowledged.extend(txs.iter().map(|t| t.hash()));
+        acknowledged.extend(txs.iter().map(|t| t.hash(c.suite)));
     };
     assert!(!exit.success(), "a node that cannot write exits non-zero");
     let log = c.log(2);

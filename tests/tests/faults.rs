@@ -36,6 +36,19 @@ fn kills_freezes_partitions_slow_links_and_skewed_clocks_lose_nothing() {
     );
 }
 
+/// A shorter run on a national-cryptography chain (SM2 signatures, SM3 hashes).
+#[test]
+fn sm2_sm3_chain_loses_nothing_under_faults() {
+    let mut c = Consortium::generate_with(NODE, cbec_ledger::Suite::Sm2Sm3);
+    let report = faults::run(&mut c, seed(), Duration::from_secs(40));
+    eprintln!("{report:?}");
+    assert!(report.faults.len() >= 5, "{report:?}");
+    assert!(
+        report.acknowledged > 10,
+        "too little committed under faults: {report:?}"
+    );
+}
+
 /// `CBEC_FAULT_SECS=1800 cargo test --release -p cbec-tests --test faults soak -- --ignored --nocapture`
 #[test]
 #[ignore = "soak: runs CBEC_FAULT_SECS seconds (default 1800)"]

@@ -77,7 +77,7 @@ fn a_stranger_is_refused_and_a_garbage_sender_is_dropped() {
     let target = p2p_address(&c, 0);
     let seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
         .expect("key")
-        .seed();
+        .secret();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     // A peer id that is not in genesis: refused at the connection.
@@ -197,7 +197,7 @@ fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
     let target = p2p_address(&c, 0);
     let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
         .expect("key")
-        .seed();
+        .secret();
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair");
     let me = PeerId::from(keypair.public());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -61,7 +61,7 @@ impl Firm {
         self.nonce += 1;
         let answer = c.submit(0, &tx, true);
         self.prev = Some(event_hash(committed(&answer)));
-        tx.hash().to_hex()
+        tx.hash(c.suite).to_hex()
     }
 }
 

@@ -9,6 +9,8 @@ use cbec_ledger::{codec, Call, Hash, KeyPair, Outcome, Transaction, TxBody, TxRe
 use serde_json::{json, Value};
 
 pub const CHAIN: Hash = Hash([0xcb; 32]);
+/// The chain suite of these tests (the default).
+pub const SUITE: cbec_ledger::Suite = cbec_ledger::Suite::Ed25519Sha256;
 /// 2026-11-26T08:00:00Z.
 pub const T0: u64 = 1_795_680_000_000;
 pub const DAY_MS: u64 = 86_400_000;
@@ -18,7 +20,7 @@ pub struct Ledger {
     pub state: MemoryState,
     pub height: u64,
     pub time_ms: u64,
-    nonces: BTreeMap<[u8; 32], u64>,
+    nonces: BTreeMap<cbec_ledger::PublicKey, u64>,
     pub agencies: BTreeMap<&'static str, KeyPair>,
 }
 
@@ -90,7 +92,7 @@ impl Ledger {
         method: &str,
         args: Vec<u8>,
     ) -> Transaction {
-        let nonce = self.nonces.entry(signer.public().0).or_insert(0);
+        let nonce = self.nonces.entry(signer.public()).or_insert(0);
         let body = TxBody {
             chain_id: CHAIN,
             sender: signer.public(),
@@ -110,7 +112,7 @@ impl Ledger {
         self.time_ms += 1_000;
         let verified: Vec<_> = txs
             .into_iter()
-            .map(|t| t.verify(&CHAIN).expect("signed"))
+            .map(|t| t.verify(&CHAIN, SUITE).expect("signed"))
             .collect();
         let outcome = self
             .engine
@@ -119,6 +121,7 @@ impl Ledger {
                 BlockInfo {
                     height: self.height,
                     time_ms: self.time_ms,
+                    suite: SUITE,
                 },
                 &verified,
             )
@@ -138,10 +141,11 @@ impl Ledger {
     ) -> Result<TxResult, cbec_chaincode::ExecError> {
         let args = cbec_chaincode::args_from_json(chaincode, method, args).expect("args encode");
         let tx = self.sign(signer, chaincode, method, args);
-        let verified = tx.verify(&CHAIN).expect("signed");
+        let verified = tx.verify(&CHAIN, SUITE).expect("signed");
         let block = BlockInfo {
             height: self.height + 1,
             time_ms: self.time_ms + 1_000,
+            suite: SUITE,
         };
         match self
             .engine
@@ -154,7 +158,7 @@ impl Ledger {
                 Ok(outcome.results[0].clone())
             }
             Err(e) => {
-                *self.nonces.entry(signer.public().0).or_insert(1) -= 1;
+                *self.nonces.entry(signer.public()).or_insert(1) -= 1;
                 Err(e)
             }
         }
@@ -170,7 +174,7 @@ impl Ledger {
     /// Files an enterprise through commerce; returns its signing key.
     pub fn file(&mut self, n: u16, uscc: &str, customs_code: &str, roles: &[&str]) -> KeyPair {
         let k = key(n);
-        let commerce = KeyPair::from_seed(&self.agency("commerce").seed());
+        let commerce = self.agency("commerce").clone();
         let r = self.run(
             &commerce,
             "enterprise",

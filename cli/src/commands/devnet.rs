@@ -9,7 +9,7 @@ use cbec_genesis::{
     generate_consortium, read_key, write_key, ConsensusParams, Consortium, ConsortiumOptions,
     NodeConfig, AGENCIES,
 };
-use cbec_ledger::KeyPair;
+use cbec_ledger::{KeyPair, Suite};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -29,6 +29,11 @@ pub enum DevnetCommand {
         /// Seconds to wait for the first committed block.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
+        /// The crypto suite of a devnet generated now: ed25519-sha256 (the default) or
+        /// sm2-sm3 (SM2 signatures, SM3 hashes). A devnet that exists keeps its own;
+        /// naming another is an error.
+        #[arg(long, value_name = "SUITE")]
+        crypto: Option<Suite>,
     },
     /// Show each node's process, height and peers.
     Status {
@@ -88,8 +93,18 @@ pub fn run(cmd: DevnetCommand, out: &Output) -> anyhow::Result<()> {
             dir,
             demo,
             wait_secs,
+            crypto,
         } => {
-            up(&dir, Duration::from_secs(wait_secs), out, true)?;
+            up_with(
+                &dir,
+                Duration::from_secs(wait_secs),
+                out,
+                true,
+                &Fresh {
+                    crypto,
+                    synthetic: None,
+                },
+            )?;
             if demo {
                 crate::demo::run(&dir, out)?;
             }
@@ -100,22 +115,39 @@ pub fn run(cmd: DevnetCommand, out: &Output) -> anyhow::Result<()> {
     }
 }
 
-/// Starts the devnet in `dir` (generating it if needed) and waits for a block.
-/// `report` prints the node list on `out`.
-pub fn up(dir: &Path, wait: Duration, out: &Output, report: bool) -> anyhow::Result<()> {
-    up_with(dir, wait, out, report, None)
+/// What a devnet that [`up_with`] generates has.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// Its crypto suite (`None`: the default for a new devnet, any for one that exists).
+    pub crypto: Option<Suite>,
+    /// A synthetic state every node writes at genesis.
+    pub synthetic: Option<cbec_genesis::SyntheticState>,
 }
 
-/// [`up`], generating a devnet whose genesis asks every node for `synthetic` state (a
-/// devnet that exists already is used as it is).
+/// The crypto suite of the devnet in `dir`, from its genesis.
+pub fn suite_of(dir: &Path) -> anyhow::Result<Suite> {
+    Ok(crate::commands::genesis::load(&Consortium::genesis_path(dir), None)?.crypto)
+}
+
+/// Starts the devnet in `dir` and waits for a block; `report` prints the node list on
+/// `out`. A `dir` with no devnet gets one as `fresh` says; one that exists is used as it
+/// is, and must be of `fresh.crypto` if that is given.
 pub fn up_with(
     dir: &Path,
     wait: Duration,
     out: &Output,
     report: bool,
-    synthetic: Option<cbec_genesis::SyntheticState>,
+    fresh: &Fresh,
 ) -> anyhow::Result<()> {
-    if !Consortium::genesis_path(dir).exists() {
+    if Consortium::genesis_path(dir).exists() {
+        let existing = suite_of(dir)?;
+        if let Some(asked) = fresh.crypto.filter(|asked| *asked != existing) {
+            anyhow::bail!(
+                "{} holds a devnet whose crypto suite is {existing}, not {asked}: the suite is fixed at genesis; use another --dir for a {asked} devnet",
+                dir.display()
+            );
+        }
+    } else {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as u64;
@@ -126,14 +158,16 @@ pub fn up_with(
                 genesis_time_ms: now,
                 consensus: ConsensusParams::default(),
                 chaincodes: catalog::default_configs(),
-                synthetic_state: synthetic,
+                synthetic_state: fresh.synthetic,
+                crypto: fresh.crypto.unwrap_or_default(),
             },
             &mut rand_core::OsRng,
         )?;
         eprintln!(
-            "generated a consortium in {} (chain id {})",
+            "generated a consortium in {} (chain id {}, crypto {})",
             dir.display(),
-            consortium.chain_id
+            consortium.chain_id,
+            consortium.genesis.crypto
         );
     }
     crate::commands::genesis::load(&Consortium::genesis_path(dir), None)?;
@@ -313,14 +347,14 @@ pub fn stop_nodes(dir: &Path) -> Vec<&'static str> {
     stopped
 }
 
-/// Loads a demo enterprise key, creating it on first use.
+/// Loads a demo enterprise key, creating it on first use (of the devnet's scheme).
 pub fn demo_key(dir: &Path, name: &str) -> anyhow::Result<KeyPair> {
     let path = dir.join("demo").join(format!("{name}.key"));
     if path.exists() {
         return Ok(read_key(&path)?);
     }
     std::fs::create_dir_all(dir.join("demo"))?;
-    let key = KeyPair::generate(&mut rand_core::OsRng);
+    let key = KeyPair::generate(suite_of(dir)?.scheme(), &mut rand_core::OsRng);
     write_key(&path, &key, false)?;
     Ok(key)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use cbec_chaincode::catalog;
 use cbec_genesis::{generate_consortium, ConsensusParams, Consortium, ConsortiumOptions, Genesis};
-use cbec_ledger::{time, Hash, ParamValue};
+use cbec_ledger::{time, Hash, ParamValue, Suite};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -24,6 +24,10 @@ pub enum GenesisCommand {
         /// Genesis time as RFC 3339 (default: now).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         genesis_time: Option<u64>,
+        /// The chain's crypto suite, fixed for its life: ed25519-sha256, or sm2-sm3 for
+        /// the national standards (SM2 signatures, SM3 hashes).
+        #[arg(long, value_name = "SUITE", default_value = "ed25519-sha256")]
+        crypto: Suite,
     },
     /// Check a genesis document; with --chain-id, also that it is the agreed one.
     Verify {
@@ -59,7 +63,8 @@ pub fn run(cmd: GenesisCommand, out: &Output) -> anyhow::Result<()> {
             out: dir,
             chain_name,
             genesis_time,
-        } => new(&dir, chain_name, genesis_time, out),
+            crypto,
+        } => new(&dir, chain_name, genesis_time, crypto, out),
         GenesisCommand::Verify { file, chain_id } => {
             let genesis = load(&file, chain_id.as_ref())?;
             let summary = Summary::of(&genesis, &file);
@@ -89,6 +94,7 @@ fn new(
     dir: &Path,
     chain_name: String,
     genesis_time: Option<u64>,
+    crypto: Suite,
     out: &Output,
 ) -> anyhow::Result<()> {
     let genesis_time_ms = match genesis_time {
@@ -104,6 +110,7 @@ fn new(
         consensus: ConsensusParams::default(),
         chaincodes: catalog::default_configs(),
         synthetic_state: None,
+        crypto,
     };
     // Validate the document before writing any key, so a bad --chain-name writes nothing.
     let probe = Genesis {
@@ -113,6 +120,7 @@ fn new(
         consensus: options.consensus.clone(),
         chaincodes: options.chaincodes.clone(),
         synthetic_state: options.synthetic_state,
+        crypto,
     };
     if let Err(fault) = probe.validate(catalog::check_config) {
         if fault.field != "agencies" {
@@ -127,10 +135,11 @@ fn new(
     let summary = Summary::of(&reloaded, &genesis_path);
     out.emit(&summary, || {
         let mut text = format!(
-            "generated a four-agency consortium in {}\ngenesis  {}\nchain id {}\n",
+            "generated a four-agency consortium in {}\ngenesis  {}\nchain id {}\ncrypto   {}\n",
             dir.display(),
             genesis_path.display(),
-            summary.chain_id
+            summary.chain_id,
+            summary.crypto
         );
         for a in &summary.agencies {
             text.push_str(&format!(
@@ -158,6 +167,8 @@ struct Summary {
     file: String,
     chain_name: String,
     chain_id: String,
+    /// The crypto suite of every signature and hash on the chain.
+    crypto: Suite,
     genesis_time: String,
     total_voting_power: u64,
     agencies: Vec<AgencySummary>,
@@ -181,6 +192,7 @@ impl Summary {
             file: file.display().to_string(),
             chain_name: genesis.chain_name.clone(),
             chain_id: genesis.chain_id().to_hex(),
+            crypto: genesis.crypto,
             genesis_time: time::format_rfc3339(genesis.genesis_time_ms as i64),
             total_voting_power: genesis.agencies.iter().map(|a| a.voting_power).sum(),
             agencies: genesis
@@ -203,8 +215,8 @@ impl Summary {
     fn to_text(&self, genesis: &Genesis) -> String {
         let c = &genesis.consensus;
         let mut t = format!(
-            "chain     {}\nchain id  {}\ngenesis   {}\nfile      {}\n\nagencies (total voting power {}):\n",
-            self.chain_name, self.chain_id, self.genesis_time, self.file, self.total_voting_power
+            "chain     {}\nchain id  {}\ncrypto    {}\ngenesis   {}\nfile      {}\n\nagencies (total voting power {}):\n",
+            self.chain_name, self.chain_id, self.crypto, self.genesis_time, self.file, self.total_voting_power
         );
         for a in &self.agencies {
             t.push_str(&format!(

@@ -73,7 +73,10 @@ pub fn submit(
     wait: bool,
     nonce: Option<u64>,
 ) -> anyhow::Result<Value> {
-    let chain_id = client.chain_id()?;
+    let (chain_id, suite) = client.chain()?;
+    if let Err(e) = suite.check_key(&key.public()) {
+        anyhow::bail!("the signing key cannot sign on this chain: {e}");
+    }
     let nonce = match nonce {
         Some(n) => n,
         None => client.next_nonce(&key.public())?,
@@ -117,10 +120,15 @@ pub fn run(cmd: TxCommand, out: &Output) -> anyhow::Result<std::process::ExitCod
         wait,
         nonce,
     } = cmd;
-    let key = read_key(&key).context("cannot sign")?;
+    let key_path = key;
+    let key = read_key(&key_path).context("cannot sign")?;
     let args: Value =
         serde_json::from_str(&args).map_err(|e| anyhow::anyhow!("--args is not JSON: {e}"))?;
     let client = Client::new(&crate::node_url(node)?)?;
+    let (_, suite) = client.chain()?;
+    if let Err(e) = suite.check_key(&key.public()) {
+        anyhow::bail!("{}: cannot sign on this chain: {e}", key_path.display());
+    }
     let answer = submit(&client, &key, &chaincode, &method, args, wait, nonce)?;
     out.emit(&answer, || describe(&answer))?;
     // Exit 3: committed, but a rule refused it (the refusal is on the ledger).

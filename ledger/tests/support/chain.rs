@@ -13,7 +13,8 @@ use cbec_ledger::proof::{
 use cbec_ledger::sparse::{reference, SparseLeaf};
 use cbec_ledger::{
     block, codec, merkle, vote_sign_bytes, Attribute, Block, Call, CommitCertificate, CommitSig,
-    Event, Hash, Header, KeyPair, Outcome, Transaction, TxBody, TxResult, VoteKind,
+    Event, Hash, Header, KeyPair, Outcome, PublicKey, Suite, Transaction, TxBody, TxResult,
+    VoteKind,
 };
 
 pub const AGENCIES: [&str; 4] = ["customs", "tax", "forex", "commerce"];
@@ -33,20 +34,29 @@ pub struct Chain {
     pub state: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Heights after which the validator set changed.
     pub changes: Vec<u64>,
-    nonces: BTreeMap<[u8; 32], u64>,
+    nonces: BTreeMap<PublicKey, u64>,
     /// Filler transactions per block, so paths are not trivial.
     pub filler: usize,
 }
 
+/// An Ed25519 key (the default suite's).
 pub fn key(seed: u8) -> KeyPair {
     KeyPair::from_seed(&[seed; 32])
 }
 
 impl Chain {
+    /// A chain of the default suite.
     pub fn new() -> Chain {
-        let signers: Vec<KeyPair> = (1..=4).map(key).collect();
+        Chain::with_suite(Suite::Ed25519Sha256)
+    }
+
+    pub fn with_suite(suite: Suite) -> Chain {
+        let signers: Vec<KeyPair> = (1..=4)
+            .map(|n| KeyPair::derive(suite.scheme(), &[n; 32]))
+            .collect();
         let trust = TrustRoot {
-            chain_id: Hash::tagged("test-chain", b"proofs"),
+            chain_id: suite.tagged("test-chain", b"proofs"),
+            suite,
             agencies: AGENCIES
                 .iter()
                 .zip(&signers)
@@ -68,6 +78,11 @@ impl Chain {
         }
     }
 
+    /// A key of the chain's suite.
+    pub fn key(&self, seed: u8) -> KeyPair {
+        KeyPair::derive(self.trust.suite.scheme(), &[seed; 32])
+    }
+
     pub fn height(&self) -> u64 {
         self.blocks.len() as u64
     }
@@ -86,7 +101,7 @@ impl Chain {
         cbec_ledger::proof::Roster::derive(&self.trust.agencies, &overrides)
             .expect("valid set")
             .set()
-            .hash()
+            .hash(self.trust.suite)
     }
 
     pub fn sign_tx(
@@ -96,7 +111,7 @@ impl Chain {
         method: &str,
         args: Vec<u8>,
     ) -> Transaction {
-        let nonce = self.nonces.entry(key.public().0).or_insert(0);
+        let nonce = self.nonces.entry(key.public()).or_insert(0);
         let body = TxBody {
             chain_id: self.trust.chain_id,
             sender: key.public(),
@@ -112,12 +127,12 @@ impl Chain {
     }
 
     fn filler_txs(&mut self) -> Vec<(Transaction, TxResult)> {
-        let key = key(200);
+        let key = self.key(200);
         (0..self.filler)
             .map(|i| {
                 let tx = self.sign_tx(&key, "enterprise", "noop", vec![i as u8; 40]);
                 let result = TxResult {
-                    tx_hash: tx.hash(),
+                    tx_hash: tx.hash(self.trust.suite),
                     outcome: Outcome::Rejected {
                         rule: "ARGS".into(),
                         message: "filler".into(),
@@ -153,12 +168,12 @@ impl Chain {
             previous: self
                 .blocks
                 .last()
-                .map_or(self.trust.chain_id, |b| b.block.hash()),
+                .map_or(self.trust.chain_id, |b| b.block.hash(self.trust.suite)),
             proposer: self.signers[0].public(),
             tx_count: txs.len() as u64,
-            tx_root: merkle::root(&block::tx_leaves(&txs)),
-            results_root: merkle::root(&block::result_leaves(&results)),
-            state_root: reference::root(&self.leaves()),
+            tx_root: merkle::root(self.trust.suite, &block::tx_leaves(&txs)),
+            results_root: merkle::root(self.trust.suite, &block::result_leaves(&results)),
+            state_root: reference::root(self.trust.suite, &self.leaves()),
             validators_hash: self.validators_hash(),
         };
         let block = Block {
@@ -185,7 +200,7 @@ impl Chain {
     }
 
     pub fn certify(&self, header: &Header, signers: &[usize]) -> CommitCertificate {
-        let hash = header.hash();
+        let hash = header.hash(self.trust.suite);
         let message = vote_sign_bytes(
             &self.trust.chain_id,
             header.height,
@@ -207,16 +222,16 @@ impl Chain {
         }
     }
 
-    pub fn leaves_of(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<SparseLeaf> {
+    pub fn leaves_of(&self, state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<SparseLeaf> {
         let pairs: Vec<(&[u8], &[u8])> = state
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
             .collect();
-        reference::leaves(&pairs)
+        reference::leaves(self.trust.suite, &pairs)
     }
 
     fn leaves(&self) -> Vec<SparseLeaf> {
-        Self::leaves_of(&self.state)
+        self.leaves_of(&self.state)
     }
 
     /// Governance replaces agency `index`'s validator key; the new set certifies the
@@ -269,9 +284,9 @@ impl Chain {
             attributes: args.attributes.clone(),
             height,
             time_ms: 1_700_000_000_000 + height * 1_000,
-            tx_hash: tx.hash(),
+            tx_hash: tx.hash(self.trust.suite),
         };
-        let hash = stored.hash();
+        let hash = stored.hash(self.trust.suite);
         let new_head = Head {
             first: head.as_ref().map_or(hash, |h| h.first),
             last: hash,
@@ -282,7 +297,7 @@ impl Chain {
             value: v,
         };
         let result = TxResult {
-            tx_hash: tx.hash(),
+            tx_hash: tx.hash(self.trust.suite),
             outcome: Outcome::Accepted {
                 events: vec![Event {
                     kind: goods::RESULT_EVENT.into(),
@@ -319,7 +334,7 @@ impl Chain {
             .filter(|&&c| c < height)
             .map(|&c| {
                 let state = &self.committed(c).state;
-                let leaves = Self::leaves_of(state);
+                let leaves = self.leaves_of(state);
                 SetChange {
                     at: self.certified(c),
                     keys: AGENCIES
@@ -328,7 +343,7 @@ impl Chain {
                             let key = validator_key_state_key(name).into_bytes();
                             KeyProof {
                                 value: state.get(&key).cloned(),
-                                proof: reference::prove(&leaves, &key),
+                                proof: reference::prove(self.trust.suite, &leaves, &key),
                             }
                         })
                         .collect(),
@@ -348,8 +363,14 @@ impl Chain {
 
     pub fn tx_proof(&self, tx_hash: &Hash) -> TxProof {
         for c in &self.blocks {
-            if let Some(i) = c.block.txs.iter().position(|t| t.hash() == *tx_hash) {
-                return TxProof::build(&c.block, c.certificate.clone(), i).expect("index in block");
+            if let Some(i) = c
+                .block
+                .txs
+                .iter()
+                .position(|t| t.hash(self.trust.suite) == *tx_hash)
+            {
+                return TxProof::build(self.trust.suite, &c.block, c.certificate.clone(), i)
+                    .expect("index in block");
             }
         }
         panic!("no transaction {tx_hash}");
@@ -365,7 +386,7 @@ impl Chain {
         StateProof {
             key: key.to_vec(),
             value: state.get(key).cloned(),
-            proof: reference::prove(&Self::leaves_of(state), key),
+            proof: reference::prove(self.trust.suite, &self.leaves_of(state), key),
             block: self.certified(height),
         }
     }

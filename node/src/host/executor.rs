@@ -30,6 +30,8 @@ use crate::store::{PreparedState, Store, StoreError};
 #[derive(Debug)]
 pub struct ExecutedBlock {
     block: Block,
+    /// The header's hash (with the chain's suite).
+    hash: Hash,
     writes: Writes,
     prepared: PreparedState,
 }
@@ -40,7 +42,7 @@ impl ExecutedBlock {
     }
 
     pub fn hash(&self) -> Hash {
-        self.block.hash()
+        self.hash
     }
 
     /// The block with the certificate that commits it: checked against `validators` (the
@@ -85,6 +87,7 @@ impl CommittedBlock {
             block,
             writes,
             prepared,
+            ..
         } = self.executed;
         (block, self.certificate, writes, prepared)
     }
@@ -181,7 +184,11 @@ impl Executor {
                 .as_ref()
                 .map_or(self.genesis_time_ms, |p| p.time_ms + 1),
         );
-        let info = BlockInfo { height, time_ms };
+        let info = BlockInfo {
+            height,
+            time_ms,
+            suite: self.store.suite(),
+        };
         let built = self
             .engine
             .build_block(self.store.as_ref(), info, candidates)
@@ -197,13 +204,15 @@ impl Executor {
             chain_id: self.chain_id,
             height,
             time_ms,
-            previous: parent.as_ref().map_or(self.chain_id, Header::hash),
+            previous: parent
+                .as_ref()
+                .map_or(self.chain_id, |p| p.hash(self.store.suite())),
             proposer,
             tx_count: txs.len() as u64,
-            tx_root: merkle::root(&block::tx_leaves(&txs)),
-            results_root: merkle::root(&block::result_leaves(&outcome.results)),
+            tx_root: merkle::root(self.store.suite(), &block::tx_leaves(&txs)),
+            results_root: merkle::root(self.store.suite(), &block::result_leaves(&outcome.results)),
             state_root: prepared.root,
-            validators_hash: expect.validators.hash(),
+            validators_hash: expect.validators.hash(self.store.suite()),
         };
         let last_commit = if height > 1 {
             self.store.certificate(height - 1)?
@@ -224,6 +233,7 @@ impl Executor {
         }
         Ok(Ok((
             ExecutedBlock {
+                hash: block.hash(self.store.suite()),
                 block,
                 writes: outcome.writes,
                 prepared,
@@ -262,6 +272,7 @@ impl Executor {
         let info = BlockInfo {
             height: h,
             time_ms: block.header.time_ms,
+            suite: self.store.suite(),
         };
         let outcome = match self
             .engine
@@ -282,6 +293,7 @@ impl Executor {
             ))));
         }
         Ok(Ok(ExecutedBlock {
+            hash: block.hash(self.store.suite()),
             block,
             writes: outcome.writes,
             prepared,
@@ -298,7 +310,7 @@ impl Executor {
     ) -> Result<(), Invalid> {
         let h = block.height();
         block
-            .check_extends(&self.chain_id, parent)
+            .check_extends(&self.chain_id, self.store.suite(), parent)
             .map_err(invalid)?;
         if let Some(proposer) = expect.proposer {
             if block.header.proposer != proposer {
@@ -313,7 +325,9 @@ impl Executor {
                 .last_commit
                 .as_ref()
                 .ok_or_else(|| invalid("last commit missing"))?;
-            let parent_hash = parent.map(Header::hash).unwrap_or_default();
+            let parent_hash = parent
+                .map(|p| p.hash(self.store.suite()))
+                .unwrap_or_default();
             cert.verify_for(
                 &self.chain_id,
                 expect.previous_validators,
@@ -322,7 +336,7 @@ impl Executor {
             )
             .map_err(|e| invalid(format!("last commit: {e}")))?;
         }
-        if block.header.validators_hash != expect.validators.hash() {
+        if block.header.validators_hash != expect.validators.hash(self.store.suite()) {
             return Err(invalid("validator set hash differs"));
         }
         if block.txs.len() > self.limits.txs_max {
@@ -339,7 +353,7 @@ impl Executor {
                 self.limits.bytes_max
             )));
         }
-        block.check_body().map_err(invalid)
+        block.check_body(self.store.suite()).map_err(invalid)
     }
 
     /// The block's transactions, verified: those this node verified before (the same
@@ -356,6 +370,7 @@ impl Executor {
         let checked = tx::verify_all(
             unknown.iter().map(|i| block.txs[*i].clone()).collect(),
             &self.chain_id,
+            self.store.suite(),
         );
         for (i, result) in unknown.into_iter().zip(checked) {
             verified[i] = Some(result.map_err(|e| invalid(format!("transaction {i}: {e}")))?);

@@ -104,7 +104,7 @@ impl ProposalKeeper {
             return Kept::WrongProposer; // a vote is not a proposal
         };
         let p = &signed_proposal.proposal;
-        debug_assert!(block.as_ref().is_none_or(|b| b.hash() == p.value));
+        // The network edge checked that a carried block's header hashes to `p.value`.
         if p.height == self.height + 1 {
             return self.keep_for_next(proposal, block);
         }
@@ -123,8 +123,8 @@ impl ProposalKeeper {
             }
             // The same proposal again, perhaps now with the block it lacked.
             return match block {
-                Some(b) if !self.blocks.contains_key(&b.hash()) => {
-                    self.blocks.insert(b.hash(), b);
+                Some(b) if !self.blocks.contains_key(&p.value) => {
+                    self.blocks.insert(p.value, b);
                     Kept::BlockArrived
                 }
                 _ => Kept::Duplicate,
@@ -171,9 +171,10 @@ impl ProposalKeeper {
         Kept::Pending
     }
 
-    /// Keeps this validator's own block (it proposes it; consensus signs the proposal).
-    pub fn keep_own_block(&mut self, block: Block) {
-        self.blocks.insert(block.hash(), block);
+    /// Keeps this validator's own block, whose hash is `hash` (it proposes it;
+    /// consensus signs the proposal).
+    pub fn keep_own_block(&mut self, hash: Hash, block: Block) {
+        self.blocks.insert(hash, block);
     }
 
     /// The block a kept proposal names.
@@ -204,6 +205,9 @@ impl ProposalKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cbec_ledger::Suite;
+
+    const SUITE: Suite = Suite::Ed25519Sha256;
     use cbec_consensus::{types::proposal_sign_bytes, Message, Proposal};
     use cbec_ledger::{merkle, Header, KeyPair, PublicKey, Transaction, TxResult};
 
@@ -216,10 +220,10 @@ mod tests {
                 height,
                 time_ms: u64::from(tag),
                 previous: Hash([0; 32]),
-                proposer: PublicKey([2; 32]),
+                proposer: PublicKey::Ed25519([2; 32]),
                 tx_count: 0,
-                tx_root: merkle::root::<Vec<u8>>(&[]),
-                results_root: merkle::root::<Vec<u8>>(&[]),
+                tx_root: merkle::root::<Vec<u8>>(SUITE, &[]),
+                results_root: merkle::root::<Vec<u8>>(SUITE, &[]),
                 state_root: Hash([tag; 32]),
                 validators_hash: Hash::default(),
             },
@@ -256,7 +260,7 @@ mod tests {
         for tag in 0..100u8 {
             let b = block(5, tag);
             let kept = keeper.offer(
-                proposal(&faulty, 5, 0, b.hash()),
+                proposal(&faulty, 5, 0, b.hash(SUITE)),
                 Some(b),
                 Some(honest.public()),
                 0,
@@ -266,23 +270,23 @@ mod tests {
         assert!(keeper.blocks.is_empty(), "no block without its proposer");
         let real = block(5, 200);
         let kept = keeper.offer(
-            proposal(&honest, 5, 0, real.hash()),
+            proposal(&honest, 5, 0, real.hash(SUITE)),
             Some(real.clone()),
             Some(honest.public()),
             0,
         );
         assert_eq!(kept, Kept::Ready);
-        assert_eq!(keeper.block(&real.hash()), Some(&real));
+        assert_eq!(keeper.block(&real.hash(SUITE)), Some(&real));
         // Its proposer equivocating: the first stays, the second is evidence.
         let other = block(5, 201);
         let kept = keeper.offer(
-            proposal(&honest, 5, 0, other.hash()),
+            proposal(&honest, 5, 0, other.hash(SUITE)),
             Some(other.clone()),
             Some(honest.public()),
             0,
         );
         assert!(matches!(kept, Kept::Equivocation { .. }));
-        assert!(keeper.block(&other.hash()).is_none());
+        assert!(keeper.block(&other.hash(SUITE)).is_none());
         assert_eq!(keeper.take_ready().len(), 1);
         assert!(keeper.take_ready().is_empty(), "handed over once");
     }
@@ -293,7 +297,7 @@ mod tests {
         let mut keeper = ProposalKeeper::default();
         keeper.start(3);
         let b = block(3, 7);
-        let signed = proposal(&p, 3, 1, b.hash());
+        let signed = proposal(&p, 3, 1, b.hash(SUITE));
         assert_eq!(
             keeper.offer(signed.clone(), None, Some(p.public()), 0),
             Kept::Pending
@@ -315,7 +319,7 @@ mod tests {
         let far = block(3, 1);
         assert_eq!(
             keeper.offer(
-                proposal(&p, 3, 65, far.hash()),
+                proposal(&p, 3, 65, far.hash(SUITE)),
                 Some(far),
                 Some(p.public()),
                 0
@@ -324,7 +328,7 @@ mod tests {
         );
         for round in 0..10 {
             let b = block(4, round as u8);
-            let kept = keeper.offer(proposal(&p, 4, round, b.hash()), Some(b), None, 0);
+            let kept = keeper.offer(proposal(&p, 4, round, b.hash(SUITE)), Some(b), None, 0);
             let expected = if (round as usize) < NEXT_HEIGHT_MAX {
                 Kept::Pending
             } else {

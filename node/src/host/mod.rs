@@ -464,9 +464,10 @@ impl<P: Peer> Host<P> {
             proposer: Some(block.header.proposer),
         };
         let mempool = &self.mempool;
+        let suite = self.executor.store().suite();
         match self
             .executor
-            .validate(block, expect, &|tx| mempool.verified_exact(tx))?
+            .validate(block, expect, &|tx| mempool.verified_exact(tx, suite))?
         {
             Ok(executed) => {
                 self.executed.insert(*value, executed);
@@ -536,10 +537,11 @@ impl<P: Peer> Host<P> {
             .iter()
             .filter(|r: &&TxResult| !r.is_accepted())
             .count();
-        tracing::info!(height = b.height(), txs = b.txs.len(), hash = %b.hash(), "committed");
+        let hash = b.hash(store.suite());
+        tracing::info!(height = b.height(), txs = b.txs.len(), hash = %hash, "committed");
         effects.push(Effect::Committed(Committed {
             height: b.height(),
-            hash: b.hash(),
+            hash,
             time_ms: b.header.time_ms,
             txs: b.txs.len(),
             rejected,
@@ -710,7 +712,8 @@ impl<P: Peer> Host<P> {
                     self.mempool.remove(&hash);
                 }
                 let value = executed.hash();
-                self.keeper.keep_own_block(executed.block().clone());
+                self.keeper
+                    .keep_own_block(executed.hash(), executed.block().clone());
                 self.executed.insert(value, executed);
                 let outputs = self.consensus.handle(Input::ValueProduced {
                     height,
@@ -759,7 +762,7 @@ impl<P: Peer> Host<P> {
                 previous_validators: &self.previous_validators,
                 proposer: None,
             };
-            let hash = block.hash();
+            let hash = block.hash(self.executor.store().suite());
             let checked = if certificate.height != block.height() || certificate.block_hash != hash
             {
                 Err(format!(
@@ -768,9 +771,10 @@ impl<P: Peer> Host<P> {
                 ))
             } else {
                 let mempool = &self.mempool;
+                let suite = self.executor.store().suite();
                 match self
                     .executor
-                    .validate(block, expect, &|tx| mempool.verified_exact(tx))?
+                    .validate(block, expect, &|tx| mempool.verified_exact(tx, suite))?
                 {
                     Ok(executed) => executed
                         .certify(certificate, &self.chain_id, &self.validators)

@@ -111,8 +111,14 @@ struct Parcel {
 }
 
 fn tag(purpose: &str, value: &str) -> String {
-    // Stands in for the gateway's keyed HMAC over the canonical personal value.
-    format!("v1:{}", Hash::tagged(purpose, value.as_bytes()).to_hex())
+    // Stands in for the gateway's keyed HMAC over the canonical personal value (the
+    // gateway's function, not the chain's).
+    format!(
+        "v1:{}",
+        cbec_ledger::Suite::default()
+            .tagged(purpose, value.as_bytes())
+            .to_hex()
+    )
 }
 
 /// The call of a parcel's step: chaincode, method and arguments.
@@ -232,7 +238,7 @@ fn send_all(
     while !txs.is_empty() && Instant::now() < ctx.end && !ctx.shared.stop.load(Ordering::Relaxed) {
         record_sends(
             &mut ctx.shared.sent_at.lock().expect("lock"),
-            txs.iter().map(Transaction::hash),
+            txs.iter().map(|t| t.hash(ctx.shared.suite)),
             0,
             None,
             Instant::now(),
@@ -292,7 +298,7 @@ pub fn run_customs(
                 }
             };
             nonce += 1;
-            let hash = tx.hash();
+            let hash = tx.hash(ctx.shared.suite);
             ctx.shared
                 .routes
                 .lock()
@@ -366,7 +372,7 @@ pub fn run_lane(
                         }
                     };
                     nonces[f] += 1;
-                    let hash = tx.hash();
+                    let hash = tx.hash(ctx.shared.suite);
                     ctx.shared
                         .routes
                         .lock()
@@ -452,16 +458,17 @@ pub fn file_firms(
     commerce: &KeyPair,
     lane: usize,
     stamp: u64,
+    suite: cbec_ledger::Suite,
 ) -> anyhow::Result<Firms> {
     let mut keys = Vec::new();
     let mut codes = Vec::new();
     for (f, roles) in ROLES.iter().enumerate() {
         let n = (stamp * 64 + (lane * 5 + f) as u64) % 10_000_000;
-        let seed = Hash::tagged(
+        let seed = suite.tagged(
             "cbec:bench-firm",
             &cbec_ledger::codec::encode(&(stamp, lane as u64, f as u64)),
         );
-        let key = KeyPair::from_seed(&seed.0);
+        let key = KeyPair::derive(suite.scheme(), &seed.0);
         let uscc = cbec_chaincode::codes::uscc_with_check(&format!("91140200MB{n:07}"))
             .map_err(|e| anyhow::anyhow!("bench enterprise id: {e}"))?;
         let code = format!("14039{:05}", n % 100_000);
