@@ -385,6 +385,20 @@ async fn tx_status(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) 
     if let Some(found) = lookup_async(&shared, hash).await? {
         return Ok(Json(found).into_response());
     }
+    // A block applied but still on its way to the disk is not indexed yet (the index
+    // holds durable blocks only), and its transactions have left the mempool: wait for
+    // it, then look again, rather than call them unknown.
+    let applied = shared.store.height().map_err(internal)?;
+    if shared.store.persisted_height() < applied {
+        let (durable, on_disk) = oneshot::channel();
+        shared.store.when_persisted(applied, move || {
+            let _ = durable.send(());
+        });
+        let _ = tokio::time::timeout(WAIT_MAX, on_disk).await;
+        if let Some(found) = lookup_async(&shared, hash).await? {
+            return Ok(Json(found).into_response());
+        }
+    }
     let (reply, answer) = oneshot::channel();
     if ask(&shared, Event::IsPending { hash, reply }, answer).await? {
         return Ok(Json(json!({ "hash": hash, "status": "pending" })).into_response());
