@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create and show Ed25519 key files.
+    /// Create and show key files (Ed25519, or SM2 for an sm2-sm3 chain).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
     /// Create, verify and inspect the consortium's genesis document.

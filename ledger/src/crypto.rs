@@ -338,12 +338,33 @@ impl PublicKey {
 }
 
 /// The SM2 verifying key of a compressed SEC1 encoding (nothing else is accepted).
-fn sm2_key(bytes: &[u8; 33]) -> Result<sm2::dsa::VerifyingKey, ()> {
+///
+/// Making one costs a square root (the point's y) and the SM3 hash `Z` of the key, a
+/// sixth of a verification; a ledger's signers are few, so the last [`SM2_KEYS_KEPT`]
+/// keys are kept. A pure function remembered: no verdict depends on the cache.
+fn sm2_key(bytes: &[u8; 33]) -> Result<std::sync::Arc<sm2::dsa::VerifyingKey>, ()> {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static KEPT: OnceLock<Mutex<BTreeMap<[u8; 33], Arc<sm2::dsa::VerifyingKey>>>> = OnceLock::new();
     if bytes[0] != 0x02 && bytes[0] != 0x03 {
         return Err(());
     }
-    sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, bytes).map_err(|_| ())
+    let kept = KEPT.get_or_init(Default::default);
+    // A poisoned lock only means another thread panicked mid-insert: the map is whole.
+    if let Some(key) = kept.lock().unwrap_or_else(|e| e.into_inner()).get(bytes) {
+        return Ok(key.clone());
+    }
+    let key = Arc::new(sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, bytes).map_err(|_| ())?);
+    let mut map = kept.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= SM2_KEYS_KEPT {
+        map.clear();
+    }
+    map.insert(*bytes, key.clone());
+    Ok(key)
 }
+
+/// How many SM2 verifying keys [`sm2_key`] keeps (about 300 bytes each).
+const SM2_KEYS_KEPT: usize = 4_096;
 
 impl std::fmt::Display for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

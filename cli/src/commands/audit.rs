@@ -65,7 +65,8 @@ pub enum Format {
 pub struct VerifyArgs {
     /// The proof file (JSON or binary, as `cbec prove` wrote it).
     file: PathBuf,
-    /// The genesis file: the only thing the verification trusts.
+    /// The genesis file: the only thing the verification trusts (its chain id, its
+    /// validators, and its crypto suite, whose hash and signatures every check uses).
     #[arg(long, value_name = "FILE")]
     genesis: PathBuf,
 }
