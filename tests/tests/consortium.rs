@@ -217,3 +217,33 @@ fn bad_transactions_get_a_4xx_and_the_node_keeps_working() {
         .expect("text");
     assert!(metrics.contains("cbec_height"), "{metrics}");
 }
+
+/// A validator whose key file is of the other scheme than the chain's suite does not
+/// start: the node exits at once, naming both.
+#[test]
+fn a_validator_key_of_the_other_scheme_is_refused_at_start() {
+    let mut c = Consortium::generate_with(NODE, Suite::Sm2Sm3);
+    let path = c.net().join("customs/validator.key");
+    cbec_genesis::write_key(&path, &cbec_ledger::KeyPair::from_seed(&[9; 32]), true)
+        .expect("write key");
+    c.start(0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = c.exited(0) {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running:\n{}",
+            c.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log = c.log(0);
+    assert!(
+        log.contains("validator.key")
+            && log.contains("is an ed25519 key; this chain's crypto suite is sm2-sm3"),
+        "{log}"
+    );
+}
