@@ -1,6 +1,7 @@
 //! Identity codes of DOMAIN.md section 2, as plain functions the CLI can call before
-//! signing. Input must already be canonical (trimmed, ASCII upper case, half-width):
-//! anything else is `NonCanonical`, never silently fixed.
+//! signing. Input must already be canonical (trimmed, ASCII upper case, half-width, no
+//! separators): anything else is `NonCanonical`, never silently fixed, and that check
+//! comes before the length and charset checks of every code type.
 
 use cbec_ledger::time;
 
@@ -21,12 +22,13 @@ pub enum CodeError {
     BadChapter(String),
 }
 
+/// Every code type's characters are ASCII digits and upper-case letters; anything else
+/// (a space, a dot or dash between groups, lower case, full-width forms) is a
+/// non-canonical spelling, whatever the code's length.
 fn canonical(code: &str) -> Result<(), CodeError> {
-    let is_canonical = code.is_ascii()
-        && code.trim() == code
-        && !code
-            .bytes()
-            .any(|b| b.is_ascii_lowercase() || b.is_ascii_whitespace());
+    let is_canonical = code
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
     if is_canonical {
         Ok(())
     } else {
@@ -270,6 +272,49 @@ mod tests {
         );
         assert!(matches!(
             gtin13("69012345678"),
+            Err(CodeError::BadLength { .. })
+        ));
+    }
+
+    /// Separators and other non-canonical characters are `NonCanonical` whatever the
+    /// length, for every code type: the canonical-form check comes first.
+    #[test]
+    fn separators_are_non_canonical_before_length_or_charset() {
+        type Check = fn(&str) -> Result<(), CodeError>;
+        let resident: Check = |c| resident_id(c, NOW);
+        let cases: [(&str, Check, &str); 5] = [
+            ("uscc", uscc, "914403001922038216"),
+            ("resident id", resident, "11010519491231002X"),
+            ("gtin", gtin13, "6901234567892"),
+            ("commodity", commodity_code, "3304990099"),
+            ("customs code", customs_code, "1402960ABC"),
+        ];
+        for (name, check, valid) in cases {
+            assert_eq!(check(valid), Ok(()), "{name}");
+            let (head, tail) = valid.split_at(4);
+            for spelled in [
+                format!("{head}.{tail}"),           // one longer
+                format!("{head}-{tail}"),           // one longer
+                format!("{head} {}", &tail[1..]),   // same length
+                format!("{head}.{}", &tail[2..]),   // one shorter
+                format!("{}\u{3000}", &valid[1..]), // full-width space
+                format!("\u{ff19}{}", &valid[1..]), // full-width digit 9
+                format!("{valid}\n"),
+                format!("{}/", &valid[..valid.len() - 1]), // same length
+            ] {
+                assert_eq!(
+                    check(&spelled),
+                    Err(CodeError::NonCanonical),
+                    "{name}: {spelled:?}"
+                );
+            }
+        }
+        // The dotted HS spelling of a commodity code (3304.99.0099): not a length error.
+        assert_eq!(commodity_code("3304.99.0099"), Err(CodeError::NonCanonical));
+        assert_eq!(commodity_code("3304.99"), Err(CodeError::NonCanonical));
+        // Canonical but wrong: the later checks still speak.
+        assert!(matches!(
+            commodity_code("33049900"),
             Err(CodeError::BadLength { .. })
         ));
     }

@@ -318,6 +318,15 @@ fn uscc_and_non_canonical_codes_at_filing() {
         ),
         "NON-CANONICAL",
     );
+    rejected(
+        &l.run(
+            &commerce,
+            "enterprise",
+            "approve_filing",
+            filing("91140200-MA0GRK2220", 16),
+        ),
+        "NON-CANONICAL",
+    );
     accepted(&l.run(
         &commerce,
         "enterprise",
@@ -343,6 +352,13 @@ fn goods_chain_gtin_hs_code_and_previous_hash() {
     rejected(&w.l.run(&w.seller, "goods", "record", bad_gtin), "GTIN");
     let bad_hs = json!({"goods_id": "G-1", "kind": "produced", "attributes": {"commodity_code": "7700000000"}});
     rejected(&w.l.run(&w.seller, "goods", "record", bad_hs), "HS-CODE");
+    // The dotted HS spelling and a USCC with a separator: not canonical, whatever their
+    // length (before the fix: HS-CODE's length error, USCC's length error).
+    let dotted = json!({"goods_id": "G-1", "kind": "produced", "attributes": {"commodity_code": "3304.99.0099"}});
+    rejected(
+        &w.l.run(&w.seller, "goods", "record", dotted),
+        "NON-CANONICAL",
+    );
     rejected(
         &w.l.run(
             &w.seller,
