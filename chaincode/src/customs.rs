@@ -9,6 +9,9 @@
 //!   so the submitting gateway checks it with [`crate::codes::resident_id`] before it
 //!   computes the tag (the `cbec` CLI does).
 //! - The order value for the limits is the goods value (before freight and tax).
+//! - The tax is computed on the dutiable value (完税价格): goods value plus freight plus
+//!   insurance. The order's declared tax total must equal it: otherwise `TAX-TOTAL`
+//!   (a rule id added here; R5 checks the order's sum, not the tax it declares).
 //! - Missing documents at clearance fail the rule that compares them: a missing payment
 //!   or list is `R1`, a missing waybill `R3`.
 //! - A supervision mode that is not a retail import mode (9610, 1210, 1239) fails
@@ -43,6 +46,9 @@ pub struct Order {
     pub ebc_code: String,
     pub goods_value_fen: u64,
     pub freight_fen: u64,
+    /// Insurance on the goods (CEB311's insuredFee); part of the dutiable value.
+    #[serde(default)]
+    pub insurance_fen: u64,
     pub tax_total_fen: u64,
     pub discount_fen: u64,
     pub actual_paid_fen: u64,
@@ -568,6 +574,19 @@ fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError
         ));
     }
     let (preferential, tax) = limits_and_tax(ctx, &o, &i)?;
+    if tax != o.tax_total_fen {
+        return Err(fail(
+            "TAX-TOTAL",
+            format!(
+                "the order declares {} fen of tax; on the dutiable value {} fen (goods {} + freight {} + insurance {}) the tax due is {tax} fen",
+                o.tax_total_fen,
+                dutiable_value_fen(&o),
+                o.goods_value_fen,
+                o.freight_fen,
+                o.insurance_fen
+            ),
+        ));
+    }
     let grade: RiskGrade = ctx.get(&risk_key(&o.ebc_code))?.unwrap_or(RiskGrade::Low);
     let status = if grade == RiskGrade::Low {
         ClearanceStatus::Released
@@ -596,7 +615,15 @@ fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError
     )])
 }
 
-/// LIMIT-TX and LIMIT-YEAR [DOMAIN.md 5]; counts the order toward the buyer's year.
+/// The dutiable value (完税价格): goods value plus freight plus insurance.
+pub fn dutiable_value_fen(o: &Order) -> u64 {
+    o.goods_value_fen
+        .saturating_add(o.freight_fen)
+        .saturating_add(o.insurance_fen)
+}
+
+/// LIMIT-TX and LIMIT-YEAR [DOMAIN.md 5]; counts the order toward the buyer's year. The
+/// tax due is on the dutiable value; the limits count the goods value.
 fn limits_and_tax(
     ctx: &mut Context<'_, '_>,
     o: &Order,
@@ -630,7 +657,7 @@ fn limits_and_tax(
     }
     ctx.put(&key, &after)?;
     let tax = tax_due_fen(
-        value,
+        dutiable_value_fen(o),
         if preferential { 0 } else { i.tariff_rate_bp },
         i.consumption_rate_bp,
         i.vat_rate_bp,

@@ -57,8 +57,21 @@ fn line(qty: u32, price: u64) -> Value {
     json!({"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": qty, "unit_price_fen": price})
 }
 
+/// The tax these tests' orders declare on a dutiable value of `v` fen at VAT 13 %, no
+/// consumption tax or tariff, computed here independently of the chaincode: 70 % of it
+/// within the limits (9.1 %), all of it for a single item over the per-order limit;
+/// half-up to the fen.
+fn declared_tax(v: u64, preferential: bool) -> u64 {
+    if preferential {
+        (v * 91 + 500) / 1_000
+    } else {
+        (v * 13 + 50) / 100
+    }
+}
+
 impl Parcel {
-    /// Submits O, P, L and I for an order; `tweak` edits them first.
+    /// Submits O, P, L and I for an order, declaring the tax due (preferential up to
+    /// 5,000.00) and paying goods plus tax; `tweak` edits them first.
     fn documents(
         &mut self,
         no: &str,
@@ -67,7 +80,10 @@ impl Parcel {
         tweak: impl Fn(&mut Value, &mut Value, &mut Value, &mut Value),
     ) {
         let mut o = order(no, lines, goods);
-        let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "amount_paid_fen": goods, "payer_tag": tag(1)});
+        let tax = declared_tax(goods, goods <= 500_000);
+        o["tax_total_fen"] = json!(tax);
+        o["actual_paid_fen"] = json!(goods + tax);
+        let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "amount_paid_fen": goods + tax, "payer_tag": tag(1)});
         let waybill_no = format!("SF{no}");
         let mut w = json!({"logistics_code": LOG, "logistics_no": waybill_no, "order_no": no,
             "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)});
@@ -435,6 +451,46 @@ fn three_documents_match_and_each_mismatch_names_its_rule() {
         attr(&events, "clearance", "tax_due_fen").as_deref(),
         Some("9100")
     );
+}
+
+/// The tax is on the dutiable value (goods + freight + insurance, DOMAIN.md 5), and the
+/// order's declared total must be that tax: declaring it on the goods alone, or
+/// forgetting the insurance, is refused as `TAX-TOTAL`.
+#[test]
+fn tax_is_on_the_dutiable_value_and_the_declared_total_must_match() {
+    // V = 1,000.00 + 10.00 freight + 5.00 insurance = 1,015.00: 9.1 % is 92.365 -> 92.37.
+    let with = |tax: u64| {
+        move |o: &mut Value, p: &mut Value, _: &mut Value, _: &mut Value| {
+            o["freight_fen"] = json!(1_000);
+            o["insurance_fen"] = json!(500);
+            o["tax_total_fen"] = json!(tax);
+            o["actual_paid_fen"] = json!(100_000 + 1_000 + tax);
+            p["amount_paid_fen"] = json!(100_000 + 1_000 + tax);
+        }
+    };
+    assert_eq!(declared_tax(101_500, true), 9_237);
+    for (no, tax) in [("T1", 9_100), ("T2", 9_191), ("T3", 9_238)] {
+        let mut w = parcel_world();
+        w.documents(no, json!([line(1, 100_000)]), 100_000, with(tax));
+        let r = w.clear(no);
+        let message = rejected(&r, "TAX-TOTAL");
+        assert!(
+            message.contains(&format!("declares {tax} fen"))
+                && message.contains("dutiable value 101500 fen")
+                && message.contains("tax due is 9237 fen"),
+            "{message}"
+        );
+    }
+    let mut w = parcel_world();
+    w.documents("T4", json!([line(1, 100_000)]), 100_000, with(9_237));
+    let events = accepted(&w.clear("T4")).clone();
+    assert_eq!(
+        attr(&events, "clearance", "tax_due_fen").as_deref(),
+        Some("9237")
+    );
+    // The limits still count the goods value, not the dutiable value.
+    let used: Option<u64> = w.l.get(&format!("customs/annual/{}/2026", tag(1)));
+    assert_eq!(used, Some(100_000));
 }
 
 #[test]

@@ -157,8 +157,8 @@ fn call(
             "submit_order",
             json!({
                 "order_no": order_no, "ebp_code": platform, "ebc_code": seller,
-                "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_100,
-                "discount_fen": 500, "actual_paid_fen": 109_600, "buyer_id_type": "1",
+                "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191,
+                "discount_fen": 500, "actual_paid_fen": 109_691, "buyer_id_type": "1",
                 "buyer_tag": buyer, "consignee_name_tag": name, "consignee_phone_tag": phone,
                 "consignee_address_tag": address,
                 "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
@@ -167,7 +167,7 @@ fn call(
             "customs",
             "submit_payment",
             json!({"order_no": order_no, "ebp_code": platform, "pay_code": payment,
-                   "amount_paid_fen": 109_600, "payer_tag": buyer}),
+                   "amount_paid_fen": 109_691, "payer_tag": buyer}),
         ),
         Step::Paid => event("paid", json!({"order_no": order_no})),
         Step::Waybill => (
