@@ -12,6 +12,9 @@
 //! - The tax is computed on the dutiable value (完税价格): goods value plus freight plus
 //!   insurance. The order's declared tax total must equal it: otherwise `TAX-TOTAL`
 //!   (a rule id added here; R5 checks the order's sum, not the tax it declares).
+//! - The order names its payment enterprise (`pay_code`) and the payment's transaction
+//!   id, as CEB311 pairs with CEB411; the payment carries both, and clearance refuses a
+//!   pair that differs with `PAY-REF` (a rule id added here).
 //! - Missing documents at clearance fail the rule that compares them: a missing payment
 //!   or list is `R1`, a missing waybill `R3`.
 //! - A supervision mode that is not a retail import mode (9610, 1210, 1239) fails
@@ -52,6 +55,10 @@ pub struct Order {
     pub tax_total_fen: u64,
     pub discount_fen: u64,
     pub actual_paid_fen: u64,
+    /// The payment enterprise's customs registration code (CEB311 payCode).
+    pub pay_code: String,
+    /// The payment's transaction id at that enterprise (CEB311 payTransactionId).
+    pub pay_transaction_id: String,
     /// `1` is a resident identity card.
     pub buyer_id_type: String,
     pub buyer_tag: String,
@@ -67,6 +74,8 @@ pub struct Payment {
     pub order_no: String,
     pub ebp_code: String,
     pub pay_code: String,
+    /// The transaction id at the payment enterprise (CEB411 payTransactionId).
+    pub pay_transaction_id: String,
     pub amount_paid_fen: u64,
     pub payer_tag: String,
 }
@@ -288,6 +297,8 @@ fn submit_order(ctx: &mut Context<'_, '_>, order: Order) -> Result<Vec<Event>, R
     require_own_code(&code, &order.ebp_code, "ebpCode")?;
     check_number("order number", &order.order_no, 60)?;
     check_code("ARGS", "ebcCode", &order.ebc_code, codes::customs_code)?;
+    check_code("ARGS", "payCode", &order.pay_code, codes::customs_code)?;
+    check_number("payment transaction id", &order.pay_transaction_id, 60)?;
     for (what, tag) in [
         ("buyer", &order.buyer_tag),
         ("consignee name", &order.consignee_name_tag),
@@ -335,6 +346,7 @@ fn submit_payment(ctx: &mut Context<'_, '_>, payment: Payment) -> Result<Vec<Eve
     let (_, code) = ctx.require_role(Role::Payment)?;
     require_own_code(&code, &payment.pay_code, "payCode")?;
     check_number("order number", &payment.order_no, 60)?;
+    check_number("payment transaction id", &payment.pay_transaction_id, 60)?;
     check_tag("payer", &payment.payer_tag)?;
     let key = payment_key(&payment.ebp_code, &payment.order_no);
     insert_new(ctx, &key, "payment for this order", &payment)?;
@@ -511,6 +523,16 @@ fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError
         || l.order_no != o.order_no
     {
         return Err(fail("R3", "the waybill does not belong to this order"));
+    }
+    // PAY-REF: the payment is the one the order names (CEB311/CEB411 pairing).
+    if (&p.pay_code, &p.pay_transaction_id) != (&o.pay_code, &o.pay_transaction_id) {
+        return Err(fail(
+            "PAY-REF",
+            format!(
+                "the order names payment {} of {}; the payment filed is {} of {}",
+                o.pay_transaction_id, o.pay_code, p.pay_transaction_id, p.pay_code
+            ),
+        ));
     }
     // R4: P.amountPaid = O.actualPaid.
     if p.amount_paid_fen != o.actual_paid_fen {

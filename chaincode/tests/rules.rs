@@ -47,7 +47,8 @@ fn order(no: &str, lines: Value, goods: u64) -> Value {
     json!({
         "order_no": no, "ebp_code": EBP, "ebc_code": EBC,
         "goods_value_fen": goods, "freight_fen": 0, "tax_total_fen": 0, "discount_fen": 0,
-        "actual_paid_fen": goods, "buyer_id_type": "1", "buyer_tag": tag(1),
+        "actual_paid_fen": goods, "pay_code": PAY, "pay_transaction_id": format!("PAY-{no}"),
+        "buyer_id_type": "1", "buyer_tag": tag(1),
         "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4),
         "lines": lines,
     })
@@ -83,7 +84,8 @@ impl Parcel {
         let tax = declared_tax(goods, goods <= 500_000);
         o["tax_total_fen"] = json!(tax);
         o["actual_paid_fen"] = json!(goods + tax);
-        let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "amount_paid_fen": goods + tax, "payer_tag": tag(1)});
+        let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "pay_transaction_id": format!("PAY-{no}"),
+            "amount_paid_fen": goods + tax, "payer_tag": tag(1)});
         let waybill_no = format!("SF{no}");
         let mut w = json!({"logistics_code": LOG, "logistics_no": waybill_no, "order_no": no,
             "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)});
@@ -428,6 +430,12 @@ fn three_documents_match_and_each_mismatch_names_its_rule() {
         ("R2", |_, _, _, i| i["ebc_code"] = json!("1402969999")),
         ("R3", |_, _, w, _| w["order_no"] = json!("OTHER")),
         ("R4", |_, p, _, _| p["amount_paid_fen"] = json!(99_999)),
+        // The payment filed is not the one the order names: another transaction id, or
+        // another payment enterprise's code in the order.
+        ("PAY-REF", |_, p, _, _| {
+            p["pay_transaction_id"] = json!("PAY-OTHER")
+        }),
+        ("PAY-REF", |o, _, _, _| o["pay_code"] = json!("1100969999")),
         ("R5", |o, _, _, _| o["freight_fen"] = json!(1_000)),
         ("R6", |_, _, w, _| w["consignee_phone_tag"] = json!(tag(9))),
         ("R7", |_, p, _, _| p["payer_tag"] = json!(tag(8))),

@@ -172,7 +172,8 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         json!({
         "order_no": order_no, "ebp_code": platform.code, "ebc_code": seller.code,
         "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191, "discount_fen": 500,
-        "actual_paid_fen": 109_691, "buyer_id_type": "1", "buyer_tag": buyer,
+        "actual_paid_fen": 109_691, "pay_code": payment.code, "pay_transaction_id": format!("PAY-{order_no}"),
+        "buyer_id_type": "1", "buyer_tag": buyer,
         "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address,
         "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
     )?;
@@ -183,7 +184,8 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "customs",
         "submit_payment",
         json!({
-        "order_no": order_no, "ebp_code": platform.code, "pay_code": payment.code, "amount_paid_fen": 109_691, "payer_tag": buyer}),
+        "order_no": order_no, "ebp_code": platform.code, "pay_code": payment.code,
+        "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": 109_691, "payer_tag": buyer}),
     )?;
     trail.event(&payment.key, "paid", json!({"order_no": order_no}))?;
     step(
