@@ -204,7 +204,8 @@ fn main() {
             txs.push(w.tx(&platform, "customs", "submit_order", json!({"order_no": no, "ebp_code": "4403960001",
                 "ebc_code": "1402960002", "goods_value_fen": 10_000, "freight_fen": 0, "tax_total_fen": 910,
                 "discount_fen": 0, "actual_paid_fen": 10_910, "pay_code": "1100960003",
-                "pay_transaction_id": format!("PAY-{no}"), "buyer_id_type": "1", "buyer_tag": buyer,
+                "pay_transaction_id": format!("PAY-{no}"), "logistics_code": "1402960004",
+                "agent_code": "1402960005", "buyer_id_type": "1", "buyer_tag": buyer,
                 "consignee_name_tag": tag(1), "consignee_phone_tag": tag(2), "consignee_address_tag": tag(3),
                 "lines": [{"commodity_code": "3304990099", "quantity": 1, "unit_price_fen": 10_000}]})));
             txs.push(w.tx(
@@ -220,7 +221,7 @@ fn main() {
                 "customs",
                 "submit_waybill",
                 json!({"logistics_code": "1402960004",
-                "logistics_no": format!("W{i}"), "order_no": no, "consignee_name_tag": tag(1),
+                "logistics_no": format!("W{i}"), "ebp_code": "4403960001", "order_no": no, "consignee_name_tag": tag(1),
                 "consignee_phone_tag": tag(2), "consignee_address_tag": tag(3)}),
             ));
             txs.push(w.tx(&agent, "customs", "submit_list", json!({"order_no": no, "ebp_code": "4403960001",

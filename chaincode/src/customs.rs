@@ -15,6 +15,11 @@
 //! - The order names its payment enterprise (`pay_code`) and the payment's transaction
 //!   id, as CEB311 pairs with CEB411; the payment carries both, and clearance refuses a
 //!   pair that differs with `PAY-REF` (a rule id added here).
+//! - Who may file what [DOMAIN.md 4]: the order names its payment enterprise, logistics
+//!   enterprise and declaration agent (customs codes); the payment, waybill and list of
+//!   an order are taken only from those, and only after the order (`ROLE` otherwise,
+//!   naming who may). The waybill names its order's platform (CEB511 ebpCode) so the
+//!   order can be found.
 //! - Missing documents at clearance fail the rule that compares them: a missing payment
 //!   or list is `R1`, a missing waybill `R3`.
 //! - A supervision mode that is not a retail import mode (9610, 1210, 1239) fails
@@ -59,6 +64,10 @@ pub struct Order {
     pub pay_code: String,
     /// The payment's transaction id at that enterprise (CEB311 payTransactionId).
     pub pay_transaction_id: String,
+    /// The logistics enterprise that may file the waybill (customs code).
+    pub logistics_code: String,
+    /// The declaration agent that may file the declaration list (customs code).
+    pub agent_code: String,
     /// `1` is a resident identity card.
     pub buyer_id_type: String,
     pub buyer_tag: String,
@@ -85,6 +94,8 @@ pub struct Payment {
 pub struct Waybill {
     pub logistics_code: String,
     pub logistics_no: String,
+    /// The platform whose order this is (CEB511 ebpCode).
+    pub ebp_code: String,
     pub order_no: String,
     pub consignee_name_tag: String,
     pub consignee_phone_tag: String,
@@ -298,6 +309,13 @@ fn submit_order(ctx: &mut Context<'_, '_>, order: Order) -> Result<Vec<Event>, R
     check_number("order number", &order.order_no, 60)?;
     check_code("ARGS", "ebcCode", &order.ebc_code, codes::customs_code)?;
     check_code("ARGS", "payCode", &order.pay_code, codes::customs_code)?;
+    check_code(
+        "ARGS",
+        "logisticsCode",
+        &order.logistics_code,
+        codes::customs_code,
+    )?;
+    check_code("ARGS", "agentCode", &order.agent_code, codes::customs_code)?;
     check_number("payment transaction id", &order.pay_transaction_id, 60)?;
     for (what, tag) in [
         ("buyer", &order.buyer_tag),
@@ -342,12 +360,50 @@ fn submit_order(ctx: &mut Context<'_, '_>, order: Order) -> Result<Vec<Event>, R
     )])
 }
 
+/// Only the enterprise an order names (`named`, a customs code) may file that order's
+/// next document, and only once the order exists [DOMAIN.md 4]: `ROLE` otherwise,
+/// naming who may.
+fn require_named(
+    ctx: &Context<'_, '_>,
+    ebp_code: &str,
+    order_no: &str,
+    what: &str,
+    named: impl Fn(&Order) -> &String,
+    caller: &str,
+) -> Result<(), RuleError> {
+    let order: Order = ctx.get(&order_key(ebp_code, order_no))?.ok_or_else(|| {
+        RuleError::new(
+            "ROLE",
+            format!(
+                "no order {order_no} from {ebp_code} names a {what} yet: the order comes first"
+            ),
+        )
+    })?;
+    let named = named(&order);
+    if named == caller {
+        Ok(())
+    } else {
+        Err(RuleError::new(
+            "ROLE",
+            format!("order {order_no} names {what} {named}; {caller} may not file for it"),
+        ))
+    }
+}
+
 fn submit_payment(ctx: &mut Context<'_, '_>, payment: Payment) -> Result<Vec<Event>, RuleError> {
     let (_, code) = ctx.require_role(Role::Payment)?;
     require_own_code(&code, &payment.pay_code, "payCode")?;
     check_number("order number", &payment.order_no, 60)?;
     check_number("payment transaction id", &payment.pay_transaction_id, 60)?;
     check_tag("payer", &payment.payer_tag)?;
+    require_named(
+        ctx,
+        &payment.ebp_code,
+        &payment.order_no,
+        "payment enterprise",
+        |o| &o.pay_code,
+        &code,
+    )?;
     let key = payment_key(&payment.ebp_code, &payment.order_no);
     insert_new(ctx, &key, "payment for this order", &payment)?;
     Ok(vec![event(
@@ -371,6 +427,14 @@ fn submit_waybill(
     ] {
         check_tag(what, tag)?;
     }
+    require_named(
+        ctx,
+        &waybill.ebp_code,
+        &waybill.order_no,
+        "logistics enterprise",
+        |o| &o.logistics_code,
+        &code,
+    )?;
     // R3: a waybill number is not reused within the window (PARAM, months of 30 days).
     let key = waybill_key(&waybill.logistics_code, &waybill.logistics_no);
     if let Some(previous) = ctx.get::<Waybill>(&key)? {
@@ -397,7 +461,7 @@ fn submit_waybill(
 }
 
 fn submit_list(ctx: &mut Context<'_, '_>, list: DeclarationList) -> Result<Vec<Event>, RuleError> {
-    ctx.require_role(Role::Agent)?;
+    let (_, code) = ctx.require_role(Role::Agent)?;
     check_number("order number", &list.order_no, 60)?;
     check_tag("buyer", &list.buyer_tag)?;
     if !IMPORT_MODES.contains(&list.supervision_mode.as_str()) {
@@ -416,6 +480,14 @@ fn submit_list(ctx: &mut Context<'_, '_>, list: DeclarationList) -> Result<Vec<E
     {
         return Err(RuleError::new("ARGS", "rates are basis points below 10000"));
     }
+    require_named(
+        ctx,
+        &list.ebp_code,
+        &list.order_no,
+        "declaration agent",
+        |o| &o.agent_code,
+        &code,
+    )?;
     let key = list_key(&list.ebp_code, &list.order_no);
     insert_new(ctx, &key, "declaration list for this order", &list)?;
     Ok(vec![event(
@@ -521,6 +593,7 @@ fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError
     if (l.logistics_code.as_str(), l.logistics_no.as_str())
         != (i.logistics_code.as_str(), i.logistics_no.as_str())
         || l.order_no != o.order_no
+        || l.ebp_code != o.ebp_code
     {
         return Err(fail("R3", "the waybill does not belong to this order"));
     }

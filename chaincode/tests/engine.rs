@@ -338,7 +338,7 @@ fn one_imported_parcel_end_to_end() {
     let order = json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
         "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191, "discount_fen": 500,
         "actual_paid_fen": 109_691, "pay_code": "1100960003", "pay_transaction_id": "PAY-O-1",
-        "buyer_id_type": "1", "buyer_tag": tag(1),
+        "logistics_code": "1402960004", "agent_code": "1402960005", "buyer_id_type": "1", "buyer_tag": tag(1),
         "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4),
         "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]});
     accepted(&l.run(&platform, "customs", "submit_order", order));
@@ -352,7 +352,7 @@ fn one_imported_parcel_end_to_end() {
     ));
     step(&mut l, &payment, "paid");
     accepted(&l.run(&logistics, "customs", "submit_waybill", json!({"logistics_code": "1402960004", "logistics_no": "SF100",
-        "order_no": "O-1", "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})));
+        "ebp_code": "4403960001", "order_no": "O-1", "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})));
     step(&mut l, &logistics, "shipped");
     accepted(&l.run(&agent, "customs", "submit_list", json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
         "logistics_code": "1402960004", "logistics_no": "SF100", "buyer_id_type": "1", "buyer_tag": tag(1),

@@ -48,6 +48,7 @@ fn order(no: &str, lines: Value, goods: u64) -> Value {
         "order_no": no, "ebp_code": EBP, "ebc_code": EBC,
         "goods_value_fen": goods, "freight_fen": 0, "tax_total_fen": 0, "discount_fen": 0,
         "actual_paid_fen": goods, "pay_code": PAY, "pay_transaction_id": format!("PAY-{no}"),
+        "logistics_code": LOG, "agent_code": AGT,
         "buyer_id_type": "1", "buyer_tag": tag(1),
         "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4),
         "lines": lines,
@@ -87,7 +88,7 @@ impl Parcel {
         let mut p = json!({"order_no": no, "ebp_code": EBP, "pay_code": PAY, "pay_transaction_id": format!("PAY-{no}"),
             "amount_paid_fen": goods + tax, "payer_tag": tag(1)});
         let waybill_no = format!("SF{no}");
-        let mut w = json!({"logistics_code": LOG, "logistics_no": waybill_no, "order_no": no,
+        let mut w = json!({"logistics_code": LOG, "logistics_no": waybill_no, "ebp_code": EBP, "order_no": no,
             "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)});
         let mut i = json!({"order_no": no, "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
             "logistics_no": waybill_no, "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9610",
@@ -428,14 +429,14 @@ fn three_documents_match_and_each_mismatch_names_its_rule() {
     type Tweak = fn(&mut Value, &mut Value, &mut Value, &mut Value);
     let cases: Vec<(&str, Tweak)> = vec![
         ("R2", |_, _, _, i| i["ebc_code"] = json!("1402969999")),
-        ("R3", |_, _, w, _| w["order_no"] = json!("OTHER")),
+        // The list names a waybill that was never filed.
+        ("R3", |_, _, _, i| i["logistics_no"] = json!("SF-OTHER")),
         ("R4", |_, p, _, _| p["amount_paid_fen"] = json!(99_999)),
-        // The payment filed is not the one the order names: another transaction id, or
-        // another payment enterprise's code in the order.
+        // The payment filed is not the one the order names: another transaction id (a
+        // payment from another payment enterprise is refused at filing: ROLE).
         ("PAY-REF", |_, p, _, _| {
             p["pay_transaction_id"] = json!("PAY-OTHER")
         }),
-        ("PAY-REF", |o, _, _, _| o["pay_code"] = json!("1100969999")),
         ("R5", |o, _, _, _| o["freight_fen"] = json!(1_000)),
         ("R6", |_, _, w, _| w["consignee_phone_tag"] = json!(tag(9))),
         ("R7", |_, p, _, _| p["payer_tag"] = json!(tag(8))),
@@ -529,8 +530,12 @@ impl CloneKey for cbec_ledger::KeyPair {
 #[test]
 fn r3_waybill_number_not_reused_within_six_months() {
     let mut w = parcel_world();
+    for no in ["A", "B", "C"] {
+        let o = order(no, json!([line(1, 100)]), 100);
+        accepted(&w.l.run(&w.platform, "customs", "submit_order", o));
+    }
     let waybill = |order: &str| {
-        json!({"logistics_code": LOG, "logistics_no": "SF1", "order_no": order,
+        json!({"logistics_code": LOG, "logistics_no": "SF1", "ebp_code": EBP, "order_no": order,
         "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})
     };
     accepted(&w.l.run(&w.logistics, "customs", "submit_waybill", waybill("A")));
@@ -540,6 +545,58 @@ fn r3_waybill_number_not_reused_within_six_months() {
     );
     w.l.time_ms += 181 * DAY_MS;
     accepted(&w.l.run(&w.logistics, "customs", "submit_waybill", waybill("C")));
+}
+
+/// Only the parties the order names file its payment, waybill and declaration list
+/// [DOMAIN.md 4, "Who may file what"]: another payment enterprise, logistics enterprise
+/// or agent holding the right role is refused (`ROLE`, naming who may), and so is a
+/// document for an order that does not exist yet.
+#[test]
+fn only_the_parties_an_order_names_may_file_its_documents() {
+    let mut w = parcel_world();
+    let other_payment =
+        w.l.file(6, &uscc("91110000MA00PAY02"), "1100960006", &["payment"]);
+    let other_logistics =
+        w.l.file(7, &uscc("91140200MA0LGT002"), "1402960007", &["logistics"]);
+    let other_agent =
+        w.l.file(8, &uscc("91140200MA0AGT002"), "1402960008", &["agent"]);
+    let payment = |code: &str| {
+        json!({"order_no": "N1", "ebp_code": EBP, "pay_code": code, "pay_transaction_id": "PAY-N1",
+            "amount_paid_fen": 100_000, "payer_tag": tag(1)})
+    };
+    let waybill = |code: &str| {
+        json!({"logistics_code": code, "logistics_no": "SFN1", "ebp_code": EBP, "order_no": "N1",
+            "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})
+    };
+    let list = json!({"order_no": "N1", "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
+        "logistics_no": "SFN1", "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9610",
+        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+    // Before the order: nobody is named yet.
+    let m = rejected(
+        &w.l.run(&w.payment, "customs", "submit_payment", payment(PAY)),
+        "ROLE",
+    );
+    assert!(m.contains("the order comes first"), "{m}");
+    let o = order("N1", json!([line(1, 100_000)]), 100_000);
+    accepted(&w.l.run(&w.platform, "customs", "submit_order", o));
+    // Enterprises of the right role that the order does not name.
+    for (signer, method, args, named) in [
+        (&other_payment, "submit_payment", payment("1100960006"), PAY),
+        (
+            &other_logistics,
+            "submit_waybill",
+            waybill("1402960007"),
+            LOG,
+        ),
+        (&other_agent, "submit_list", list.clone(), AGT),
+    ] {
+        let m = rejected(&w.l.run(signer, "customs", method, args), "ROLE");
+        assert!(m.contains("names") && m.contains(named), "{method}: {m}");
+    }
+    // The named ones.
+    accepted(&w.l.run(&w.payment, "customs", "submit_payment", payment(PAY)));
+    accepted(&w.l.run(&w.logistics, "customs", "submit_waybill", waybill(LOG)));
+    accepted(&w.l.run(&w.agent, "customs", "submit_list", list));
 }
 
 #[test]

@@ -173,7 +173,7 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "order_no": order_no, "ebp_code": platform.code, "ebc_code": seller.code,
         "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191, "discount_fen": 500,
         "actual_paid_fen": 109_691, "pay_code": payment.code, "pay_transaction_id": format!("PAY-{order_no}"),
-        "buyer_id_type": "1", "buyer_tag": buyer,
+        "logistics_code": logistics.code, "agent_code": agent.code, "buyer_id_type": "1", "buyer_tag": buyer,
         "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address,
         "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
     )?;
@@ -195,7 +195,7 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "customs",
         "submit_waybill",
         json!({
-        "logistics_code": logistics.code, "logistics_no": waybill, "order_no": order_no,
+        "logistics_code": logistics.code, "logistics_no": waybill, "ebp_code": platform.code, "order_no": order_no,
         "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address}),
     )?;
     trail.event(&logistics.key, "shipped", json!({"logistics_no": waybill}))?;

@@ -133,7 +133,7 @@ fn call(
     let order_no = format!("O{stamp}-{lane}-{}", p.id);
     let waybill = format!("W{stamp}{lane:02}{:08}", p.id);
     let buyer = tag("buyer", &goods_id);
-    let [platform, seller, payment, logistics, _agent] = codes;
+    let [platform, seller, payment, logistics, agent] = codes;
     let (name, phone, address) = (
         tag("name", &goods_id),
         tag("phone", &goods_id),
@@ -159,7 +159,8 @@ fn call(
                 "order_no": order_no, "ebp_code": platform, "ebc_code": seller,
                 "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191,
                 "discount_fen": 500, "actual_paid_fen": 109_691, "pay_code": payment,
-                "pay_transaction_id": format!("PAY-{order_no}"), "buyer_id_type": "1",
+                "pay_transaction_id": format!("PAY-{order_no}"), "logistics_code": logistics,
+                "agent_code": agent, "buyer_id_type": "1",
                 "buyer_tag": buyer, "consignee_name_tag": name, "consignee_phone_tag": phone,
                 "consignee_address_tag": address,
                 "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
@@ -175,7 +176,8 @@ fn call(
         Step::Waybill => (
             "customs",
             "submit_waybill",
-            json!({"logistics_code": logistics, "logistics_no": waybill, "order_no": order_no,
+            json!({"logistics_code": logistics, "logistics_no": waybill, "ebp_code": platform,
+                   "order_no": order_no,
                    "consignee_name_tag": name, "consignee_phone_tag": phone,
                    "consignee_address_tag": address}),
         ),
