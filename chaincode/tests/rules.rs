@@ -733,12 +733,74 @@ fn risk_grade_holds_for_inspection() {
     );
 }
 
+/// A settlement counts for an enterprise only when a payment enterprise it named files
+/// it (or forex itself) [DOMAIN.md 4]: before naming, after unnaming, and for another
+/// enterprise, the payment enterprise is refused with `ROLE`.
+#[test]
+fn settlements_come_only_from_the_payment_enterprises_an_enterprise_names() {
+    let mut w = parcel_world();
+    let seller_uscc = "91140200MA0GRK2220";
+    let settle = json!({"uscc": seller_uscc, "direction": "receipt", "amount_cents": 1_000});
+    let m = rejected(
+        &w.l.run(&w.payment, "forex", "record_settlement", settle.clone()),
+        "ROLE",
+    );
+    assert!(
+        m.contains("has not named payment enterprise 1100960003"),
+        "{m}"
+    );
+    let named = json!({"pay_code": PAY});
+    // Only an enterprise names its own settlers.
+    let customs = agency(&w.l, "customs");
+    rejected(
+        &w.l.run(&customs, "forex", "name_settler", named.clone()),
+        "ROLE",
+    );
+    accepted(&w.l.run(&w.seller, "forex", "name_settler", named.clone()));
+    accepted(&w.l.run(&w.payment, "forex", "record_settlement", settle.clone()));
+    // Naming counts for the enterprise that named, not for another.
+    let for_platform =
+        json!({"uscc": "914403001922038216", "direction": "receipt", "amount_cents": 1_000});
+    rejected(
+        &w.l.run(
+            &w.payment,
+            "forex",
+            "record_settlement",
+            for_platform.clone(),
+        ),
+        "ROLE",
+    );
+    // Forex itself may record any settlement.
+    let forex = agency(&w.l, "forex");
+    accepted(&w.l.run(&forex, "forex", "record_settlement", for_platform));
+    // Unnamed again: refused again.
+    accepted(&w.l.run(&w.seller, "forex", "unname_settler", named));
+    rejected(
+        &w.l.run(&w.payment, "forex", "record_settlement", settle),
+        "ROLE",
+    );
+    // Naming an unfiled code is refused.
+    rejected(
+        &w.l.run(
+            &w.seller,
+            "forex",
+            "name_settler",
+            json!({"pay_code": "1100969999"}),
+        ),
+        "FILING",
+    );
+    let totals: Option<cbec_chaincode::forex::Totals> =
+        w.l.get(&format!("forex/totals/{seller_uscc}/2026"));
+    assert_eq!(totals.map(|t| t.receipts_cents), Some(1_000));
+}
+
 #[test]
 fn fx1_threshold_registration_and_warning() {
     let mut w = parcel_world();
     let seller_uscc = "91140200MA0GRK2220";
     let settle =
         |amount: u64| json!({"uscc": seller_uscc, "direction": "receipt", "amount_cents": amount});
+    accepted(&w.l.run(&w.seller, "forex", "name_settler", json!({"pay_code": PAY})));
     // 179,999.99: exempt, no warning.
     let r =
         w.l.run(&w.payment, "forex", "record_settlement", settle(17_999_999));
