@@ -1,9 +1,19 @@
 //! Goods traceability [DOMAIN.md 3]: each event of a good names the hash of the good's
 //! previous event, so its history cannot fork; the head of the chain is in state under
 //! the good's id. Each kind of event needs a fitting role.
+//!
+//! Custody [DOMAIN.md 4, "Who may file what"]: the enterprise that records a good's
+//! first event holds it; an event may hand it to another filed enterprise with the
+//! attribute `handover_to` (its customs registration code). After that, an enterprise's
+//! event is taken only from the current custodian or the party it was handed to (who
+//! then holds it); any other is refused with `ROLE`, naming both. Agencies record their
+//! own kinds (customs: cleared, held, rejected) whoever holds the good.
 
 pub use cbec_ledger::goods::{event_key, head_key, EventKind, Head, RecordEvent, StoredEvent};
 use cbec_ledger::{Event, Hash};
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
 
 use crate::context::{Caller, Context, Role};
 use crate::{check_code, codes, decode_args, event, methods, no_method, Chaincode, RuleError};
@@ -31,6 +41,21 @@ fn actor_of(kind: EventKind) -> Actor {
 methods! {
     "record" => RecordEvent,
 }
+
+/// Who holds a good, and to whom its last handover went (USCCs).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Custody {
+    pub custodian: String,
+    pub handed_to: Option<String>,
+}
+
+/// Where a good's [`Custody`] is kept.
+pub fn custody_key(goods_id: &str) -> String {
+    format!("goods/custody/{goods_id}")
+}
+
+/// The attribute that hands a good to another enterprise (its customs code).
+pub const HANDOVER: &str = "handover_to";
 
 /// Attribute limits: a bound on what one event may store.
 const ATTRIBUTES_MAX: usize = 32;
@@ -135,6 +160,52 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
                 shown(expected)
             ),
         ));
+    }
+    let enterprise = matches!(ctx.caller, Caller::Enterprise { .. });
+    let custody_at = custody_key(&args.goods_id);
+    let mut custody: Option<Custody> = ctx.get(&custody_at)?;
+    if enterprise {
+        custody = Some(match custody {
+            None => Custody {
+                custodian: actor.clone(),
+                handed_to: None,
+            },
+            Some(c) if c.custodian == actor => c,
+            Some(c) if c.handed_to.as_deref() == Some(actor.as_str()) => Custody {
+                custodian: actor.clone(),
+                handed_to: None,
+            },
+            Some(c) => {
+                let handed = c
+                    .handed_to
+                    .map_or(String::new(), |to| format!(", handed to {to}"));
+                return Err(RuleError::new(
+                    "ROLE",
+                    format!(
+                        "{} is held by {}{handed}; {actor} may not record its events",
+                        args.goods_id, c.custodian
+                    ),
+                ));
+            }
+        });
+    }
+    if let Some(code) = args.attributes.get(HANDOVER) {
+        if !enterprise {
+            return Err(RuleError::new(
+                "ARGS",
+                "only the enterprise holding a good hands it over",
+            ));
+        }
+        check_code("ARGS", HANDOVER, code, codes::customs_code)?;
+        let to = crate::enterprise::active_filing_by_customs_code(ctx, code)
+            .map_err(|e| RuleError::new("FILING", format!("{HANDOVER} {code}: {e}")))?
+            .uscc;
+        if let Some(c) = custody.as_mut() {
+            c.handed_to = Some(to);
+        }
+    }
+    if let Some(c) = &custody {
+        ctx.put(&custody_at, c)?;
     }
     let stored = StoredEvent {
         goods_id: args.goods_id.clone(),

@@ -26,6 +26,7 @@
 //! | `customs/annual/<buyer tag>/<year>` | fen of retail imports used (u64) | customs |
 //! | `customs/risk/<customs code>` | [`crate::customs::RiskGrade`] of an enterprise | customs |
 //! | `forex/totals/<uscc>/<year>` | [`crate::forex::Totals`] in US cents | forex |
+//! | `goods/custody/<goods id>` | [`crate::goods::Custody`]: who holds the good, and to whom it was handed | goods |
 //! | `forex/settler/<uscc>/<pay customs code>` | `true`: the enterprise named this payment enterprise to settle for it | forex |
 //! | `tax/export/<uscc>/<record no>` | [`crate::tax::ExportRecord`] | tax |
 //! | `tax/assessment/<uscc>/<period>` | [`crate::tax::Assessment`] | tax |

@@ -325,16 +325,20 @@ fn one_imported_parcel_end_to_end() {
     let agent = l.file(5, &usccs[2], "1402960005", &["agent"]);
 
     let mut prev: Option<String> = None;
-    let mut step = |l: &mut Ledger, signer: &cbec_ledger::KeyPair, kind: &str| {
+    // Each event hands the parcel to the party that records the next one (custody).
+    let mut step = |l: &mut Ledger, signer: &cbec_ledger::KeyPair, kind: &str, to: &str| {
         let mut value = json!({"goods_id": "PARCEL-0001", "kind": kind});
         if let Some(p) = &prev {
             value["prev"] = json!(p);
         }
+        if !to.is_empty() {
+            value["attributes"] = json!({ "handover_to": to });
+        }
         let r = l.run(signer, "goods", "record", value);
         prev = attr(accepted(&r), "goods_event", "event_hash");
     };
-    step(&mut l, &seller, "produced");
-    step(&mut l, &seller, "ordered");
+    step(&mut l, &seller, "produced", "");
+    step(&mut l, &seller, "ordered", "1100960003");
     let order = json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
         "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191, "discount_fen": 500,
         "actual_paid_fen": 109_691, "pay_code": "1100960003", "pay_transaction_id": "PAY-O-1",
@@ -350,14 +354,14 @@ fn one_imported_parcel_end_to_end() {
         "pay_code": "1100960003", "pay_transaction_id": "PAY-O-1", "amount_paid_fen": 109_691,
         "payer_tag": tag(1)}),
     ));
-    step(&mut l, &payment, "paid");
+    step(&mut l, &payment, "paid", "1402960004");
     accepted(&l.run(&logistics, "customs", "submit_waybill", json!({"logistics_code": "1402960004", "logistics_no": "SF100",
         "ebp_code": "4403960001", "order_no": "O-1", "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)})));
-    step(&mut l, &logistics, "shipped");
+    step(&mut l, &logistics, "shipped", "1402960005");
     accepted(&l.run(&agent, "customs", "submit_list", json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
         "logistics_code": "1402960004", "logistics_no": "SF100", "buyer_id_type": "1", "buyer_tag": tag(1),
         "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0})));
-    step(&mut l, &agent, "declared");
+    step(&mut l, &agent, "declared", "1402960004");
     let r = l.run(
         &customs,
         "customs",
@@ -372,9 +376,9 @@ fn one_imported_parcel_end_to_end() {
         attr(accepted(&r), "clearance", "tax_due_fen").as_deref(),
         Some("9191")
     );
-    step(&mut l, &customs, "cleared");
-    step(&mut l, &logistics, "delivered");
-    step(&mut l, &platform, "evaluated");
+    step(&mut l, &customs, "cleared", "");
+    step(&mut l, &logistics, "delivered", "4403960001");
+    step(&mut l, &platform, "evaluated", "");
 
     // The good's chain: 8 events, each naming the previous one, ending at the head.
     let head: cbec_chaincode::goods::Head = l.get("goods/head/PARCEL-0001").expect("head");

@@ -363,6 +363,62 @@ fn uscc_and_non_canonical_codes_at_filing() {
     );
 }
 
+/// A good's events come from its custodian or the party the last event handed it to
+/// [DOMAIN.md 4]: an enterprise with the right role that holds nothing is refused with
+/// `ROLE`, naming who holds it; custody moves when the named party records.
+#[test]
+fn goods_events_come_from_the_custodian_or_the_party_it_was_handed_to() {
+    let mut w = parcel_world();
+    let other_logistics =
+        w.l.file(7, &uscc("91140200MA0LGT002"), "1402960007", &["logistics"]);
+    let mut prev: Option<String> = None;
+    let mut record =
+        |w: &mut Parcel, signer: &cbec_ledger::KeyPair, kind: &str, to: Option<&str>| {
+            let mut value = json!({"goods_id": "C-1", "kind": kind});
+            if let Some(p) = &prev {
+                value["prev"] = json!(p);
+            }
+            if let Some(to) = to {
+                value["attributes"] = json!({ "handover_to": to });
+            }
+            let r = w.l.run(signer, "goods", "record", value);
+            if let Some(h) = attr_of(&r, "event_hash") {
+                prev = Some(h);
+            }
+            r
+        };
+    let seller = w.seller.clone();
+    let logistics = w.logistics.clone();
+    accepted(&record(&mut w, &seller, "produced", None));
+    // The logistics enterprise holds nothing yet.
+    let m = rejected(&record(&mut w, &logistics, "shipped", None), "ROLE");
+    assert!(m.contains("held by 91140200MA0GRK2220"), "{m}");
+    // Handed to LOG: another logistics enterprise still may not.
+    accepted(&record(&mut w, &seller, "ordered", Some(LOG)));
+    let m = rejected(&record(&mut w, &other_logistics, "shipped", None), "ROLE");
+    assert!(m.contains("handed to 91140200MA0LGT001"), "{m}");
+    // Handing to an unfiled code is refused.
+    rejected(
+        &record(&mut w, &seller, "ordered", Some("1402969999")),
+        "FILING",
+    );
+    // LOG records: it holds the good now, and the seller no longer does.
+    accepted(&record(&mut w, &logistics, "shipped", None));
+    rejected(&record(&mut w, &seller, "ordered", None), "ROLE");
+    // Customs records its own kinds whoever holds the good, but hands nothing over.
+    let customs = agency(&w.l, "customs");
+    accepted(&record(&mut w, &customs, "cleared", None));
+    rejected(&record(&mut w, &customs, "held", Some(LOG)), "ARGS");
+    accepted(&record(&mut w, &logistics, "delivered", None));
+}
+
+fn attr_of(r: &cbec_ledger::TxResult, key: &str) -> Option<String> {
+    match &r.outcome {
+        cbec_ledger::Outcome::Accepted { events } => attr(events, "goods_event", key),
+        _ => None,
+    }
+}
+
 #[test]
 fn goods_chain_gtin_hs_code_and_previous_hash() {
     let mut w = parcel_world();

@@ -162,7 +162,12 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "produced",
         json!({"gtin": "6901234567892", "commodity_code": "3304990099"}),
     )?;
-    trail.event(&seller.key, "ordered", json!({"order_no": order_no}))?;
+    // Each event hands the parcel to whoever records the next one (custody).
+    trail.event(
+        &seller.key,
+        "ordered",
+        json!({"order_no": order_no, "handover_to": payment.code}),
+    )?;
     step(
         &client,
         &platform.key,
@@ -187,7 +192,11 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "order_no": order_no, "ebp_code": platform.code, "pay_code": payment.code,
         "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": 109_691, "payer_tag": buyer}),
     )?;
-    trail.event(&payment.key, "paid", json!({"order_no": order_no}))?;
+    trail.event(
+        &payment.key,
+        "paid",
+        json!({"order_no": order_no, "handover_to": logistics.code}),
+    )?;
     step(
         &client,
         &logistics.key,
@@ -198,7 +207,11 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "logistics_code": logistics.code, "logistics_no": waybill, "ebp_code": platform.code, "order_no": order_no,
         "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address}),
     )?;
-    trail.event(&logistics.key, "shipped", json!({"logistics_no": waybill}))?;
+    trail.event(
+        &logistics.key,
+        "shipped",
+        json!({"logistics_no": waybill, "handover_to": agent.code}),
+    )?;
     step(
         &client,
         &agent.key,
@@ -219,7 +232,11 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "record",
         json!({"goods_id": goods_id, "kind": "declared", "prev": trail.prev.clone()}),
     )?;
-    trail.event(&agent.key, "declared", json!({"order_no": order_no}))?;
+    trail.event(
+        &agent.key,
+        "declared",
+        json!({"order_no": order_no, "handover_to": logistics.code}),
+    )?;
     let clearance = step(
         &client,
         &customs,
@@ -229,7 +246,11 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         json!({"ebp_code": platform.code, "order_no": order_no}),
     )?;
     trail.event(&customs, "cleared", json!({"order_no": order_no}))?;
-    trail.event(&logistics.key, "delivered", json!({}))?;
+    trail.event(
+        &logistics.key,
+        "delivered",
+        json!({"handover_to": platform.code}),
+    )?;
     trail.event(&platform.key, "evaluated", json!({"stars": "5"}))?;
 
     let head = client.get(&format!("/v1/state/goods/head/{goods_id}"))?;

@@ -151,7 +151,11 @@ fn call(
             "produced",
             json!({"gtin": "6901234567892", "commodity_code": "3304990099"}),
         ),
-        Step::Ordered => event("ordered", json!({"order_no": order_no})),
+        // Each event hands the parcel to whoever records the next one (custody).
+        Step::Ordered => event(
+            "ordered",
+            json!({"order_no": order_no, "handover_to": payment}),
+        ),
         Step::Order => (
             "customs",
             "submit_order",
@@ -172,7 +176,10 @@ fn call(
                    "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": 109_691,
                    "payer_tag": buyer}),
         ),
-        Step::Paid => event("paid", json!({"order_no": order_no})),
+        Step::Paid => event(
+            "paid",
+            json!({"order_no": order_no, "handover_to": logistics}),
+        ),
         Step::Waybill => (
             "customs",
             "submit_waybill",
@@ -181,7 +188,10 @@ fn call(
                    "consignee_name_tag": name, "consignee_phone_tag": phone,
                    "consignee_address_tag": address}),
         ),
-        Step::Shipped => event("shipped", json!({"logistics_no": waybill})),
+        Step::Shipped => event(
+            "shipped",
+            json!({"logistics_no": waybill, "handover_to": agent}),
+        ),
         Step::List => (
             "customs",
             "submit_list",
@@ -190,7 +200,10 @@ fn call(
                    "buyer_tag": buyer, "supervision_mode": "9610", "vat_rate_bp": 1300,
                    "consumption_rate_bp": 0, "tariff_rate_bp": 0}),
         ),
-        Step::Declared => event("declared", json!({"order_no": order_no})),
+        Step::Declared => event(
+            "declared",
+            json!({"order_no": order_no, "handover_to": logistics}),
+        ),
         Step::Clear => (
             "customs",
             "clear",
