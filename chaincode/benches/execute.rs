@@ -195,7 +195,14 @@ fn main() {
             "1402960005",
             &["agent"],
         );
-        w.commit(1, &[f1, f2, f3, f4, f5]);
+        let (f6, identity) = file(
+            &mut w,
+            6,
+            &uscc("91110000MA0JDN001"),
+            "1100960009",
+            &["identity"],
+        );
+        w.commit(1, &[f1, f2, f3, f4, f5, f6]);
         let customs = key(100);
         let mut txs = Vec::new();
         for i in 0..(block_size / 6) {
@@ -227,7 +234,19 @@ fn main() {
             txs.push(w.tx(&agent, "customs", "submit_list", json!({"order_no": no, "ebp_code": "4403960001",
                 "ebc_code": "1402960002", "logistics_code": "1402960004", "logistics_no": format!("W{i}"),
                 "buyer_id_type": "1", "buyer_tag": buyer, "supervision_mode": "9610", "vat_rate_bp": 1300,
-                "consumption_rate_bp": 0, "tariff_rate_bp": 0})));
+                "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+                "buyer_attestation": cbec_chaincode::identity::Attestation::sign(
+                    cbec_chaincode::identity::AttestationBody {
+                        buyer_tag: buyer.clone(),
+                        id_type: "1".into(),
+                        verdict: cbec_chaincode::identity::Verdict::Verified,
+                        valid_from_ms: 0,
+                        valid_until_ms: u64::MAX,
+                        key_version: "v1".into(),
+                        service: identity.public(),
+                    },
+                    &identity,
+                )})));
             txs.push(w.tx(
                 &customs,
                 "customs",

@@ -23,6 +23,8 @@ pub enum Role {
     Agent,
     Manufacturer,
     Warehouse,
+    /// An identity-verification service: signs identity attestations (R10).
+    Identity,
 }
 
 /// Who signed the transaction, as resolved from state. (A key that is neither never

@@ -5,9 +5,9 @@
 //!
 //! Choices where DOMAIN.md is open:
 //! - Personal data is only ever a keyed tag `v<N>:<64 hex>`; R6 and R7 compare tags.
-//!   R10 checks the buyer id type on chain; the number itself never reaches the ledger,
-//!   so the submitting gateway checks it with [`crate::codes::resident_id`] before it
-//!   computes the tag (the `cbec` CLI does).
+//!   R10 checks the buyer id type and an identity service's attestation for the buyer
+//!   tag on chain ([`crate::identity`]); the number itself never reaches the ledger: the
+//!   service checks it with [`crate::codes::resident_id`] before it attests.
 //! - The order value for the limits is the goods value (before freight and tax).
 //! - The tax is computed on the dutiable value (完税价格): goods value plus freight plus
 //!   insurance. The order's declared tax total must equal it: otherwise `TAX-TOTAL`
@@ -120,6 +120,8 @@ pub struct DeclarationList {
     pub vat_rate_bp: u32,
     pub consumption_rate_bp: u32,
     pub tariff_rate_bp: u32,
+    /// An identity service's attestation for `buyer_tag` (R10).
+    pub buyer_attestation: crate::identity::Attestation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -661,13 +663,15 @@ fn clear(ctx: &mut Context<'_, '_>, r: OrderRef) -> Result<Vec<Event>, RuleError
         active_filing_by_customs_code(ctx, code)
             .map_err(|e| fail("R9", format!("{what} {code}: {e}")))?;
     }
-    // R10: the buyer is identified by a resident identity card.
+    // R10: the buyer is identified by a resident identity card, and a filed identity
+    // service's attestation, valid at block time, vouches for the buyer tag.
     if o.buyer_id_type != "1" || i.buyer_id_type != "1" {
         return Err(fail(
             "R10",
             "the buyer's id type must be 1 (resident identity card)",
         ));
     }
+    crate::identity::check(ctx, &i.buyer_attestation, &i.buyer_tag)?;
     let (preferential, tax) = limits_and_tax(ctx, &o, &i)?;
     if tax != o.tax_total_fen {
         return Err(fail(

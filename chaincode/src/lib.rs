@@ -28,6 +28,7 @@ pub mod enterprise;
 pub mod forex;
 pub mod goods;
 pub mod governance;
+pub mod identity;
 pub mod layout;
 pub mod params;
 pub mod permission;

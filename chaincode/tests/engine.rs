@@ -323,6 +323,25 @@ fn one_imported_parcel_end_to_end() {
     let payment = l.file(3, &usccs[0], "1100960003", &["payment"]);
     let logistics = l.file(4, &usccs[1], "1402960004", &["logistics"]);
     let agent = l.file(5, &usccs[2], "1402960005", &["agent"]);
+    let identity = l.file(
+        6,
+        &cbec_chaincode::codes::uscc_with_check("91110000MA0JDN001").expect("uscc"),
+        "1100960009",
+        &["identity"],
+    );
+    // The identity service attests the buyer tag the documents carry.
+    let attestation = cbec_chaincode::identity::Attestation::sign(
+        cbec_chaincode::identity::AttestationBody {
+            buyer_tag: tag(1),
+            id_type: "1".into(),
+            verdict: cbec_chaincode::identity::Verdict::Verified,
+            valid_from_ms: 0,
+            valid_until_ms: u64::MAX,
+            key_version: "v1".into(),
+            service: identity.public(),
+        },
+        &identity,
+    );
 
     let mut prev: Option<String> = None;
     // Each event hands the parcel to the party that records the next one (custody).
@@ -360,7 +379,8 @@ fn one_imported_parcel_end_to_end() {
     step(&mut l, &logistics, "shipped", "1402960005");
     accepted(&l.run(&agent, "customs", "submit_list", json!({"order_no": "O-1", "ebp_code": "4403960001", "ebc_code": "1402960002",
         "logistics_code": "1402960004", "logistics_no": "SF100", "buyer_id_type": "1", "buyer_tag": tag(1),
-        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0})));
+        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+        "buyer_attestation": attestation})));
     step(&mut l, &agent, "declared", "1402960004");
     let r = l.run(
         &customs,

@@ -2,6 +2,7 @@
 
 mod harness;
 
+use cbec_chaincode::identity::{Attestation, AttestationBody, Verdict};
 use harness::*;
 use serde_json::{json, Value};
 
@@ -18,6 +19,8 @@ struct Parcel {
     payment: cbec_ledger::KeyPair,
     logistics: cbec_ledger::KeyPair,
     agent: cbec_ledger::KeyPair,
+    /// A filed identity-verification service (R10's attestations).
+    identity: cbec_ledger::KeyPair,
 }
 
 const EBP: &str = "4403960001";
@@ -33,6 +36,7 @@ fn parcel_world() -> Parcel {
     let payment = l.file(3, &uscc("91110000MA00PAY01"), PAY, &["payment"]);
     let logistics = l.file(4, &uscc("91140200MA0LGT001"), LOG, &["logistics"]);
     let agent = l.file(5, &uscc("91140200MA0AGT001"), AGT, &["agent"]);
+    let identity = l.file(9, &uscc("91110000MA0JDN001"), "1100960009", &["identity"]);
     Parcel {
         l,
         platform,
@@ -40,6 +44,7 @@ fn parcel_world() -> Parcel {
         payment,
         logistics,
         agent,
+        identity,
     }
 }
 
@@ -72,6 +77,22 @@ fn declared_tax(v: u64, preferential: bool) -> u64 {
 }
 
 impl Parcel {
+    /// The identity service's attestation for `buyer_tag`, valid for a year from now
+    /// (block time), with `edit` applied to its body before signing.
+    fn attestation(&self, buyer_tag: &str, edit: impl Fn(&mut AttestationBody)) -> Value {
+        let mut body = AttestationBody {
+            buyer_tag: buyer_tag.to_string(),
+            id_type: "1".into(),
+            verdict: Verdict::Verified,
+            valid_from_ms: self.l.time_ms - DAY_MS,
+            valid_until_ms: self.l.time_ms + 365 * DAY_MS,
+            key_version: "v1".into(),
+            service: self.identity.public(),
+        };
+        edit(&mut body);
+        serde_json::to_value(Attestation::sign(body, &self.identity)).expect("json")
+    }
+
     /// Submits O, P, L and I for an order, declaring the tax due (preferential up to
     /// 5,000.00) and paying goods plus tax; `tweak` edits them first.
     fn documents(
@@ -92,7 +113,8 @@ impl Parcel {
             "consignee_name_tag": tag(2), "consignee_phone_tag": tag(3), "consignee_address_tag": tag(4)});
         let mut i = json!({"order_no": no, "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
             "logistics_no": waybill_no, "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9610",
-            "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+            "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+            "buyer_attestation": self.attestation(&tag(1), |_| {})});
         tweak(&mut o, &mut p, &mut w, &mut i);
         accepted(&self.l.run(&self.platform, "customs", "submit_order", o));
         accepted(&self.l.run(&self.payment, "customs", "submit_payment", p));
@@ -558,6 +580,71 @@ fn tax_is_on_the_dutiable_value_and_the_declared_total_must_match() {
     assert_eq!(used, Some(100_000));
 }
 
+/// R10 rests on an identity service's attestation [DOMAIN.md 4]: for the list's buyer
+/// tag, verified, a resident id, valid at block time, signed by a filed identity
+/// service's key; each failure is refused with `R10`, naming what failed.
+#[test]
+fn r10_needs_a_valid_identity_attestation_for_the_buyer() {
+    type Edit = fn(&mut AttestationBody);
+    let cases: [(&str, Edit); 5] = [
+        ("is for buyer", |b| b.buyer_tag = tag(7)),
+        ("did not verify the buyer", |b| b.verdict = Verdict::Failed),
+        ("id type is 2", |b| b.id_type = "2".into()),
+        ("not at block time", |b| {
+            b.valid_until_ms = b.valid_from_ms + 1
+        }),
+        ("key version v2", |b| b.key_version = "v2".into()),
+    ];
+    for (i, (words, edit)) in cases.into_iter().enumerate() {
+        let mut w = parcel_world();
+        let no = format!("ID{i}");
+        let attestation = w.attestation(&tag(1), edit);
+        w.documents(&no, json!([line(1, 100)]), 100, move |_, _, _, i| {
+            i["buyer_attestation"] = attestation.clone()
+        });
+        let m = rejected(&w.clear(&no), "R10");
+        assert!(m.contains(words), "{words}: {m}");
+    }
+    // A flipped signature byte; a signature by an enterprise that is no identity
+    // service; a service listed on the credit negative list.
+    let mut w = parcel_world();
+    let mut forged = w.attestation(&tag(1), |_| {});
+    let sig = forged["signature"].as_str().expect("hex").to_string();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    forged["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    w.documents("ID8", json!([line(1, 100)]), 100, move |_, _, _, i| {
+        i["buyer_attestation"] = forged.clone()
+    });
+    let m = rejected(&w.clear("ID8"), "R10");
+    assert!(m.contains("signature does not verify"), "{m}");
+    let mut w = parcel_world();
+    let mut body = serde_json::from_value::<Attestation>(w.attestation(&tag(1), |_| {}))
+        .expect("attestation")
+        .body;
+    body.service = w.payment.public();
+    let by_payment = serde_json::to_value(Attestation::sign(body, &w.payment)).expect("json");
+    w.documents("ID9", json!([line(1, 100)]), 100, move |_, _, _, i| {
+        i["buyer_attestation"] = by_payment.clone()
+    });
+    let m = rejected(&w.clear("ID9"), "R10");
+    assert!(m.contains("not a filed identity service"), "{m}");
+    let mut w = parcel_world();
+    w.documents("ID10", json!([line(1, 100)]), 100, |_, _, _, _| {});
+    let commerce = agency(&w.l, "commerce");
+    accepted(&w.l.run(
+        &commerce,
+        "enterprise",
+        "list_negative",
+        json!({"uscc": uscc("91110000MA0JDN001"), "reason": "test"}),
+    ));
+    let m = rejected(&w.clear("ID10"), "R10");
+    assert!(m.contains("negative list"), "{m}");
+    // And the genuine one clears.
+    let mut w = parcel_world();
+    w.documents("ID11", json!([line(1, 100)]), 100, |_, _, _, _| {});
+    accepted(&w.clear("ID11"));
+}
+
 #[test]
 fn r1_duplicate_order_and_missing_documents() {
     let mut w = parcel_world();
@@ -626,7 +713,8 @@ fn only_the_parties_an_order_names_may_file_its_documents() {
     };
     let list = json!({"order_no": "N1", "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
         "logistics_no": "SFN1", "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9610",
-        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+        "buyer_attestation": w.attestation(&tag(1), |_| {})});
     // Before the order: nobody is named yet.
     let m = rejected(
         &w.l.run(&w.payment, "customs", "submit_payment", payment(PAY)),
@@ -676,7 +764,8 @@ fn mode_list_must_be_a_retail_import_mode() {
     let mut w = parcel_world();
     let i = json!({"order_no": "M1", "ebp_code": EBP, "ebc_code": EBC, "logistics_code": LOG,
         "logistics_no": "SF1", "buyer_id_type": "1", "buyer_tag": tag(1), "supervision_mode": "9810",
-        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0});
+        "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+        "buyer_attestation": w.attestation(&tag(1), |_| {})});
     rejected(&w.l.run(&w.agent, "customs", "submit_list", i), "MODE");
 }
 

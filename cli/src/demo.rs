@@ -66,6 +66,18 @@ impl Trail<'_> {
     }
 }
 
+/// The devnet's tag key (the gateways' and the identity service's), made on first use.
+fn demo_tag_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join("demo").join("tag.key");
+    if !path.exists() {
+        std::fs::create_dir_all(dir.join("demo"))?;
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+        std::fs::write(&path, format!("{}\n", hex::encode(key)))?;
+    }
+    crate::commands::identity::read_tag_key(&path)
+}
+
 struct Firm {
     name: &'static str,
     uscc: String,
@@ -109,6 +121,12 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
             "1402960005",
             &["agent"][..],
         ),
+        (
+            "identity",
+            uscc("91110000MA0JDN001"),
+            "1100960009",
+            &["identity"][..],
+        ),
     ];
     let mut filed = Vec::new();
     eprintln!("demo: enterprise filings (commerce approves; one filing shared by all agencies)");
@@ -135,8 +153,8 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
             key,
         });
     }
-    let [platform, seller, payment, logistics, agent] = &filed[..] else {
-        unreachable!("five firms")
+    let [platform, seller, payment, logistics, agent, identity] = &filed[..] else {
+        unreachable!("six firms")
     };
     let _ = (&platform.roles, &seller.name, &payment.uscc);
     let stamp = std::time::SystemTime::now()
@@ -145,7 +163,22 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
     let goods_id = format!("PARCEL-{stamp}");
     let order_no = format!("O-{stamp}");
     let waybill = format!("SF{stamp}");
-    let buyer = tag("buyer", "11010519491231002X");
+    // The identity service checks the buyer's number and name and attests the buyer tag
+    // (as `cbec identity attest` does); the documents carry that tag, never the number.
+    let tag_key = demo_tag_key(dir)?;
+    let now_ms = stamp * 1_000;
+    let attestation = cbec_chaincode::identity::attest(
+        &identity.key,
+        &tag_key,
+        "v1",
+        "11010519491231002X",
+        "Li Lei",
+        now_ms.saturating_sub(60_000),
+        365,
+    )
+    .map_err(|e| anyhow::anyhow!("demo attestation: {e}"))?;
+    let buyer = attestation.body.buyer_tag.clone();
+    eprintln!("demo: the identity service attests buyer {buyer}");
     let (name, phone, address) = (
         tag("name", "Li Lei"),
         tag("phone", "13800000000"),
@@ -221,7 +254,8 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         json!({
         "order_no": order_no, "ebp_code": platform.code, "ebc_code": seller.code,
         "logistics_code": logistics.code, "logistics_no": waybill, "buyer_id_type": "1", "buyer_tag": buyer,
-        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0}),
+        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+        "buyer_attestation": attestation}),
     )?;
     // A refusal, recorded on the ledger like everything else: logistics may not declare.
     step(

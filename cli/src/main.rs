@@ -60,6 +60,9 @@ enum Command {
     /// Access to a node's HTTP API: bearer tokens.
     #[command(subcommand)]
     Api(commands::api::ApiCommand),
+    /// Identity attestations (R10): an identity service signs one for a buyer tag.
+    #[command(subcommand)]
+    Identity(commands::identity::IdentityCommand),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::audit::verify(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Api(cmd) => commands::api::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Identity(cmd) => commands::identity::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
         }

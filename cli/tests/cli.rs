@@ -219,3 +219,75 @@ fn codes_check_uses_the_ledger_validators() {
     let o = cbec(&["codes", "check", "uscc", "91140200ma0grk2220"]);
     assert_fails(&o, "not canonical");
 }
+
+/// `cbec identity attest`: the identity service checks the number and signs an
+/// attestation holding the keyed buyer tag only; a bad number, a short tag key and a
+/// missing key file are refused with one line naming them.
+#[test]
+fn identity_attest_signs_the_buyer_tag_and_refuses_bad_numbers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("ids.key");
+    let k = key.to_str().expect("utf8");
+    assert!(cbec(&["keys", "new", "--out", k]).status.success());
+    let tag_key = tmp.path().join("tag.key");
+    std::fs::write(&tag_key, format!("{}\n", "ab".repeat(32))).expect("write");
+    let t = tag_key.to_str().expect("utf8");
+    let out = tmp.path().join("attestation.json");
+    let o = cbec(&[
+        "identity",
+        "attest",
+        "--key",
+        k,
+        "--tag-key",
+        t,
+        "--id-number",
+        "11010519491231002X",
+        "--name",
+        "Li Lei",
+        "--out",
+        out.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(printed, written);
+    let expected =
+        cbec_chaincode::identity::personal_tag(&[0xab; 32], "v1", "buyer", "11010519491231002X");
+    assert_eq!(printed["body"]["buyer_tag"], expected.as_str());
+    assert_eq!(printed["body"]["verdict"], "verified");
+    let text = stdout(&o);
+    assert!(
+        !text.contains("11010519491231002X") && !text.contains("Li Lei"),
+        "{text}"
+    );
+
+    let o = cbec(&[
+        "identity",
+        "attest",
+        "--key",
+        k,
+        "--tag-key",
+        t,
+        "--id-number",
+        "110105194912310021",
+        "--name",
+        "Li Lei",
+    ]);
+    assert_fails(&o, "resident id number: check character");
+    std::fs::write(&tag_key, "abcd\n").expect("write");
+    let o = cbec(&[
+        "identity",
+        "attest",
+        "--key",
+        k,
+        "--tag-key",
+        t,
+        "--id-number",
+        "11010519491231002X",
+        "--name",
+        "Li Lei",
+    ]);
+    assert_fails(&o, "at least 16 are needed");
+}

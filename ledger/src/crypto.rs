@@ -445,6 +445,28 @@ pub fn verify_batch(
         .map_err(|_| SignatureError::Invalid("one of the batch".into()))
 }
 
+/// HMAC-SHA-256 (RFC 2104): the keyed tags gateways put on personal data (DOMAIN.md 4
+/// fixes this function whatever the chain's suite: tags are made off the ledger).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// A secret signing key with its public key.
 #[derive(Clone)]
 pub struct KeyPair(Secret);
@@ -985,6 +1007,26 @@ mod tests {
         assert_ne!(
             Suite::Ed25519Sha256.tagged("cbec:tx", b"x"),
             Suite::Sm2Sm3.tagged("cbec:tx", b"x")
+        );
+    }
+
+    /// RFC 4231 test cases 1, 2 and 6 (a key longer than the block).
+    #[test]
+    fn hmac_sha256_known_answers_from_rfc_4231() {
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
 

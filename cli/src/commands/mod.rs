@@ -4,6 +4,7 @@ pub mod bench;
 pub mod codes;
 pub mod devnet;
 pub mod genesis;
+pub mod identity;
 pub mod keys;
 pub mod node;
 pub mod query;

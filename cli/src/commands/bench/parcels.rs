@@ -47,7 +47,9 @@ pub const ROLES: [&[&str]; 5] = [
     &["seller", "manufacturer"],
     &["payment"],
     &["logistics"],
-    &["agent"],
+    // The agent is also the lane's identity service (one enterprise, two roles): it
+    // attests each parcel's buyer tag for R10.
+    &["agent", "identity"],
 ];
 
 /// Steps of a parcel, in order: who sends it, and what.
@@ -122,6 +124,24 @@ fn tag(purpose: &str, value: &str) -> String {
 }
 
 /// The call of a parcel's step: chaincode, method and arguments.
+/// The lane's identity service's attestation of `buyer_tag`, valid for a day.
+fn attestation(service: &KeyPair, buyer_tag: String) -> Value {
+    use cbec_chaincode::identity::{Attestation, AttestationBody, Verdict};
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let body = AttestationBody {
+        key_version: buyer_tag.split(':').next().unwrap_or("v1").to_string(),
+        buyer_tag,
+        id_type: "1".into(),
+        verdict: Verdict::Verified,
+        valid_from_ms: now_ms.saturating_sub(3_600_000),
+        valid_until_ms: now_ms + 86_400_000,
+        service: service.public(),
+    };
+    serde_json::to_value(Attestation::sign(body, service)).unwrap_or(Value::Null)
+}
+
 fn call(
     step: Step,
     p: &Parcel,
@@ -371,7 +391,11 @@ pub fn run_lane(
                 continue;
             }
             let step = STEPS[p.step];
-            let (chaincode, method, args) = call(step, p, ctx.stamp, lane, &firms.codes);
+            let (chaincode, method, mut args) = call(step, p, ctx.stamp, lane, &firms.codes);
+            if matches!(step, Step::List) {
+                let buyer = args["buyer_tag"].as_str().unwrap_or_default().to_string();
+                args["buyer_attestation"] = attestation(&firms.agent, buyer);
+            }
             let hash = match who(step) {
                 Who::Firm(f) => {
                     let tx = match sign_call(
