@@ -123,7 +123,6 @@ fn tag(purpose: &str, value: &str) -> String {
     )
 }
 
-/// The call of a parcel's step: chaincode, method and arguments.
 /// The lane's identity service's attestation of `buyer_tag`, valid for a day.
 fn attestation(service: &KeyPair, buyer_tag: String) -> Value {
     use cbec_chaincode::identity::{Attestation, AttestationBody, Verdict};
@@ -142,12 +141,15 @@ fn attestation(service: &KeyPair, buyer_tag: String) -> Value {
     serde_json::to_value(Attestation::sign(body, service)).unwrap_or(Value::Null)
 }
 
+/// The call of a parcel's step: chaincode, method and arguments; `identity` is the
+/// lane's identity service (its agent), which attests the buyer on the declaration list.
 fn call(
     step: Step,
     p: &Parcel,
     stamp: u64,
     lane: usize,
     codes: &[String; 5],
+    identity: &KeyPair,
 ) -> (&'static str, &'static str, Value) {
     let goods_id = format!("P{stamp}-{lane}-{}", p.id);
     let order_no = format!("O{stamp}-{lane}-{}", p.id);
@@ -218,7 +220,8 @@ fn call(
             json!({"order_no": order_no, "ebp_code": platform, "ebc_code": seller,
                    "logistics_code": logistics, "logistics_no": waybill, "buyer_id_type": "1",
                    "buyer_tag": buyer, "supervision_mode": "9610", "vat_rate_bp": 1300,
-                   "consumption_rate_bp": 0, "tariff_rate_bp": 0}),
+                   "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+                   "buyer_attestation": attestation(identity, buyer.clone())}),
         ),
         Step::Declared => event(
             "declared",
@@ -391,11 +394,8 @@ pub fn run_lane(
                 continue;
             }
             let step = STEPS[p.step];
-            let (chaincode, method, mut args) = call(step, p, ctx.stamp, lane, &firms.codes);
-            if matches!(step, Step::List) {
-                let buyer = args["buyer_tag"].as_str().unwrap_or_default().to_string();
-                args["buyer_attestation"] = attestation(&firms.agent, buyer);
-            }
+            let (chaincode, method, args) =
+                call(step, p, ctx.stamp, lane, &firms.codes, &firms.agent);
             let hash = match who(step) {
                 Who::Firm(f) => {
                     let tx = match sign_call(
@@ -564,7 +564,8 @@ mod tests {
         ]
         .map(String::from);
         for step in STEPS {
-            let (chaincode, method, args) = call(step, &p, 7, 0, &codes);
+            let identity = KeyPair::from_seed(&[5; 32]);
+            let (chaincode, method, args) = call(step, &p, 7, 0, &codes, &identity);
             cbec_chaincode::args_from_json(chaincode, method, args)
                 .unwrap_or_else(|e| panic!("{step:?}: {e}"));
             let _ = who(step);
