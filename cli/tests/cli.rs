@@ -276,6 +276,22 @@ fn identity_attest_signs_the_buyer_tag_and_refuses_bad_numbers() {
         "Li Lei",
     ]);
     assert_fails(&o, "resident id number: check character");
+    // From standard input: the same tag, nothing on the command line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cbec"))
+        .args(["identity", "attest", "--key", k, "--tag-key", t, "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        b"11010519491231002X\nLi Lei\n",
+    )
+    .expect("write");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let piped: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(piped["body"]["buyer_tag"], expected.as_str());
     std::fs::write(&tag_key, "abcd\n").expect("write");
     let o = cbec(&[
         "identity",

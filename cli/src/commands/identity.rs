@@ -26,11 +26,13 @@ pub enum IdentityCommand {
         #[arg(long, value_name = "VERSION", default_value = "v1")]
         key_version: String,
         /// The buyer's resident id number, canonical (18 characters, upper-case X).
-        #[arg(long, value_name = "NUMBER")]
-        id_number: String,
+        /// Without it (and --name), the number and the name are read from standard input,
+        /// one line each, so they appear in no process list or shell history.
+        #[arg(long, value_name = "NUMBER", requires = "name")]
+        id_number: Option<String>,
         /// The buyer's name as the service's records hold it.
-        #[arg(long)]
-        name: String,
+        #[arg(long, requires = "id_number")]
+        name: Option<String>,
         /// How long the attestation is valid, from now.
         #[arg(long, value_name = "DAYS", default_value_t = 365)]
         valid_days: u64,
@@ -66,6 +68,20 @@ pub fn run(cmd: IdentityCommand, out: &Output) -> anyhow::Result<()> {
         valid_days,
         out: file,
     } = cmd;
+    let (id_number, name) = match (id_number, name) {
+        (Some(number), Some(name)) => (number, name),
+        _ => {
+            let mut lines = std::io::stdin().lines();
+            let mut next = |what: &str| -> anyhow::Result<String> {
+                lines
+                    .next()
+                    .transpose()?
+                    .map(|l| l.trim_end_matches('\r').to_string())
+                    .with_context(|| format!("standard input ended before the {what}"))
+            };
+            (next("id number")?, next("name")?)
+        }
+    };
     let service = read_key(&key).context("cannot sign the attestation")?;
     let tag_key = read_tag_key(&tag_key)?;
     let now_ms = std::time::SystemTime::now()
