@@ -298,6 +298,15 @@ fn an_sm2_consortium_has_sm2_keys_and_an_sm3_chain_id() {
     let c = generate_consortium(tmp.path(), &options, &mut rand_core::OsRng).expect("generate");
     let loaded = Genesis::load(&Consortium::genesis_path(tmp.path()), catalog).expect("load");
     assert_eq!(loaded.crypto, Suite::Sm2Sm3);
+    // SM2 blocks are smaller by default (a proposal must be checkable within a round).
+    assert_eq!(
+        ConsensusParams::for_suite(Suite::Sm2Sm3).block_txs_max,
+        2_000
+    );
+    assert_eq!(
+        ConsensusParams::for_suite(Suite::Ed25519Sha256),
+        ConsensusParams::default()
+    );
     for agency in &loaded.agencies {
         assert_eq!(agency.validator_key.scheme(), cbec_ledger::Scheme::Sm2);
         assert_eq!(agency.operator_keys[0].scheme(), cbec_ledger::Scheme::Sm2);

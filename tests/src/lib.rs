@@ -43,7 +43,7 @@ impl Consortium {
             &ConsortiumOptions {
                 chain_name: "e2e".into(),
                 genesis_time_ms: 1_795_680_000_000,
-                consensus: ConsensusParams::default(),
+                consensus: ConsensusParams::for_suite(suite),
                 chaincodes: cbec_chaincode::catalog::default_configs(),
                 synthetic_state: None,
                 crypto: suite,

@@ -156,7 +156,7 @@ pub fn up_with(
             &ConsortiumOptions {
                 chain_name: "cbec-devnet".into(),
                 genesis_time_ms: now,
-                consensus: ConsensusParams::default(),
+                consensus: ConsensusParams::for_suite(fresh.crypto.unwrap_or_default()),
                 chaincodes: catalog::default_configs(),
                 synthetic_state: fresh.synthetic,
                 crypto: fresh.crypto.unwrap_or_default(),

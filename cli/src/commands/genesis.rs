@@ -107,7 +107,7 @@ fn new(
     let options = ConsortiumOptions {
         chain_name,
         genesis_time_ms,
-        consensus: ConsensusParams::default(),
+        consensus: ConsensusParams::for_suite(crypto),
         chaincodes: catalog::default_configs(),
         synthetic_state: None,
         crypto,
