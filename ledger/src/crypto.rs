@@ -130,35 +130,6 @@ impl Suite {
     }
 }
 
-impl std::fmt::Display for Suite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Suite {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Suite, String> {
-        Suite::ALL
-            .into_iter()
-            .find(|suite| suite.name() == s)
-            .ok_or_else(|| format!("unknown crypto suite `{s}` (ed25519-sha256 or sm2-sm3)"))
-    }
-}
-
-impl serde::Serialize for Suite {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Suite {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 impl Scheme {
     pub const ALL: [Scheme; 2] = [Scheme::Ed25519, Scheme::Sm2];
 
@@ -179,34 +150,51 @@ impl Scheme {
     }
 }
 
-impl std::fmt::Display for Scheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// `Display`, `FromStr` and serde by name for an enum with `ALL` and `name()`: the name
+/// in genesis files, key files and on the command line; anything else is refused naming
+/// the choices.
+macro_rules! by_name {
+    ($type:ident, $what:literal) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$type, String> {
+                $type::ALL
+                    .into_iter()
+                    .find(|v| v.name() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = $type::ALL.iter().map(|v| v.name()).collect();
+                        format!(
+                            concat!("unknown ", $what, " `{}` ({})"),
+                            s,
+                            names.join(" or ")
+                        )
+                    })
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for Scheme {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Scheme, String> {
-        Scheme::ALL
-            .into_iter()
-            .find(|scheme| scheme.name() == s)
-            .ok_or_else(|| format!("unknown key scheme `{s}` (ed25519 or sm2)"))
-    }
-}
-
-impl serde::Serialize for Scheme {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Scheme {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+by_name!(Suite, "crypto suite");
+by_name!(Scheme, "key scheme");
 
 /// An incremental hash of a suite's function ([`Suite::hasher`]).
 #[derive(Clone)]
