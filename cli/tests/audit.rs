@@ -35,19 +35,13 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-#[test]
-fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("devnet");
-    let devnet = Devnet(dir.clone());
-    let up = ok(&cbec(&[
-        "devnet",
-        "up",
-        "--dir",
-        path(&dir),
-        "--demo",
-        "--json",
-    ]));
+/// Starts the demo devnet in `dir` (with `extra` arguments to `devnet up`); the devnet
+/// (stopped when dropped), the demo parcel's goods id and the node it used.
+fn demo(dir: &Path, extra: &[&str]) -> (Devnet, String, String) {
+    let devnet = Devnet(dir.to_path_buf());
+    let mut args = vec!["devnet", "up", "--dir", path(dir), "--demo", "--json"];
+    args.extend_from_slice(extra);
+    let up = ok(&cbec(&args));
     let summary = serde_json::Deserializer::from_str(&up)
         .into_iter::<serde_json::Value>()
         .filter_map(Result::ok)
@@ -55,6 +49,14 @@ fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
         .expect("the demo's summary");
     let goods_id = summary["goods_id"].as_str().expect("goods id").to_string();
     let node = summary["node"].as_str().expect("node url").to_string();
+    (devnet, goods_id, node)
+}
+
+#[test]
+fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("devnet");
+    let (devnet, goods_id, node) = demo(&dir, &[]);
     let genesis = dir.join("genesis.json");
     let proof = tmp.path().join("parcel.proof.json");
 
@@ -185,24 +187,7 @@ fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {
 fn an_sm2_sm3_devnet_runs_the_demo_and_its_proof_verifies_offline() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("devnet");
-    let devnet = Devnet(dir.clone());
-    let up = ok(&cbec(&[
-        "devnet",
-        "up",
-        "--dir",
-        path(&dir),
-        "--demo",
-        "--crypto",
-        "sm2-sm3",
-        "--json",
-    ]));
-    let summary = serde_json::Deserializer::from_str(&up)
-        .into_iter::<serde_json::Value>()
-        .filter_map(Result::ok)
-        .find(|v| v.get("goods_id").is_some())
-        .expect("the demo's summary");
-    let goods_id = summary["goods_id"].as_str().expect("goods id").to_string();
-    let node = summary["node"].as_str().expect("node url").to_string();
+    let (devnet, goods_id, node) = demo(&dir, &["--crypto", "sm2-sm3"]);
     let genesis = dir.join("genesis.json");
     let inspect = ok(&cbec(&["genesis", "inspect", path(&genesis)]));
     assert!(inspect.contains("crypto    sm2-sm3"), "{inspect}");
