@@ -233,13 +233,13 @@ fn identity_attest_signs_the_buyer_tag_and_refuses_bad_numbers() {
     std::fs::write(&tag_key, format!("{}\n", "ab".repeat(32))).expect("write");
     let t = tag_key.to_str().expect("utf8");
     let out = tmp.path().join("attestation.json");
-    let o = cbec(&[
-        "identity",
-        "attest",
-        "--key",
-        k,
-        "--tag-key",
-        t,
+    // `identity attest` with the service key and tag key, then `rest`.
+    let attest = |rest: &[&str]| {
+        let mut args = vec!["identity", "attest", "--key", k, "--tag-key", t];
+        args.extend_from_slice(rest);
+        cbec(&args)
+    };
+    let o = attest(&[
         "--id-number",
         "11010519491231002X",
         "--name",
@@ -263,18 +263,7 @@ fn identity_attest_signs_the_buyer_tag_and_refuses_bad_numbers() {
         "{text}"
     );
 
-    let o = cbec(&[
-        "identity",
-        "attest",
-        "--key",
-        k,
-        "--tag-key",
-        t,
-        "--id-number",
-        "110105194912310021",
-        "--name",
-        "Li Lei",
-    ]);
+    let o = attest(&["--id-number", "110105194912310021", "--name", "Li Lei"]);
     assert_fails(&o, "resident id number: check character");
     // From standard input: the same tag, nothing on the command line.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cbec"))
@@ -293,17 +282,6 @@ fn identity_attest_signs_the_buyer_tag_and_refuses_bad_numbers() {
     let piped: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(piped["body"]["buyer_tag"], expected.as_str());
     std::fs::write(&tag_key, "abcd\n").expect("write");
-    let o = cbec(&[
-        "identity",
-        "attest",
-        "--key",
-        k,
-        "--tag-key",
-        t,
-        "--id-number",
-        "11010519491231002X",
-        "--name",
-        "Li Lei",
-    ]);
+    let o = attest(&["--id-number", "11010519491231002X", "--name", "Li Lei"]);
     assert_fails(&o, "at least 16 are needed");
 }
