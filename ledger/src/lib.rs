@@ -14,6 +14,7 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod follow;
 pub mod goods;
 pub mod hash;
 mod hex_bytes;
@@ -27,6 +28,7 @@ pub mod validators;
 
 pub use block::{Block, BlockError, Header};
 pub use crypto::{KeyPair, PublicKey, Scheme, Signature, SignatureError, Suite};
+pub use follow::{CertifiedBlock, Follower, FollowerState};
 pub use hash::Hash;
 pub use hex_bytes::{parse_hex, HexError};
 pub use merkle::{InclusionProof, MerkleError, MerkleTree};

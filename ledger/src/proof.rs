@@ -233,7 +233,7 @@ pub struct ProofError {
     pub problem: String,
 }
 
-fn fail(at: impl Into<String>, problem: impl std::fmt::Display) -> ProofError {
+pub(crate) fn fail(at: impl Into<String>, problem: impl std::fmt::Display) -> ProofError {
     ProofError {
         at: at.into(),
         problem: problem.to_string(),
@@ -327,44 +327,7 @@ impl<'a> History<'a> {
                 ));
             }
             history.check_certified(&change.at, &format!("{at}.at"))?;
-            if change.keys.len() != trust.agencies.len() {
-                return Err(fail(
-                    format!("{at}.keys"),
-                    format!(
-                        "{} key proofs for {} agencies",
-                        change.keys.len(),
-                        trust.agencies.len()
-                    ),
-                ));
-            }
-            let mut overrides = Vec::with_capacity(change.keys.len());
-            for (j, (agency, key)) in trust.agencies.iter().zip(&change.keys).enumerate() {
-                let state_key = validator_key_state_key(&agency.name);
-                key.proof
-                    .verify(
-                        trust.suite,
-                        &change.at.header.state_root,
-                        state_key.as_bytes(),
-                        key.value.as_deref(),
-                    )
-                    .map_err(|e| fail(format!("{at}.keys[{j}] ({state_key})"), e))?;
-                let replaced = match &key.value {
-                    None => None,
-                    Some(bytes) => Some(codec::decode::<PublicKey>(bytes).map_err(|e| {
-                        fail(
-                            format!("{at}.keys[{j}].value"),
-                            format!("not a validator key: {e}"),
-                        )
-                    })?),
-                };
-                if let Some(key) = &replaced {
-                    trust
-                        .suite
-                        .check_key(key)
-                        .map_err(|e| fail(format!("{at}.keys[{j}].value"), e))?;
-                }
-                overrides.push(replaced);
-            }
+            let overrides = key_overrides(trust, &change.at.header.state_root, &change.keys, &at)?;
             let roster = Roster::derive(&trust.agencies, &overrides)
                 .map_err(|e| fail(format!("{at}.keys"), e))?;
             history.rosters.push((height + 1, roster));
@@ -384,46 +347,7 @@ impl<'a> History<'a> {
     /// Checks a header against the chain and the set in force at its height, and its
     /// certificate against that set.
     fn check_certified(&self, c: &CertifiedHeader, at: &str) -> Result<ProvenBlock, ProofError> {
-        let header = &c.header;
-        if header.chain_id != self.trust.chain_id {
-            return Err(fail(
-                format!("{at}.header.chain_id"),
-                format!(
-                    "{} is not the genesis file's chain {}",
-                    header.chain_id, self.trust.chain_id
-                ),
-            ));
-        }
-        if header.height == 0 {
-            return Err(fail(format!("{at}.header.height"), "height 0 has no block"));
-        }
-        let roster = self.roster_at(header.height);
-        let expected = roster.set.hash(self.trust.suite);
-        if header.validators_hash != expected {
-            return Err(fail(
-                format!("{at}.header.validators_hash"),
-                format!(
-                    "{} is not the set in force at height {} ({expected}); a validator-set \
-                     change is missing from set_changes",
-                    header.validators_hash, header.height
-                ),
-            ));
-        }
-        let hash = header.hash(self.trust.suite);
-        c.certificate
-            .verify_for(&self.trust.chain_id, &roster.set, header.height, &hash)
-            .map_err(|e| fail(format!("{at}.certificate"), e))?;
-        Ok(ProvenBlock {
-            height: header.height,
-            hash,
-            time_ms: header.time_ms,
-            certified_by: c
-                .certificate
-                .signatures
-                .iter()
-                .filter_map(|s| roster.agency_of(&s.validator).map(String::from))
-                .collect(),
-        })
+        check_certified(self.trust, self.roster_at(c.header.height), c, at)
     }
 
     fn check_tx(&self, p: &TxProof, at: &str) -> Result<ProvenBlock, ProofError> {
@@ -686,6 +610,104 @@ fn decode_record(tx: &Transaction, at: &str) -> Result<RecordEvent, ProofError> 
             format!("{at}.tx.body.call.args"),
             format!("not a traceability event: {e}"),
         )
+    })
+}
+
+/// Every agency's `gov/validator/<agency>` entry, proven against `state_root` (in genesis
+/// agency order): the key that replaces the agency's genesis key, where there is one.
+pub(crate) fn key_overrides(
+    trust: &TrustRoot,
+    state_root: &Hash,
+    keys: &[KeyProof],
+    at: &str,
+) -> Result<Vec<Option<PublicKey>>, ProofError> {
+    if keys.len() != trust.agencies.len() {
+        return Err(fail(
+            format!("{at}.keys"),
+            format!(
+                "{} key proofs for {} agencies",
+                keys.len(),
+                trust.agencies.len()
+            ),
+        ));
+    }
+    let mut overrides = Vec::with_capacity(keys.len());
+    for (j, (agency, key)) in trust.agencies.iter().zip(keys).enumerate() {
+        let state_key = validator_key_state_key(&agency.name);
+        key.proof
+            .verify(
+                trust.suite,
+                state_root,
+                state_key.as_bytes(),
+                key.value.as_deref(),
+            )
+            .map_err(|e| fail(format!("{at}.keys[{j}] ({state_key})"), e))?;
+        let replaced = match &key.value {
+            None => None,
+            Some(bytes) => Some(codec::decode::<PublicKey>(bytes).map_err(|e| {
+                fail(
+                    format!("{at}.keys[{j}].value"),
+                    format!("not a validator key: {e}"),
+                )
+            })?),
+        };
+        if let Some(key) = &replaced {
+            trust
+                .suite
+                .check_key(key)
+                .map_err(|e| fail(format!("{at}.keys[{j}].value"), e))?;
+        }
+        overrides.push(replaced);
+    }
+    Ok(overrides)
+}
+
+/// Checks a header against the chain and `roster` (the set in force at its height), and
+/// its certificate against that set.
+pub(crate) fn check_certified(
+    trust: &TrustRoot,
+    roster: &Roster,
+    c: &CertifiedHeader,
+    at: &str,
+) -> Result<ProvenBlock, ProofError> {
+    let header = &c.header;
+    if header.chain_id != trust.chain_id {
+        return Err(fail(
+            format!("{at}.header.chain_id"),
+            format!(
+                "{} is not the genesis file's chain {}",
+                header.chain_id, trust.chain_id
+            ),
+        ));
+    }
+    if header.height == 0 {
+        return Err(fail(format!("{at}.header.height"), "height 0 has no block"));
+    }
+    let expected = roster.set.hash(trust.suite);
+    if header.validators_hash != expected {
+        return Err(fail(
+            format!("{at}.header.validators_hash"),
+            format!(
+                "{} is not the set in force at height {} ({expected}); a validator-set \
+                     change is missing from set_changes",
+                header.validators_hash, header.height
+            ),
+        ));
+    }
+    let hash = header.hash(trust.suite);
+    c.certificate
+        .verify_for(&trust.chain_id, &roster.set, header.height, &hash)
+        .map_err(|e| fail(format!("{at}.certificate"), e))?;
+    Ok(ProvenBlock {
+        height: header.height,
+        hash,
+        time_ms: header.time_ms,
+        certified_by: c
+            .certificate
+            .signatures
+            .iter()
+            .filter_map(|s| roster.agency_of(&s.validator).map(String::from))
+            .collect(),
     })
 }
 
