@@ -63,6 +63,9 @@ enum Command {
     /// Identity attestations (R10): an identity service signs one for a buyer tag.
     #[command(subcommand)]
     Identity(commands::identity::IdentityCommand),
+    /// Statistics monitoring: index committed blocks into SQLite, reports, Parquet.
+    #[command(subcommand)]
+    Stats(commands::stats::StatsCommand),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Api(cmd) => commands::api::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Identity(cmd) => commands::identity::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Stats(cmd) => commands::stats::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
         }

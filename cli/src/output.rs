@@ -26,10 +26,19 @@ impl Output {
         } else {
             text()
         };
-        let mut stdout = std::io::stdout().lock();
-        match writeln!(stdout, "{}", rendered.trim_end()).and_then(|()| stdout.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-            _ => Ok(()),
-        }
+        print(&rendered)
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// Prints `text` and a line end on stdout; a reader that went away is not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", text.trim_end()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

@@ -6,7 +6,7 @@
 //! | POST | `/v1/tx` | submit one transaction (JSON, or canonical bytes as `application/octet-stream`); `?wait=true` waits for its commit |
 //! | POST | `/v1/txs` | submit many in one request (a JSON array, or canonical `Vec<Transaction>`) |
 //! | GET | `/v1/tx/{hash}` | status, block, index and result |
-//! | GET | `/v1/blocks/{height}`, `/v1/blocks/latest` | block and its commit certificate |
+//! | GET | `/v1/blocks/{height}`, `/v1/blocks/latest` | block and its commit certificate (binary: `Accept: application/octet-stream`) |
 //! | GET | `/v1/state/{key}` | latest value of a state key; `?proof=true` adds its proof at the latest height (as `/v1/proof/state`) |
 //! | GET | `/v1/proof/tx/{hash}` | proof of a committed transaction and its result (`cbec verify` checks it offline) |
 //! | GET | `/v1/proof/state/{key}` | proof of a key's value or absence; `?height=H` for an earlier block |
@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cbec_genesis::ApiSettings;
-use cbec_ledger::{codec, Hash, ProofFile, PublicKey, Transaction};
+use cbec_ledger::{codec, CertifiedBlock, Hash, ProofFile, PublicKey, Transaction};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -409,7 +409,14 @@ async fn tx_status(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) 
     ))
 }
 
-async fn block(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> ApiResult {
+/// A block and its certificate: JSON (with the block hash) by default; the canonical
+/// [`CertifiedBlock`] encoding when the client accepts `application/octet-stream` (what
+/// `cbec stats index` reads).
+async fn block(
+    State(shared): State<Arc<Shared>>,
+    Path(which): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     let height = if which == "latest" {
         shared.store.height().map_err(internal)?
     } else {
@@ -418,27 +425,49 @@ async fn block(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> 
             .map_err(|_| bad(format!("`{which}` is not a height or `latest`")))?
     };
     let s = shared.clone();
-    let found = read(&shared, move || -> anyhow::Result<Option<Value>> {
-        let (Some(treed), cert) = (
+    let found = read(&shared, move || -> anyhow::Result<Option<_>> {
+        let (Some(treed), Some(certificate)) = (
             s.blocks.get(&s.store, height)?,
             s.store.certificate(height)?,
         ) else {
             return Ok(None);
         };
-        let block = &treed.block;
-        Ok(Some(
-            json!({ "height": height, "hash": block.hash(s.store.suite()), "block": block, "certificate": cert }),
-        ))
+        Ok(Some(CertifiedBlock {
+            block: treed.block.clone(),
+            certificate,
+        }))
     })
     .await?
     .map_err(internal)?;
-    match found {
-        Some(body) => Ok(Json(body).into_response()),
-        None => Err(ApiError(
+    let Some(found) = found else {
+        return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no block at height {height}"),
-        )),
+        ));
+    };
+    if accepts_binary(&headers) {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            codec::encode(&found),
+        )
+            .into_response());
     }
+    let hash = found.block.hash(shared.store.suite());
+    Ok(Json(json!({
+        "height": height,
+        "hash": hash,
+        "block": found.block,
+        "certificate": found.certificate,
+    }))
+    .into_response())
+}
+
+/// Whether the client asked for the canonical binary form.
+fn accepts_binary(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/octet-stream"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,11 +531,7 @@ async fn prove(
         ProveError::NotKept(m) => ApiError(StatusCode::GONE, m),
         ProveError::Store(e) => internal(e),
     })?;
-    let binary = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/octet-stream"));
-    if binary {
+    if accepts_binary(&headers) {
         Ok((
             [(header::CONTENT_TYPE, "application/octet-stream")],
             file.to_bytes(),

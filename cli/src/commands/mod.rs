@@ -8,4 +8,5 @@ pub mod identity;
 pub mod keys;
 pub mod node;
 pub mod query;
+pub mod stats;
 pub mod tx;

@@ -141,6 +141,91 @@ fn attestation(service: &KeyPair, buyer_tag: String) -> Value {
     serde_json::to_value(Attestation::sign(body, service)).unwrap_or(Value::Null)
 }
 
+/// What a parcel carries: goods of several HS chapters, values, supervision modes and
+/// tax rates in turn, so that the statistics have something to tell apart.
+#[derive(Debug)]
+struct Goods {
+    commodity_code: &'static str,
+    gtin: Option<&'static str>,
+    unit_price_fen: u64,
+    quantity: u32,
+    insurance_fen: u64,
+    supervision_mode: &'static str,
+    consumption_rate_bp: u32,
+    vat_rate_bp: u32,
+}
+
+const GOODS: [Goods; 4] = [
+    // The demo's parcel: two bottles of skin care.
+    Goods {
+        commodity_code: "3304990099",
+        gtin: Some("6901234567892"),
+        unit_price_fen: 50_000,
+        quantity: 2,
+        insurance_fen: 0,
+        supervision_mode: "9610",
+        consumption_rate_bp: 0,
+        vat_rate_bp: 1300,
+    },
+    // Infant formula from a bonded warehouse.
+    Goods {
+        commodity_code: "0402210000",
+        gtin: None,
+        unit_price_fen: 32_800,
+        quantity: 3,
+        insurance_fen: 300,
+        supervision_mode: "1210",
+        consumption_rate_bp: 0,
+        vat_rate_bp: 900,
+    },
+    // Leather shoes.
+    Goods {
+        commodity_code: "6403990090",
+        gtin: None,
+        unit_price_fen: 89_900,
+        quantity: 1,
+        insurance_fen: 500,
+        supervision_mode: "9610",
+        consumption_rate_bp: 0,
+        vat_rate_bp: 1300,
+    },
+    // A watch, with consumption tax.
+    Goods {
+        commodity_code: "9102120000",
+        gtin: None,
+        unit_price_fen: 260_000,
+        quantity: 1,
+        insurance_fen: 1_000,
+        supervision_mode: "1210",
+        consumption_rate_bp: 2000,
+        vat_rate_bp: 1300,
+    },
+];
+
+/// The money of an order for `goods`: goods value, freight, insurance, tax, discount,
+/// actual paid (R5 and TAX-TOTAL hold: within the limits, 70 % of VAT and consumption
+/// tax on the dutiable value).
+fn money(goods: &Goods) -> (u64, u64, u64, u64, u64, u64) {
+    let value = goods.unit_price_fen * u64::from(goods.quantity);
+    let (freight, discount) = (1_000, 500);
+    let tax = cbec_chaincode::customs::tax_due_fen(
+        value + freight + goods.insurance_fen,
+        0,
+        goods.consumption_rate_bp,
+        goods.vat_rate_bp,
+        70,
+        true,
+    );
+    (
+        value,
+        freight,
+        goods.insurance_fen,
+        tax,
+        discount,
+        value + freight + tax - discount,
+    )
+}
+
 /// The call of a parcel's step: chaincode, method and arguments; `identity` is the
 /// lane's identity service (its agent), which attests the buyer on the declaration list.
 fn call(
@@ -155,6 +240,15 @@ fn call(
     let order_no = format!("O{stamp}-{lane}-{}", p.id);
     let waybill = format!("W{stamp}{lane:02}{:08}", p.id);
     let buyer = tag("buyer", &goods_id);
+    let goods = &GOODS[(p.id % GOODS.len() as u64) as usize];
+    let (value, freight, insurance, tax, discount, paid) = money(goods);
+    let mut produced = json!({"commodity_code": goods.commodity_code});
+    let mut line = json!({"commodity_code": goods.commodity_code, "quantity": goods.quantity,
+                          "unit_price_fen": goods.unit_price_fen});
+    if let Some(gtin) = goods.gtin {
+        produced["gtin"] = json!(gtin);
+        line["gtin"] = json!(gtin);
+    }
     let [platform, seller, payment, logistics, agent] = codes;
     let (name, phone, address) = (
         tag("name", &goods_id),
@@ -169,10 +263,7 @@ fn call(
         ("goods", "record", args)
     };
     match step {
-        Step::Produced => event(
-            "produced",
-            json!({"gtin": "6901234567892", "commodity_code": "3304990099"}),
-        ),
+        Step::Produced => event("produced", produced),
         // Each event hands the parcel to whoever records the next one (custody).
         Step::Ordered => event(
             "ordered",
@@ -183,19 +274,20 @@ fn call(
             "submit_order",
             json!({
                 "order_no": order_no, "ebp_code": platform, "ebc_code": seller,
-                "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191,
-                "discount_fen": 500, "actual_paid_fen": 109_691, "pay_code": payment,
+                "goods_value_fen": value, "freight_fen": freight, "insurance_fen": insurance,
+                "tax_total_fen": tax, "discount_fen": discount, "actual_paid_fen": paid,
+                "pay_code": payment,
                 "pay_transaction_id": format!("PAY-{order_no}"), "logistics_code": logistics,
                 "agent_code": agent, "buyer_id_type": "1",
                 "buyer_tag": buyer, "consignee_name_tag": name, "consignee_phone_tag": phone,
                 "consignee_address_tag": address,
-                "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
+                "lines": [line]}),
         ),
         Step::Payment => (
             "customs",
             "submit_payment",
             json!({"order_no": order_no, "ebp_code": platform, "pay_code": payment,
-                   "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": 109_691,
+                   "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": paid,
                    "payer_tag": buyer}),
         ),
         Step::Paid => event(
@@ -219,8 +311,9 @@ fn call(
             "submit_list",
             json!({"order_no": order_no, "ebp_code": platform, "ebc_code": seller,
                    "logistics_code": logistics, "logistics_no": waybill, "buyer_id_type": "1",
-                   "buyer_tag": buyer, "supervision_mode": "9610", "vat_rate_bp": 1300,
-                   "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+                   "buyer_tag": buyer, "supervision_mode": goods.supervision_mode,
+                   "vat_rate_bp": goods.vat_rate_bp,
+                   "consumption_rate_bp": goods.consumption_rate_bp, "tariff_rate_bp": 0,
                    "buyer_attestation": attestation(identity, buyer.clone())}),
         ),
         Step::Declared => event(
