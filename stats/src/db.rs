@@ -180,3 +180,48 @@ impl Db {
         Ok((proven, rows))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cbec_ledger::proof::TrustedAgency;
+    use cbec_ledger::{KeyPair, Suite};
+
+    fn trust(chain: u8) -> TrustRoot {
+        TrustRoot {
+            chain_id: Hash([chain; 32]),
+            suite: Suite::Ed25519Sha256,
+            agencies: vec![TrustedAgency {
+                name: "customs".into(),
+                validator_key: KeyPair::from_seed(&[1; 32]).public(),
+                voting_power: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_chain_or_schema_or_changed_by_hand_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let db = Db::open(&path).expect("create");
+        assert_eq!(db.follower(&trust(1)).expect("empty").height(), 0);
+        db.set_meta("chain_id", &[1; 32]).expect("meta");
+        let err = db.follower(&trust(2)).expect_err("another chain");
+        assert!(err.to_string().contains("indexes chain"), "{err}");
+        // A block row the tip does not account for.
+        db.conn()
+            .execute(
+                "INSERT INTO blocks VALUES (1, 'h', 0, '1970-01-01', '1970-01', 0, '')",
+                [],
+            )
+            .expect("insert");
+        let err = db.follower(&trust(1)).expect_err("changed by hand");
+        assert!(err.to_string().contains("changed by hand"), "{err}");
+        db.set_meta("schema", &99i64.to_be_bytes()).expect("meta");
+        drop(db);
+        let err = Db::open_read_only(&path).expect_err("another schema");
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+        let err = Db::open_read_only(&dir.path().join("none.db")).expect_err("absent");
+        assert!(err.to_string().contains("cbec stats index"), "{err}");
+    }
+}

@@ -19,6 +19,10 @@ use crate::source::Node;
 /// Blocks fetched ahead of the one being written.
 const PREFETCH: usize = 32;
 
+/// Tries in a row before a run that stops when caught up gives up on an unreachable
+/// node (a following run retries for ever, backing off to 10 s).
+const UNREACHABLE_TRIES: u32 = 5;
+
 /// When to stop.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Until {
@@ -158,17 +162,26 @@ impl Indexer {
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut wait = Duration::from_millis(200);
+        let mut failures = 0;
         loop {
             match self.catch_up(until.height) {
                 Ok(height) => {
                     wait = Duration::from_millis(200);
+                    failures = 0;
                     if until.height.is_some_and(|l| height >= l) || until.caught_up {
                         report(self, started.elapsed());
                         return Ok(height);
                     }
                 }
                 Err(Stop::Fatal(e)) => return Err(e),
+                Err(Stop::Unreachable(e)) if until.caught_up && failures >= UNREACHABLE_TRIES => {
+                    return Err(e.context(format!(
+                        "{} could not be read {UNREACHABLE_TRIES} times in a row",
+                        self.node.base()
+                    )));
+                }
                 Err(Stop::Unreachable(e)) => {
+                    failures += 1;
                     eprintln!(
                         "cannot read {}: {e:#}; retrying in {wait:?}",
                         self.node.base()

@@ -315,3 +315,39 @@ impl Table {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting_and_text_aligns_numbers() {
+        let table = Table {
+            name: "t".into(),
+            columns: vec!["name".into(), "n".into()],
+            rows: vec![
+                vec![Value::from("a, \"b\""), Value::from(7)],
+                vec![Value::from("plain"), Value::Null],
+            ],
+        };
+        assert_eq!(table.to_csv(), "name,n\r\n\"a, \"\"b\"\"\",7\r\nplain,\r\n");
+        assert_eq!(table.to_text(), "name    n\na, \"b\"  7\nplain\n");
+        assert_eq!(
+            table.to_json(),
+            serde_json::json!([{"name": "a, \"b\"", "n": 7}, {"name": "plain", "n": null}])
+        );
+    }
+
+    #[test]
+    fn every_report_runs_on_an_empty_file_and_unknown_ones_are_named() {
+        let db = crate::Db::memory().expect("db");
+        for (name, _) in REPORTS {
+            for by in [Period::Day, Period::Month] {
+                run(db.conn(), name, by).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let err = run(db.conn(), "nonesuch", Period::Day).expect_err("unknown");
+        assert!(err.to_string().contains("summary, cleared"), "{err}");
+        assert!("week".parse::<Period>().is_err());
+    }
+}
