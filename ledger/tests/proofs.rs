@@ -604,3 +604,46 @@ fn single_batch_and_proof_verification_agree_on_edge_case_signatures() {
         }
     }
 }
+
+/// An indexer's follower walks every block from genesis across a validator-set change,
+/// taking the new set from key proofs at the change; forged key proofs and blocks of the
+/// retired key are refused.
+#[test]
+fn a_follower_checks_every_block_across_a_set_change() {
+    use cbec_ledger::{CertifiedBlock, Follower};
+    let (mut chain, _) = two_goods();
+    let change = chain.replace_validator(0, key(77));
+    chain.record(&key(50), SELLER, "PARCEL-A", EventKind::Evaluated);
+    let keys = chain.set_changes(chain.height())[0].keys.clone();
+    let block = |h: u64| CertifiedBlock {
+        block: chain.committed(h).block.clone(),
+        certificate: chain.committed(h).certificate.clone(),
+    };
+    let mut follower = Follower::new(chain.trust.clone()).expect("genesis");
+    for h in 1..=change {
+        assert!(!follower.set_changed(&chain.committed(h).block.header));
+        follower.accept(&block(h)).expect("before the change");
+    }
+    let next = block(change + 1);
+    assert!(
+        follower.set_changed(&next.block.header),
+        "the header names a new set"
+    );
+    let err = follower.accept(&next).expect_err("unknown set");
+    assert!(err.problem.contains("not the set in force"), "{err}");
+
+    // A key proof forged to another key, or hiding the change, is refused.
+    let mut forged = keys.clone();
+    forged[0].value = Some(codec::encode(&key(66).public()));
+    assert!(follower.clone().change_set(&forged).is_err());
+    let mut hidden = keys.clone();
+    hidden[0].value = None;
+    assert!(follower.clone().change_set(&hidden).is_err());
+
+    follower.change_set(&keys).expect("the certified change");
+    for h in change + 1..=chain.height() {
+        let proven = follower.accept(&block(h)).expect("after the change");
+        assert_eq!(proven.certified_by[0], "customs");
+    }
+    assert_eq!(follower.height(), chain.height());
+}
