@@ -355,7 +355,7 @@ fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
         .expect("open")
         .query_row("SELECT MAX(height) FROM blocks", [], |r| r.get::<_, i64>(0))
         .expect("height") as u64;
-    let (_second, stats_url) = indexer(&db, &node, &genesis);
+    let (second, stats_url) = indexer(&db, &node, &genesis);
     assert!(bench.0.wait().expect("bench").success(), "the bench ran");
 
     // Refusals and settlements beside the parcels.
@@ -520,7 +520,6 @@ fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
     assert_eq!(n(&month[0]["released"]), e.released, "one month");
     let bad = get(&format!("{stats_url}/v1/stats/nonesuch"));
     assert_eq!(bad.status().as_u16(), 404);
-    drop(_second);
 
     // Verified against the chain; then a changed figure and a lost row are caught.
     let verified = ok(&cbec(&[
