@@ -536,6 +536,8 @@ fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
         verified.contains("orders") && !verified.contains("DIFFERS"),
         "{verified}"
     );
+    // (The indexer was still following, adding blocks as verification ran.)
+    drop(second);
     let tampered = tmp.path().join("tampered.db");
     std::fs::copy(&db, &tampered).expect("copy");
     let sql = rusqlite::Connection::open(&tampered).expect("open");
