@@ -62,7 +62,56 @@ pub fn samples() -> Vec<Vec<u8>> {
         codec::encode(&SyncResponse::default()),
         wire::envelope(7, &codec::encode(&wire::NetMessage::Status { height: 9 })),
         serde_json::to_vec(&txs).unwrap_or_default(),
+        codec::encode(&sample_certified_block(txs)),
     ]
+}
+
+/// Block 1 of the fuzzed chain holding `txs`, certified by three of its four validators:
+/// it passes every check of [`certified_blocks`], so mutations start from the inside.
+fn sample_certified_block(txs: Vec<Transaction>) -> cbec_ledger::CertifiedBlock {
+    use cbec_ledger::block::{result_leaves, tx_leaves};
+    use cbec_ledger::{merkle, CommitCertificate, CommitSig, Header, Outcome, TxResult, VoteKind};
+    let results: Vec<TxResult> = txs
+        .iter()
+        .map(|tx| TxResult {
+            tx_hash: tx.hash(SUITE),
+            outcome: Outcome::Accepted { events: vec![] },
+        })
+        .collect();
+    let header = Header {
+        chain_id: CHAIN,
+        height: 1,
+        time_ms: 1,
+        previous: CHAIN,
+        proposer: key(1).public(),
+        tx_count: txs.len() as u64,
+        tx_root: merkle::root(SUITE, &tx_leaves(&txs)),
+        results_root: merkle::root(SUITE, &result_leaves(&results)),
+        state_root: Hash::default(),
+        validators_hash: validators().hash(SUITE),
+    };
+    let hash = header.hash(SUITE);
+    let vote = cbec_ledger::vote_sign_bytes(&CHAIN, 1, 0, VoteKind::Precommit, Some(&hash));
+    let signatures = (1..=3)
+        .map(|n| CommitSig {
+            validator: key(n).public(),
+            signature: key(n).sign(&vote),
+        })
+        .collect();
+    cbec_ledger::CertifiedBlock {
+        block: Block {
+            header,
+            txs,
+            results,
+            last_commit: None,
+        },
+        certificate: CommitCertificate {
+            height: 1,
+            round: 0,
+            block_hash: hash,
+            signatures,
+        },
+    }
 }
 
 /// Canonical transactions and batches of them (the API's binary bodies, pushes):
@@ -98,6 +147,27 @@ pub fn blocks(bytes: &[u8]) {
             let _ = block.hash(suite);
         }
     }
+}
+
+/// Certified blocks as `cbec stats index` reads them from a node it does not trust:
+/// decoded, then checked as the block after genesis; never a panic.
+pub fn certified_blocks(bytes: &[u8]) {
+    if let Ok(block) = codec::decode::<cbec_ledger::CertifiedBlock>(bytes) {
+        assert_eq!(
+            codec::encode(&block),
+            bytes,
+            "a certified block has one encoding"
+        );
+        if let Ok(mut follower) = cbec_ledger::Follower::new(trust().clone()) {
+            let _ = follower.set_changed(&block.block.header);
+            let _ = follower.accept(&block);
+        }
+    }
+}
+
+/// Whether the fuzzed chain's follower accepts `block` as its first.
+pub fn accepts_certified_block(block: &cbec_ledger::CertifiedBlock) -> bool {
+    cbec_ledger::Follower::new(trust().clone()).is_ok_and(|mut f| f.accept(block).is_ok())
 }
 
 /// Gossip as a peer sends it: the envelope, then the edge (decode, block named,

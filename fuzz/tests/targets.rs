@@ -65,9 +65,21 @@ targets!(
     transactions,
     api_json,
     blocks,
+    certified_blocks,
     gossip,
     frames,
     proof_files,
     operator_files,
     chaincode_args,
 );
+
+/// The certified-block sample is one the follower accepts: the target's mutations start
+/// from a block that gets through every check.
+#[test]
+fn the_certified_block_sample_is_accepted() {
+    let accepted = cbec_fuzz::samples().iter().any(|bytes| {
+        cbec_ledger::codec::decode::<cbec_ledger::CertifiedBlock>(bytes)
+            .is_ok_and(|b| cbec_fuzz::accepts_certified_block(&b))
+    });
+    assert!(accepted);
+}
