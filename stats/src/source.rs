@@ -3,7 +3,7 @@
 //! new block is committed. Nothing the node says is believed before the
 //! [`cbec_ledger::Follower`] has checked it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -18,7 +18,13 @@ pub struct Node {
     base: String,
     http: Client,
     stream: Client,
+    /// Largest answer read: a node that sends more is refused, not buffered.
+    answer_bytes_max: u64,
 }
+
+/// The default cap on one answer (a block with its results and certificate, or a
+/// proof); [`Node::with_answer_limit`] sets one from the genesis block limit.
+pub const ANSWER_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 impl Node {
     /// A node at `base` (`http://host:port`); `token` is a bearer token for a node that
@@ -47,7 +53,14 @@ impl Node {
             // and the indexer reconnects (and catches up by height, so nothing is missed).
             stream: build(Some(Duration::from_secs(120)))?,
             base,
+            answer_bytes_max: ANSWER_BYTES_MAX,
         })
+    }
+
+    /// Caps one answer at `bytes`.
+    pub fn with_answer_limit(mut self, bytes: u64) -> Node {
+        self.answer_bytes_max = bytes;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -64,12 +77,20 @@ impl Node {
             .with_context(|| format!("cannot reach {url}"))?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => Ok(Some(
+            status if status.is_success() => {
+                let mut body = Vec::new();
                 response
-                    .bytes()
-                    .with_context(|| format!("GET {path}: body"))?
-                    .to_vec(),
-            )),
+                    .take(self.answer_bytes_max + 1)
+                    .read_to_end(&mut body)
+                    .with_context(|| format!("GET {path}: body"))?;
+                if body.len() as u64 > self.answer_bytes_max {
+                    bail!(
+                        "GET {path}: the answer is larger than {} bytes",
+                        self.answer_bytes_max
+                    );
+                }
+                Ok(Some(body))
+            }
             status => {
                 let text = response.text().unwrap_or_default();
                 bail!("GET {path}: {status}: {}", text.trim())

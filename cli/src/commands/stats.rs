@@ -138,14 +138,17 @@ fn genesis_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn node(flag: Option<String>) -> anyhow::Result<Node> {
+/// The node to read, with answers capped by what the chain allows: a block's bytes,
+/// four times over for its results and certificate, and a megabyte.
+fn node(flag: Option<String>, genesis: &cbec_genesis::Genesis) -> anyhow::Result<Node> {
     let token = std::env::var("CBEC_API_TOKEN").ok();
-    Node::new(&crate::node_url(flag)?, token.as_deref())
+    let limit = u64::from(genesis.consensus.block_bytes_max) * 4 + (1 << 20);
+    Ok(Node::new(&crate::node_url(flag)?, token.as_deref())?.with_answer_limit(limit))
 }
 
 fn index(args: IndexArgs, out: &Output) -> anyhow::Result<()> {
     let genesis = load_genesis(&genesis_path(args.source.genesis)?)?;
-    let node = node(args.source.node)?;
+    let node = node(args.source.node, &genesis)?;
     let db = Db::open(&args.source.db)?;
     let mut indexer = Indexer::new(node, db, &genesis.trust_root(), calendar_of(&genesis))?;
     let start = indexer.height();
@@ -237,7 +240,7 @@ fn report_cmd(args: ReportArgs, out: &Output) -> anyhow::Result<()> {
 
 fn verify(source: SourceArgs, out: &Output) -> anyhow::Result<()> {
     let genesis = load_genesis(&genesis_path(source.genesis)?)?;
-    let node = node(source.node)?;
+    let node = node(source.node, &genesis)?;
     let found = cbec_stats::verify::verify(&source.db, node, &genesis, calendar_of(&genesis))?;
     out.emit(&found, || {
         let mut text = format!(
