@@ -65,13 +65,45 @@ pub enum GenerateError {
     Key(#[from] KeyFileError),
 }
 
+/// Where generated consortia take their ports: below the kernel's ephemeral range, so
+/// that no outgoing connection (which takes an ephemeral port) can take a port between
+/// its choice here and the node's start.
+const PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// The kernel's ephemeral port range, where it says (Linux).
+fn ephemeral_ports() -> Option<std::ops::RangeInclusive<u16>> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = text.split_whitespace().map(|b| b.parse::<u16>().ok());
+    Some(bounds.next()??..=bounds.next()??)
+}
+
 /// Picks `count` distinct free loopback ports by binding them all at once, then
-/// releasing them. Another process could take one before the node starts; the node then
-/// fails with a clear "address in use" and the operator edits node.toml.
+/// releasing them: from [`PORTS`] (outside the ephemeral range) from a random start, or
+/// from the OS (port 0) where that range overlaps the ephemeral one or is full. Another
+/// process could still take one before the node starts; the node then fails with a
+/// clear "address in use" and the operator edits node.toml.
 fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let outside = ephemeral_ports()
+        .is_some_and(|e| !e.contains(&PORTS.start) && !e.contains(&(PORTS.end - 1)));
+    let mut listeners = Vec::with_capacity(count);
+    if outside {
+        let span = u32::from(PORTS.end - PORTS.start);
+        // The OS's randomness, not the caller's (possibly seeded) generator: two
+        // consortia made at once from one seed must not try the same ports.
+        let start = rand_core::RngCore::next_u32(&mut rand_core::OsRng) % span;
+        for i in 0..span {
+            if listeners.len() == count {
+                break;
+            }
+            let port = PORTS.start + ((start + i) % span) as u16;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                listeners.push(listener);
+            }
+        }
+    }
+    while listeners.len() < count {
+        listeners.push(TcpListener::bind("127.0.0.1:0")?);
+    }
     listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
@@ -185,4 +217,26 @@ pub fn write_file_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&temp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports come from below the ephemeral range (where the kernel's is the usual one),
+    /// distinct, and free when chosen.
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports = free_ports(8).expect("ports");
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 8);
+        if ephemeral_ports().is_some_and(|e| !e.contains(&PORTS.start)) {
+            assert!(ports.iter().all(|p| PORTS.contains(p)), "{ports:?}");
+        }
+        for port in ports {
+            TcpListener::bind(("127.0.0.1", port)).expect("free after the choice");
+        }
+    }
 }
