@@ -1,56 +1,9 @@
 //! The auditor's path through the README: start the demo consortium, fetch the
 //! parcel's provenance proof, verify it offline, see it rejected once tampered with.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn cbec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cbec"))
-        .args(args)
-        // The proof commands take the node from here when `--node` is absent.
-        .env_remove("CBEC_NODE")
-        .output()
-        .expect("run cbec")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}", text(&o.stderr));
-    text(&o.stdout)
-}
-
-/// Stops the devnet whatever happens to the test.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = cbec(&["devnet", "down", "--dir", self.0.to_str().unwrap_or("")]);
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// Starts the demo devnet in `dir` (with `extra` arguments to `devnet up`); the devnet
-/// (stopped when dropped), the demo parcel's goods id and the node it used.
-fn demo(dir: &Path, extra: &[&str]) -> (Devnet, String, String) {
-    let devnet = Devnet(dir.to_path_buf());
-    let mut args = vec!["devnet", "up", "--dir", path(dir), "--demo", "--json"];
-    args.extend_from_slice(extra);
-    let up = ok(&cbec(&args));
-    let summary = serde_json::Deserializer::from_str(&up)
-        .into_iter::<serde_json::Value>()
-        .filter_map(Result::ok)
-        .find(|v| v.get("goods_id").is_some())
-        .expect("the demo's summary");
-    let goods_id = summary["goods_id"].as_str().expect("goods id").to_string();
-    let node = summary["node"].as_str().expect("node url").to_string();
-    (devnet, goods_id, node)
-}
+use common::{cbec, demo, ok, path, text};
 
 #[test]
 fn an_auditor_proves_and_verifies_the_demo_parcel_offline() {

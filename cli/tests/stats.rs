@@ -9,48 +9,17 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cbec_chaincode::customs::{DeclarationList, Order, OrderRef};
 use cbec_ledger::{codec, CertifiedBlock};
 use serde_json::{json, Value};
 
-fn cbec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cbec"))
-        .args(args)
-        .env_remove("CBEC_NODE")
-        .output()
-        .expect("run cbec")
-}
+mod common;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// The devnet, stopped when dropped.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = cbec(&["devnet", "down", "--dir", path(&self.0)]);
-    }
-}
+use common::{cbec, demo, ok, path, text};
 
 /// A child process killed when dropped.
 struct Killed(Child);
@@ -304,20 +273,7 @@ fn forging_proxy(node: String, forged: u64, forge: fn(&mut CertifiedBlock)) -> S
 fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("devnet");
-    let devnet = Devnet(dir.clone());
-    let up = ok(&cbec(&[
-        "devnet",
-        "up",
-        "--dir",
-        path(&dir),
-        "--demo",
-        "--json",
-    ]));
-    let node = serde_json::Deserializer::from_str(&up)
-        .into_iter::<Value>()
-        .filter_map(Result::ok)
-        .find_map(|v| v.get("node").and_then(|n| n.as_str()).map(String::from))
-        .expect("the demo's node");
+    let (devnet, _, node) = demo(&dir, &[]);
     let genesis = dir.join("genesis.json");
     let db = tmp.path().join("stats.db");
 
