@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod document;
+#[cfg(feature = "generate")]
 pub mod generate;
 pub mod keyfile;
 pub mod peer_id;
@@ -21,5 +22,6 @@ pub use config::{ApiSettings, ApiToken, ConfigError, LogFormat, NodeConfig, Scop
 pub use document::{
     Agency, ConsensusParams, FieldError, Genesis, GenesisError, SyntheticState, AGENCIES,
 };
+#[cfg(feature = "generate")]
 pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
 pub use keyfile::{parse_key, read_key, write_key, KeyFileError};

@@ -417,20 +417,31 @@ pub fn verify_batch(
             return Err(SignatureError::BadKey(key.to_hex()));
         }
     }
-    let mut batch = ed25519_zebra::batch::Verifier::new();
-    for ((message, signature), key) in messages.iter().zip(signatures).zip(keys) {
-        match key {
-            PublicKey::Ed25519(bytes) => batch.queue((
-                ed25519_zebra::VerificationKeyBytes::from(*bytes),
-                ed25519_zebra::Signature::from_bytes(&signature.0),
-                message,
-            )),
-            PublicKey::Sm2(_) => key.verify(message, signature)?,
+    #[cfg(not(feature = "batch"))]
+    {
+        // No OS randomness (the browser): each alone, the same verdicts under ZIP-215.
+        for ((message, signature), key) in messages.iter().zip(signatures).zip(keys) {
+            key.verify(message, signature)?;
         }
+        Ok(())
     }
-    batch
-        .verify(rand_core::OsRng)
-        .map_err(|_| SignatureError::Invalid("one of the batch".into()))
+    #[cfg(feature = "batch")]
+    {
+        let mut batch = ed25519_zebra::batch::Verifier::new();
+        for ((message, signature), key) in messages.iter().zip(signatures).zip(keys) {
+            match key {
+                PublicKey::Ed25519(bytes) => batch.queue((
+                    ed25519_zebra::VerificationKeyBytes::from(*bytes),
+                    ed25519_zebra::Signature::from_bytes(&signature.0),
+                    message,
+                )),
+                PublicKey::Sm2(_) => key.verify(message, signature)?,
+            }
+        }
+        batch
+            .verify(rand_core::OsRng)
+            .map_err(|_| SignatureError::Invalid("one of the batch".into()))
+    }
 }
 
 /// HMAC-SHA-256 (RFC 2104): the keyed tags gateways put on personal data (DOMAIN.md 4
