@@ -54,6 +54,9 @@ enum Command {
     Verify(commands::audit::VerifyArgs),
     /// Show a good's verified timeline: every event, by whom, when, in which block.
     Provenance(commands::audit::ProvenanceArgs),
+    /// The auditor page: write the offline copy, or check the one a node serves.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Load the local consortium with signed transactions; report throughput, latency,
     /// CPU, memory and disk.
     Bench(commands::bench::BenchArgs),
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Api(cmd) => commands::api::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Identity(cmd) => commands::identity::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Audit(cmd) => commands::audit::audit(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Stats(cmd) => commands::stats::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)

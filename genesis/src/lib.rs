@@ -14,6 +14,8 @@ pub mod config;
 pub mod document;
 #[cfg(feature = "generate")]
 pub mod generate;
+// Key files carry Unix permissions (0600); the browser's verifier reads no key files.
+#[cfg(unix)]
 pub mod keyfile;
 pub mod peer_id;
 pub mod synthetic;
@@ -24,4 +26,5 @@ pub use document::{
 };
 #[cfg(feature = "generate")]
 pub use generate::{generate_consortium, Consortium, ConsortiumOptions, GenerateError};
+#[cfg(unix)]
 pub use keyfile::{parse_key, read_key, write_key, KeyFileError};

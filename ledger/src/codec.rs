@@ -63,8 +63,18 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
             max: DECODE_BYTES_MAX,
         });
     }
-    let (value, read) = bincode::decode_from_slice(bytes, canonical())
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let (value, read) = bincode::decode_from_slice(bytes, canonical()).map_err(|e| {
+        // A length past the platform's usize (4 bytes in the browser's WebAssembly, 8
+        // here) is past the decode limit on every platform: one message for both, so
+        // every verifier names a bad file alike.
+        let e = match e {
+            bincode::error::DecodeError::OutsideUsizeRange(_) => {
+                bincode::error::DecodeError::LimitExceeded
+            }
+            e => e,
+        };
+        CodecError::Malformed(e.to_string())
+    })?;
     if read != bytes.len() {
         return Err(CodecError::TrailingBytes {
             extra: bytes.len() - read,

@@ -21,6 +21,7 @@
 //! | GET | `/v1/status` | height, round, peers, syncing, validator, mempool |
 //! | GET | `/v1/events` | server-sent events: one `block` event per committed block |
 //! | GET | `/metrics` | Prometheus text |
+//! | GET | `/audit/` | the auditor page: proofs verified in the browser against a genesis file the auditor loads |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -158,9 +159,16 @@ pub fn router(shared: Arc<Shared>, settings: &ApiSettings) -> Router<()> {
         .layer(limits);
     // The event stream lives long by design: its own cap, no time limit.
     let streaming = Router::new().route("/v1/events", get(events));
+    // The auditor page needs no scope: it holds no ledger data; it asks for proofs,
+    // which do.
+    let page = Router::new().route("/audit/", get(audit_page)).route(
+        "/audit",
+        get(|| async { axum::response::Redirect::permanent("/audit/") }),
+    );
     Router::new()
         .merge(limited)
         .merge(streaming)
+        .merge(page)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -173,6 +181,19 @@ pub fn router(shared: Arc<Shared>, settings: &ApiSettings) -> Router<()> {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
+}
+
+/// The auditor page (`cbec-audit-page`): one self-contained file; the same bytes as
+/// `cbec audit page` writes.
+async fn audit_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        cbec_audit_page::PAGE,
+    )
+        .into_response()
 }
 
 /// Refuses a request whose route needs a scope the request does not have.

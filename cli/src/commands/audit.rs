@@ -245,8 +245,12 @@ fn summary_text(verified: &Verified) -> String {
 pub fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<()> {
     let trust = trust_root(&args.genesis)?;
     let file = read_proof(&args.file)?;
-    let verified = file
-        .verify(&trust)
+    // The verdict comes from the verifier the auditor page runs as WebAssembly.
+    let genesis = std::fs::read(&args.genesis)
+        .with_context(|| format!("cannot read {}", args.genesis.display()))?;
+    let proof = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (_, verified) = cbec_audit::verify(&genesis, &proof)
         .map_err(|e| anyhow::anyhow!("{}: NOT VERIFIED: {e}", args.file.display()))?;
     let value = serde_json::json!({
         "verified": true,
@@ -255,6 +259,60 @@ pub fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<()> {
         "statement": verified,
     });
     out.emit(&value, || summary_text(&verified))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write the auditor page (one self-contained HTML file that verifies proofs in the
+    /// browser) to DIR/index.html and print its code hash; or, with --check, compare
+    /// the page a node serves with this one.
+    Page {
+        /// Where to write index.html (open it from disk; it needs no server).
+        #[arg(long, value_name = "DIR", required_unless_present = "check")]
+        out: Option<PathBuf>,
+        /// The page a node serves, e.g. http://127.0.0.1:8080/audit/: is it this one?
+        #[arg(long, value_name = "URL")]
+        check: Option<String>,
+    },
+}
+
+pub fn audit(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
+    let AuditCommand::Page { out: dir, check } = cmd;
+    let ours = cbec_audit_page::CODE_HASH;
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("index.html");
+        cbec_genesis::generate::write_file_atomic(&path, cbec_audit_page::PAGE.as_bytes())?;
+        out.emit(
+            &serde_json::json!({"page": path, "code_hash": ours}),
+            || {
+                format!(
+                    "wrote the auditor page to {}
+code hash {ours}",
+                    path.display()
+                )
+            },
+        )?;
+    }
+    if let Some(url) = check {
+        let body = reqwest::blocking::get(&url)
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .with_context(|| format!("cannot fetch {url}"))?;
+        let theirs = cbec_audit_page::code_hash_of(&body)
+            .with_context(|| format!("{url} is not an auditor page (it states no code hash)"))?;
+        if theirs != ours || body != cbec_audit_page::PAGE {
+            anyhow::bail!(
+                "{url} serves another page: its code hash is {theirs}, this cbec's is {ours}; trust your own copy"
+            );
+        }
+        out.emit(
+            &serde_json::json!({"url": url, "identical": true, "code_hash": ours}),
+            || format!("{url} serves this very page (code hash {ours})"),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn provenance(args: ProvenanceArgs, out: &Output) -> anyhow::Result<()> {

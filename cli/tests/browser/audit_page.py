@@ -1,0 +1,116 @@
+"""Drives the auditor page in headless Chromium (Playwright, pointed at Debian's
+chromium). Called by cli/tests/audit_page.rs with one JSON argument; exits non-zero
+with the failed check on stderr."""
+
+import json
+import sys
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def check(condition, what):
+    if not condition:
+        print(f"browser check failed: {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def ready(page, url):
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+
+
+def banner(page, kind):
+    page.wait_for_selector(f"#banner.{kind}", timeout=30_000)
+    return page.inner_text("#banner")
+
+
+def main():
+    a = json.loads(sys.argv[1])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=a["chromium"], args=CHROMIUM_ARGS)
+
+        # The page a node serves: load genesis, fetch the demo parcel, see it verified.
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        ready(page, a["served"])
+        check(page.inner_text("#code-hash") == a["code_hash"], "the page shows its code hash")
+        page.set_input_files("#genesis-file", a["genesis"])
+        status = page.inner_text("#genesis-status")
+        check(a["chain_id"] in status, f"genesis status names the chain id: {status}")
+        page.fill("#goods-id", a["goods_id"])
+        page.click("#fetch-goods")
+        text = banner(page, "verified")
+        check(a["chain_id"] in text, f"verified against the chain: {text}")
+        rows = page.locator("#result tbody tr")
+        check(rows.count() == a["events"], f"{rows.count()} timeline rows, not {a['events']}")
+        first = rows.nth(0).inner_text()
+        check("produced" in first, f"the first event is produced: {first}")
+        page.screenshot(path=a["screenshot"], full_page=True)
+
+        # One byte changed: NOT VERIFIED with the path `cbec verify` names, nothing shown.
+        page.set_input_files("#proof-file", a["tampered"])
+        text = banner(page, "failed")
+        check(a["tampered_failure"] in text, f"tampered: `{text}` lacks `{a['tampered_failure']}`")
+        check(page.locator("#result tbody tr").count() == 0, "nothing shown as true")
+
+        # The genesis survives a reload (local storage); the saved proof verifies.
+        ready(page, a["served"])
+        check(a["chain_id"] in page.inner_text("#genesis-status"), "genesis kept")
+        page.set_input_files("#proof-file", a["proof"])
+        banner(page, "verified")
+
+        # Another chain's genesis: the same proof fails.
+        page.set_input_files("#genesis-file", a["other_genesis"])
+        page.set_input_files("#proof-file", a["proof"])
+        text = banner(page, "failed")
+        check("chain" in text, f"another chain: {text}")
+        context.close()
+
+        # The offline copy from file://, with the network cut.
+        context = browser.new_context(offline=True)
+        context.route("**/*", lambda route: route.continue_()
+                      if route.request.url.startswith("file:") else route.abort())
+        page = context.new_page()
+        ready(page, a["offline"])
+        check(page.inner_text("#code-hash") == a["code_hash"], "offline copy's code hash")
+        page.set_input_files("#genesis-file", a["genesis"])
+        page.set_input_files("#proof-file", a["proof"])
+        banner(page, "verified")
+        rows = page.locator("#result tbody tr").count()
+        check(rows == a["events"], f"offline: {rows} rows")
+        page.fill("#goods-id", a["goods_id"])
+        page.click("#fetch-goods")
+        text = banner(page, "failed")
+        check("offline" in text, f"offline copy asks for a file: {text}")
+
+        # The WebAssembly verifier and `cbec verify` on a corpus of proofs: the same
+        # verdict and the same failure path and message on every one.
+        with open(a["corpus"]) as f:
+            cases = json.load(f)
+        answers = page.evaluate(
+            """(cases) => {
+                const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                return cases.map((c) => window.cbecVerify(bytes(c.genesis), bytes(c.proof)));
+            }""",
+            cases,
+        )
+        for i, (case, answer) in enumerate(zip(cases, answers)):
+            got = "verified" if answer["verified"] else f"{answer['at']}: {answer['problem']}"
+            check(got == case["expected"], f"case {i} ({case['name']}): wasm says `{got}`, cbec says `{case['expected']}`")
+        context.close()
+        browser.close()
+    print(f"browser checks passed ({len(cases)} proofs compared)")
+
+
+if __name__ == "__main__":
+    main()
