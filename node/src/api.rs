@@ -21,6 +21,7 @@
 //! | GET | `/v1/status` | height, round, peers, syncing, validator, mempool |
 //! | GET | `/v1/events` | server-sent events: one `block` event per committed block |
 //! | GET | `/metrics` | Prometheus text |
+//! | GET | `/v1/openapi.json` | this table as OpenAPI 3.1 (generated from [`crate::openapi::ROUTES`], which the router is built from) |
 //! | GET | `/audit/` | the auditor page: proofs verified in the browser against a genesis file the auditor loads |
 
 use std::convert::Infallible;
@@ -45,6 +46,7 @@ use crate::access::{scope_of, Denied};
 use crate::admission::{Rejection, Remedy};
 use crate::driver::{Event, QueueError};
 use crate::host::Origin;
+use crate::openapi::ROUTES;
 use crate::proofs::{ProveError, Prover};
 use crate::shared::Shared;
 
@@ -144,31 +146,22 @@ pub fn router(shared: Arc<Shared>, settings: &ApiSettings) -> Router<()> {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(settings.request_timeout_ms),
         ));
-    let limited = Router::new()
-        .route("/v1/tx", post(submit_one))
-        .route("/v1/txs", post(submit_many))
-        .route("/v1/tx/{hash}", get(tx_status))
-        .route("/v1/blocks/{height}", get(block))
-        .route("/v1/state/{*key}", get(state))
-        .route("/v1/proof/tx/{hash}", get(proof_tx))
-        .route("/v1/proof/state/{*key}", get(proof_state))
-        .route("/v1/proof/provenance/{goods_id}", get(proof_provenance))
-        .route("/v1/nonce/{key}", get(nonce))
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
-        .layer(limits);
-    // The event stream lives long by design: its own cap, no time limit.
-    let streaming = Router::new().route("/v1/events", get(events));
-    // The auditor page needs no scope: it holds no ledger data; it asks for proofs,
-    // which do.
-    let page = Router::new().route("/audit/", get(audit_page)).route(
-        "/audit",
-        get(|| async { axum::response::Redirect::permanent("/audit/") }),
-    );
+    // Every route comes from the one table that /v1/openapi.json describes.
+    let mut limited = Router::new();
+    let mut unlimited = Router::new();
+    for route in ROUTES {
+        if route.limited {
+            limited = limited.route(route.path, handler(route.path));
+        } else {
+            // The event stream lives long by design (its own cap, no time limit); the
+            // description and the auditor page hold no ledger data and need no scope.
+            unlimited = unlimited.route(route.path, handler(route.path));
+        }
+    }
+    let limited = limited.layer(limits);
     Router::new()
         .merge(limited)
-        .merge(streaming)
-        .merge(page)
+        .merge(unlimited)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -181,6 +174,28 @@ pub fn router(shared: Arc<Shared>, settings: &ApiSettings) -> Router<()> {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
+}
+
+/// The handler of a path of [`ROUTES`]; the method is the table's too.
+fn handler(path: &str) -> axum::routing::MethodRouter<Arc<Shared>> {
+    match path {
+        "/v1/tx" => post(submit_one),
+        "/v1/txs" => post(submit_many),
+        "/v1/tx/{hash}" => get(tx_status),
+        "/v1/blocks/{height}" => get(block),
+        "/v1/state/{*key}" => get(state),
+        "/v1/proof/tx/{hash}" => get(proof_tx),
+        "/v1/proof/state/{*key}" => get(proof_state),
+        "/v1/proof/provenance/{goods_id}" => get(proof_provenance),
+        "/v1/nonce/{key}" => get(nonce),
+        "/v1/status" => get(status),
+        "/metrics" => get(metrics),
+        "/v1/events" => get(events),
+        "/v1/openapi.json" => get(|| async { Json(crate::openapi::document()) }),
+        "/audit/" => get(audit_page),
+        "/audit" => get(|| async { axum::response::Redirect::permanent("/audit/") }),
+        other => panic!("ROUTES names {other}, which has no handler: a bug caught by any test"),
+    }
 }
 
 /// The auditor page (`cbec-audit-page`): one self-contained file; the same bytes as

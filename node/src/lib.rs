@@ -30,6 +30,7 @@ pub mod kv;
 pub mod mempool;
 pub mod metrics;
 pub mod network;
+pub mod openapi;
 pub mod proofs;
 pub mod reads;
 pub mod run;
