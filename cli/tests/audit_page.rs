@@ -84,6 +84,22 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
         })
         .expect("verified");
     let tx = prove(&["tx", &first_tx], "tx.proof", "binary");
+    // The demo's refused transaction (a rule's refusal is on the ledger too).
+    let refused_tx = (1..=40)
+        .find_map(|h| {
+            let block: serde_json::Value = reqwest::blocking::get(format!("{node}/v1/blocks/{h}"))
+                .ok()?
+                .json()
+                .ok()?;
+            block["block"]["results"]
+                .as_array()?
+                .iter()
+                .find(|r| r["outcome"]["status"] == "rejected")
+                .and_then(|r| r["tx_hash"].as_str().map(String::from))
+        })
+        .expect("the demo refuses one transaction");
+    prove(&["tx", &refused_tx], "refused.proof.json", "json");
+    prove(&["state", &head_key], "head.proof.json", "json");
 
     // One byte of the binary provenance proof changed, where it still reads as a proof.
     let (tampered, tampered_failure) = (provenance_bin.len() / 2..provenance_bin.len())
@@ -166,6 +182,8 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
         "tampered_failure": tampered_failure,
         "code_hash": cbec_audit_page::CODE_HASH,
         "corpus": corpus_path,
+        "refused": tmp.path().join("refused.proof.json"),
+        "state": tmp.path().join("head.proof.json"),
         "screenshot": screenshot,
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/audit_page.py");

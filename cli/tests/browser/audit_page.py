@@ -69,6 +69,16 @@ def main():
         page.set_input_files("#proof-file", a["proof"])
         banner(page, "verified")
 
+        # A transaction proof of a refusal shows the rule; a state proof its key.
+        page.set_input_files("#proof-file", a["refused"])
+        banner(page, "verified")
+        rule = page.inner_text("#result .rule")
+        check("refused by rule ROLE" in rule, f"the refusal's rule: {rule}")
+        page.set_input_files("#proof-file", a["state"])
+        banner(page, "verified")
+        state = page.inner_text("#result")
+        check("State at block" in state and "goods/head/" in state, f"the state proof: {state}")
+
         # Another chain's genesis: the same proof fails.
         page.set_input_files("#genesis-file", a["other_genesis"])
         page.set_input_files("#proof-file", a["proof"])
