@@ -8,8 +8,19 @@
 //! event is taken only from the current custodian or the party it was handed to (who
 //! then holds it); any other is refused with `ROLE`, naming both. Agencies record their
 //! own kinds (customs: cleared, held, rejected) whoever holds the good.
+//!
+//! Lots and splits [issue 18]: a `produced` event may state a `quantity`; its holder
+//! may `split` the good into named children (up to 1,000 per transaction) that together
+//! take no more than it still holds (`GOODS-QTY`, a rule id added here). The parent's
+//! chain gets a `split` event; each child's first event is `derived`, naming the parent
+//! and the split event's hash, so a child's provenance reaches back through its lot.
 
-pub use cbec_ledger::goods::{event_key, head_key, EventKind, Head, RecordEvent, StoredEvent};
+pub use cbec_ledger::goods::{
+    event_key, head_key, quantity_key, split_events, Child, EventKind, Head, RecordEvent,
+    SplitArgs, SplitAt, StoredEvent, SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
+};
+use std::collections::BTreeMap;
+
 use cbec_ledger::{Event, Hash};
 
 use bincode::{Decode, Encode};
@@ -35,11 +46,16 @@ fn actor_of(kind: EventKind) -> Actor {
         EventKind::Cleared | EventKind::Held | EventKind::Rejected => Actor::Agency("customs"),
         EventKind::Returned => Actor::Roles(&[Role::Seller, Role::Platform]),
         EventKind::Evaluated => Actor::Roles(&[Role::Platform]),
+        // Whoever holds a lot may split it: its maker, a warehouse, its seller.
+        EventKind::Split | EventKind::Derived => {
+            Actor::Roles(&[Role::Manufacturer, Role::Warehouse, Role::Seller])
+        }
     }
 }
 
 methods! {
     "record" => RecordEvent,
+    "split" => SplitArgs,
 }
 
 /// Who holds a good, and to whom its last handover went (USCCs).
@@ -79,6 +95,7 @@ impl Chaincode for Goods {
     ) -> Result<Vec<Event>, RuleError> {
         match method {
             "record" => record(ctx, decode_args(args)?),
+            "split" => split(ctx, decode_args(args)?),
             other => Err(no_method(self.id(), other, METHODS)),
         }
     }
@@ -101,9 +118,10 @@ pub fn check_goods_id(id: &str) -> Result<(), RuleError> {
     }
 }
 
-fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, RuleError> {
-    check_goods_id(&args.goods_id)?;
-    let actor = match actor_of(args.kind) {
+/// Who records an event of `kind`: the agency it needs, or the caller's USCC if the
+/// caller is a filed enterprise with a fitting role.
+fn actor(ctx: &Context<'_, '_>, kind: EventKind) -> Result<String, RuleError> {
+    Ok(match actor_of(kind) {
         Actor::Agency(agency) => {
             ctx.require_agency(agency)?;
             agency.to_string()
@@ -117,21 +135,24 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
                     "ROLE",
                     format!(
                         "{uscc} may not record `{:?}`: it needs one of {roles:?}",
-                        args.kind
+                        kind
                     ),
                 ))
             }
             _ => {
                 return Err(RuleError::new(
                     "FILING",
-                    format!("`{:?}` must be recorded by a filed enterprise", args.kind),
+                    format!("`{:?}` must be recorded by a filed enterprise", kind),
                 ))
             }
         },
-    };
-    if args.attributes.len() > ATTRIBUTES_MAX
-        || args
-            .attributes
+    })
+}
+
+/// The bounds on an event's attributes, and the codes among them checked.
+fn check_attributes(attributes: &BTreeMap<String, String>) -> Result<(), RuleError> {
+    if attributes.len() > ATTRIBUTES_MAX
+        || attributes
             .iter()
             .any(|(k, v)| k.len() + v.len() > ATTRIBUTE_BYTES_MAX)
     {
@@ -140,14 +161,65 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
             format!("at most {ATTRIBUTES_MAX} attributes of {ATTRIBUTE_BYTES_MAX} bytes each"),
         ));
     }
-    if let Some(gtin) = args.attributes.get("gtin") {
+    if let Some(gtin) = attributes.get("gtin") {
         check_code("GTIN", "GTIN", gtin, codes::gtin13)?;
     }
-    if let Some(code) = args.attributes.get("commodity_code") {
+    if let Some(code) = attributes.get("commodity_code") {
         check_code("HS-CODE", "commodity code", code, codes::commodity_code)?;
     }
-    let key = head_key(&args.goods_id);
-    let head: Option<Head> = ctx.get(&key)?;
+    Ok(())
+}
+
+/// The custody of `goods_id` once `actor` records an event of it: the custodian, or the
+/// party it was handed to (who then holds it), or the first recorder; another
+/// enterprise is refused with `ROLE`. Agencies record whoever holds it (`None` left as
+/// it is).
+fn custody_for(
+    ctx: &Context<'_, '_>,
+    goods_id: &str,
+    actor: &str,
+) -> Result<Option<Custody>, RuleError> {
+    let enterprise = matches!(ctx.caller, Caller::Enterprise { .. });
+    let custody: Option<Custody> = ctx.get(&custody_key(goods_id))?;
+    if enterprise {
+        return Ok(Some(match custody {
+            None => Custody {
+                custodian: actor.to_string(),
+                handed_to: None,
+            },
+            Some(c) if c.custodian == actor => c,
+            Some(c) if c.handed_to.as_deref() == Some(actor) => Custody {
+                custodian: actor.to_string(),
+                handed_to: None,
+            },
+            Some(c) => {
+                let handed = c
+                    .handed_to
+                    .map_or(String::new(), |to| format!(", handed to {to}"));
+                return Err(RuleError::new(
+                    "ROLE",
+                    format!(
+                        "{} is held by {}{handed}; {actor} may not record its events",
+                        goods_id, c.custodian
+                    ),
+                ));
+            }
+        }));
+    }
+    Ok(custody)
+}
+
+fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, RuleError> {
+    check_goods_id(&args.goods_id)?;
+    if matches!(args.kind, EventKind::Split | EventKind::Derived) {
+        return Err(RuleError::new(
+            "ARGS",
+            "split and derived events are recorded by `split`, not `record`",
+        ));
+    }
+    let actor = actor(ctx, args.kind)?;
+    check_attributes(&args.attributes)?;
+    let head: Option<Head> = ctx.get(&head_key(&args.goods_id))?;
     let expected = head.as_ref().map(|h| h.last);
     if args.prev != expected {
         let shown = |h: Option<Hash>| h.map_or("none (first event)".to_string(), |h| h.to_string());
@@ -163,32 +235,7 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
     }
     let enterprise = matches!(ctx.caller, Caller::Enterprise { .. });
     let custody_at = custody_key(&args.goods_id);
-    let mut custody: Option<Custody> = ctx.get(&custody_at)?;
-    if enterprise {
-        custody = Some(match custody {
-            None => Custody {
-                custodian: actor.clone(),
-                handed_to: None,
-            },
-            Some(c) if c.custodian == actor => c,
-            Some(c) if c.handed_to.as_deref() == Some(actor.as_str()) => Custody {
-                custodian: actor.clone(),
-                handed_to: None,
-            },
-            Some(c) => {
-                let handed = c
-                    .handed_to
-                    .map_or(String::new(), |to| format!(", handed to {to}"));
-                return Err(RuleError::new(
-                    "ROLE",
-                    format!(
-                        "{} is held by {}{handed}; {actor} may not record its events",
-                        args.goods_id, c.custodian
-                    ),
-                ));
-            }
-        });
-    }
+    let mut custody = custody_for(ctx, &args.goods_id, &actor)?;
     if let Some(code) = args.attributes.get(HANDOVER) {
         if !enterprise {
             return Err(RuleError::new(
@@ -207,33 +254,167 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
     if let Some(c) = &custody {
         ctx.put(&custody_at, c)?;
     }
+    if args.kind == EventKind::Produced {
+        if let Some(quantity) = args.attributes.get("quantity") {
+            let quantity = positive_quantity(quantity)?;
+            ctx.put(&quantity_key(&args.goods_id), &quantity)?;
+        }
+    }
     let stored = StoredEvent {
         goods_id: args.goods_id.clone(),
         seq: head.as_ref().map_or(0, |h| h.count),
         kind: args.kind,
         prev: args.prev,
-        actor: actor.clone(),
+        actor,
         attributes: args.attributes,
         height: ctx.block.height,
         time_ms: ctx.block.time_ms,
         tx_hash: ctx.tx_hash,
     };
+    Ok(vec![append(ctx, stored, head.as_ref())?])
+}
+
+/// A quantity attribute: a positive integer.
+fn positive_quantity(text: &str) -> Result<u64, RuleError> {
+    match text.parse::<u64>() {
+        Ok(q) if q > 0 => Ok(q),
+        _ => Err(RuleError::new(
+            "ARGS",
+            format!("quantity `{text}` is not a positive integer"),
+        )),
+    }
+}
+
+/// Stores `stored` as the good's newest event after `head`, moves the head, and
+/// announces it (the result event a verifier rebuilds it from).
+fn append(
+    ctx: &mut Context<'_, '_>,
+    stored: StoredEvent,
+    head: Option<&Head>,
+) -> Result<Event, RuleError> {
     let hash = stored.hash(ctx.block.suite);
     let new_head = Head {
-        first: head.as_ref().map_or(hash, |h| h.first),
+        first: head.map_or(hash, |h| h.first),
         last: hash,
         count: stored.seq + 1,
     };
     ctx.put(&event_key(&hash), &stored)?;
-    ctx.put(&key, &new_head)?;
-    Ok(vec![event(
+    ctx.put(&head_key(&stored.goods_id), &new_head)?;
+    Ok(event(
         "goods_event",
         &[
-            ("goods_id", args.goods_id),
-            ("kind", format!("{:?}", args.kind).to_lowercase()),
+            ("goods_id", stored.goods_id.clone()),
+            ("kind", format!("{:?}", stored.kind).to_lowercase()),
             ("event_hash", hash.to_string()),
             ("seq", stored.seq.to_string()),
-            ("actor", actor),
+            ("actor", stored.actor.clone()),
         ],
-    )])
+    ))
+}
+
+/// Splits a lot or case into children in one transaction [issue 18]: the holder of the
+/// parent names each child and the quantity it takes; the children together take no
+/// more than the parent still holds (`GOODS-QTY`). The parent's chain gets a `split`
+/// event, each child a first `derived` event naming the parent and that event's hash
+/// ([`split_events`]); each child is held by the splitter and holds its quantity.
+fn split(ctx: &mut Context<'_, '_>, args: SplitArgs) -> Result<Vec<Event>, RuleError> {
+    check_goods_id(&args.goods_id)?;
+    let actor = actor(ctx, EventKind::Split)?;
+    check_attributes(&args.attributes)?;
+    if let Some(reserved) = SPLIT_ATTRIBUTES
+        .iter()
+        .find(|k| args.attributes.contains_key(**k))
+    {
+        return Err(RuleError::new(
+            "ARGS",
+            format!("`{reserved}` is written by the split itself"),
+        ));
+    }
+    if args.children.is_empty() || args.children.len() > SPLIT_CHILDREN_MAX {
+        return Err(RuleError::new(
+            "ARGS",
+            format!("a split names 1-{SPLIT_CHILDREN_MAX} children"),
+        ));
+    }
+    let head: Head = ctx.get(&head_key(&args.goods_id))?.ok_or_else(|| {
+        RuleError::new("NOT-FOUND", format!("no good {} to split", args.goods_id))
+    })?;
+    if args.prev != head.last {
+        return Err(RuleError::new(
+            "GOODS-PREV",
+            format!(
+                "the split names previous {}, but the head of {} is {}",
+                args.prev, args.goods_id, head.last
+            ),
+        ));
+    }
+    let custody = custody_for(ctx, &args.goods_id, &actor)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total: u64 = 0;
+    for child in &args.children {
+        check_goods_id(&child.goods_id)?;
+        if child.goods_id == args.goods_id || !seen.insert(child.goods_id.as_str()) {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("child {} is named twice, or is the parent", child.goods_id),
+            ));
+        }
+        if child.quantity == 0 {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("child {} takes no quantity", child.goods_id),
+            ));
+        }
+        if ctx.exists(&head_key(&child.goods_id))? {
+            return Err(RuleError::new(
+                "DUPLICATE",
+                format!("good {} exists already", child.goods_id),
+            ));
+        }
+        total = total.saturating_add(child.quantity);
+    }
+    let held: u64 = ctx.get(&quantity_key(&args.goods_id))?.ok_or_else(|| {
+        RuleError::new(
+            "GOODS-QTY",
+            format!(
+                "{} holds no recorded quantity (its `produced` event names none)",
+                args.goods_id
+            ),
+        )
+    })?;
+    if total > held {
+        return Err(RuleError::new(
+            "GOODS-QTY",
+            format!(
+                "the children take {total}, but {} holds {held}",
+                args.goods_id
+            ),
+        ));
+    }
+    ctx.put(&quantity_key(&args.goods_id), &(held - total))?;
+    if let Some(c) = &custody {
+        ctx.put(&custody_key(&args.goods_id), c)?;
+    }
+    let (parent, children) = split_events(
+        &args,
+        SplitAt {
+            parent_seq: head.count,
+            actor: &actor,
+            height: ctx.block.height,
+            time_ms: ctx.block.time_ms,
+            tx_hash: ctx.tx_hash,
+        },
+        ctx.block.suite,
+    );
+    let mut announced = vec![append(ctx, parent, Some(&head))?];
+    let held_by = Custody {
+        custodian: actor.clone(),
+        handed_to: None,
+    };
+    for (child, spec) in children.into_iter().zip(&args.children) {
+        ctx.put(&quantity_key(&child.goods_id), &spec.quantity)?;
+        ctx.put(&custody_key(&child.goods_id), &held_by)?;
+        announced.push(append(ctx, child, None)?);
+    }
+    Ok(announced)
 }

@@ -1050,3 +1050,123 @@ fn method_args_chaincode_and_panic_rejections() {
         "CHAINCODE",
     );
 }
+
+/// A lot is split into named children in one transaction [issue 18]: each child's first
+/// event names the parent and the split event; the children take no more than the lot
+/// holds (`GOODS-QTY`), only its holder splits it, and a child can be split again.
+#[test]
+fn a_lot_splits_into_children_within_its_quantity() {
+    let mut w = parcel_world();
+    let seller = w.seller.clone();
+    let produced = json!({"goods_id": "LOT-1", "kind": "produced",
+                          "attributes": {"quantity": "100", "commodity_code": "0201300090"}});
+    let head =
+        attr_of(&w.l.run(&seller, "goods", "record", produced), "event_hash").expect("produced");
+    let split = |prev: &str, children: Value| json!({"goods_id": "LOT-1", "prev": prev, "children": children});
+    // More than the lot holds.
+    let m = rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "split",
+            split(
+                &head,
+                json!([{"goods_id": "P-1", "quantity": 60}, {"goods_id": "P-2", "quantity": 41}]),
+            ),
+        ),
+        "GOODS-QTY",
+    );
+    assert!(m.contains("take 101") && m.contains("holds 100"), "{m}");
+    // Not the holder.
+    let logistics = w.logistics.clone();
+    rejected(
+        &w.l.run(
+            &logistics,
+            "goods",
+            "split",
+            split(&head, json!([{"goods_id": "P-1", "quantity": 1}])),
+        ),
+        "ROLE",
+    );
+    // A stale head, a child named twice, a reserved attribute, recording a split by hand.
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "split",
+            split(
+                &"00".repeat(32),
+                json!([{"goods_id": "P-1", "quantity": 1}]),
+            ),
+        ),
+        "GOODS-PREV",
+    );
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "split",
+            split(
+                &head,
+                json!([{"goods_id": "P-1", "quantity": 1}, {"goods_id": "P-1", "quantity": 1}]),
+            ),
+        ),
+        "ARGS",
+    );
+    let mut reserved = split(&head, json!([{"goods_id": "P-1", "quantity": 1}]));
+    reserved["attributes"] = json!({"parent": "X"});
+    rejected(&w.l.run(&seller, "goods", "split", reserved), "ARGS");
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "record",
+            json!({"goods_id": "P-9", "kind": "derived"}),
+        ),
+        "ARGS",
+    );
+
+    // Within the quantity: one transaction, one event on the lot and one per child.
+    let r = w.l.run(
+        &seller,
+        "goods",
+        "split",
+        split(
+            &head,
+            json!([{"goods_id": "P-1", "quantity": 60}, {"goods_id": "P-2", "quantity": 40}]),
+        ),
+    );
+    let events = accepted(&r);
+    assert_eq!(events.len(), 3, "the lot's split event and two children's");
+    let split_hash = attr(events, "goods_event", "event_hash").expect("split event");
+    let lot_head: cbec_ledger::goods::Head = w.l.get("goods/head/LOT-1").expect("head");
+    assert_eq!(
+        (lot_head.count, lot_head.last.to_string()),
+        (2, split_hash.clone())
+    );
+    assert_eq!(w.l.get::<u64>("goods/qty/LOT-1"), Some(0));
+    assert_eq!(w.l.get::<u64>("goods/qty/P-1"), Some(60));
+    let child_head: cbec_ledger::goods::Head = w.l.get("goods/head/P-1").expect("child");
+    let first: cbec_ledger::goods::StoredEvent =
+        w.l.get(&format!("goods/event/{}", child_head.first))
+            .expect("child's first event");
+    assert_eq!(first.kind, cbec_ledger::goods::EventKind::Derived);
+    assert_eq!(first.attributes["parent"], "LOT-1");
+    assert_eq!(first.attributes["parent_event"], split_hash);
+    assert_eq!(first.attributes["quantity"], "60");
+    // Nothing is left to split; a child exists already; a child splits again.
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "split",
+            split(&split_hash, json!([{"goods_id": "P-3", "quantity": 1}])),
+        ),
+        "GOODS-QTY",
+    );
+    let again = json!({"goods_id": "P-1", "prev": child_head.last, "children": [{"goods_id": "P-2", "quantity": 1}]});
+    rejected(&w.l.run(&seller, "goods", "split", again), "DUPLICATE");
+    let again = json!({"goods_id": "P-1", "prev": child_head.last, "children": [{"goods_id": "P-1A", "quantity": 30}]});
+    accepted(&w.l.run(&seller, "goods", "split", again));
+    assert_eq!(w.l.get::<u64>("goods/qty/P-1"), Some(30));
+}

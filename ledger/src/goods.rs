@@ -15,6 +15,13 @@ use crate::hash::{tag, Hash};
 /// The chaincode and method that record a traceability event.
 pub const CHAINCODE: &str = "goods";
 pub const RECORD_METHOD: &str = "record";
+/// The method that splits a good into children in one transaction.
+pub const SPLIT_METHOD: &str = "split";
+/// Most children one split transaction creates (a larger lot takes several splits).
+pub const SPLIT_CHILDREN_MAX: usize = 1_000;
+/// The attributes a split writes itself: on the parent's event (`children`,
+/// `quantity`) and on each child's first event (`parent`, `parent_event`, `quantity`).
+pub const SPLIT_ATTRIBUTES: [&str; 4] = ["children", "quantity", "parent", "parent_event"];
 /// The kind of the result event `record` emits; its attributes name the stored event.
 pub const RESULT_EVENT: &str = "goods_event";
 
@@ -35,6 +42,11 @@ pub enum EventKind {
     Delivered,
     Returned,
     Evaluated,
+    /// A lot or case split into children (`split`): on the parent's chain.
+    Split,
+    /// A child's first event, made by its parent's split: names the parent and the
+    /// parent's split event.
+    Derived,
 }
 
 /// The arguments of `record`.
@@ -48,6 +60,84 @@ pub struct RecordEvent {
     /// Facts of the event. `gtin` and `commodity_code`, when present, are validated.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+}
+
+/// One child of a split: its goods id and the quantity it takes from the parent.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Child {
+    pub goods_id: String,
+    pub quantity: u64,
+}
+
+/// The arguments of `split`: the parent, its current head, the children it is split
+/// into, and facts of the split.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SplitArgs {
+    pub goods_id: String,
+    pub prev: Hash,
+    pub children: Vec<Child>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Where a split happened: what every event it records shares.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitAt<'a> {
+    /// The parent's event number for the split (its event count before it).
+    pub parent_seq: u64,
+    pub actor: &'a str,
+    pub height: u64,
+    pub time_ms: u64,
+    pub tx_hash: Hash,
+}
+
+/// The events a split records: the parent's `split` event, and each child's first
+/// (`derived`) event naming the parent and the split event's hash. The chaincode stores
+/// these and a verifier rebuilds them from the certified transaction: one definition.
+pub fn split_events(
+    args: &SplitArgs,
+    at: SplitAt<'_>,
+    suite: Suite,
+) -> (StoredEvent, Vec<StoredEvent>) {
+    let mut attributes = args.attributes.clone();
+    let total: u64 = args
+        .children
+        .iter()
+        .fold(0u64, |sum, c| sum.saturating_add(c.quantity));
+    attributes.insert("children".into(), args.children.len().to_string());
+    attributes.insert("quantity".into(), total.to_string());
+    let parent = StoredEvent {
+        goods_id: args.goods_id.clone(),
+        seq: at.parent_seq,
+        kind: EventKind::Split,
+        prev: Some(args.prev),
+        actor: at.actor.to_string(),
+        attributes,
+        height: at.height,
+        time_ms: at.time_ms,
+        tx_hash: at.tx_hash,
+    };
+    let parent_hash = parent.hash(suite);
+    let children = args
+        .children
+        .iter()
+        .map(|c| StoredEvent {
+            goods_id: c.goods_id.clone(),
+            seq: 0,
+            kind: EventKind::Derived,
+            prev: None,
+            actor: at.actor.to_string(),
+            attributes: BTreeMap::from([
+                ("parent".to_string(), args.goods_id.clone()),
+                ("parent_event".to_string(), parent_hash.to_string()),
+                ("quantity".to_string(), c.quantity.to_string()),
+            ]),
+            height: at.height,
+            time_ms: at.time_ms,
+            tx_hash: at.tx_hash,
+        })
+        .collect();
+    (parent, children)
 }
 
 /// An event as stored: its hash is what the next event names.
@@ -85,4 +175,10 @@ pub fn head_key(goods_id: &str) -> String {
 
 pub fn event_key(hash: &Hash) -> String {
     format!("goods/event/{hash}")
+}
+
+/// Where the quantity a good still holds is kept (set by a `produced` event's
+/// `quantity` attribute, and by a split for each child).
+pub fn quantity_key(goods_id: &str) -> String {
+    format!("goods/qty/{goods_id}")
 }
