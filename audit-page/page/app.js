@@ -115,19 +115,33 @@
     return /^[\x20-\x7e]*$/.test(text) ? text : hex;
   }
 
-  function renderProvenance(s, into) {
-    into.appendChild(el("h2", "Provenance of " + s.goods_id + ": " + s.timeline.length +
-      " events, complete as of block " + s.head.height + " (" + time(s.head.time_ms) + ")"));
-    into.appendChild(table(
+  function eventsTable(timeline) {
+    return table(
       ["#", "event", "enterprise or agency", "time", "block", "certified by", "attributes", "links"],
-      s.timeline.map((e) => {
+      timeline.map((e) => {
         const links = el("span", "", "link");
         links.appendChild(el("div", "prev " + (e.prev ? short(e.prev) : "none (first)")));
         links.appendChild(el("div", "this " + short(e.event_hash)));
         links.appendChild(el("div", "tx " + short(e.tx_hash)));
         return [e.seq, e.kind, e.actor, time(e.block.time_ms), blockCell(e.block),
           e.block.certified_by.join(", "), attributes(e.attributes), links];
-      })));
+      }));
+  }
+
+  function renderProvenance(s, into) {
+    into.appendChild(el("h2", "Provenance of " + s.goods_id + ": " + s.timeline.length +
+      " events, complete as of block " + s.head.height + " (" + time(s.head.time_ms) + ")"));
+    into.appendChild(eventsTable(s.timeline));
+    // The lots it was split from, each up to the split that made the good below it.
+    let below = s.goods_id;
+    for (const ancestor of s.ancestors || []) {
+      const section = el("section", null, "ancestor");
+      section.appendChild(el("h3", "Split from " + ancestor.goods_id + ": its " +
+        ancestor.timeline.length + " events up to the split that made " + below));
+      section.appendChild(eventsTable(ancestor.timeline));
+      into.appendChild(section);
+      below = ancestor.goods_id;
+    }
   }
 
   function renderTx(s, into) {

@@ -243,3 +243,93 @@ fn an_sm2_sm3_devnet_runs_the_demo_and_its_proof_verifies_offline() {
         "{err}"
     );
 }
+
+/// A lot split into parcels on a running devnet (issue 18): the node's provenance proof
+/// of a parcel carries the lot's history up to the split, and it verifies offline.
+#[test]
+fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("devnet");
+    let (_devnet, _, node) = demo(&dir, &[]);
+    let seller = dir.join("demo").join("seller.key");
+    let submit = |method: &str, args: serde_json::Value| -> serde_json::Value {
+        let out = ok(&cbec(&[
+            "tx",
+            "submit",
+            "--key",
+            path(&seller),
+            "--node",
+            &node,
+            "goods",
+            method,
+            "--args",
+            &args.to_string(),
+            "--wait",
+            "--json",
+        ]));
+        serde_json::from_str(&out).expect("json")
+    };
+    let event_hash = |answer: &serde_json::Value, goods_id: &str| -> String {
+        answer["result"]["outcome"]["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| {
+                e["attributes"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x["key"] == "goods_id" && x["value"] == goods_id)
+                })
+            })
+            .and_then(|e| {
+                e["attributes"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["key"] == "event_hash")
+            })
+            .and_then(|x| x["value"].as_str())
+            .expect("event hash")
+            .to_string()
+    };
+    let lot = submit(
+        "record",
+        serde_json::json!({"goods_id": "MEAT-LOT-1", "kind": "produced",
+        "attributes": {"quantity": "200", "commodity_code": "0201300090"}}),
+    );
+    let head = event_hash(&lot, "MEAT-LOT-1");
+    let split = submit(
+        "split",
+        serde_json::json!({"goods_id": "MEAT-LOT-1", "prev": head,
+        "children": [{"goods_id": "MEAT-P-1", "quantity": 2}, {"goods_id": "MEAT-P-2", "quantity": 2}]}),
+    );
+    let first = event_hash(&split, "MEAT-P-1");
+    submit(
+        "record",
+        serde_json::json!({"goods_id": "MEAT-P-1", "kind": "ordered", "prev": first}),
+    );
+
+    let proof = tmp.path().join("parcel.proof.json");
+    ok(&cbec(&[
+        "prove",
+        "provenance",
+        "MEAT-P-1",
+        "--node",
+        &node,
+        "--out",
+        path(&proof),
+    ]));
+    let said = ok(&cbec(&[
+        "verify",
+        path(&proof),
+        "--genesis",
+        path(&dir.join("genesis.json")),
+    ]));
+    assert!(said.contains("provenance of MEAT-P-1: 2 events"), "{said}");
+    assert!(
+        said.contains("split from MEAT-LOT-1: its 2 events"),
+        "{said}"
+    );
+    assert!(
+        said.contains("produced") && said.contains("quantity=200"),
+        "the lot's production: {said}"
+    );
+}

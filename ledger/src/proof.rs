@@ -204,13 +204,32 @@ pub struct ProvenanceProof {
     pub events: Vec<TxProof>,
 }
 
-/// One of the three kinds.
+/// The events of an ancestor (a lot a good was split from), from its first up to the
+/// split that made the next good down the line.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AncestorProof {
+    pub goods_id: String,
+    pub events: Vec<TxProof>,
+}
+
+/// A good's provenance through the lots it was split from: its own whole history, then
+/// its parent's history up to the split that made it, the grandparent's up to the split
+/// that made the parent, and so on to a good that was not split from another.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LineageProof {
+    pub provenance: ProvenanceProof,
+    pub ancestors: Vec<AncestorProof>,
+}
+
+/// One of the kinds.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Proof {
     Tx(TxProof),
     State(StateProof),
     Provenance(ProvenanceProof),
+    /// Provenance across splits (a later variant: earlier files decode as before).
+    Lineage(LineageProof),
 }
 
 /// What `cbec prove` writes and `cbec verify` reads: versioned, in JSON (binary parts
@@ -289,7 +308,18 @@ pub enum Verified {
         /// The block whose state holds the good's chain head.
         head: ProvenBlock,
         timeline: Vec<TimelineEntry>,
+        /// The lots it was split from, parent first, each up to the split that made
+        /// the good below it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ancestors: Vec<Ancestry>,
     },
+}
+
+/// An ancestor's verified events, from its first to the split that made the good below.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ancestry {
+    pub goods_id: String,
+    pub timeline: Vec<TimelineEntry>,
 }
 
 impl Verified {
@@ -459,10 +489,45 @@ impl<'a> History<'a> {
                 ),
             ));
         }
-        let mut timeline: Vec<TimelineEntry> = Vec::with_capacity(p.events.len());
-        for (i, event) in p.events.iter().enumerate() {
-            let at = format!("{at}.events[{i}]");
-            let entry = self.check_event(event, &p.goods_id, &at)?;
+        let timeline = self.check_chain(
+            &p.events,
+            &p.goods_id,
+            &format!("{at}.events"),
+            head_block.height,
+        )?;
+        if let Some(head) = &head {
+            let (first, last) = (&timeline[0], &timeline[timeline.len() - 1]);
+            if head.first != first.event_hash || head.last != last.event_hash {
+                return Err(fail(
+                    format!("{head_at}.value"),
+                    format!(
+                        "the head names events {} .. {}, the proof's chain runs {} .. {}",
+                        head.first, head.last, first.event_hash, last.event_hash
+                    ),
+                ));
+            }
+        }
+        Ok(Verified::Provenance {
+            goods_id: p.goods_id.clone(),
+            head: head_block,
+            timeline,
+            ancestors: Vec::new(),
+        })
+    }
+
+    /// A good's events from its first (no previous) on, each linked to the one before,
+    /// numbered in order, none committed after `height_max`.
+    fn check_chain(
+        &self,
+        events: &[TxProof],
+        goods_id: &str,
+        at: &str,
+        height_max: u64,
+    ) -> Result<Vec<TimelineEntry>, ProofError> {
+        let mut timeline: Vec<TimelineEntry> = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            let entry = self.check_event(event, goods_id, &at)?;
             let expected_prev = timeline.last().map(|e| e.event_hash);
             let named_prev = entry.prev;
             if named_prev != expected_prev {
@@ -483,38 +548,102 @@ impl<'a> History<'a> {
                     format!("this is event number {} of the good, not {i}", entry.seq),
                 ));
             }
-            if entry.block.height > head_block.height {
+            if entry.block.height > height_max {
                 return Err(fail(
                     at,
                     format!(
-                        "committed at height {}, after the head's height {}",
-                        entry.block.height, head_block.height
+                        "committed at height {}, after height {}",
+                        entry.block.height, height_max
                     ),
                 ));
             }
             timeline.push(entry);
         }
-        if let Some(head) = &head {
-            let (first, last) = (&timeline[0], &timeline[timeline.len() - 1]);
-            if head.first != first.event_hash || head.last != last.event_hash {
+        Ok(timeline)
+    }
+
+    /// The ancestors of a good whose verified timeline is `timeline`: each must be the
+    /// good its child's first (`derived`) event names, its events verified from its
+    /// first up to the split event that child names, made in the same transaction.
+    /// An ancestor left out, or one that is not the named parent, fails.
+    fn check_ancestors(
+        &self,
+        timeline: &[TimelineEntry],
+        ancestors: &[AncestorProof],
+        at: &str,
+    ) -> Result<Vec<Ancestry>, ProofError> {
+        let mut out: Vec<Ancestry> = Vec::with_capacity(ancestors.len());
+        let mut below = timeline.first().cloned();
+        let mut below_id = String::new();
+        for (k, ancestor) in ancestors.iter().enumerate() {
+            let at = format!("{at}[{k}]");
+            let first = below
+                .as_ref()
+                .filter(|e| e.kind == EventKind::Derived)
+                .ok_or_else(|| {
+                    fail(
+                        &at,
+                        "the good below was not split from another: this is no ancestor of it",
+                    )
+                })?;
+            let named = |key: &str| first.attributes.get(key).cloned().unwrap_or_default();
+            if ancestor.goods_id != named("parent") {
                 return Err(fail(
-                    format!("{head_at}.value"),
+                    format!("{at}.goods_id"),
                     format!(
-                        "the head names events {} .. {}, the proof's chain runs {} .. {}",
-                        head.first, head.last, first.event_hash, last.event_hash
+                        "{} is not the parent the derived event names ({})",
+                        ancestor.goods_id,
+                        named("parent")
                     ),
                 ));
             }
+            let chain = self.check_chain(
+                &ancestor.events,
+                &ancestor.goods_id,
+                &format!("{at}.events"),
+                first.block.height,
+            )?;
+            let last = chain
+                .last()
+                .ok_or_else(|| fail(format!("{at}.events"), "no events"))?;
+            if last.kind != EventKind::Split
+                || last.event_hash.to_string() != named("parent_event")
+                || last.tx_hash != first.tx_hash
+            {
+                return Err(fail(
+                    format!("{at}.events[{}]", chain.len() - 1),
+                    format!(
+                        "{} is not the split {} that made the good below it",
+                        last.event_hash,
+                        named("parent_event")
+                    ),
+                ));
+            }
+            below = chain.first().cloned();
+            below_id = ancestor.goods_id.clone();
+            out.push(Ancestry {
+                goods_id: ancestor.goods_id.clone(),
+                timeline: chain,
+            });
         }
-        Ok(Verified::Provenance {
-            goods_id: p.goods_id.clone(),
-            head: head_block,
-            timeline,
-        })
+        if let Some(first) = below.filter(|e| e.kind == EventKind::Derived) {
+            let parent = first.attributes.get("parent").cloned().unwrap_or_default();
+            let of = if below_id.is_empty() {
+                "the good".to_string()
+            } else {
+                below_id
+            };
+            return Err(fail(
+                at,
+                format!("{of} was split from {parent}, whose events the proof leaves out"),
+            ));
+        }
+        Ok(out)
     }
 
-    /// One event: a certified, accepted `goods.record` for this good, whose rebuilt
-    /// record hashes to the event hash its result announced.
+    /// One event: a certified, accepted `goods.record` for this good, or the `goods.split`
+    /// that made it (a parent's split event, or a child's first), whose rebuilt record
+    /// hashes to the event hash its result announced for this good.
     fn check_event(
         &self,
         p: &TxProof,
@@ -522,52 +651,102 @@ impl<'a> History<'a> {
         at: &str,
     ) -> Result<TimelineEntry, ProofError> {
         let block = self.check_tx(p, at)?;
-        let args = decode_record(&p.tx, at)?;
-        if args.goods_id != goods_id {
-            return Err(fail(
-                format!("{at}.tx"),
-                format!("the event is of good {}, not {goods_id}", args.goods_id),
-            ));
-        }
+        let call = decode_goods_call(&p.tx, at)?;
         let Outcome::Accepted { events } = &p.result.outcome else {
             return Err(fail(
                 format!("{at}.result"),
                 "the transaction was rejected, so it recorded no event",
             ));
         };
-        let announced = events
-            .iter()
-            .find(|e| e.kind == goods::RESULT_EVENT)
-            .ok_or_else(|| fail(format!("{at}.result"), "no goods_event in the result"))?;
-        let attribute = |name: &str| {
-            announced
-                .attributes
+        // What the result announced for a good: (event hash, seq, actor).
+        let announced_for = |good: &str| -> Result<(Hash, u64, String), ProofError> {
+            let announced = events
                 .iter()
-                .find(|a| a.key == name)
-                .map(|a| a.value.as_str())
+                .filter(|e| e.kind == goods::RESULT_EVENT)
+                .find(|e| {
+                    e.attributes
+                        .iter()
+                        .any(|a| a.key == "goods_id" && a.value == good)
+                })
                 .ok_or_else(|| {
                     fail(
                         format!("{at}.result"),
-                        format!("the goods_event has no `{name}`"),
+                        format!("no goods_event for {good} in the result"),
                     )
-                })
+                })?;
+            let attribute = |name: &str| {
+                announced
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == name)
+                    .map(|a| a.value.as_str())
+                    .ok_or_else(|| {
+                        fail(
+                            format!("{at}.result"),
+                            format!("the goods_event has no `{name}`"),
+                        )
+                    })
+            };
+            let hash: Hash = attribute("event_hash")?
+                .parse()
+                .map_err(|e| fail(format!("{at}.result"), format!("event_hash: {e}")))?;
+            let seq: u64 = attribute("seq")?
+                .parse()
+                .map_err(|e| fail(format!("{at}.result"), format!("seq: {e}")))?;
+            Ok((hash, seq, attribute("actor")?.to_string()))
         };
-        let event_hash: Hash = attribute("event_hash")?
-            .parse()
-            .map_err(|e| fail(format!("{at}.result"), format!("event_hash: {e}")))?;
-        let seq: u64 = attribute("seq")?
-            .parse()
-            .map_err(|e| fail(format!("{at}.result"), format!("seq: {e}")))?;
-        let record = StoredEvent {
-            goods_id: args.goods_id,
-            seq,
-            kind: args.kind,
-            prev: args.prev,
-            actor: attribute("actor")?.to_string(),
-            attributes: args.attributes,
-            height: p.block.header.height,
-            time_ms: p.block.header.time_ms,
-            tx_hash: p.tx.hash(self.trust.suite),
+        let tx_hash = p.tx.hash(self.trust.suite);
+        let (height, time_ms) = (p.block.header.height, p.block.header.time_ms);
+        let (record, event_hash) = match call {
+            GoodsCall::Record(args) => {
+                if args.goods_id != goods_id {
+                    return Err(fail(
+                        format!("{at}.tx"),
+                        format!("the event is of good {}, not {goods_id}", args.goods_id),
+                    ));
+                }
+                let (event_hash, seq, actor) = announced_for(goods_id)?;
+                let record = StoredEvent {
+                    goods_id: args.goods_id,
+                    seq,
+                    kind: args.kind,
+                    prev: args.prev,
+                    actor,
+                    attributes: args.attributes,
+                    height,
+                    time_ms,
+                    tx_hash,
+                };
+                (record, event_hash)
+            }
+            GoodsCall::Split(args) => {
+                let (event_hash, _, _) = announced_for(goods_id)?;
+                let (_, parent_seq, actor) = announced_for(&args.goods_id)?;
+                let (parent, children) = goods::split_events(
+                    &args,
+                    goods::SplitAt {
+                        parent_seq,
+                        actor: &actor,
+                        height,
+                        time_ms,
+                        tx_hash,
+                    },
+                    self.trust.suite,
+                );
+                let record = std::iter::once(parent)
+                    .chain(children)
+                    .find(|e| e.goods_id == goods_id)
+                    .ok_or_else(|| {
+                        fail(
+                            format!("{at}.tx"),
+                            format!(
+                                "the split of {} neither is of {goods_id} nor makes it",
+                                args.goods_id
+                            ),
+                        )
+                    })?;
+                (record, event_hash)
+            }
         };
         let rebuilt = record.hash(self.trust.suite);
         if rebuilt != event_hash {
@@ -579,7 +758,7 @@ impl<'a> History<'a> {
             ));
         }
         Ok(TimelineEntry {
-            seq,
+            seq: record.seq,
             kind: record.kind,
             actor: record.actor,
             attributes: record.attributes,
@@ -591,26 +770,46 @@ impl<'a> History<'a> {
     }
 }
 
-fn decode_record(tx: &Transaction, at: &str) -> Result<RecordEvent, ProofError> {
+/// A transaction that records goods events.
+enum GoodsCall {
+    Record(RecordEvent),
+    Split(goods::SplitArgs),
+}
+
+fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError> {
     let call = &tx.body.call;
-    if call.chaincode != goods::CHAINCODE || call.method != goods::RECORD_METHOD {
-        return Err(fail(
+    let not_an_event = || {
+        fail(
             format!("{at}.tx.body.call"),
             format!(
-                "{}.{} is not a traceability event ({}.{})",
+                "{}.{} is not a traceability event ({}.{} or {}.{})",
                 call.chaincode,
                 call.method,
                 goods::CHAINCODE,
-                goods::RECORD_METHOD
+                goods::RECORD_METHOD,
+                goods::CHAINCODE,
+                goods::SPLIT_METHOD
             ),
-        ));
+        )
+    };
+    if call.chaincode != goods::CHAINCODE {
+        return Err(not_an_event());
     }
-    codec::decode(&call.args).map_err(|e| {
+    let bad_args = |e: codec::CodecError| {
         fail(
             format!("{at}.tx.body.call.args"),
             format!("not a traceability event: {e}"),
         )
-    })
+    };
+    match call.method.as_str() {
+        goods::RECORD_METHOD => codec::decode(&call.args)
+            .map(GoodsCall::Record)
+            .map_err(bad_args),
+        goods::SPLIT_METHOD => codec::decode(&call.args)
+            .map(GoodsCall::Split)
+            .map_err(bad_args),
+        _ => Err(not_an_event()),
+    }
 }
 
 /// Every agency's `gov/validator/<agency>` entry, proven against `state_root` (in genesis
@@ -754,7 +953,34 @@ impl ProofFile {
                     block,
                 })
             }
-            Proof::Provenance(p) => history.check_provenance(p, "proof"),
+            Proof::Provenance(p) => {
+                let verified = history.check_provenance(p, "proof")?;
+                if let Verified::Provenance { timeline, .. } = &verified {
+                    // A good split from a lot needs its lineage: a plain provenance
+                    // proof of it is incomplete.
+                    history.check_ancestors(timeline, &[], "proof")?;
+                }
+                Ok(verified)
+            }
+            Proof::Lineage(p) => {
+                let Verified::Provenance {
+                    goods_id,
+                    head,
+                    timeline,
+                    ..
+                } = history.check_provenance(&p.provenance, "proof.provenance")?
+                else {
+                    return Err(fail("proof.provenance", "not a provenance statement"));
+                };
+                let ancestors =
+                    history.check_ancestors(&timeline, &p.ancestors, "proof.ancestors")?;
+                Ok(Verified::Provenance {
+                    goods_id,
+                    head,
+                    timeline,
+                    ancestors,
+                })
+            }
         }
     }
 

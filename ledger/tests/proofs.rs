@@ -391,6 +391,7 @@ fn a_provenance_proof_gives_the_timeline_in_order() {
         goods_id,
         head,
         timeline,
+        ..
     } = verified
     else {
         panic!("not provenance")
@@ -646,4 +647,114 @@ fn a_follower_checks_every_block_across_a_set_change() {
         assert_eq!(proven.certified_by[0], "customs");
     }
     assert_eq!(follower.height(), chain.height());
+}
+
+/// A lot produced, split into cases, a case split into parcels: a parcel's proof holds
+/// its own chain and its ancestors' up to the splits that made it, all verified from
+/// genesis alone; leaving an ancestor out, splicing in a foreign one, or changing any
+/// byte of the proof fails.
+#[test]
+fn a_parcel_proves_its_lot_across_two_splits_and_every_tamper_is_caught() {
+    for suite in Suite::ALL {
+        let mut chain = Chain::with_suite(suite);
+        let maker = chain.key(50);
+        chain.record(&maker, SELLER, "LOT-1", EventKind::Produced);
+        chain.record(&maker, SELLER, "LOT-1", EventKind::Warehoused);
+        chain.record(&maker, SELLER, "OTHER-LOT", EventKind::Produced);
+        chain.split(&maker, SELLER, "LOT-1", &[("CASE-1", 60), ("CASE-2", 40)]);
+        chain.split(&maker, SELLER, "OTHER-LOT", &[("CASE-9", 5)]);
+        chain.split(
+            &maker,
+            SELLER,
+            "CASE-1",
+            &[("PARCEL-1", 1), ("PARCEL-2", 1)],
+        );
+        chain.record(&maker, SELLER, "PARCEL-1", EventKind::Shipped);
+
+        let file = chain.lineage_file("PARCEL-1");
+        let Verified::Provenance {
+            timeline,
+            ancestors,
+            ..
+        } = file.verify(&chain.trust).expect("the lineage verifies")
+        else {
+            panic!("provenance")
+        };
+        let kinds: Vec<_> = timeline.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Derived, EventKind::Shipped]);
+        let ids: Vec<_> = ancestors.iter().map(|a| a.goods_id.as_str()).collect();
+        assert_eq!(ids, ["CASE-1", "LOT-1"]);
+        let lot: Vec<_> = ancestors[1].timeline.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            lot,
+            [EventKind::Produced, EventKind::Warehoused, EventKind::Split],
+            "the lot's production is in the parcel's proof"
+        );
+
+        // A plain provenance proof of a split child is incomplete.
+        expect_failure(
+            &chain.provenance_file("PARCEL-1"),
+            &chain,
+            "proof",
+            "leaves out",
+        );
+        let lineage = |f: &mut ProofFile| match &mut f.proof {
+            Proof::Lineage(l) => l.ancestors.clone(),
+            _ => panic!("lineage"),
+        };
+        let with = |ancestors: Vec<cbec_ledger::proof::AncestorProof>| {
+            let mut f = file.clone();
+            if let Proof::Lineage(l) = &mut f.proof {
+                l.ancestors = ancestors;
+            }
+            f
+        };
+        let mut f = file.clone();
+        let mut ancestors = lineage(&mut f);
+        // The lot left out.
+        expect_failure(
+            &with(ancestors[..1].to_vec()),
+            &chain,
+            "proof.ancestors",
+            "leaves out",
+        );
+        // A foreign lot spliced in for the real one.
+        let foreign = lineage(&mut chain.lineage_file("CASE-9"));
+        ancestors[1] = foreign[0].clone();
+        expect_failure(
+            &with(ancestors.clone()),
+            &chain,
+            "proof.ancestors[1].goods_id",
+            "not the parent",
+        );
+        // The lot's chain cut short of its split.
+        let mut short = lineage(&mut f);
+        short[1].events.pop();
+        expect_failure(
+            &with(short),
+            &chain,
+            "proof.ancestors[1].events",
+            "not the split",
+        );
+        // An ancestor for a good that was not split from anything.
+        let mut extra = lineage(&mut f);
+        extra.push(extra[1].clone());
+        expect_failure(&with(extra), &chain, "proof.ancestors[2]", "no ancestor");
+
+        // Every byte of the binary proof changed is caught (every 7th on SM2, whose
+        // checks are slow in a debug build; the bytes are the same structure).
+        let bytes = file.to_bytes();
+        let step = if suite == Suite::Sm2Sm3 { 7 } else { 1 };
+        for i in (0..bytes.len()).step_by(step) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            if let Ok(parsed) = ProofFile::from_bytes(&bad) {
+                assert!(
+                    parsed.verify(&chain.trust).is_err(),
+                    "{suite}: byte {i} of {} changed and still verified",
+                    bytes.len()
+                );
+            }
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! Builds auditor proofs from the store: what `/v1/proof/...` serves and `cbec verify`
 //! checks offline (see `cbec_ledger::proof` for the format and the verification).
 
-use cbec_ledger::goods::{self, Head, StoredEvent};
+use cbec_ledger::goods::{self, EventKind, Head, StoredEvent};
 use cbec_ledger::proof::{
-    validator_key_state_key, CertifiedHeader, KeyProof, Proof, ProofFile, ProvenanceProof,
-    SetChange, StateProof, TrustRoot, TxProof, FORMAT_VERSION,
+    validator_key_state_key, AncestorProof, CertifiedHeader, KeyProof, LineageProof, Proof,
+    ProofFile, ProvenanceProof, SetChange, StateProof, TrustRoot, TxProof, FORMAT_VERSION,
 };
 use cbec_ledger::{codec, Hash};
 
@@ -48,6 +48,9 @@ type Result<T> = std::result::Result<T, ProveError>;
 /// (a proof that left events out would not verify). Each event is a transaction proof
 /// (about 2 kB, a block read and its trees); a parcel's whole flow is about a dozen.
 pub const PROVENANCE_EVENTS_MAX: u64 = 256;
+/// Most splits a provenance proof follows back (each ancestor carries its events up to
+/// its split).
+pub const ANCESTORS_MAX: usize = 16;
 
 fn missing(what: impl std::fmt::Display) -> ProveError {
     StoreError::Corrupt(format!("{what} is missing")).into()
@@ -97,36 +100,85 @@ impl Prover<'_> {
         };
         let head_value: Head = codec::decode(bytes)
             .map_err(|e| StoreError::Corrupt(format!("head of {goods_id}: {e}")))?;
-        if head_value.count > PROVENANCE_EVENTS_MAX {
+        let (events, first) = self.chain_to(goods_id, head_value.last, head_value.count)?;
+        let provenance = ProvenanceProof {
+            goods_id: goods_id.to_string(),
+            head,
+            events,
+        };
+        // Split from a lot: each ancestor's events up to the split that made the good
+        // below it, to a good that was not split from another.
+        let mut ancestors = Vec::new();
+        let mut below = first;
+        while below.kind == EventKind::Derived {
+            let parent = below.attributes.get("parent").cloned().unwrap_or_default();
+            let split: Hash = below
+                .attributes
+                .get("parent_event")
+                .and_then(|h| h.parse().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("derived event of {}", below.goods_id))
+                })?;
+            if ancestors.len() >= ANCESTORS_MAX {
+                return Err(ProveError::NotFound(format!(
+                    "{goods_id} descends through more than {ANCESTORS_MAX} splits, more than a proof carries"
+                )));
+            }
+            let split_event = self.event(&split, &parent)?;
+            let (events, first) = self.chain_to(&parent, split, split_event.seq + 1)?;
+            ancestors.push(AncestorProof {
+                goods_id: parent,
+                events,
+            });
+            below = first;
+        }
+        let proof = if ancestors.is_empty() {
+            Proof::Provenance(provenance)
+        } else {
+            Proof::Lineage(LineageProof {
+                provenance,
+                ancestors,
+            })
+        };
+        self.file(height, proof)
+    }
+
+    fn event(&self, hash: &Hash, goods_id: &str) -> Result<StoredEvent> {
+        let bytes = self
+            .store
+            .state_value(goods::event_key(hash).as_bytes())?
+            .ok_or_else(|| missing(format!("event {hash} of {goods_id}")))?;
+        Ok(codec::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("event {hash}: {e}")))?)
+    }
+
+    /// The transaction proofs of a good's events from its first up to `last` (its
+    /// `count` events), first to last, and its first event.
+    fn chain_to(
+        &self,
+        goods_id: &str,
+        last: Hash,
+        count: u64,
+    ) -> Result<(Vec<TxProof>, StoredEvent)> {
+        if count > PROVENANCE_EVENTS_MAX {
             return Err(ProveError::NotFound(format!(
-                "good {goods_id} has {} events, more than the {PROVENANCE_EVENTS_MAX} a proof carries",
-                head_value.count
+                "good {goods_id} has {count} events, more than the {PROVENANCE_EVENTS_MAX} a proof carries"
             )));
         }
-        let mut events = Vec::with_capacity(head_value.count as usize);
-        let mut next = Some(head_value.last);
+        let mut events = Vec::with_capacity(count as usize);
+        let mut next = Some(last);
+        let mut first = None;
         while let Some(hash) = next {
-            let bytes = self
-                .store
-                .state_value(goods::event_key(&hash).as_bytes())?
-                .ok_or_else(|| missing(format!("event {hash} of {goods_id}")))?;
-            let event: StoredEvent = codec::decode(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("event {hash}: {e}")))?;
+            let event = self.event(&hash, goods_id)?;
             events.push(self.tx_proof(&event.tx_hash)?);
             next = event.prev;
-            if events.len() as u64 > head_value.count {
+            first = Some(event);
+            if events.len() as u64 > count {
                 return Err(StoreError::Corrupt(format!("the chain of {goods_id} loops")).into());
             }
         }
         events.reverse();
-        self.file(
-            height,
-            Proof::Provenance(ProvenanceProof {
-                goods_id: goods_id.to_string(),
-                head,
-                events,
-            }),
-        )
+        let first = first.ok_or_else(|| missing(format!("the events of {goods_id}")))?;
+        Ok((events, first))
     }
 
     fn tx_proof(&self, hash: &Hash) -> Result<TxProof> {

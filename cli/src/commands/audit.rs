@@ -175,12 +175,28 @@ fn timeline_text(
     goods_id: &str,
     head: &ProvenBlock,
     timeline: &[cbec_ledger::proof::TimelineEntry],
+    ancestors: &[cbec_ledger::proof::Ancestry],
 ) -> String {
     let mut text = format!(
         "provenance of {goods_id}: {} events, complete as of {}\n",
         timeline.len(),
         block_line(head)
     );
+    push_events(&mut text, timeline);
+    let mut below = goods_id;
+    for ancestor in ancestors {
+        text.push_str(&format!(
+            "  split from {}: its {} events up to the split that made {below}\n",
+            ancestor.goods_id,
+            ancestor.timeline.len()
+        ));
+        push_events(&mut text, &ancestor.timeline);
+        below = &ancestor.goods_id;
+    }
+    text
+}
+
+fn push_events(text: &mut String, timeline: &[cbec_ledger::proof::TimelineEntry]) {
     for e in timeline {
         let attributes: Vec<String> = e
             .attributes
@@ -202,7 +218,6 @@ fn timeline_text(
             }
         ));
     }
-    text
 }
 
 fn summary_text(verified: &Verified) -> String {
@@ -238,7 +253,11 @@ fn summary_text(verified: &Verified) -> String {
             goods_id,
             head,
             timeline,
-        } => format!("verified: {}", timeline_text(goods_id, head, timeline)),
+            ancestors,
+        } => format!(
+            "verified: {}",
+            timeline_text(goods_id, head, timeline, ancestors)
+        ),
     }
 }
 
@@ -332,6 +351,7 @@ pub fn provenance(args: ProvenanceArgs, out: &Output) -> anyhow::Result<()> {
         goods_id,
         head,
         timeline,
+        ancestors,
     } = &verified
     else {
         anyhow::bail!("{source} holds a proof of another kind, not provenance");
@@ -342,5 +362,7 @@ pub fn provenance(args: ProvenanceArgs, out: &Output) -> anyhow::Result<()> {
             args.goods_id
         );
     }
-    out.emit(&verified, || timeline_text(goods_id, head, timeline))
+    out.emit(&verified, || {
+        timeline_text(goods_id, head, timeline, ancestors)
+    })
 }

@@ -319,6 +319,141 @@ impl Chain {
         (h, hash)
     }
 
+    /// Splits `goods_id` into `children` (id, quantity) in one transaction, as the
+    /// goods chaincode does ([`goods::split_events`]).
+    pub fn split(
+        &mut self,
+        key: &KeyPair,
+        actor: &str,
+        goods_id: &str,
+        children: &[(&str, u64)],
+    ) -> u64 {
+        let head_key = goods::head_key(goods_id).into_bytes();
+        let head: Head = codec::decode(&self.state[&head_key]).expect("head");
+        let args = goods::SplitArgs {
+            goods_id: goods_id.into(),
+            prev: head.last,
+            children: children
+                .iter()
+                .map(|(id, q)| goods::Child {
+                    goods_id: (*id).into(),
+                    quantity: *q,
+                })
+                .collect(),
+            attributes: BTreeMap::new(),
+        };
+        let tx = self.sign_tx(
+            key,
+            goods::CHAINCODE,
+            goods::SPLIT_METHOD,
+            codec::encode(&args),
+        );
+        let height = self.height() + 1;
+        let tx_hash = tx.hash(self.trust.suite);
+        let (parent, kids) = goods::split_events(
+            &args,
+            goods::SplitAt {
+                parent_seq: head.count,
+                actor,
+                height,
+                time_ms: 1_700_000_000_000 + height * 1_000,
+                tx_hash,
+            },
+            self.trust.suite,
+        );
+        let attr = |k: &str, v: String| Attribute {
+            key: k.into(),
+            value: v,
+        };
+        let mut events = Vec::new();
+        let mut writes = Vec::new();
+        for (stored, old) in
+            std::iter::once((parent, Some(head))).chain(kids.into_iter().map(|k| (k, None)))
+        {
+            let hash = stored.hash(self.trust.suite);
+            let new_head = Head {
+                first: old.as_ref().map_or(hash, |h| h.first),
+                last: hash,
+                count: stored.seq + 1,
+            };
+            events.push(Event {
+                kind: goods::RESULT_EVENT.into(),
+                attributes: vec![
+                    attr("goods_id", stored.goods_id.clone()),
+                    attr("kind", format!("{:?}", stored.kind).to_lowercase()),
+                    attr("event_hash", hash.to_string()),
+                    attr("seq", stored.seq.to_string()),
+                    attr("actor", actor.into()),
+                ],
+            });
+            writes.push((
+                goods::head_key(&stored.goods_id).into_bytes(),
+                codec::encode(&new_head),
+            ));
+            writes.push((goods::event_key(&hash).into_bytes(), codec::encode(&stored)));
+        }
+        let result = TxResult {
+            tx_hash,
+            outcome: Outcome::Accepted { events },
+        };
+        self.commit(vec![(tx, result)], writes)
+    }
+
+    /// The proof of `goods_id` through the lots it was split from (as the node builds
+    /// it): its provenance, and each ancestor's events up to its split.
+    pub fn lineage_file(&self, goods_id: &str) -> ProofFile {
+        let file = self.provenance_file(goods_id);
+        let Proof::Provenance(provenance) = file.proof else {
+            panic!("provenance")
+        };
+        let event_of = |hash: &Hash| -> StoredEvent {
+            codec::decode(&self.state[goods::event_key(hash).as_bytes()]).expect("event")
+        };
+        let first_of = |p: &[TxProof], id: &str| -> StoredEvent {
+            let first = &p[0];
+            let announced = match &first.result.outcome {
+                Outcome::Accepted { events } => events
+                    .iter()
+                    .find(|e| {
+                        e.attributes
+                            .iter()
+                            .any(|a| a.key == "goods_id" && a.value == id)
+                    })
+                    .and_then(|e| e.attributes.iter().find(|a| a.key == "event_hash"))
+                    .map(|a| a.value.parse::<Hash>().expect("hash"))
+                    .expect("announced"),
+                _ => panic!("accepted"),
+            };
+            event_of(&announced)
+        };
+        let mut ancestors = Vec::new();
+        let mut below = first_of(&provenance.events, goods_id);
+        while below.kind == goods::EventKind::Derived {
+            let parent = below.attributes["parent"].clone();
+            let mut next: Option<Hash> =
+                Some(below.attributes["parent_event"].parse().expect("hash"));
+            let mut events = Vec::new();
+            while let Some(hash) = next {
+                let stored = event_of(&hash);
+                events.push(self.tx_proof(&stored.tx_hash));
+                next = stored.prev;
+            }
+            events.reverse();
+            below = first_of(&events, &parent);
+            ancestors.push(cbec_ledger::proof::AncestorProof {
+                goods_id: parent,
+                events,
+            });
+        }
+        ProofFile {
+            proof: Proof::Lineage(cbec_ledger::proof::LineageProof {
+                provenance,
+                ancestors,
+            }),
+            ..file
+        }
+    }
+
     pub fn certified(&self, height: u64) -> CertifiedHeader {
         let c = self.committed(height);
         CertifiedHeader {
