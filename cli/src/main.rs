@@ -7,6 +7,7 @@
 mod client;
 mod commands;
 mod demo;
+mod epcis;
 mod output;
 
 use std::process::ExitCode;
