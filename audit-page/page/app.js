@@ -254,6 +254,12 @@
     // verifier's answer for a genesis file and a proof, as bytes.
     window.cbecVerify = (genesis, proof) =>
       call([genesis, proof], () => verifier.verify_input(genesis.length));
+    // A Digital Link resolved here (`/01/{gtin}/21/{id}` -> `?goods={id}`): show that good.
+    const linked = new URLSearchParams(location.search).get("goods");
+    if (linked && location.protocol !== "file:") {
+      $("goods-id").value = linked;
+      if (genesisBytes() !== null) fetchGoods(new Event("submit"));
+    }
     document.body.dataset.ready = "true";
   }
 

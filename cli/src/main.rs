@@ -55,6 +55,8 @@ enum Command {
     Verify(commands::audit::VerifyArgs),
     /// Show a good's verified timeline: every event, by whom, when, in which block.
     Provenance(commands::audit::ProvenanceArgs),
+    /// A good's GS1 Digital Link URI and its QR code for the parcel label.
+    Label(commands::label::LabelArgs),
     /// The auditor page: write the offline copy, or check the one a node serves.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Api(cmd) => commands::api::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Identity(cmd) => commands::identity::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Label(args) => commands::label::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Audit(cmd) => commands::audit::audit(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Stats(cmd) => commands::stats::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {

@@ -171,6 +171,7 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
     let args = json!({
         "chromium": CHROMIUM,
         "served": served,
+        "digital_link": format!("{node}/01/06901234567892/21/{goods_id}"),
         "offline": format!("file://{}", offline.join("index.html").display()),
         "genesis": genesis,
         "other_genesis": other_genesis,

@@ -22,6 +22,7 @@
 //! | GET | `/v1/events` | server-sent events: one `block` event per committed block |
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/v1/openapi.json` | this table as OpenAPI 3.1 (generated from [`crate::openapi::ROUTES`], which the router is built from) |
+//! | GET | `/01/{gtin}/21/{serial}` | GS1 Digital Link: redirects to the auditor page for that good |
 //! | GET | `/audit/` | the auditor page: proofs verified in the browser against a genesis file the auditor loads |
 
 use std::convert::Infallible;
@@ -193,9 +194,26 @@ fn handler(path: &str) -> axum::routing::MethodRouter<Arc<Shared>> {
         "/v1/events" => get(events),
         "/v1/openapi.json" => get(|| async { Json(crate::openapi::document()) }),
         "/audit/" => get(audit_page),
+        "/01/{gtin}/21/{serial}" => get(digital_link),
         "/audit" => get(|| async { axum::response::Redirect::permanent("/audit/") }),
         other => panic!("ROUTES names {other}, which has no handler: a bug caught by any test"),
     }
+}
+
+/// A GS1 Digital Link (`/01/{gtin}/21/{serial}`, the serial a goods id) resolved to the
+/// auditor page for that good, which fetches and verifies its timeline.
+async fn digital_link(Path((gtin, serial)): Path<(String, String)>) -> Response {
+    let gtin_ok =
+        (gtin.len() == 13 || gtin.len() == 14) && gtin.bytes().all(|b| b.is_ascii_digit());
+    let serial_ok = cbec_chaincode::goods::check_goods_id(&serial).is_ok();
+    if !gtin_ok || !serial_ok {
+        return ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("/01/{gtin}/21/{serial} is not a GTIN and a goods id"),
+        )
+        .into_response();
+    }
+    axum::response::Redirect::temporary(&format!("/audit/?goods={serial}")).into_response()
 }
 
 /// The auditor page (`cbec-audit-page`): one self-contained file; the same bytes as

@@ -195,6 +195,15 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: Method::GET,
+        path: "/01/{gtin}/21/{serial}",
+        summary: "GS1 Digital Link resolver: a good's link (its GTIN and goods id, as on its label's QR code) to the auditor page showing its verified timeline",
+        query: &[],
+        body: &[],
+        responses: &[(307, "to /audit/?goods={serial}"), (400, "not a GTIN or not a goods id")],
+        limited: false,
+    },
+    RouteDoc {
+        method: Method::GET,
         path: "/audit",
         summary: "Redirects to /audit/",
         query: &[],

@@ -6,6 +6,7 @@ pub mod devnet;
 pub mod genesis;
 pub mod identity;
 pub mod keys;
+pub mod label;
 pub mod node;
 pub mod query;
 pub mod stats;

@@ -69,6 +69,13 @@ def main():
         page.set_input_files("#proof-file", a["proof"])
         banner(page, "verified")
 
+        # The parcel's GS1 Digital Link (its label's QR code) resolves to this page,
+        # which fetches and verifies that parcel's timeline by itself.
+        ready(page, a["digital_link"])
+        banner(page, "verified")
+        rows = page.locator("#result tbody tr").count()
+        check(rows == a["events"], f"the Digital Link shows the parcel: {rows} rows")
+
         # A transaction proof of a refusal shows the rule; a state proof its key.
         page.set_input_files("#proof-file", a["refused"])
         banner(page, "verified")
