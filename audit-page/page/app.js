@@ -123,8 +123,11 @@
         links.appendChild(el("div", "prev " + (e.prev ? short(e.prev) : "none (first)")));
         links.appendChild(el("div", "this " + short(e.event_hash)));
         links.appendChild(el("div", "tx " + short(e.tx_hash)));
+        const facts = attributes(e.attributes) + ((e.children || []).length
+          ? "  split into: " + e.children.map((c) => c.goods_id + " (" + c.quantity + ")").join(", ")
+          : "");
         return [e.seq, e.kind, e.actor, time(e.block.time_ms), blockCell(e.block),
-          e.block.certified_by.join(", "), attributes(e.attributes), links];
+          e.block.certified_by.join(", "), facts, links];
       }));
   }
 

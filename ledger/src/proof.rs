@@ -282,6 +282,11 @@ pub struct TimelineEntry {
     pub event_hash: Hash,
     pub tx_hash: Hash,
     pub block: ProvenBlock,
+    /// For a `split` event: every child it made and the quantity each took, read from
+    /// the certified transaction (where the lot went, 去向; with the head proven, no
+    /// split and no child is left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<goods::Child>,
 }
 
 /// What a verified proof establishes.
@@ -697,6 +702,7 @@ impl<'a> History<'a> {
         };
         let tx_hash = p.tx.hash(self.trust.suite);
         let (height, time_ms) = (p.block.header.height, p.block.header.time_ms);
+        let mut children: Vec<goods::Child> = Vec::new();
         let (record, event_hash) = match call {
             GoodsCall::Record(args) => {
                 if args.goods_id != goods_id {
@@ -722,7 +728,7 @@ impl<'a> History<'a> {
             GoodsCall::Split(args) => {
                 let (event_hash, _, _) = announced_for(goods_id)?;
                 let (_, parent_seq, actor) = announced_for(&args.goods_id)?;
-                let (parent, children) = goods::split_events(
+                let (parent, made) = goods::split_events(
                     &args,
                     goods::SplitAt {
                         parent_seq,
@@ -734,7 +740,7 @@ impl<'a> History<'a> {
                     self.trust.suite,
                 );
                 let record = std::iter::once(parent)
-                    .chain(children)
+                    .chain(made)
                     .find(|e| e.goods_id == goods_id)
                     .ok_or_else(|| {
                         fail(
@@ -745,6 +751,9 @@ impl<'a> History<'a> {
                             ),
                         )
                     })?;
+                if record.kind == EventKind::Split {
+                    children = args.children;
+                }
                 (record, event_hash)
             }
         };
@@ -766,6 +775,7 @@ impl<'a> History<'a> {
             event_hash,
             tx_hash: record.tx_hash,
             block,
+            children,
         })
     }
 }

@@ -690,6 +690,12 @@ fn a_parcel_proves_its_lot_across_two_splits_and_every_tamper_is_caught() {
             [EventKind::Produced, EventKind::Warehoused, EventKind::Split],
             "the lot's production is in the parcel's proof"
         );
+        let went: Vec<_> = ancestors[1].timeline[2]
+            .children
+            .iter()
+            .map(|c| (c.goods_id.as_str(), c.quantity))
+            .collect();
+        assert_eq!(went, [("CASE-1", 60), ("CASE-2", 40)], "where the lot went");
 
         // A plain provenance proof of a split child is incomplete.
         expect_failure(

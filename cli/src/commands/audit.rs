@@ -232,6 +232,14 @@ fn push_events(text: &mut String, timeline: &[cbec_ledger::proof::TimelineEntry]
                 format!("  {}", attributes.join(" "))
             }
         ));
+        if !e.children.is_empty() {
+            let children: Vec<String> = e
+                .children
+                .iter()
+                .map(|c| format!("{} ({})", c.goods_id, c.quantity))
+                .collect();
+            text.push_str(&format!("       split into: {}\n", children.join(", ")));
+        }
     }
 }
 
