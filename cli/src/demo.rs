@@ -1,6 +1,7 @@
 //! The demo `cbec devnet up --demo` runs: five enterprises filed by commerce, then one
 //! imported parcel from production through clearance to delivery, with one refusal on
-//! the way to show that refusals are recorded too.
+//! the way to show that refusals are recorded too; then a lot of imported meat split
+//! into parcels that each clear customs.
 
 use std::path::Path;
 
@@ -184,6 +185,21 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         tag("phone", "13800000000"),
         tag("address", "Datong"),
     );
+    let people = People {
+        buyer: &buyer,
+        attestation: &attestation,
+        name: &name,
+        phone: &phone,
+        address: &address,
+    };
+    let firms = Firms {
+        platform,
+        seller,
+        payment,
+        logistics,
+        agent,
+        customs: &customs,
+    };
     let mut trail = Trail {
         client: &client,
         goods_id: goods_id.clone(),
@@ -195,97 +211,67 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         "produced",
         json!({"gtin": "6901234567892", "commodity_code": "3304990099"}),
     )?;
-    // Each event hands the parcel to whoever records the next one (custody).
-    trail.event(
+    let skin_care = Line {
+        commodity_code: "3304990099",
+        gtin: "6901234567892",
+        quantity: 2,
+        unit_price_fen: 50_000,
+        vat_rate_bp: 1300,
+    };
+    let clearance = parcel(
+        &firms, &people, &mut trail, &order_no, &waybill, &skin_care, true,
+    )?;
+
+    // A lot of imported meat: produced as one lot, split into parcels in one
+    // transaction, each parcel then ordered, declared and cleared on its own; each
+    // parcel's proof reaches back to the lot's production.
+    let lot = format!("MEAT-LOT-{stamp}");
+    let meat = Line {
+        commodity_code: "0201300090",
+        gtin: "6901234567892",
+        quantity: 1,
+        unit_price_fen: 38_000,
+        vat_rate_bp: 900,
+    };
+    let mut lot_trail = Trail {
+        client: &client,
+        goods_id: lot.clone(),
+        prev: None,
+    };
+    eprintln!("demo: meat lot {lot}, split into {MEAT_PARCELS} parcels");
+    lot_trail.event(
         &seller.key,
-        "ordered",
-        json!({"order_no": order_no, "handover_to": payment.code}),
+        "produced",
+        json!({"gtin": meat.gtin, "commodity_code": meat.commodity_code, "quantity": MEAT_PARCELS.to_string()}),
     )?;
-    step(
+    let children: Vec<String> = (1..=MEAT_PARCELS)
+        .map(|i| format!("MEAT-{stamp}-{i}"))
+        .collect();
+    let split = step(
         &client,
-        &platform.key,
-        "order (CEB311)",
-        "customs",
-        "submit_order",
-        json!({
-        "order_no": order_no, "ebp_code": platform.code, "ebc_code": seller.code,
-        "goods_value_fen": 100_000, "freight_fen": 1_000, "tax_total_fen": 9_191, "discount_fen": 500,
-        "actual_paid_fen": 109_691, "pay_code": payment.code, "pay_transaction_id": format!("PAY-{order_no}"),
-        "logistics_code": logistics.code, "agent_code": agent.code, "buyer_id_type": "1", "buyer_tag": buyer,
-        "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address,
-        "lines": [{"commodity_code": "3304990099", "gtin": "6901234567892", "quantity": 2, "unit_price_fen": 50_000}]}),
-    )?;
-    step(
-        &client,
-        &payment.key,
-        "payment (CEB411)",
-        "customs",
-        "submit_payment",
-        json!({
-        "order_no": order_no, "ebp_code": platform.code, "pay_code": payment.code,
-        "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": 109_691, "payer_tag": buyer}),
-    )?;
-    trail.event(
-        &payment.key,
-        "paid",
-        json!({"order_no": order_no, "handover_to": logistics.code}),
-    )?;
-    step(
-        &client,
-        &logistics.key,
-        "waybill (CEB511)",
-        "customs",
-        "submit_waybill",
-        json!({
-        "logistics_code": logistics.code, "logistics_no": waybill, "ebp_code": platform.code, "order_no": order_no,
-        "consignee_name_tag": name, "consignee_phone_tag": phone, "consignee_address_tag": address}),
-    )?;
-    trail.event(
-        &logistics.key,
-        "shipped",
-        json!({"logistics_no": waybill, "handover_to": agent.code}),
-    )?;
-    step(
-        &client,
-        &agent.key,
-        "declaration list (CEB621)",
-        "customs",
-        "submit_list",
-        json!({
-        "order_no": order_no, "ebp_code": platform.code, "ebc_code": seller.code,
-        "logistics_code": logistics.code, "logistics_no": waybill, "buyer_id_type": "1", "buyer_tag": buyer,
-        "supervision_mode": "9610", "vat_rate_bp": 1300, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
-        "buyer_attestation": attestation}),
-    )?;
-    // A refusal, recorded on the ledger like everything else: logistics may not declare.
-    step(
-        &client,
-        &logistics.key,
-        "logistics tries to declare (refused: ROLE)",
+        &seller.key,
+        "split the lot into parcels",
         "goods",
-        "record",
-        json!({"goods_id": goods_id, "kind": "declared", "prev": trail.prev.clone()}),
+        "split",
+        json!({"goods_id": lot, "prev": lot_trail.prev,
+               "children": children.iter().map(|c| json!({"goods_id": c, "quantity": 1})).collect::<Vec<_>>()}),
     )?;
-    trail.event(
-        &agent.key,
-        "declared",
-        json!({"order_no": order_no, "handover_to": logistics.code}),
-    )?;
-    let clearance = step(
-        &client,
-        &customs,
-        "customs clearance (R1-R10, limits, tax)",
-        "customs",
-        "clear",
-        json!({"ebp_code": platform.code, "order_no": order_no}),
-    )?;
-    trail.event(&customs, "cleared", json!({"order_no": order_no}))?;
-    trail.event(
-        &logistics.key,
-        "delivered",
-        json!({"handover_to": platform.code}),
-    )?;
-    trail.event(&platform.key, "evaluated", json!({"stars": "5"}))?;
+    for (i, child) in children.iter().enumerate() {
+        let mut child_trail = Trail {
+            client: &client,
+            goods_id: child.clone(),
+            prev: announced_hash(&split, child),
+        };
+        parcel(
+            &firms,
+            &people,
+            &mut child_trail,
+            &format!("O-{stamp}-M{i}"),
+            &format!("SF{stamp}M{i}"),
+            &meat,
+            false,
+        )?;
+    }
 
     let head = client.get(&format!("/v1/state/goods/head/{goods_id}"))?;
     let count = head["value_hex"]
@@ -299,12 +285,181 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         .and_then(|x| x["value"].as_str())
         .unwrap_or("?")
         .to_string();
-    let summary = json!({"goods_id": goods_id, "order_no": order_no, "events": count, "tax_due_fen": tax, "node": client.base()});
+    let summary = json!({"goods_id": goods_id, "order_no": order_no, "events": count, "tax_due_fen": tax, "node": client.base(),
+                         "lot": lot, "lot_parcels": children});
     out.emit(&summary, || {
         format!(
             "demo done: parcel {goods_id} has {count} traceability events on the ledger; clearance tax due {tax} fen.\n\
+             meat lot {lot} was split into {parcels}, each cleared; a parcel's proof covers the lot:\n  cbec provenance {first} --genesis {dir}/genesis.json\n\
              look at it:\n  cbec query state goods/head/{goods_id} --node {node}\n  curl {node}/v1/blocks/latest\n  curl -N {node}/v1/events",
-            node = client.base()
+            node = client.base(),
+            parcels = children.join(", "),
+            first = children[0],
+            dir = dir.display()
         )
     })
+}
+
+/// How many parcels the demo's meat lot is split into.
+const MEAT_PARCELS: usize = 3;
+const FREIGHT_FEN: u64 = 1_000;
+const DISCOUNT_FEN: u64 = 500;
+
+/// The demo's enterprises and customs.
+struct Firms<'a> {
+    platform: &'a Firm,
+    seller: &'a Firm,
+    payment: &'a Firm,
+    logistics: &'a Firm,
+    agent: &'a Firm,
+    customs: &'a KeyPair,
+}
+
+/// The buyer, attested, and the consignee's tags.
+struct People<'a> {
+    buyer: &'a str,
+    attestation: &'a cbec_chaincode::identity::Attestation,
+    name: &'a str,
+    phone: &'a str,
+    address: &'a str,
+}
+
+/// What a parcel holds: one order line.
+struct Line {
+    commodity_code: &'static str,
+    gtin: &'static str,
+    quantity: u32,
+    unit_price_fen: u64,
+    vat_rate_bp: u32,
+}
+
+/// The event hash a split's result announced for `goods_id`.
+fn announced_hash(answer: &Value, goods_id: &str) -> Option<String> {
+    answer["result"]["outcome"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| {
+            e["attributes"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["key"] == "goods_id" && x["value"] == goods_id)
+            })
+        })?["attributes"]
+        .as_array()?
+        .iter()
+        .find(|x| x["key"] == "event_hash")?["value"]
+        .as_str()
+        .map(String::from)
+}
+
+/// One imported parcel from its order to its delivery and evaluation, its goods events
+/// on `trail` (which holds its first event already); `with_refusal` adds the demo's
+/// refused step. Returns the clearance's answer.
+fn parcel(
+    firms: &Firms<'_>,
+    people: &People<'_>,
+    trail: &mut Trail<'_>,
+    order_no: &str,
+    waybill: &str,
+    line: &Line,
+    with_refusal: bool,
+) -> anyhow::Result<Value> {
+    let value = u64::from(line.quantity) * line.unit_price_fen;
+    let tax =
+        cbec_chaincode::customs::tax_due_fen(value + FREIGHT_FEN, 0, 0, line.vat_rate_bp, 70, true);
+    let paid = value + FREIGHT_FEN + tax - DISCOUNT_FEN;
+    let client = trail.client;
+    // Each event hands the parcel to whoever records the next one (custody).
+    trail.event(
+        &firms.seller.key,
+        "ordered",
+        json!({"order_no": order_no, "handover_to": firms.payment.code}),
+    )?;
+    step(
+        client,
+        &firms.platform.key,
+        "order (CEB311)",
+        "customs",
+        "submit_order",
+        json!({
+        "order_no": order_no, "ebp_code": firms.platform.code, "ebc_code": firms.seller.code,
+        "goods_value_fen": value, "freight_fen": FREIGHT_FEN, "tax_total_fen": tax, "discount_fen": DISCOUNT_FEN,
+        "actual_paid_fen": paid, "pay_code": firms.payment.code, "pay_transaction_id": format!("PAY-{order_no}"),
+        "logistics_code": firms.logistics.code, "agent_code": firms.agent.code, "buyer_id_type": "1", "buyer_tag": people.buyer,
+        "consignee_name_tag": people.name, "consignee_phone_tag": people.phone, "consignee_address_tag": people.address,
+        "lines": [{"commodity_code": line.commodity_code, "gtin": line.gtin, "quantity": line.quantity, "unit_price_fen": line.unit_price_fen}]}),
+    )?;
+    step(
+        client,
+        &firms.payment.key,
+        "payment (CEB411)",
+        "customs",
+        "submit_payment",
+        json!({
+        "order_no": order_no, "ebp_code": firms.platform.code, "pay_code": firms.payment.code,
+        "pay_transaction_id": format!("PAY-{order_no}"), "amount_paid_fen": paid, "payer_tag": people.buyer}),
+    )?;
+    trail.event(
+        &firms.payment.key,
+        "paid",
+        json!({"order_no": order_no, "handover_to": firms.logistics.code}),
+    )?;
+    step(
+        client,
+        &firms.logistics.key,
+        "waybill (CEB511)",
+        "customs",
+        "submit_waybill",
+        json!({
+        "logistics_code": firms.logistics.code, "logistics_no": waybill, "ebp_code": firms.platform.code, "order_no": order_no,
+        "consignee_name_tag": people.name, "consignee_phone_tag": people.phone, "consignee_address_tag": people.address}),
+    )?;
+    trail.event(
+        &firms.logistics.key,
+        "shipped",
+        json!({"logistics_no": waybill, "handover_to": firms.agent.code}),
+    )?;
+    step(
+        client,
+        &firms.agent.key,
+        "declaration list (CEB621)",
+        "customs",
+        "submit_list",
+        json!({
+        "order_no": order_no, "ebp_code": firms.platform.code, "ebc_code": firms.seller.code,
+        "logistics_code": firms.logistics.code, "logistics_no": waybill, "buyer_id_type": "1", "buyer_tag": people.buyer,
+        "supervision_mode": "9610", "vat_rate_bp": line.vat_rate_bp, "consumption_rate_bp": 0, "tariff_rate_bp": 0,
+        "buyer_attestation": people.attestation}),
+    )?;
+    // A refusal, recorded on the ledger like everything else: logistics may not declare.
+    if with_refusal {
+        step(
+            client,
+            &firms.logistics.key,
+            "logistics tries to declare (refused: ROLE)",
+            "goods",
+            "record",
+            json!({"goods_id": trail.goods_id, "kind": "declared", "prev": trail.prev.clone()}),
+        )?;
+    }
+    trail.event(
+        &firms.agent.key,
+        "declared",
+        json!({"order_no": order_no, "handover_to": firms.logistics.code}),
+    )?;
+    let clearance = step(
+        client,
+        firms.customs,
+        "customs clearance (R1-R10, limits, tax)",
+        "customs",
+        "clear",
+        json!({"ebp_code": firms.platform.code, "order_no": order_no}),
+    )?;
+    trail.event(firms.customs, "cleared", json!({"order_no": order_no}))?;
+    trail.event(
+        &firms.logistics.key,
+        "delivered",
+        json!({"handover_to": firms.platform.code}),
+    )?;
+    trail.event(&firms.platform.key, "evaluated", json!({"stars": "5"}))?;
+    Ok(clearance)
 }
