@@ -14,10 +14,14 @@
 //! take no more than it still holds (`GOODS-QTY`, a rule id added here). The parent's
 //! chain gets a `split` event; each child's first event is `derived`, naming the parent
 //! and the split event's hash, so a child's provenance reaches back through its lot.
+//!
+//! Containers: `aggregate` packs goods into a container and `disaggregate` takes them
+//! out; a good is in one container at a time (`GOODS-PACK`, a rule id added here).
 
 pub use cbec_ledger::goods::{
-    event_key, head_key, quantity_key, split_events, Child, EventKind, Head, RecordEvent,
-    SplitArgs, SplitAt, StoredEvent, SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
+    aggregate_events, event_key, head_key, packed_key, quantity_key, split_events, AggregateArgs,
+    Child, EventKind, Head, Member, PackedAt, RecordEvent, SplitArgs, SplitAt, StoredEvent,
+    SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
 };
 use std::collections::BTreeMap;
 
@@ -50,12 +54,24 @@ fn actor_of(kind: EventKind) -> Actor {
         EventKind::Split | EventKind::Derived => {
             Actor::Roles(&[Role::Manufacturer, Role::Warehouse, Role::Seller])
         }
+        // Packing into cases and containers: warehouses, logistics, makers, sellers.
+        EventKind::Aggregated
+        | EventKind::Disaggregated
+        | EventKind::Packed
+        | EventKind::Unpacked => Actor::Roles(&[
+            Role::Warehouse,
+            Role::Logistics,
+            Role::Manufacturer,
+            Role::Seller,
+        ]),
     }
 }
 
 methods! {
     "record" => RecordEvent,
     "split" => SplitArgs,
+    "aggregate" => AggregateArgs,
+    "disaggregate" => AggregateArgs,
 }
 
 /// Who holds a good, and to whom its last handover went (USCCs).
@@ -96,6 +112,8 @@ impl Chaincode for Goods {
         match method {
             "record" => record(ctx, decode_args(args)?),
             "split" => split(ctx, decode_args(args)?),
+            "aggregate" => aggregate(ctx, decode_args(args)?, false),
+            "disaggregate" => aggregate(ctx, decode_args(args)?, true),
             other => Err(no_method(self.id(), other, METHODS)),
         }
     }
@@ -211,10 +229,18 @@ fn custody_for(
 
 fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, RuleError> {
     check_goods_id(&args.goods_id)?;
-    if matches!(args.kind, EventKind::Split | EventKind::Derived) {
+    if matches!(
+        args.kind,
+        EventKind::Split
+            | EventKind::Derived
+            | EventKind::Aggregated
+            | EventKind::Disaggregated
+            | EventKind::Packed
+            | EventKind::Unpacked
+    ) {
         return Err(RuleError::new(
             "ARGS",
-            "split and derived events are recorded by `split`, not `record`",
+            "split, derived and packing events are recorded by `split`, `aggregate` and `disaggregate`, not `record`",
         ));
     }
     let actor = actor(ctx, args.kind)?;
@@ -415,6 +441,132 @@ fn split(ctx: &mut Context<'_, '_>, args: SplitArgs) -> Result<Vec<Event>, RuleE
         ctx.put(&quantity_key(&child.goods_id), &spec.quantity)?;
         ctx.put(&custody_key(&child.goods_id), &held_by)?;
         announced.push(append(ctx, child, None)?);
+    }
+    Ok(announced)
+}
+
+/// Packs goods into a container, or (`unpack`) takes them out [issue 18]: the holder of
+/// the container and of every good records it in one transaction. The container's chain
+/// gets an `aggregated` (`disaggregated`) event; each good a `packed` (`unpacked`) event
+/// naming the container and that event's hash ([`aggregate_events`]). A good is in at
+/// most one container at a time, and is taken only out of the one it is in
+/// (`GOODS-PACK`, a rule id added here).
+fn aggregate(
+    ctx: &mut Context<'_, '_>,
+    args: AggregateArgs,
+    unpack: bool,
+) -> Result<Vec<Event>, RuleError> {
+    check_goods_id(&args.container)?;
+    let kind = if unpack {
+        EventKind::Disaggregated
+    } else {
+        EventKind::Aggregated
+    };
+    let actor = actor(ctx, kind)?;
+    check_attributes(&args.attributes)?;
+    if args.attributes.contains_key("children") {
+        return Err(RuleError::new(
+            "ARGS",
+            "`children` is written by the packing itself",
+        ));
+    }
+    if args.children.is_empty() || args.children.len() > SPLIT_CHILDREN_MAX {
+        return Err(RuleError::new(
+            "ARGS",
+            format!("a packing names 1-{SPLIT_CHILDREN_MAX} goods"),
+        ));
+    }
+    let container_head: Option<Head> = ctx.get(&head_key(&args.container))?;
+    if args.prev != container_head.as_ref().map(|h| h.last) || (unpack && container_head.is_none())
+    {
+        return Err(RuleError::new(
+            "GOODS-PREV",
+            format!(
+                "the packing names {} as the head of container {}, which is not its head",
+                args.prev.map_or("none".to_string(), |h| h.to_string()),
+                args.container
+            ),
+        ));
+    }
+    let mut heads = std::collections::BTreeMap::new();
+    heads.insert(args.container.clone(), container_head.clone());
+    let mut custodies = vec![(
+        args.container.clone(),
+        custody_for(ctx, &args.container, &actor)?,
+    )];
+    for m in &args.children {
+        check_goods_id(&m.goods_id)?;
+        if m.goods_id == args.container || heads.contains_key(&m.goods_id) {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("{} is named twice, or is the container", m.goods_id),
+            ));
+        }
+        let head: Head = ctx
+            .get(&head_key(&m.goods_id))?
+            .ok_or_else(|| RuleError::new("NOT-FOUND", format!("no good {}", m.goods_id)))?;
+        if m.prev != head.last {
+            return Err(RuleError::new(
+                "GOODS-PREV",
+                format!(
+                    "the packing names previous {} for {}, whose head is {}",
+                    m.prev, m.goods_id, head.last
+                ),
+            ));
+        }
+        let inside: Option<String> = ctx.get(&packed_key(&m.goods_id))?;
+        match (unpack, inside) {
+            (false, Some(c)) => {
+                return Err(RuleError::new(
+                    "GOODS-PACK",
+                    format!("{} is in container {c} already", m.goods_id),
+                ))
+            }
+            (true, inside) if inside.as_deref() != Some(args.container.as_str()) => {
+                return Err(RuleError::new(
+                    "GOODS-PACK",
+                    format!("{} is not in container {}", m.goods_id, args.container),
+                ))
+            }
+            _ => {}
+        }
+        custodies.push((m.goods_id.clone(), custody_for(ctx, &m.goods_id, &actor)?));
+        heads.insert(m.goods_id.clone(), Some(head));
+    }
+    for (goods_id, custody) in &custodies {
+        if let Some(c) = custody {
+            ctx.put(&custody_key(goods_id), c)?;
+        }
+    }
+    for m in &args.children {
+        if unpack {
+            ctx.delete(&packed_key(&m.goods_id))?;
+        } else {
+            ctx.put(&packed_key(&m.goods_id), &args.container)?;
+        }
+    }
+    let seq_of = |id: &str| {
+        heads
+            .get(id)
+            .and_then(|h| h.as_ref())
+            .map_or(0, |h| h.count)
+    };
+    let (container, members) = aggregate_events(
+        &args,
+        unpack,
+        seq_of,
+        PackedAt {
+            actor: &actor,
+            height: ctx.block.height,
+            time_ms: ctx.block.time_ms,
+            tx_hash: ctx.tx_hash,
+        },
+        ctx.block.suite,
+    );
+    let mut announced = vec![append(ctx, container, container_head.as_ref())?];
+    for member in members {
+        let head = heads.get(&member.goods_id).cloned().flatten();
+        announced.push(append(ctx, member, head.as_ref())?);
     }
     Ok(announced)
 }

@@ -1170,3 +1170,97 @@ fn a_lot_splits_into_children_within_its_quantity() {
     accepted(&w.l.run(&seller, "goods", "split", again));
     assert_eq!(w.l.get::<u64>("goods/qty/P-1"), Some(30));
 }
+
+/// Goods packed into a container and taken out again [issue 18]: one transaction each,
+/// an event on the container and on every good naming the container's event; a good is
+/// in one container at a time and comes out only of the one it is in (`GOODS-PACK`).
+#[test]
+fn goods_are_packed_into_a_container_and_taken_out() {
+    let mut w = parcel_world();
+    let seller = w.seller.clone();
+    let mut heads = std::collections::BTreeMap::new();
+    for id in ["B-1", "B-2"] {
+        let r = w.l.run(
+            &seller,
+            "goods",
+            "record",
+            json!({"goods_id": id, "kind": "produced"}),
+        );
+        heads.insert(id, attr_of(&r, "event_hash").expect("produced"));
+    }
+    let members = |heads: &std::collections::BTreeMap<&str, String>| json!([{"goods_id": "B-1", "prev": heads["B-1"]}, {"goods_id": "B-2", "prev": heads["B-2"]}]);
+    // Not the holder of the goods.
+    let logistics = w.logistics.clone();
+    rejected(
+        &w.l.run(
+            &logistics,
+            "goods",
+            "aggregate",
+            json!({"container": "BOX-1", "children": members(&heads)}),
+        ),
+        "ROLE",
+    );
+    // A stale head for a good.
+    let stale =
+        json!({"container": "BOX-1", "children": [{"goods_id": "B-1", "prev": "00".repeat(32)}]});
+    rejected(&w.l.run(&seller, "goods", "aggregate", stale), "GOODS-PREV");
+    // Packed: the container's first event and one per good.
+    let r = w.l.run(
+        &seller,
+        "goods",
+        "aggregate",
+        json!({"container": "BOX-1", "children": members(&heads)}),
+    );
+    let events = accepted(&r).clone();
+    assert_eq!(events.len(), 3);
+    let value = |e: &cbec_ledger::Event, k: &str| {
+        e.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .map(|a| a.value.clone())
+            .unwrap_or_default()
+    };
+    let box_head = value(&events[0], "event_hash");
+    for e in &events[1..] {
+        heads.insert(
+            if value(e, "goods_id") == "B-1" {
+                "B-1"
+            } else {
+                "B-2"
+            },
+            value(e, "event_hash"),
+        );
+    }
+    let packed: cbec_ledger::goods::StoredEvent =
+        w.l.get(&format!("goods/event/{}", heads["B-1"]))
+            .expect("packed event");
+    assert_eq!(packed.kind, cbec_ledger::goods::EventKind::Packed);
+    assert_eq!(packed.attributes["container"], "BOX-1");
+    assert_eq!(packed.attributes["container_event"], box_head);
+    assert_eq!(w.l.get::<String>("goods/in/B-1").as_deref(), Some("BOX-1"));
+    // In one container at a time.
+    let again =
+        json!({"container": "BOX-2", "children": [{"goods_id": "B-1", "prev": heads["B-1"]}]});
+    rejected(&w.l.run(&seller, "goods", "aggregate", again), "GOODS-PACK");
+    // Out of the container it is in only; then out of BOX-1.
+    let wrong =
+        json!({"container": "BOX-9", "children": [{"goods_id": "B-1", "prev": heads["B-1"]}]});
+    rejected(
+        &w.l.run(&seller, "goods", "disaggregate", wrong),
+        "GOODS-PREV",
+    );
+    let out = json!({"container": "BOX-1", "prev": box_head, "children": members(&heads)});
+    let r = w.l.run(&seller, "goods", "disaggregate", out);
+    assert_eq!(accepted(&r).len(), 3);
+    assert_eq!(w.l.get::<String>("goods/in/B-1"), None);
+    // By hand, packing kinds are refused.
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "record",
+            json!({"goods_id": "B-9", "kind": "packed"}),
+        ),
+        "ARGS",
+    );
+}

@@ -1,7 +1,7 @@
 //! A verified provenance as an EPCIS 2.0 document (GS1, ISO/IEC 19987), JSON-LD: what
 //! traceability platforms exchange. Each event of the good and of the lots it was split
 //! from becomes an ObjectEvent; each split a TransformationEvent (the lot in, the good
-//! below out). Goods are named by their GS1 Digital Link URI (`{base}/01/{GTIN-14}/21/
+//! below out); each packing into or out of a container an AggregationEvent. Goods are named by their GS1 Digital Link URI (`{base}/01/{GTIN-14}/21/
 //! {goods id}`) when their line states a GTIN, else `urn:cbec:goods:{id}`. The ledger's
 //! own facts (event and transaction hashes, block, certifying agencies, attributes) ride
 //! along as `cbec:` extension fields.
@@ -39,6 +39,8 @@ fn vocabulary(kind: EventKind) -> (&'static str, &'static str) {
         EventKind::Returned => ("receiving", "returned"),
         EventKind::Evaluated => ("other", "retail_sold"),
         EventKind::Split | EventKind::Derived => ("repackaging", "active"),
+        EventKind::Aggregated | EventKind::Packed => ("packing", "in_progress"),
+        EventKind::Disaggregated | EventKind::Unpacked => ("unpacking", "in_progress"),
     }
 }
 
@@ -112,6 +114,30 @@ pub fn document(
                     m.insert("inputEPCList".into(), json!([epc(good)]));
                     let outputs: Vec<String> = below.map(epc).into_iter().collect();
                     m.insert("outputEPCList".into(), json!(outputs));
+                }
+                // A packing: the container and what went in or came out of it.
+                EventKind::Aggregated
+                | EventKind::Disaggregated
+                | EventKind::Packed
+                | EventKind::Unpacked => {
+                    let (parent, children): (String, Vec<String>) = match e.kind {
+                        EventKind::Aggregated | EventKind::Disaggregated => {
+                            (good.to_string(), e.members.iter().map(|m| epc(m)).collect())
+                        }
+                        _ => (
+                            e.attributes.get("container").cloned().unwrap_or_default(),
+                            vec![epc(good)],
+                        ),
+                    };
+                    let action = if matches!(e.kind, EventKind::Aggregated | EventKind::Packed) {
+                        "ADD"
+                    } else {
+                        "DELETE"
+                    };
+                    m.insert("type".into(), json!("AggregationEvent"));
+                    m.insert("parentID".into(), json!(epc(&parent)));
+                    m.insert("childEPCs".into(), json!(children));
+                    m.insert("action".into(), json!(action));
                 }
                 kind => {
                     m.insert("type".into(), json!("ObjectEvent"));

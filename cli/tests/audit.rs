@@ -293,7 +293,7 @@ fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
     let lot = submit(
         "record",
         serde_json::json!({"goods_id": "MEAT-LOT-1", "kind": "produced",
-        "attributes": {"quantity": "200", "commodity_code": "0201300090"}}),
+        "attributes": {"quantity": "200", "commodity_code": "0201300090", "gtin": "6901234567892"}}),
     );
     let head = event_hash(&lot, "MEAT-LOT-1");
     let split = submit(
@@ -302,10 +302,25 @@ fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
         "children": [{"goods_id": "MEAT-P-1", "quantity": 2}, {"goods_id": "MEAT-P-2", "quantity": 2}]}),
     );
     let first = event_hash(&split, "MEAT-P-1");
-    submit(
+    let ordered = submit(
         "record",
         serde_json::json!({"goods_id": "MEAT-P-1", "kind": "ordered", "prev": first}),
     );
+    // Both parcels packed into a container and taken out again.
+    let packed = submit(
+        "aggregate",
+        serde_json::json!({"container": "CONTAINER-1", "children": [
+            {"goods_id": "MEAT-P-1", "prev": event_hash(&ordered, "MEAT-P-1")},
+            {"goods_id": "MEAT-P-2", "prev": event_hash(&split, "MEAT-P-2")}]}),
+    );
+    submit(
+        "disaggregate",
+        serde_json::json!({"container": "CONTAINER-1", "prev": event_hash(&packed, "CONTAINER-1"),
+            "children": [
+            {"goods_id": "MEAT-P-1", "prev": event_hash(&packed, "MEAT-P-1")},
+            {"goods_id": "MEAT-P-2", "prev": event_hash(&packed, "MEAT-P-2")}]}),
+    );
+    let genesis = dir.join("genesis.json");
 
     let proof = tmp.path().join("parcel.proof.json");
     ok(&cbec(&[
@@ -321,9 +336,9 @@ fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
         "verify",
         path(&proof),
         "--genesis",
-        path(&dir.join("genesis.json")),
+        path(&genesis),
     ]));
-    assert!(said.contains("provenance of MEAT-P-1: 2 events"), "{said}");
+    assert!(said.contains("provenance of MEAT-P-1: 4 events"), "{said}");
     assert!(
         said.contains("split from MEAT-LOT-1: its 2 events"),
         "{said}"
@@ -332,4 +347,136 @@ fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
         said.contains("produced") && said.contains("quantity=200"),
         "the lot's production: {said}"
     );
+    assert!(
+        said.contains("packed")
+            && said.contains("container=CONTAINER-1")
+            && said.contains("unpacked"),
+        "the packing: {said}"
+    );
+
+    // Where the lot went (去向): its proof lists every child of every split, from the
+    // certified transactions, with the head proven so none is left out.
+    let lot = ok(&cbec(&[
+        "provenance",
+        "MEAT-LOT-1",
+        "--node",
+        &node,
+        "--genesis",
+        path(&genesis),
+    ]));
+    assert!(
+        lot.contains("split into: MEAT-P-1 (2), MEAT-P-2 (2)"),
+        "{lot}"
+    );
+
+    // The same history as EPCIS 2.0, valid against GS1's JSON schema (vendored, see
+    // tests/epcis/SOURCE.md): the lot commissioned, transformed into the parcel, the
+    // parcel ordered, packed and unpacked; goods named by their GS1 Digital Link URIs.
+    let epcis = ok(&cbec(&[
+        "provenance",
+        "MEAT-P-1",
+        "--file",
+        path(&proof),
+        "--genesis",
+        path(&genesis),
+        "--format",
+        "epcis",
+    ]));
+    let document: serde_json::Value = serde_json::from_str(&epcis).expect("JSON");
+    let link = |id: &str| format!("https://id.cbec-pilot.example/01/06901234567892/21/{id}");
+    let events = document["epcisBody"]["eventList"]
+        .as_array()
+        .expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ObjectEvent",
+            "TransformationEvent",
+            "ObjectEvent",
+            "AggregationEvent",
+            "AggregationEvent"
+        ],
+        "{epcis}"
+    );
+    assert_eq!(events[0]["bizStep"], "commissioning");
+    assert_eq!(events[1]["inputEPCList"][0], link("MEAT-LOT-1"));
+    assert_eq!(events[1]["outputEPCList"][0], link("MEAT-P-1"));
+    assert_eq!(events[3]["parentID"], link("CONTAINER-1"));
+    assert_eq!(
+        (&events[3]["action"], &events[4]["action"]),
+        (&serde_json::json!("ADD"), &serde_json::json!("DELETE"))
+    );
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/epcis/EPCISDocument.schema.json");
+    let validate = |document: &serde_json::Value| -> std::process::Output {
+        let file = tmp.path().join("epcis.json");
+        std::fs::write(&file, document.to_string()).expect("write");
+        std::process::Command::new("python3")
+            .args(["-c", "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), format_checker=jsonschema.FormatChecker())"])
+            .arg(&file)
+            .arg(&schema)
+            .output()
+            .expect("python3")
+    };
+    let check = validate(&document);
+    assert!(
+        check.status.success(),
+        "EPCIS invalid: {} (needs `pip install jsonschema`, which openapi-spec-validator brings)",
+        text(&check.stderr)
+    );
+    // A broken event fails the same schema: the check can fail.
+    let mut broken = document.clone();
+    broken["epcisBody"]["eventList"][0]["action"] = serde_json::json!("CREATE");
+    assert!(
+        !validate(&broken).status.success(),
+        "an unknown action must fail the schema"
+    );
+
+    // The parcel's label: its Digital Link as a QR code, read back from the PNG; the
+    // node resolves the link to its auditor page for that parcel.
+    let png = tmp.path().join("label.png");
+    let label = ok(&cbec(&[
+        "label",
+        "MEAT-P-1",
+        "--gtin",
+        "6901234567892",
+        "--base",
+        &node,
+        "--png",
+        path(&png),
+        "--terminal",
+    ]));
+    let expected_link = format!("{node}/01/06901234567892/21/MEAT-P-1");
+    assert!(label.starts_with(&expected_link), "{label}");
+    assert!(
+        label.contains('▀') || label.contains('▄'),
+        "drawn in the terminal: {label}"
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png).expect("png"),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    let frame = reader.next_frame(&mut pixels).expect("pixels");
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code on the label");
+    let (_, content) = grids[0].decode().expect("the QR code reads");
+    assert_eq!(content, expected_link);
+    let no_redirect = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resolved = no_redirect.get(&expected_link).send().expect("resolve");
+    assert_eq!(resolved.status().as_u16(), 307);
+    assert_eq!(resolved.headers()["location"], "/audit/?goods=MEAT-P-1");
+    let bad = no_redirect
+        .get(format!("{node}/01/69012/21/MEAT-P-1"))
+        .send()
+        .expect("resolve");
+    assert_eq!(bad.status().as_u16(), 400);
+    let refused = cbec(&["label", "MEAT-P-1", "--gtin", "6901234567890"]);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("--gtin"));
 }

@@ -22,6 +22,9 @@ pub const SPLIT_CHILDREN_MAX: usize = 1_000;
 /// The attributes a split writes itself: on the parent's event (`children`,
 /// `quantity`) and on each child's first event (`parent`, `parent_event`, `quantity`).
 pub const SPLIT_ATTRIBUTES: [&str; 4] = ["children", "quantity", "parent", "parent_event"];
+/// The methods that pack goods into a container and take them out again.
+pub const AGGREGATE_METHOD: &str = "aggregate";
+pub const DISAGGREGATE_METHOD: &str = "disaggregate";
 /// The kind of the result event `record` emits; its attributes name the stored event.
 pub const RESULT_EVENT: &str = "goods_event";
 
@@ -47,6 +50,14 @@ pub enum EventKind {
     /// A child's first event, made by its parent's split: names the parent and the
     /// parent's split event.
     Derived,
+    /// Goods packed into this container (`aggregate`): on the container's chain.
+    Aggregated,
+    /// Goods taken out of this container (`disaggregate`): on the container's chain.
+    Disaggregated,
+    /// This good packed into a container: names the container and its event.
+    Packed,
+    /// This good taken out of its container: names the container and its event.
+    Unpacked,
 }
 
 /// The arguments of `record`.
@@ -78,6 +89,92 @@ pub struct SplitArgs {
     pub children: Vec<Child>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+}
+
+/// A good packed into or taken out of a container, and its current head.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Member {
+    pub goods_id: String,
+    pub prev: Hash,
+}
+
+/// The arguments of `aggregate` and `disaggregate`: the container (its head, or none to
+/// start a new container by packing), the goods, and facts of the packing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AggregateArgs {
+    pub container: String,
+    #[serde(default)]
+    pub prev: Option<Hash>,
+    pub children: Vec<Member>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The events one `aggregate` (or, with `unpack`, `disaggregate`) records: the
+/// container's, and each member's naming the container and that event's hash.
+/// `seq_of` gives a good's event number (its event count before this).
+pub fn aggregate_events(
+    args: &AggregateArgs,
+    unpack: bool,
+    seq_of: impl Fn(&str) -> u64,
+    at: PackedAt<'_>,
+    suite: Suite,
+) -> (StoredEvent, Vec<StoredEvent>) {
+    let mut attributes = args.attributes.clone();
+    attributes.insert("children".into(), args.children.len().to_string());
+    let container = StoredEvent {
+        goods_id: args.container.clone(),
+        seq: seq_of(&args.container),
+        kind: if unpack {
+            EventKind::Disaggregated
+        } else {
+            EventKind::Aggregated
+        },
+        prev: args.prev,
+        actor: at.actor.to_string(),
+        attributes,
+        height: at.height,
+        time_ms: at.time_ms,
+        tx_hash: at.tx_hash,
+    };
+    let container_hash = container.hash(suite);
+    let members = args
+        .children
+        .iter()
+        .map(|m| StoredEvent {
+            goods_id: m.goods_id.clone(),
+            seq: seq_of(&m.goods_id),
+            kind: if unpack {
+                EventKind::Unpacked
+            } else {
+                EventKind::Packed
+            },
+            prev: Some(m.prev),
+            actor: at.actor.to_string(),
+            attributes: BTreeMap::from([
+                ("container".to_string(), args.container.clone()),
+                ("container_event".to_string(), container_hash.to_string()),
+            ]),
+            height: at.height,
+            time_ms: at.time_ms,
+            tx_hash: at.tx_hash,
+        })
+        .collect();
+    (container, members)
+}
+
+/// Where a good is packed: the container holding it.
+pub fn packed_key(goods_id: &str) -> String {
+    format!("goods/in/{goods_id}")
+}
+
+/// Where a packing happened: what every event it records shares.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedAt<'a> {
+    pub actor: &'a str,
+    pub height: u64,
+    pub time_ms: u64,
+    pub tx_hash: Hash,
 }
 
 /// Where a split happened: what every event it records shares.

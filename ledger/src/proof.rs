@@ -287,6 +287,10 @@ pub struct TimelineEntry {
     /// split and no child is left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<goods::Child>,
+    /// For a container's `aggregated` or `disaggregated` event: the goods packed or
+    /// taken out, from the certified transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 /// What a verified proof establishes.
@@ -703,6 +707,7 @@ impl<'a> History<'a> {
         let tx_hash = p.tx.hash(self.trust.suite);
         let (height, time_ms) = (p.block.header.height, p.block.header.time_ms);
         let mut children: Vec<goods::Child> = Vec::new();
+        let mut members: Vec<String> = Vec::new();
         let (record, event_hash) = match call {
             GoodsCall::Record(args) => {
                 if args.goods_id != goods_id {
@@ -756,6 +761,51 @@ impl<'a> History<'a> {
                 }
                 (record, event_hash)
             }
+            GoodsCall::Aggregate(args, unpack) => {
+                let (event_hash, _, actor) = announced_for(goods_id)?;
+                // Each good's event number, as the result announced it.
+                let seqs: std::collections::BTreeMap<&str, u64> = events
+                    .iter()
+                    .filter(|e| e.kind == goods::RESULT_EVENT)
+                    .filter_map(|e| {
+                        let get = |k: &str| {
+                            e.attributes
+                                .iter()
+                                .find(|a| a.key == k)
+                                .map(|a| a.value.as_str())
+                        };
+                        Some((get("goods_id")?, get("seq")?.parse().ok()?))
+                    })
+                    .collect();
+                let (container, packed) = goods::aggregate_events(
+                    &args,
+                    unpack,
+                    |id| seqs.get(id).copied().unwrap_or(0),
+                    goods::PackedAt {
+                        actor: &actor,
+                        height,
+                        time_ms,
+                        tx_hash,
+                    },
+                    self.trust.suite,
+                );
+                let record = std::iter::once(container)
+                    .chain(packed)
+                    .find(|e| e.goods_id == goods_id)
+                    .ok_or_else(|| {
+                        fail(
+                            format!("{at}.tx"),
+                            format!(
+                                "the packing of container {} does not name {goods_id}",
+                                args.container
+                            ),
+                        )
+                    })?;
+                if record.goods_id == args.container {
+                    members = args.children.into_iter().map(|m| m.goods_id).collect();
+                }
+                (record, event_hash)
+            }
         };
         let rebuilt = record.hash(self.trust.suite);
         if rebuilt != event_hash {
@@ -776,6 +826,7 @@ impl<'a> History<'a> {
             tx_hash: record.tx_hash,
             block,
             children,
+            members,
         })
     }
 }
@@ -784,6 +835,8 @@ impl<'a> History<'a> {
 enum GoodsCall {
     Record(RecordEvent),
     Split(goods::SplitArgs),
+    /// `aggregate`, or with `true` `disaggregate`.
+    Aggregate(goods::AggregateArgs, bool),
 }
 
 fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError> {
@@ -792,13 +845,14 @@ fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError
         fail(
             format!("{at}.tx.body.call"),
             format!(
-                "{}.{} is not a traceability event ({}.{} or {}.{})",
+                "{}.{} is not a traceability event ({}.{}, {}, {} or {})",
                 call.chaincode,
                 call.method,
                 goods::CHAINCODE,
                 goods::RECORD_METHOD,
-                goods::CHAINCODE,
-                goods::SPLIT_METHOD
+                goods::SPLIT_METHOD,
+                goods::AGGREGATE_METHOD,
+                goods::DISAGGREGATE_METHOD
             ),
         )
     };
@@ -817,6 +871,9 @@ fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError
             .map_err(bad_args),
         goods::SPLIT_METHOD => codec::decode(&call.args)
             .map(GoodsCall::Split)
+            .map_err(bad_args),
+        goods::AGGREGATE_METHOD | goods::DISAGGREGATE_METHOD => codec::decode(&call.args)
+            .map(|args| GoodsCall::Aggregate(args, call.method == goods::DISAGGREGATE_METHOD))
             .map_err(bad_args),
         _ => Err(not_an_event()),
     }
