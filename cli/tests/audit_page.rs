@@ -177,6 +177,8 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
         "other_genesis": other_genesis,
         "chain_id": chain_id,
         "goods_id": goods_id,
+        // The demo splits MEAT-LOT-<stamp> into MEAT-<stamp>-1.. (PARCEL-<stamp> is its parcel).
+        "lot_parcel": goods_id.replace("PARCEL-", "MEAT-") + "-1",
         "events": 8,
         "proof": proof_path,
         "tampered": tampered_path,

@@ -76,6 +76,15 @@ def main():
         rows = page.locator("#result tbody tr").count()
         check(rows == a["events"], f"the Digital Link shows the parcel: {rows} rows")
 
+        # A parcel split from the demo's meat lot: its timeline and, below it, the lot's
+        # events up to the split, all verified.
+        page.fill("#goods-id", a["lot_parcel"])
+        page.click("#fetch-goods")
+        banner(page, "verified")
+        ancestor = page.inner_text("#result .ancestor h3")
+        check("Split from MEAT-LOT-" in ancestor, f"the lot is shown: {ancestor}")
+        check("split into:" in page.inner_text("#result .ancestor"), "where the lot went")
+
         # A transaction proof of a refusal shows the rule; a state proof its key.
         page.set_input_files("#proof-file", a["refused"])
         banner(page, "verified")
