@@ -94,6 +94,8 @@ struct Expected {
     receipts_cents: u64,
     payments_cents: u64,
     txs: u64,
+    /// Goods events announced (a split or a packing announces several).
+    goods_events: u64,
 }
 
 fn attribute(result: &Value, key: &str) -> Option<String> {
@@ -138,6 +140,11 @@ fn expected(node: &str, height: u64) -> Expected {
                 let rule = result["outcome"]["rule"].as_str().expect("rule");
                 *e.refusals.entry(rule.to_string()).or_default() += 1;
                 continue;
+            }
+            if method.0 == "goods" {
+                e.goods_events += result["outcome"]["events"].as_array().map_or(0, |a| {
+                    a.iter().filter(|x| x["kind"] == "goods_event").count()
+                }) as u64;
             }
             match method {
                 ("customs", "submit_order") => {
@@ -417,6 +424,11 @@ fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
     assert_eq!(n(&summary["released"]), e.released);
     assert_eq!(n(&summary["value_fen"]), e.value_fen);
     assert_eq!(n(&summary["tax_fen"]), e.tax_fen);
+    assert_eq!(
+        n(&summary["goods_events"]),
+        e.goods_events,
+        "every goods event, splits' too"
+    );
     assert_eq!(n(&summary["forex_receipts_cents"]), e.receipts_cents);
     assert_eq!(n(&summary["forex_payments_cents"]), e.payments_cents);
     assert_eq!(e.receipts_cents, 123_456);

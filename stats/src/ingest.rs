@@ -6,7 +6,7 @@ use cbec_chaincode::customs::{DeclarationList, Order, OrderRef, Payment, Waybill
 use cbec_chaincode::enterprise::ApproveFiling;
 use cbec_chaincode::forex::{Direction, Settlement};
 use cbec_chaincode::tax::{Assessment, ExportRecord};
-use cbec_ledger::goods::RecordEvent;
+use cbec_ledger::goods::RESULT_EVENT;
 use cbec_ledger::proof::ProvenBlock;
 use cbec_ledger::{codec, Block, Event, Outcome, Transaction};
 use rusqlite::{params, Connection};
@@ -300,28 +300,37 @@ fn document_rows(
                 preferential
             ])?
         }
-        ("goods", "record") => {
-            let Some(e) = decode::<RecordEvent>(tx) else {
-                return Ok(0);
-            };
-            let seq: i64 = attribute(events, "goods_event", "seq")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(-1);
-            db.prepare_cached(
-                "INSERT INTO goods_events (height, idx, tx_hash, goods_id, seq, kind, actor,
-                    event_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                h,
-                i,
-                x,
-                e.goods_id,
-                seq,
-                attribute(events, "goods_event", "kind").unwrap_or(""),
-                attribute(events, "goods_event", "actor").unwrap_or(""),
-                attribute(events, "goods_event", "event_hash").unwrap_or("")
-            ])?
+        // Every goods event the result announced: one for `record`, several for a split
+        // (the lot's and each child's) or a packing (the container's and each good's).
+        ("goods", _) => {
+            let mut n = 0;
+            for announced in events.iter().filter(|e| e.kind == RESULT_EVENT) {
+                let get = |k: &str| {
+                    announced
+                        .attributes
+                        .iter()
+                        .find(|a| a.key == k)
+                        .map_or("", |a| a.value.as_str())
+                };
+                let seq: i64 = get("seq").parse().unwrap_or(-1);
+                n += db
+                    .prepare_cached(
+                        "INSERT INTO goods_events (height, idx, tx_hash, goods_id, seq, kind,
+                            actor, event_hash)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        h,
+                        i,
+                        x,
+                        get("goods_id"),
+                        seq,
+                        get("kind"),
+                        get("actor"),
+                        get("event_hash")
+                    ])?;
+            }
+            n
         }
         ("forex", "record_settlement") => {
             let Some(s) = decode::<Settlement>(tx) else {

@@ -7,7 +7,8 @@
 //! `refusals` with the rule that refused it.
 
 /// The schema version this crate writes; an older or newer file is refused.
-pub const VERSION: i64 = 1;
+/// Version 2: goods_events keyed by (height, idx, goods_id), for splits and packings.
+pub const VERSION: i64 = 2;
 
 /// Tables holding ledger data (not `meta`), in the order they are exported and compared.
 pub const TABLES: &[&str] = &[
@@ -164,6 +165,7 @@ CREATE TABLE IF NOT EXISTS clearances (
     PRIMARY KEY (height, idx)
 );
 CREATE INDEX IF NOT EXISTS clearances_by_no ON clearances (ebp_code, order_no);
+-- Every goods event; a split or a packing records several in one transaction.
 CREATE TABLE IF NOT EXISTS goods_events (
     height INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -173,7 +175,7 @@ CREATE TABLE IF NOT EXISTS goods_events (
     kind TEXT NOT NULL,
     actor TEXT NOT NULL,
     event_hash TEXT NOT NULL,
-    PRIMARY KEY (height, idx)
+    PRIMARY KEY (height, idx, goods_id)
 );
 -- Settlements recorded by forex or a named payment enterprise.
 CREATE TABLE IF NOT EXISTS forex (
