@@ -272,7 +272,9 @@ impl NodeConfig {
             message: match e.span() {
                 // Where: the line, and its text (a type error names no key).
                 Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count();
+                    // Counted on bytes: the parser's span may fall inside a character.
+                    let before = &text.as_bytes()[..span.start.min(text.len())];
+                    let line = before.iter().filter(|&&b| b == b'\n').count();
                     let shown_line = text.lines().nth(line).unwrap_or("").trim();
                     format!("line {} (`{shown_line}`): {}", line + 1, e.message())
                 }
