@@ -123,6 +123,10 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
     let other = tmp.path().join("other");
     ok(&cbec(&["genesis", "new", "--out", path(&other)]));
     let other_genesis = other.join("genesis.json");
+    let other_chain_id = cbec_audit::trust_root(&std::fs::read(&other_genesis).expect("other"))
+        .expect("the other genesis verifies")
+        .chain_id
+        .to_string();
 
     // The corpus: each kind as served, against both genesis files, and every single-byte
     // change of the transaction proof.
@@ -176,6 +180,7 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
         "genesis": genesis,
         "other_genesis": other_genesis,
         "chain_id": chain_id,
+        "other_chain_id": other_chain_id,
         "goods_id": goods_id,
         // The demo splits MEAT-LOT-<stamp> into MEAT-<stamp>-1.. (PARCEL-<stamp> is its parcel).
         "lot_parcel": goods_id.replace("PARCEL-", "MEAT-") + "-1",

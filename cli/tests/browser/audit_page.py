@@ -34,6 +34,29 @@ def banner(page, kind):
     return page.inner_text("#banner")
 
 
+# Each action below waits for its own outcome: the page reads files asynchronously, so
+# a check made right after choosing a file could see the state before it.
+
+def load_genesis(page, path, chain_id):
+    page.set_input_files("#genesis-file", path)
+    page.wait_for_function(
+        "(id) => document.getElementById('genesis-status').dataset.chainId === id",
+        arg=chain_id, timeout=30_000)
+
+
+def open_proof(page, path, kind):
+    page.evaluate("document.getElementById('banner').className = 'banner idle'")
+    page.set_input_files("#proof-file", path)
+    return banner(page, kind)
+
+
+def fetch_goods(page, goods_id, kind):
+    page.evaluate("document.getElementById('banner').className = 'banner idle'")
+    page.fill("#goods-id", goods_id)
+    page.click("#fetch-goods")
+    return banner(page, kind)
+
+
 def main():
     a = json.loads(sys.argv[1])
     with sync_playwright() as p:
@@ -44,12 +67,10 @@ def main():
         page = context.new_page()
         ready(page, a["served"])
         check(page.inner_text("#code-hash") == a["code_hash"], "the page shows its code hash")
-        page.set_input_files("#genesis-file", a["genesis"])
+        load_genesis(page, a["genesis"], a["chain_id"])
         status = page.inner_text("#genesis-status")
         check(a["chain_id"] in status, f"genesis status names the chain id: {status}")
-        page.fill("#goods-id", a["goods_id"])
-        page.click("#fetch-goods")
-        text = banner(page, "verified")
+        text = fetch_goods(page, a["goods_id"], "verified")
         check(a["chain_id"] in text, f"verified against the chain: {text}")
         rows = page.locator("#result tbody tr")
         check(rows.count() == a["events"], f"{rows.count()} timeline rows, not {a['events']}")
@@ -58,16 +79,14 @@ def main():
         page.screenshot(path=a["screenshot"], full_page=True)
 
         # One byte changed: NOT VERIFIED with the path `cbec verify` names, nothing shown.
-        page.set_input_files("#proof-file", a["tampered"])
-        text = banner(page, "failed")
+        text = open_proof(page, a["tampered"], "failed")
         check(a["tampered_failure"] in text, f"tampered: `{text}` lacks `{a['tampered_failure']}`")
         check(page.locator("#result tbody tr").count() == 0, "nothing shown as true")
 
         # The genesis survives a reload (local storage); the saved proof verifies.
         ready(page, a["served"])
         check(a["chain_id"] in page.inner_text("#genesis-status"), "genesis kept")
-        page.set_input_files("#proof-file", a["proof"])
-        banner(page, "verified")
+        open_proof(page, a["proof"], "verified")
 
         # The parcel's GS1 Digital Link (its label's QR code) resolves to this page,
         # which fetches and verifies that parcel's timeline by itself.
@@ -78,27 +97,22 @@ def main():
 
         # A parcel split from the demo's meat lot: its timeline and, below it, the lot's
         # events up to the split, all verified.
-        page.fill("#goods-id", a["lot_parcel"])
-        page.click("#fetch-goods")
-        banner(page, "verified")
+        fetch_goods(page, a["lot_parcel"], "verified")
         ancestor = page.inner_text("#result .ancestor h3")
         check("Split from MEAT-LOT-" in ancestor, f"the lot is shown: {ancestor}")
         check("split into:" in page.inner_text("#result .ancestor"), "where the lot went")
 
         # A transaction proof of a refusal shows the rule; a state proof its key.
-        page.set_input_files("#proof-file", a["refused"])
-        banner(page, "verified")
+        open_proof(page, a["refused"], "verified")
         rule = page.inner_text("#result .rule")
         check("refused by rule ROLE" in rule, f"the refusal's rule: {rule}")
-        page.set_input_files("#proof-file", a["state"])
-        banner(page, "verified")
+        open_proof(page, a["state"], "verified")
         state = page.inner_text("#result")
         check("State at block" in state and "goods/head/" in state, f"the state proof: {state}")
 
         # Another chain's genesis: the same proof fails.
-        page.set_input_files("#genesis-file", a["other_genesis"])
-        page.set_input_files("#proof-file", a["proof"])
-        text = banner(page, "failed")
+        load_genesis(page, a["other_genesis"], a["other_chain_id"])
+        text = open_proof(page, a["proof"], "failed")
         check("chain" in text, f"another chain: {text}")
         context.close()
 
@@ -109,14 +123,11 @@ def main():
         page = context.new_page()
         ready(page, a["offline"])
         check(page.inner_text("#code-hash") == a["code_hash"], "offline copy's code hash")
-        page.set_input_files("#genesis-file", a["genesis"])
-        page.set_input_files("#proof-file", a["proof"])
-        banner(page, "verified")
+        load_genesis(page, a["genesis"], a["chain_id"])
+        open_proof(page, a["proof"], "verified")
         rows = page.locator("#result tbody tr").count()
         check(rows == a["events"], f"offline: {rows} rows")
-        page.fill("#goods-id", a["goods_id"])
-        page.click("#fetch-goods")
-        text = banner(page, "failed")
+        text = fetch_goods(page, a["goods_id"], "failed")
         check("offline" in text, f"offline copy asks for a file: {text}")
 
         # The WebAssembly verifier and `cbec verify` on a corpus of proofs: the same
