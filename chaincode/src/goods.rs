@@ -20,7 +20,7 @@
 
 pub use cbec_ledger::goods::{
     aggregate_events, event_key, head_key, packed_key, quantity_key, split_events, AggregateArgs,
-    Child, EventKind, Head, Member, PackedAt, RecordEvent, SplitArgs, SplitAt, StoredEvent,
+    Child, EventKind, Head, Member, RecordEvent, RecordedAt, SplitArgs, StoredEvent,
     SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
 };
 use std::collections::BTreeMap;
@@ -423,8 +423,8 @@ fn split(ctx: &mut Context<'_, '_>, args: SplitArgs) -> Result<Vec<Event>, RuleE
     }
     let (parent, children) = split_events(
         &args,
-        SplitAt {
-            parent_seq: head.count,
+        head.count,
+        RecordedAt {
             actor: &actor,
             height: ctx.block.height,
             time_ms: ctx.block.time_ms,
@@ -555,7 +555,7 @@ fn aggregate(
         &args,
         unpack,
         seq_of,
-        PackedAt {
+        RecordedAt {
             actor: &actor,
             height: ctx.block.height,
             time_ms: ctx.block.time_ms,

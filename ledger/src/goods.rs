@@ -117,47 +117,39 @@ pub fn aggregate_events(
     args: &AggregateArgs,
     unpack: bool,
     seq_of: impl Fn(&str) -> u64,
-    at: PackedAt<'_>,
+    at: RecordedAt<'_>,
     suite: Suite,
 ) -> (StoredEvent, Vec<StoredEvent>) {
+    let (container_kind, member_kind) = if unpack {
+        (EventKind::Disaggregated, EventKind::Unpacked)
+    } else {
+        (EventKind::Aggregated, EventKind::Packed)
+    };
     let mut attributes = args.attributes.clone();
     attributes.insert("children".into(), args.children.len().to_string());
-    let container = StoredEvent {
-        goods_id: args.container.clone(),
-        seq: seq_of(&args.container),
-        kind: if unpack {
-            EventKind::Disaggregated
-        } else {
-            EventKind::Aggregated
-        },
-        prev: args.prev,
-        actor: at.actor.to_string(),
+    let container = at.event(
+        &args.container,
+        seq_of(&args.container),
+        container_kind,
+        args.prev,
         attributes,
-        height: at.height,
-        time_ms: at.time_ms,
-        tx_hash: at.tx_hash,
-    };
+    );
     let container_hash = container.hash(suite);
     let members = args
         .children
         .iter()
-        .map(|m| StoredEvent {
-            goods_id: m.goods_id.clone(),
-            seq: seq_of(&m.goods_id),
-            kind: if unpack {
-                EventKind::Unpacked
-            } else {
-                EventKind::Packed
-            },
-            prev: Some(m.prev),
-            actor: at.actor.to_string(),
-            attributes: BTreeMap::from([
+        .map(|m| {
+            let attributes = BTreeMap::from([
                 ("container".to_string(), args.container.clone()),
                 ("container_event".to_string(), container_hash.to_string()),
-            ]),
-            height: at.height,
-            time_ms: at.time_ms,
-            tx_hash: at.tx_hash,
+            ]);
+            at.event(
+                &m.goods_id,
+                seq_of(&m.goods_id),
+                member_kind,
+                Some(m.prev),
+                attributes,
+            )
         })
         .collect();
     (container, members)
@@ -168,24 +160,38 @@ pub fn packed_key(goods_id: &str) -> String {
     format!("goods/in/{goods_id}")
 }
 
-/// Where a packing happened: what every event it records shares.
+/// Where one transaction records several goods events (a split, a packing): what they
+/// all share.
 #[derive(Debug, Clone, Copy)]
-pub struct PackedAt<'a> {
+pub struct RecordedAt<'a> {
     pub actor: &'a str,
     pub height: u64,
     pub time_ms: u64,
     pub tx_hash: Hash,
 }
 
-/// Where a split happened: what every event it records shares.
-#[derive(Debug, Clone, Copy)]
-pub struct SplitAt<'a> {
-    /// The parent's event number for the split (its event count before it).
-    pub parent_seq: u64,
-    pub actor: &'a str,
-    pub height: u64,
-    pub time_ms: u64,
-    pub tx_hash: Hash,
+impl RecordedAt<'_> {
+    /// A stored event recorded here.
+    fn event(
+        &self,
+        goods_id: &str,
+        seq: u64,
+        kind: EventKind,
+        prev: Option<Hash>,
+        attributes: BTreeMap<String, String>,
+    ) -> StoredEvent {
+        StoredEvent {
+            goods_id: goods_id.to_string(),
+            seq,
+            kind,
+            prev,
+            actor: self.actor.to_string(),
+            attributes,
+            height: self.height,
+            time_ms: self.time_ms,
+            tx_hash: self.tx_hash,
+        }
+    }
 }
 
 /// The events a split records: the parent's `split` event, and each child's first
@@ -193,7 +199,8 @@ pub struct SplitAt<'a> {
 /// these and a verifier rebuilds them from the certified transaction: one definition.
 pub fn split_events(
     args: &SplitArgs,
-    at: SplitAt<'_>,
+    parent_seq: u64,
+    at: RecordedAt<'_>,
     suite: Suite,
 ) -> (StoredEvent, Vec<StoredEvent>) {
     let mut attributes = args.attributes.clone();
@@ -203,35 +210,24 @@ pub fn split_events(
         .fold(0u64, |sum, c| sum.saturating_add(c.quantity));
     attributes.insert("children".into(), args.children.len().to_string());
     attributes.insert("quantity".into(), total.to_string());
-    let parent = StoredEvent {
-        goods_id: args.goods_id.clone(),
-        seq: at.parent_seq,
-        kind: EventKind::Split,
-        prev: Some(args.prev),
-        actor: at.actor.to_string(),
+    let parent = at.event(
+        &args.goods_id,
+        parent_seq,
+        EventKind::Split,
+        Some(args.prev),
         attributes,
-        height: at.height,
-        time_ms: at.time_ms,
-        tx_hash: at.tx_hash,
-    };
+    );
     let parent_hash = parent.hash(suite);
     let children = args
         .children
         .iter()
-        .map(|c| StoredEvent {
-            goods_id: c.goods_id.clone(),
-            seq: 0,
-            kind: EventKind::Derived,
-            prev: None,
-            actor: at.actor.to_string(),
-            attributes: BTreeMap::from([
+        .map(|c| {
+            let attributes = BTreeMap::from([
                 ("parent".to_string(), args.goods_id.clone()),
                 ("parent_event".to_string(), parent_hash.to_string()),
                 ("quantity".to_string(), c.quantity.to_string()),
-            ]),
-            height: at.height,
-            time_ms: at.time_ms,
-            tx_hash: at.tx_hash,
+            ]);
+            at.event(&c.goods_id, 0, EventKind::Derived, None, attributes)
         })
         .collect();
     (parent, children)

@@ -735,8 +735,8 @@ impl<'a> History<'a> {
                 let (_, parent_seq, actor) = announced_for(&args.goods_id)?;
                 let (parent, made) = goods::split_events(
                     &args,
-                    goods::SplitAt {
-                        parent_seq,
+                    parent_seq,
+                    goods::RecordedAt {
                         actor: &actor,
                         height,
                         time_ms,
@@ -781,7 +781,7 @@ impl<'a> History<'a> {
                     &args,
                     unpack,
                     |id| seqs.get(id).copied().unwrap_or(0),
-                    goods::PackedAt {
+                    goods::RecordedAt {
                         actor: &actor,
                         height,
                         time_ms,

@@ -352,8 +352,8 @@ impl Chain {
         let tx_hash = tx.hash(self.trust.suite);
         let (parent, kids) = goods::split_events(
             &args,
-            goods::SplitAt {
-                parent_seq: head.count,
+            head.count,
+            goods::RecordedAt {
                 actor,
                 height,
                 time_ms: 1_700_000_000_000 + height * 1_000,
