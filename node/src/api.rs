@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cbec_genesis::ApiSettings;
-use cbec_ledger::{codec, CertifiedBlock, Hash, ProofFile, PublicKey, Transaction};
+use cbec_ledger::{codec, Hash, ProofFile, PublicKey, Transaction};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -464,7 +464,7 @@ async fn tx_status(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) 
 }
 
 /// A block and its certificate: JSON (with the block hash) by default; the canonical
-/// [`CertifiedBlock`] encoding when the client accepts `application/octet-stream` (what
+/// [`cbec_ledger::CertifiedBlock`] encoding when the client accepts `application/octet-stream` (what
 /// `cbec stats index` reads).
 async fn block(
     State(shared): State<Arc<Shared>>,
@@ -479,41 +479,39 @@ async fn block(
             .map_err(|_| bad(format!("`{which}` is not a height or `latest`")))?
     };
     let s = shared.clone();
-    let found = read(&shared, move || -> anyhow::Result<Option<_>> {
+    let binary = accepts_binary(&headers);
+    // Encoded from the cached block where it lies, on the blocking thread: the indexer
+    // asks for every block, and a copy of each would be waste.
+    let found = read(&shared, move || -> anyhow::Result<Option<Response>> {
         let (Some(treed), Some(certificate)) = (
             s.blocks.get(&s.store, height)?,
             s.store.certificate(height)?,
         ) else {
             return Ok(None);
         };
-        Ok(Some(CertifiedBlock {
-            block: treed.block.clone(),
-            certificate,
+        let block = &treed.block;
+        Ok(Some(if binary {
+            // The canonical `CertifiedBlock` encoding: the block, then its certificate.
+            let bytes = codec::encode(&(block, &certificate));
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        } else {
+            Json(json!({
+                "height": height,
+                "hash": block.hash(s.store.suite()),
+                "block": block,
+                "certificate": certificate,
+            }))
+            .into_response()
         }))
     })
     .await?
     .map_err(internal)?;
-    let Some(found) = found else {
-        return Err(ApiError(
+    found.ok_or_else(|| {
+        ApiError(
             StatusCode::NOT_FOUND,
             format!("no block at height {height}"),
-        ));
-    };
-    if accepts_binary(&headers) {
-        return Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            codec::encode(&found),
         )
-            .into_response());
-    }
-    let hash = found.block.hash(shared.store.suite());
-    Ok(Json(json!({
-        "height": height,
-        "hash": hash,
-        "block": found.block,
-        "certificate": found.certificate,
-    }))
-    .into_response())
+    })
 }
 
 /// Whether the client asked for the canonical binary form.
