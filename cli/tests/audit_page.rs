@@ -18,24 +18,6 @@ use serde_json::json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 /// What `cbec verify` says of `proof`: `verified`, or the failing path and problem.
 fn cbec_verdict(dir: &Path, genesis: &Path, proof: &[u8]) -> String {
     let file = dir.join("case.proof");
@@ -135,8 +117,8 @@ fn the_auditor_page_verifies_in_a_real_browser_and_agrees_with_cbec_verify() {
         let genesis = std::fs::read(genesis_path).expect("genesis");
         corpus.push(json!({
             "name": name,
-            "genesis": base64(&genesis),
-            "proof": base64(proof),
+            "genesis": hex::encode(&genesis),
+            "proof": hex::encode(proof),
             "expected": cbec_verdict(tmp.path(), genesis_path, proof),
         }));
     };

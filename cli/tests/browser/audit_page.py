@@ -136,7 +136,7 @@ def main():
             cases = json.load(f)
         answers = page.evaluate(
             """(cases) => {
-                const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const bytes = (hex) => Uint8Array.from(hex.match(/../g) || [], (h) => parseInt(h, 16));
                 return cases.map((c) => window.cbecVerify(bytes(c.genesis), bytes(c.proof)));
             }""",
             cases,
