@@ -123,8 +123,11 @@
         links.appendChild(el("div", "prev " + (e.prev ? short(e.prev) : "none (first)")));
         links.appendChild(el("div", "this " + short(e.event_hash)));
         links.appendChild(el("div", "tx " + short(e.tx_hash)));
+        const made = e.kind === "consumed" ? "  transformed into: " : "  split into: ";
         const facts = attributes(e.attributes) + ((e.children || []).length
-          ? "  split into: " + e.children.map((c) => c.goods_id + " (" + c.quantity + ")").join(", ")
+          ? made + e.children.map((c) => c.goods_id + " (" + c.quantity + ")").join(", ")
+          : "") + (e.kind === "consumed" && (e.members || []).length
+          ? "  inputs: " + e.members.join(", ")
           : "");
         return [e.seq, e.kind, e.actor, time(e.block.time_ms), blockCell(e.block),
           e.block.certified_by.join(", "), facts, links];
@@ -135,15 +138,17 @@
     into.appendChild(el("h2", "Provenance of " + s.goods_id + ": " + s.timeline.length +
       " events, complete as of block " + s.head.height + " (" + time(s.head.time_ms) + ")"));
     into.appendChild(eventsTable(s.timeline));
-    // The lots it was split from, each up to the split that made the good below it.
-    let below = s.goods_id;
+    // The goods it was made from (lots split, inputs transformed), each up to the event
+    // that made the goods above it.
     for (const ancestor of s.ancestors || []) {
       const section = el("section", null, "ancestor");
-      section.appendChild(el("h3", "Split from " + ancestor.goods_id + ": its " +
-        ancestor.timeline.length + " events up to the split that made " + below));
+      const last = ancestor.timeline[ancestor.timeline.length - 1];
+      const transformed = last && last.kind === "consumed";
+      section.appendChild(el("h3", (transformed ? "Made from " : "Split from ") +
+        ancestor.goods_id + ": its " + ancestor.timeline.length + " events up to the " +
+        (transformed ? "transformation" : "split") + " that made the goods above"));
       section.appendChild(eventsTable(ancestor.timeline));
       into.appendChild(section);
-      below = ancestor.goods_id;
     }
   }
 

@@ -17,11 +17,17 @@
 //!
 //! Containers: `aggregate` packs goods into a container and `disaggregate` takes them
 //! out; a good is in one container at a time (`GOODS-PACK`, a rule id added here).
+//!
+//! Transformations: `transform` consumes quantities of up to 16 inputs the caller
+//! holds (none more than it holds, `GOODS-QTY`; none inside a container, `GOODS-PACK`)
+//! and makes up to 1,000 new outputs: each input's chain gets a `consumed` event, each
+//! output's first event is `transformed`, naming every input and its `consumed` event.
 
 pub use cbec_ledger::goods::{
-    aggregate_events, event_key, head_key, packed_key, quantity_key, split_events, AggregateArgs,
-    Child, EventKind, Head, Member, RecordEvent, RecordedAt, SplitArgs, StoredEvent,
-    SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
+    aggregate_events, event_key, head_key, packed_key, quantity_key, split_events,
+    transform_events, AggregateArgs, Child, EventKind, Head, Input, Member, Output, RecordEvent,
+    RecordedAt, SplitArgs, StoredEvent, TransformArgs, SPLIT_ATTRIBUTES, SPLIT_CHILDREN_MAX,
+    TRANSFORM_ATTRIBUTES, TRANSFORM_INPUTS_MAX,
 };
 use std::collections::BTreeMap;
 
@@ -51,7 +57,9 @@ fn actor_of(kind: EventKind) -> Actor {
         EventKind::Returned => Actor::Roles(&[Role::Seller, Role::Platform]),
         EventKind::Evaluated => Actor::Roles(&[Role::Platform]),
         // Whoever holds a lot may split it: its maker, a warehouse, its seller.
-        EventKind::Split | EventKind::Derived => {
+        // Whoever holds the inputs transforms them: a processing maker, a warehouse that
+        // cuts and packs, a seller.
+        EventKind::Split | EventKind::Derived | EventKind::Consumed | EventKind::Transformed => {
             Actor::Roles(&[Role::Manufacturer, Role::Warehouse, Role::Seller])
         }
         // Packing into cases and containers: warehouses, logistics, makers, sellers.
@@ -72,6 +80,7 @@ methods! {
     "split" => SplitArgs,
     "aggregate" => AggregateArgs,
     "disaggregate" => AggregateArgs,
+    "transform" => TransformArgs,
 }
 
 /// Who holds a good, and to whom its last handover went (USCCs).
@@ -114,6 +123,7 @@ impl Chaincode for Goods {
             "split" => split(ctx, decode_args(args)?),
             "aggregate" => aggregate(ctx, decode_args(args)?, false),
             "disaggregate" => aggregate(ctx, decode_args(args)?, true),
+            "transform" => transform(ctx, decode_args(args)?),
             other => Err(no_method(self.id(), other, METHODS)),
         }
     }
@@ -237,10 +247,13 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
             | EventKind::Disaggregated
             | EventKind::Packed
             | EventKind::Unpacked
+            | EventKind::Consumed
+            | EventKind::Transformed
     ) {
         return Err(RuleError::new(
             "ARGS",
-            "split, derived and packing events are recorded by `split`, `aggregate` and `disaggregate`, not `record`",
+            "split, packing and transformation events are recorded by `split`, `aggregate`, \
+             `disaggregate` and `transform`, not `record`",
         ));
     }
     let actor = actor(ctx, args.kind)?;
@@ -567,6 +580,159 @@ fn aggregate(
     for member in members {
         let head = heads.get(&member.goods_id).cloned().flatten();
         announced.push(append(ctx, member, head.as_ref())?);
+    }
+    Ok(announced)
+}
+
+/// Transforms inputs into outputs in one transaction [issue 18]: the holder of every
+/// input names the quantity each gives up (no more than it holds, `GOODS-QTY`) and the
+/// new goods made, each with its own quantity and facts. Each input's chain gets a
+/// `consumed` event, each output a first `transformed` event naming every input and its
+/// `consumed` event ([`transform_events`]); the outputs are held by the transformer.
+fn transform(ctx: &mut Context<'_, '_>, args: TransformArgs) -> Result<Vec<Event>, RuleError> {
+    let actor = actor(ctx, EventKind::Transformed)?;
+    let reserved = |attributes: &BTreeMap<String, String>| -> Result<(), RuleError> {
+        check_attributes(attributes)?;
+        match TRANSFORM_ATTRIBUTES
+            .iter()
+            .find(|k| attributes.contains_key(**k))
+        {
+            Some(k) => Err(RuleError::new(
+                "ARGS",
+                format!("`{k}` is written by the transformation itself"),
+            )),
+            None => Ok(()),
+        }
+    };
+    reserved(&args.attributes)?;
+    if args.inputs.is_empty() || args.inputs.len() > TRANSFORM_INPUTS_MAX {
+        return Err(RuleError::new(
+            "ARGS",
+            format!("a transformation consumes 1-{TRANSFORM_INPUTS_MAX} inputs"),
+        ));
+    }
+    if args.outputs.is_empty() || args.outputs.len() > SPLIT_CHILDREN_MAX {
+        return Err(RuleError::new(
+            "ARGS",
+            format!("a transformation makes 1-{SPLIT_CHILDREN_MAX} outputs"),
+        ));
+    }
+    let mut heads = BTreeMap::new();
+    let mut custodies = Vec::with_capacity(args.inputs.len());
+    for input in &args.inputs {
+        check_goods_id(&input.goods_id)?;
+        if heads.contains_key(&input.goods_id) {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("input {} is named twice", input.goods_id),
+            ));
+        }
+        let head: Head = ctx.get(&head_key(&input.goods_id))?.ok_or_else(|| {
+            RuleError::new(
+                "NOT-FOUND",
+                format!("no good {} to transform", input.goods_id),
+            )
+        })?;
+        if input.prev != head.last {
+            return Err(RuleError::new(
+                "GOODS-PREV",
+                format!(
+                    "the transformation names previous {} for {}, whose head is {}",
+                    input.prev, input.goods_id, head.last
+                ),
+            ));
+        }
+        custodies.push((
+            input.goods_id.clone(),
+            custody_for(ctx, &input.goods_id, &actor)?,
+        ));
+        if let Some(container) = ctx.get::<String>(&packed_key(&input.goods_id))? {
+            return Err(RuleError::new(
+                "GOODS-PACK",
+                format!(
+                    "{} is in container {container}; take it out before transforming it",
+                    input.goods_id
+                ),
+            ));
+        }
+        if input.quantity == 0 {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("input {} gives up no quantity", input.goods_id),
+            ));
+        }
+        let held: u64 = ctx.get(&quantity_key(&input.goods_id))?.ok_or_else(|| {
+            RuleError::new(
+                "GOODS-QTY",
+                format!("{} holds no recorded quantity", input.goods_id),
+            )
+        })?;
+        if input.quantity > held {
+            return Err(RuleError::new(
+                "GOODS-QTY",
+                format!(
+                    "the transformation consumes {} of {}, which holds {held}",
+                    input.quantity, input.goods_id
+                ),
+            ));
+        }
+        ctx.put(&quantity_key(&input.goods_id), &(held - input.quantity))?;
+        heads.insert(input.goods_id.clone(), head);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for output in &args.outputs {
+        check_goods_id(&output.goods_id)?;
+        if heads.contains_key(&output.goods_id) || !seen.insert(output.goods_id.as_str()) {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("output {} is named twice, or is an input", output.goods_id),
+            ));
+        }
+        if output.quantity == 0 {
+            return Err(RuleError::new(
+                "ARGS",
+                format!("output {} has no quantity", output.goods_id),
+            ));
+        }
+        let mut merged = args.attributes.clone();
+        merged.extend(output.attributes.clone());
+        reserved(&merged)?;
+        if ctx.exists(&head_key(&output.goods_id))? {
+            return Err(RuleError::new(
+                "DUPLICATE",
+                format!("good {} exists already", output.goods_id),
+            ));
+        }
+    }
+    for (goods_id, custody) in &custodies {
+        if let Some(c) = custody {
+            ctx.put(&custody_key(goods_id), c)?;
+        }
+    }
+    let (consumed, made) = transform_events(
+        &args,
+        |id| heads.get(id).map_or(0, |h| h.count),
+        RecordedAt {
+            actor: &actor,
+            height: ctx.block.height,
+            time_ms: ctx.block.time_ms,
+            tx_hash: ctx.tx_hash,
+        },
+        ctx.block.suite,
+    );
+    let mut announced = Vec::with_capacity(consumed.len() + made.len());
+    for event in consumed {
+        let head = heads.get(&event.goods_id).cloned();
+        announced.push(append(ctx, event, head.as_ref())?);
+    }
+    let held_by = Custody {
+        custodian: actor.clone(),
+        handed_to: None,
+    };
+    for (event, output) in made.into_iter().zip(&args.outputs) {
+        ctx.put(&quantity_key(&output.goods_id), &output.quantity)?;
+        ctx.put(&custody_key(&output.goods_id), &held_by)?;
+        announced.push(append(ctx, event, None)?);
     }
     Ok(announced)
 }

@@ -27,6 +27,8 @@
 //! | `customs/risk/<customs code>` | [`crate::customs::RiskGrade`] of an enterprise | customs |
 //! | `forex/totals/<uscc>/<year>` | [`crate::forex::Totals`] in US cents | forex |
 //! | `goods/custody/<goods id>` | [`crate::goods::Custody`]: who holds the good, and to whom it was handed | goods |
+//! | `goods/qty/<goods id>` | quantity a good still holds (u64): set by `produced`, splits and transformations | goods |
+//! | `goods/in/<goods id>` | the container a good is packed in | goods |
 //! | `forex/settler/<uscc>/<pay customs code>` | `true`: the enterprise named this payment enterprise to settle for it | forex |
 //! | `tax/export/<uscc>/<record no>` | [`crate::tax::ExportRecord`] | tax |
 //! | `tax/assessment/<uscc>/<period>` | [`crate::tax::Assessment`] | tax |

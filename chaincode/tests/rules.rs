@@ -1264,3 +1264,143 @@ fn goods_are_packed_into_a_container_and_taken_out() {
         "ARGS",
     );
 }
+
+/// Meat lots cut and packed [issue 18]: one transaction consumes quantities of several
+/// inputs and makes new goods; each input's chain gets a `consumed` event, each output's
+/// first event is `transformed`, naming every input and its event. An input gives up no
+/// more than it holds (`GOODS-QTY`), is transformed only by its holder (`ROLE`), not from
+/// inside a container (`GOODS-PACK`), and an output is new (`DUPLICATE`).
+#[test]
+fn lots_are_transformed_into_new_goods_within_their_quantities() {
+    let mut w = parcel_world();
+    let seller = w.seller.clone();
+    let mut heads = std::collections::BTreeMap::new();
+    for (id, quantity) in [("BEEF-1", "60"), ("BEEF-2", "40"), ("BOX-0", "1")] {
+        let r = w.l.run(
+            &seller,
+            "goods",
+            "record",
+            json!({"goods_id": id, "kind": "produced",
+                   "attributes": {"quantity": quantity, "commodity_code": "0201300090"}}),
+        );
+        heads.insert(id, attr_of(&r, "event_hash").expect("produced"));
+    }
+    let transform = |heads: &std::collections::BTreeMap<&str, String>, a: u64, b: u64| {
+        json!({"inputs": [{"goods_id": "BEEF-1", "prev": heads["BEEF-1"], "quantity": a},
+                          {"goods_id": "BEEF-2", "prev": heads["BEEF-2"], "quantity": b}],
+               "outputs": [{"goods_id": "PACK-1", "quantity": 50, "attributes": {"gtin": "6901234567892"}},
+                           {"goods_id": "PACK-2", "quantity": 20}],
+               "attributes": {"process": "cut and packed"}})
+    };
+    // More than an input holds.
+    let m = rejected(
+        &w.l.run(&seller, "goods", "transform", transform(&heads, 61, 10)),
+        "GOODS-QTY",
+    );
+    assert!(
+        m.contains("consumes 61 of BEEF-1") && m.contains("holds 60"),
+        "{m}"
+    );
+    // Not the holder; a stale head; an input named twice; a reserved attribute; an
+    // output's bad GTIN; recording a transformation by hand.
+    let logistics = w.logistics.clone();
+    rejected(
+        &w.l.run(&logistics, "goods", "transform", transform(&heads, 1, 1)),
+        "ROLE",
+    );
+    let mut stale = heads.clone();
+    stale.insert("BEEF-2", "00".repeat(32));
+    rejected(
+        &w.l.run(&seller, "goods", "transform", transform(&stale, 1, 1)),
+        "GOODS-PREV",
+    );
+    let mut twice = transform(&heads, 1, 1);
+    twice["inputs"][1]["goods_id"] = json!("BEEF-1");
+    rejected(&w.l.run(&seller, "goods", "transform", twice), "ARGS");
+    let mut reserved = transform(&heads, 1, 1);
+    reserved["outputs"][1]["attributes"] = json!({"inputs": "X"});
+    rejected(&w.l.run(&seller, "goods", "transform", reserved), "ARGS");
+    let mut gtin = transform(&heads, 1, 1);
+    gtin["outputs"][0]["attributes"] = json!({"gtin": "6901234567890"});
+    rejected(&w.l.run(&seller, "goods", "transform", gtin), "GTIN");
+    rejected(
+        &w.l.run(
+            &seller,
+            "goods",
+            "record",
+            json!({"goods_id": "PACK-9", "kind": "transformed"}),
+        ),
+        "ARGS",
+    );
+
+    // Within the quantities: an event on each input and one per output.
+    let r =
+        w.l.run(&seller, "goods", "transform", transform(&heads, 60, 15));
+    let events = accepted(&r).clone();
+    assert_eq!(events.len(), 4, "two inputs' events and two outputs'");
+    assert_eq!(w.l.get::<u64>("goods/qty/BEEF-1"), Some(0));
+    assert_eq!(w.l.get::<u64>("goods/qty/BEEF-2"), Some(25));
+    assert_eq!(w.l.get::<u64>("goods/qty/PACK-1"), Some(50));
+    let event_of = |w: &Parcel, id: &str| -> cbec_ledger::goods::StoredEvent {
+        let head: cbec_ledger::goods::Head = w.l.get(&format!("goods/head/{id}")).expect("head");
+        w.l.get(&format!("goods/event/{}", head.last))
+            .expect("event")
+    };
+    let (beef1, beef2) = (event_of(&w, "BEEF-1"), event_of(&w, "BEEF-2"));
+    assert_eq!(beef1.kind, cbec_ledger::goods::EventKind::Consumed);
+    assert_eq!(
+        (
+            beef1.attributes["quantity"].as_str(),
+            beef1.attributes["outputs"].as_str()
+        ),
+        ("60", "2")
+    );
+    let pack = event_of(&w, "PACK-1");
+    assert_eq!(pack.kind, cbec_ledger::goods::EventKind::Transformed);
+    assert_eq!(pack.attributes["inputs"], "BEEF-1,BEEF-2");
+    assert_eq!(
+        pack.attributes["input_events"],
+        format!(
+            "{},{}",
+            beef1.hash(cbec_ledger::Suite::Ed25519Sha256),
+            beef2.hash(cbec_ledger::Suite::Ed25519Sha256)
+        )
+    );
+    assert_eq!(
+        (
+            pack.attributes["gtin"].as_str(),
+            pack.attributes["process"].as_str()
+        ),
+        ("6901234567892", "cut and packed")
+    );
+    let sources = cbec_ledger::goods::sources(pack.kind, &pack.attributes).expect("sources");
+    assert_eq!(sources.len(), 2);
+    assert_eq!(sources[1].goods_id, "BEEF-2");
+
+    // An output exists already; the emptied input gives up more; an input in a container.
+    heads.insert(
+        "BEEF-1",
+        beef1.hash(cbec_ledger::Suite::Ed25519Sha256).to_string(),
+    );
+    heads.insert(
+        "BEEF-2",
+        beef2.hash(cbec_ledger::Suite::Ed25519Sha256).to_string(),
+    );
+    rejected(
+        &w.l.run(&seller, "goods", "transform", transform(&heads, 1, 1)),
+        "GOODS-QTY",
+    );
+    let packed = w.l.run(
+        &seller,
+        "goods",
+        "aggregate",
+        json!({"container": "CRATE-1", "children": [{"goods_id": "BEEF-2", "prev": heads["BEEF-2"]}]}),
+    );
+    accepted(&packed);
+    let again = json!({"inputs": [{"goods_id": "BEEF-2", "prev": event_of(&w, "BEEF-2").hash(cbec_ledger::Suite::Ed25519Sha256), "quantity": 1}],
+                       "outputs": [{"goods_id": "PACK-3", "quantity": 1}]});
+    rejected(&w.l.run(&seller, "goods", "transform", again), "GOODS-PACK");
+    let dup = json!({"inputs": [{"goods_id": "BOX-0", "prev": heads["BOX-0"], "quantity": 1}],
+                     "outputs": [{"goods_id": "PACK-1", "quantity": 1}]});
+    rejected(&w.l.run(&seller, "goods", "transform", dup), "DUPLICATE");
+}

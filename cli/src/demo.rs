@@ -222,9 +222,10 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         &firms, &people, &mut trail, &order_no, &waybill, &skin_care, true,
     )?;
 
-    // A lot of imported meat: produced as one lot, split into parcels in one
+    // Imported meat: two carcasses produced, cut and packed together into one lot (a
+    // transformation consuming part of each), the lot split into parcels in one
     // transaction, each parcel then ordered, declared and cleared on its own; each
-    // parcel's proof reaches back to the lot's production.
+    // parcel's proof reaches back through the lot to both carcasses' production.
     let lot = format!("MEAT-LOT-{stamp}");
     let meat = Line {
         commodity_code: "0201300090",
@@ -233,17 +234,41 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
         unit_price_fen: 38_000,
         vat_rate_bp: 900,
     };
-    let mut lot_trail = Trail {
+    let mut inputs = Vec::new();
+    for (i, kilograms) in [(1, 120), (2, 80)] {
+        let mut carcass = Trail {
+            client: &client,
+            goods_id: format!("CARCASS-{stamp}-{i}"),
+            prev: None,
+        };
+        carcass.event(
+            &seller.key,
+            "produced",
+            json!({"commodity_code": "0201100000", "quantity": kilograms.to_string(), "unit": "kg"}),
+        )?;
+        inputs.push(
+            json!({"goods_id": carcass.goods_id, "prev": carcass.prev, "quantity": kilograms / 4}),
+        );
+    }
+    eprintln!(
+        "demo: carcasses cut and packed into meat lot {lot}, split into {MEAT_PARCELS} parcels"
+    );
+    let packed = step(
+        &client,
+        &seller.key,
+        "cut and pack the carcasses into a lot",
+        "goods",
+        "transform",
+        json!({"inputs": inputs,
+               "outputs": [{"goods_id": lot, "quantity": MEAT_PARCELS,
+                            "attributes": {"gtin": meat.gtin, "commodity_code": meat.commodity_code}}],
+               "attributes": {"process": "cut and packed"}}),
+    )?;
+    let lot_trail = Trail {
         client: &client,
         goods_id: lot.clone(),
-        prev: None,
+        prev: announced_hash(&packed, &lot),
     };
-    eprintln!("demo: meat lot {lot}, split into {MEAT_PARCELS} parcels");
-    lot_trail.event(
-        &seller.key,
-        "produced",
-        json!({"gtin": meat.gtin, "commodity_code": meat.commodity_code, "quantity": MEAT_PARCELS.to_string()}),
-    )?;
     let children: Vec<String> = (1..=MEAT_PARCELS)
         .map(|i| format!("MEAT-{stamp}-{i}"))
         .collect();
@@ -290,7 +315,8 @@ pub fn run(dir: &Path, out: &Output) -> anyhow::Result<()> {
     out.emit(&summary, || {
         format!(
             "demo done: parcel {goods_id} has {count} traceability events on the ledger; clearance tax due {tax} fen.\n\
-             meat lot {lot} was split into {parcels}, each cleared; a parcel's proof covers the lot:\n  cbec provenance {first} --genesis {dir}/genesis.json\n\
+             two carcasses were cut and packed into meat lot {lot}, split into {parcels}, each cleared;\n\
+             a parcel's proof covers the lot and both carcasses:\n  cbec provenance {first} --genesis {dir}/genesis.json\n\
              look at it:\n  cbec query state goods/head/{goods_id} --node {node}\n  curl {node}/v1/blocks/latest\n  curl -N {node}/v1/events",
             node = client.base(),
             parcels = children.join(", "),
@@ -333,7 +359,7 @@ struct Line {
     vat_rate_bp: u32,
 }
 
-/// The event hash a split's result announced for `goods_id`.
+/// The event hash a split's (or transformation's) result announced for `goods_id`.
 fn announced_hash(answer: &Value, goods_id: &str) -> Option<String> {
     answer["result"]["outcome"]["events"]
         .as_array()?

@@ -1,10 +1,12 @@
 //! A verified provenance as an EPCIS 2.0 document (GS1, ISO/IEC 19987), JSON-LD: what
-//! traceability platforms exchange. Each event of the good and of the lots it was split
-//! from becomes an ObjectEvent; each split a TransformationEvent (the lot in, the good
-//! below out); each packing into or out of a container an AggregationEvent. Goods are named by their GS1 Digital Link URI (`{base}/01/{GTIN-14}/21/
-//! {goods id}`) when their line states a GTIN, else `urn:cbec:goods:{id}`. The ledger's
-//! own facts (event and transaction hashes, block, certifying agencies, attributes) ride
-//! along as `cbec:` extension fields.
+//! traceability platforms exchange. Each event of the good and of the goods it was made
+//! from becomes an ObjectEvent; each split a TransformationEvent (the lot in, every
+//! child out), each transformation one TransformationEvent (every input in, every
+//! output out); each packing into or out of a container an AggregationEvent. Goods are
+//! named by their GS1 Digital Link URI (`{base}/01/{GTIN-14}/21/{goods id}`) when their
+//! history (or, failing that, their lineage) states a GTIN, else `urn:cbec:goods:{id}`.
+//! The ledger's own facts (event and transaction hashes, block, certifying agencies,
+//! attributes) ride along as `cbec:` extension fields.
 
 use cbec_ledger::goods::EventKind;
 use cbec_ledger::proof::{Ancestry, TimelineEntry};
@@ -39,6 +41,7 @@ fn vocabulary(kind: EventKind) -> (&'static str, &'static str) {
         EventKind::Returned => ("receiving", "returned"),
         EventKind::Evaluated => ("other", "retail_sold"),
         EventKind::Split | EventKind::Derived => ("repackaging", "active"),
+        EventKind::Consumed | EventKind::Transformed => ("commissioning", "active"),
         EventKind::Aggregated | EventKind::Packed => ("packing", "in_progress"),
         EventKind::Disaggregated | EventKind::Unpacked => ("unpacking", "in_progress"),
     }
@@ -70,8 +73,9 @@ fn common(e: &TimelineEntry, offset: &str) -> Map<String, Value> {
 }
 
 /// The document for a verified provenance: `goods_id`'s `timeline` and its
-/// `ancestors` (parent first), oldest events first; `offset` is the zone's UTC offset
-/// (`+08:00`), `base` the Digital Link resolver.
+/// `ancestors` (the goods it was made from, as the proof carries them), oldest events
+/// first; `offset` is the zone's UTC offset (`+08:00`), `base` the Digital Link
+/// resolver.
 pub fn document(
     goods_id: &str,
     timeline: &[TimelineEntry],
@@ -79,40 +83,62 @@ pub fn document(
     offset: &str,
     base: &str,
 ) -> Value {
-    // One GTIN for the line: the first stated anywhere in its history.
-    let gtin = ancestors
+    let lines: Vec<(&str, &[TimelineEntry])> = ancestors
+        .iter()
+        .map(|a| (a.goods_id.as_str(), a.timeline.as_slice()))
+        .chain(std::iter::once((goods_id, timeline)))
+        .collect();
+    let gtin_in = |entries: &[TimelineEntry]| {
+        entries
+            .iter()
+            .find_map(|e| e.attributes.get("gtin").cloned())
+    };
+    // A good's own GTIN where its history states one; else the first in the lineage,
+    // farthest ancestor first.
+    let fallback = lines
         .iter()
         .rev()
-        .flat_map(|a| &a.timeline)
-        .chain(timeline)
-        .find_map(|e| e.attributes.get("gtin").cloned());
-    let epc = |id: &str| match &gtin {
+        .skip(1)
+        .find_map(|(_, t)| gtin_in(t))
+        .or_else(|| gtin_in(timeline));
+    let own: std::collections::BTreeMap<&str, String> = lines
+        .iter()
+        .filter_map(|(good, t)| Some((*good, gtin_in(t)?)))
+        .collect();
+    let epc = |id: &str| match own.get(id).or(fallback.as_ref()) {
         Some(gtin) => digital_link(base, gtin, id),
         None => format!("urn:cbec:goods:{id}"),
     };
-    // (good, its events, the good its last split made), oldest ancestor first.
-    let mut lines: Vec<(&str, &[TimelineEntry], Option<&str>)> = Vec::new();
-    for (i, a) in ancestors.iter().enumerate().rev() {
-        let below = if i == 0 {
-            goods_id
-        } else {
-            &ancestors[i - 1].goods_id
-        };
-        lines.push((&a.goods_id, &a.timeline, Some(below)));
-    }
-    lines.push((goods_id, timeline, None));
+    let epcs = |ids: &mut dyn Iterator<Item = &str>| -> Vec<String> { ids.map(epc).collect() };
+    let mut transformations = std::collections::BTreeSet::new();
     let mut events = Vec::new();
-    for (good, entries, below) in lines {
+    for (good, entries) in lines {
         for e in entries {
             let (step, disposition) = vocabulary(e.kind);
             let mut m = common(e, offset);
             match e.kind {
-                // Made by the split above: the TransformationEvent's output.
-                EventKind::Derived => continue,
+                // Made by a split or transformation: that TransformationEvent's output.
+                EventKind::Derived | EventKind::Transformed => continue,
                 EventKind::Split => {
                     m.insert("type".into(), json!("TransformationEvent"));
                     m.insert("inputEPCList".into(), json!([epc(good)]));
-                    let outputs: Vec<String> = below.map(epc).into_iter().collect();
+                    let outputs = epcs(&mut e.children.iter().map(|c| c.goods_id.as_str()));
+                    m.insert("outputEPCList".into(), json!(outputs));
+                }
+                // One event for the whole transformation, however many of its inputs
+                // the lineage holds.
+                EventKind::Consumed => {
+                    if !transformations.insert(e.tx_hash) {
+                        continue;
+                    }
+                    m.insert("type".into(), json!("TransformationEvent"));
+                    m.insert(
+                        "transformationID".into(),
+                        json!(format!("urn:cbec:tx:{}", e.tx_hash)),
+                    );
+                    let inputs = epcs(&mut e.members.iter().map(String::as_str));
+                    let outputs = epcs(&mut e.children.iter().map(|c| c.goods_id.as_str()));
+                    m.insert("inputEPCList".into(), json!(inputs));
                     m.insert("outputEPCList".into(), json!(outputs));
                 }
                 // A packing: the container and what went in or came out of it.

@@ -433,6 +433,119 @@ fn a_parcel_split_from_a_lot_proves_the_lot_offline() {
         "an unknown action must fail the schema"
     );
 
+    // A transformation (issue 18): the second parcel and part of a spice lot cut and
+    // packed into a new good with its own GTIN. Its proof carries both inputs up to
+    // their consumption and the meat lot the parcel was split from; its EPCIS has one
+    // TransformationEvent with both inputs in and the pack out, and validates.
+    let spice = submit(
+        "record",
+        serde_json::json!({"goods_id": "SPICE-1", "kind": "produced",
+        "attributes": {"quantity": "10", "commodity_code": "0910110000"}}),
+    );
+    let p2 = ok(&cbec(&[
+        "query",
+        "state",
+        "goods/head/MEAT-P-2",
+        "--node",
+        &node,
+        "--json",
+    ]));
+    let p2: serde_json::Value = serde_json::from_str(&p2).expect("json");
+    let p2_head: cbec_ledger::goods::Head = cbec_ledger::codec::decode(
+        &hex::decode(p2["value_hex"].as_str().expect("head")).expect("hex"),
+    )
+    .expect("a head");
+    let inputs = |spice_takes: u64| {
+        serde_json::json!({"inputs": [
+            {"goods_id": "MEAT-P-2", "prev": p2_head.last.to_string(), "quantity": 2},
+            {"goods_id": "SPICE-1", "prev": event_hash(&spice, "SPICE-1"), "quantity": spice_takes}],
+            "outputs": [{"goods_id": "MEAT-PACK-1", "quantity": 4, "attributes": {"gtin": "6901234567885"}}],
+            "attributes": {"process": "cut, seasoned and packed"}})
+    };
+    let refused = cbec(&[
+        "tx",
+        "submit",
+        "--key",
+        path(&seller),
+        "--node",
+        &node,
+        "goods",
+        "transform",
+        "--args",
+        &inputs(11).to_string(),
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        text(&refused.stdout).contains("GOODS-QTY") || text(&refused.stderr).contains("GOODS-QTY"),
+        "more spice than the lot holds: {} {}",
+        text(&refused.stdout),
+        text(&refused.stderr)
+    );
+    submit("transform", inputs(1));
+    let pack_proof = tmp.path().join("pack.proof.json");
+    ok(&cbec(&[
+        "prove",
+        "provenance",
+        "MEAT-PACK-1",
+        "--node",
+        &node,
+        "--out",
+        path(&pack_proof),
+    ]));
+    let said = ok(&cbec(&[
+        "verify",
+        path(&pack_proof),
+        "--genesis",
+        path(&genesis),
+    ]));
+    for words in [
+        "provenance of MEAT-PACK-1: 1 events",
+        "made from MEAT-P-2: its 4 events, up to the transformation",
+        "made from SPICE-1: its 2 events, up to the transformation",
+        "split from MEAT-LOT-1: its 2 events",
+        "transformed into: MEAT-PACK-1 (4)",
+        "inputs: MEAT-P-2, SPICE-1",
+    ] {
+        assert!(said.contains(words), "`{words}` in: {said}");
+    }
+    let pack: serde_json::Value = serde_json::from_str(&ok(&cbec(&[
+        "provenance",
+        "MEAT-PACK-1",
+        "--file",
+        path(&pack_proof),
+        "--genesis",
+        path(&genesis),
+        "--format",
+        "epcis",
+    ])))
+    .expect("JSON");
+    let transformations: Vec<&serde_json::Value> = pack["epcisBody"]["eventList"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "TransformationEvent" && e.get("transformationID").is_some())
+        .collect();
+    assert_eq!(
+        transformations.len(),
+        1,
+        "one event for the transformation: {pack}"
+    );
+    assert_eq!(
+        transformations[0]["inputEPCList"],
+        serde_json::json!([link("MEAT-P-2"), link("SPICE-1")])
+    );
+    assert_eq!(
+        transformations[0]["outputEPCList"],
+        serde_json::json!(["https://id.cbec-pilot.example/01/06901234567885/21/MEAT-PACK-1"])
+    );
+    let check = validate(&pack);
+    assert!(
+        check.status.success(),
+        "EPCIS invalid: {}",
+        text(&check.stderr)
+    );
+
     // The parcel's label: its Digital Link as a QR code, read back from the PNG; the
     // node resolves the link to its auditor page for that parcel.
     let png = tmp.path().join("label.png");

@@ -125,7 +125,7 @@ fn the_parcel_workload_clears_parcels_on_a_state_with_synthetic_keys() {
     assert_eq!(r["rejected_by_rules"], 0, "{r}\n{stderr}");
     let cleared = r["parcels_cleared"].as_u64().expect("parcels cleared");
     assert!(cleared > 0, "no parcel cleared: {r}\n{stderr}");
-    // Twelve transactions per parcel, and clearance is the tenth.
+    // Eleven transactions per parcel (and two per lot of parcels), clearance the ninth.
     let committed = r["committed_in_window"].as_u64().expect("count");
     assert!(
         committed >= 10 * cleared / 2,
@@ -145,6 +145,8 @@ fn bench_refuses_nonsense_arguments() {
         &["bench", "--rate", "10", "--saturate"][..],
         &["bench", "--clients", "0"][..],
         &["bench", "--workload", "parcels", "--parcels", "0"][..],
+        &["bench", "--workload", "parcels", "--lot-parcels", "0"][..],
+        &["bench", "--workload", "parcels", "--lot-parcels", "1001"][..],
         &["bench", "--workload", "nonsense"][..],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_cbec"))

@@ -300,6 +300,8 @@ fn statistics_follow_the_chain_survive_a_kill_and_match_independent_totals() {
                 "2",
                 "--parcels",
                 "8",
+                "--lot-parcels",
+                "4",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -25,6 +25,15 @@ pub const SPLIT_ATTRIBUTES: [&str; 4] = ["children", "quantity", "parent", "pare
 /// The methods that pack goods into a container and take them out again.
 pub const AGGREGATE_METHOD: &str = "aggregate";
 pub const DISAGGREGATE_METHOD: &str = "disaggregate";
+/// The method that transforms inputs into outputs (meat cut and packed, goods mixed
+/// or processed): several goods consumed, several made, in one transaction.
+pub const TRANSFORM_METHOD: &str = "transform";
+/// Most inputs one transformation consumes.
+pub const TRANSFORM_INPUTS_MAX: usize = 16;
+/// The attributes a transformation writes itself: on each input's `consumed` event
+/// (`quantity`, `outputs`) and on each output's first `transformed` event (`inputs`,
+/// `input_events`, `quantity`).
+pub const TRANSFORM_ATTRIBUTES: [&str; 4] = ["inputs", "input_events", "outputs", "quantity"];
 /// The kind of the result event `record` emits; its attributes name the stored event.
 pub const RESULT_EVENT: &str = "goods_event";
 
@@ -58,6 +67,12 @@ pub enum EventKind {
     Packed,
     /// This good taken out of its container: names the container and its event.
     Unpacked,
+    /// This good (or part of it) consumed by a transformation (`transform`): on each
+    /// input's chain.
+    Consumed,
+    /// An output's first event, made by a transformation: names every input and each
+    /// input's `consumed` event.
+    Transformed,
 }
 
 /// The arguments of `record`.
@@ -108,6 +123,164 @@ pub struct AggregateArgs {
     pub children: Vec<Member>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+}
+
+/// A good a transformation consumes: its current head and the quantity it gives up.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Input {
+    pub goods_id: String,
+    pub prev: Hash,
+    pub quantity: u64,
+}
+
+/// A good a transformation makes: its id, its quantity (in its own unit: packs, not
+/// kilograms) and facts of its own (its `gtin`, say).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Output {
+    pub goods_id: String,
+    pub quantity: u64,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The arguments of `transform`: what is consumed, what is made, and facts of the
+/// transformation (on every event it records).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TransformArgs {
+    pub inputs: Vec<Input>,
+    pub outputs: Vec<Output>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The events one `transform` records: each input's `consumed` event (in input order),
+/// then each output's first (`transformed`) event naming every input and its `consumed`
+/// event's hash. `seq_of` gives an input's event number (its event count before this).
+pub fn transform_events(
+    args: &TransformArgs,
+    seq_of: impl Fn(&str) -> u64,
+    at: RecordedAt<'_>,
+    suite: Suite,
+) -> (Vec<StoredEvent>, Vec<StoredEvent>) {
+    let consumed: Vec<StoredEvent> = args
+        .inputs
+        .iter()
+        .map(|input| {
+            let mut attributes = args.attributes.clone();
+            attributes.insert("quantity".into(), input.quantity.to_string());
+            attributes.insert("outputs".into(), args.outputs.len().to_string());
+            at.event(
+                &input.goods_id,
+                seq_of(&input.goods_id),
+                EventKind::Consumed,
+                Some(input.prev),
+                attributes,
+            )
+        })
+        .collect();
+    let inputs: Vec<&str> = args.inputs.iter().map(|i| i.goods_id.as_str()).collect();
+    let input_events: Vec<String> = consumed.iter().map(|e| e.hash(suite).to_string()).collect();
+    let made = args
+        .outputs
+        .iter()
+        .map(|output| {
+            let mut attributes = args.attributes.clone();
+            attributes.extend(output.attributes.clone());
+            attributes.insert("inputs".into(), inputs.join(","));
+            attributes.insert("input_events".into(), input_events.join(","));
+            attributes.insert("quantity".into(), output.quantity.to_string());
+            at.event(
+                &output.goods_id,
+                0,
+                EventKind::Transformed,
+                None,
+                attributes,
+            )
+        })
+        .collect();
+    (consumed, made)
+}
+
+/// A good another was made from, and the event on its chain that made it: a split's
+/// parent (its `split` event) or a transformation's input (its `consumed` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub goods_id: String,
+    pub event: Hash,
+    /// The kind that event must be: `Split` or `Consumed`.
+    pub kind: EventKind,
+}
+
+/// The goods a good was made from, read from its first event: a `derived` event's
+/// parent, a `transformed` event's inputs, none for any other (a good made from
+/// nothing recorded here). An error names the attribute that is malformed.
+pub fn sources(
+    kind: EventKind,
+    attributes: &BTreeMap<String, String>,
+) -> Result<Vec<Source>, String> {
+    let get = |key: &str| {
+        attributes
+            .get(key)
+            .ok_or_else(|| format!("the {kind:?} event has no `{key}`").to_lowercase())
+    };
+    let hash = |key: &str, text: &str| {
+        text.parse::<Hash>()
+            .map_err(|e| format!("`{key}` {text}: {e}"))
+    };
+    match kind {
+        EventKind::Derived => Ok(vec![Source {
+            goods_id: get("parent")?.clone(),
+            event: hash("parent_event", get("parent_event")?)?,
+            kind: EventKind::Split,
+        }]),
+        EventKind::Transformed => {
+            let inputs: Vec<&str> = get("inputs")?.split(',').collect();
+            let events: Vec<&str> = get("input_events")?.split(',').collect();
+            if inputs.len() != events.len() {
+                return Err(format!(
+                    "`inputs` names {} goods, `input_events` {} events",
+                    inputs.len(),
+                    events.len()
+                ));
+            }
+            inputs
+                .into_iter()
+                .zip(events)
+                .map(|(id, event)| {
+                    Ok(Source {
+                        goods_id: id.to_string(),
+                        event: hash("input_events", event)?,
+                        kind: EventKind::Consumed,
+                    })
+                })
+                .collect()
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Walks a good's lineage in the order a proof carries it: breadth first from the
+/// sources of the good's own first event, each (good, event) once (a lot reached
+/// through two of its children is carried once). `visit` handles one source, given
+/// what it was reached from (`below`), and answers the sources of that ancestor's
+/// first event and what they are reached from. The prover and the verifier both walk
+/// through here, so they agree on the order.
+pub fn walk_lineage<B: Clone, E>(
+    start: Vec<Source>,
+    below: B,
+    mut visit: impl FnMut(&Source, &B) -> Result<(Vec<Source>, B), E>,
+) -> Result<(), E> {
+    let mut queue: std::collections::VecDeque<(Source, B)> =
+        start.into_iter().map(|s| (s, below.clone())).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((source, below)) = queue.pop_front() {
+        if !seen.insert((source.goods_id.clone(), source.event)) {
+            continue;
+        }
+        let (next, from) = visit(&source, &below)?;
+        queue.extend(next.into_iter().map(|s| (s, from.clone())));
+    }
+    Ok(())
 }
 
 /// The events one `aggregate` (or, with `unpack`, `disaggregate`) records: the

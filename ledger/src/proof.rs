@@ -571,80 +571,91 @@ impl<'a> History<'a> {
         Ok(timeline)
     }
 
-    /// The ancestors of a good whose verified timeline is `timeline`: each must be the
-    /// good its child's first (`derived`) event names, its events verified from its
-    /// first up to the split event that child names, made in the same transaction.
-    /// An ancestor left out, or one that is not the named parent, fails.
+    /// The ancestors of a good whose verified timeline is `timeline`, in the order
+    /// [`goods::walk_lineage`] reaches them: each must be the good that the first event
+    /// below it names (a split's parent, a transformation's input), its events verified
+    /// from its first up to the event named (its `split` or `consumed` event), made in
+    /// the same transaction. An ancestor left out, one that is not the good named, or
+    /// one more than the lineage holds, fails.
     fn check_ancestors(
         &self,
         timeline: &[TimelineEntry],
         ancestors: &[AncestorProof],
         at: &str,
     ) -> Result<Vec<Ancestry>, ProofError> {
+        let Some(first) = timeline.first() else {
+            return Ok(Vec::new());
+        };
+        let sources_of = |e: &TimelineEntry, at: &str| {
+            goods::sources(e.kind, &e.attributes).map_err(|problem| fail(at, problem))
+        };
         let mut out: Vec<Ancestry> = Vec::with_capacity(ancestors.len());
-        let mut below = timeline.first().cloned();
-        let mut below_id = String::new();
-        for (k, ancestor) in ancestors.iter().enumerate() {
-            let at = format!("{at}[{k}]");
-            let first = below
-                .as_ref()
-                .filter(|e| e.kind == EventKind::Derived)
-                .ok_or_else(|| {
-                    fail(
-                        &at,
-                        "the good below was not split from another: this is no ancestor of it",
-                    )
-                })?;
-            let named = |key: &str| first.attributes.get(key).cloned().unwrap_or_default();
-            if ancestor.goods_id != named("parent") {
-                return Err(fail(
-                    format!("{at}.goods_id"),
-                    format!(
-                        "{} is not the parent the derived event names ({})",
-                        ancestor.goods_id,
-                        named("parent")
-                    ),
-                ));
-            }
-            let chain = self.check_chain(
-                &ancestor.events,
-                &ancestor.goods_id,
-                &format!("{at}.events"),
-                first.block.height,
-            )?;
-            let last = chain
-                .last()
-                .ok_or_else(|| fail(format!("{at}.events"), "no events"))?;
-            if last.kind != EventKind::Split
-                || last.event_hash.to_string() != named("parent_event")
-                || last.tx_hash != first.tx_hash
-            {
-                return Err(fail(
-                    format!("{at}.events[{}]", chain.len() - 1),
-                    format!(
-                        "{} is not the split {} that made the good below it",
-                        last.event_hash,
-                        named("parent_event")
-                    ),
-                ));
-            }
-            below = chain.first().cloned();
-            below_id = ancestor.goods_id.clone();
-            out.push(Ancestry {
-                goods_id: ancestor.goods_id.clone(),
-                timeline: chain,
-            });
-        }
-        if let Some(first) = below.filter(|e| e.kind == EventKind::Derived) {
-            let parent = first.attributes.get("parent").cloned().unwrap_or_default();
-            let of = if below_id.is_empty() {
-                "the good".to_string()
-            } else {
-                below_id
-            };
+        goods::walk_lineage(
+            sources_of(first, at)?,
+            ("the good".to_string(), first.clone()),
+            |source, (below_id, below)| {
+                let whole = at;
+                let k = out.len();
+                let at = format!("{whole}[{k}]");
+                let what = if source.kind == EventKind::Split {
+                    "split"
+                } else {
+                    "transformation"
+                };
+                let Some(ancestor) = ancestors.get(k) else {
+                    return Err(fail(
+                        whole,
+                        format!(
+                            "{below_id} was made from {} (by its {what}), whose events the proof leaves out",
+                            source.goods_id
+                        ),
+                    ));
+                };
+                if ancestor.goods_id != source.goods_id {
+                    return Err(fail(
+                        format!("{at}.goods_id"),
+                        format!(
+                            "{} is not the parent the {} event of {below_id} names ({})",
+                            ancestor.goods_id,
+                            format!("{:?}", below.kind).to_lowercase(),
+                            source.goods_id
+                        ),
+                    ));
+                }
+                let chain = self.check_chain(
+                    &ancestor.events,
+                    &ancestor.goods_id,
+                    &format!("{at}.events"),
+                    below.block.height,
+                )?;
+                let last = chain
+                    .last()
+                    .ok_or_else(|| fail(format!("{at}.events"), "no events"))?;
+                if last.kind != source.kind
+                    || last.event_hash != source.event
+                    || last.tx_hash != below.tx_hash
+                {
+                    return Err(fail(
+                        format!("{at}.events[{}]", chain.len() - 1),
+                        format!(
+                            "{} is not the {what} {} that made {below_id}",
+                            last.event_hash, source.event
+                        ),
+                    ));
+                }
+                let next = sources_of(&chain[0], &format!("{at}.events[0]"))?;
+                let reached = (ancestor.goods_id.clone(), chain[0].clone());
+                out.push(Ancestry {
+                    goods_id: ancestor.goods_id.clone(),
+                    timeline: chain,
+                });
+                Ok((next, reached))
+            },
+        )?;
+        if out.len() < ancestors.len() {
             return Err(fail(
-                at,
-                format!("{of} was split from {parent}, whose events the proof leaves out"),
+                format!("{at}[{}]", out.len()),
+                "every good in the lineage is accounted for before it: this is no ancestor of it",
             ));
         }
         Ok(out)
@@ -763,20 +774,7 @@ impl<'a> History<'a> {
             }
             GoodsCall::Aggregate(args, unpack) => {
                 let (event_hash, _, actor) = announced_for(goods_id)?;
-                // Each good's event number, as the result announced it.
-                let seqs: std::collections::BTreeMap<&str, u64> = events
-                    .iter()
-                    .filter(|e| e.kind == goods::RESULT_EVENT)
-                    .filter_map(|e| {
-                        let get = |k: &str| {
-                            e.attributes
-                                .iter()
-                                .find(|a| a.key == k)
-                                .map(|a| a.value.as_str())
-                        };
-                        Some((get("goods_id")?, get("seq")?.parse().ok()?))
-                    })
-                    .collect();
+                let seqs = announced_seqs(events);
                 let (container, packed) = goods::aggregate_events(
                     &args,
                     unpack,
@@ -806,6 +804,44 @@ impl<'a> History<'a> {
                 }
                 (record, event_hash)
             }
+            GoodsCall::Transform(args) => {
+                let (event_hash, _, actor) = announced_for(goods_id)?;
+                let seqs = announced_seqs(events);
+                let (consumed, made) = goods::transform_events(
+                    &args,
+                    |id| seqs.get(id).copied().unwrap_or(0),
+                    goods::RecordedAt {
+                        actor: &actor,
+                        height,
+                        time_ms,
+                        tx_hash,
+                    },
+                    self.trust.suite,
+                );
+                let record = consumed
+                    .into_iter()
+                    .chain(made)
+                    .find(|e| e.goods_id == goods_id)
+                    .ok_or_else(|| {
+                        fail(
+                            format!("{at}.tx"),
+                            format!("the transformation neither consumes nor makes {goods_id}"),
+                        )
+                    })?;
+                if record.kind == EventKind::Consumed {
+                    // What it went into, and what else went in with it (去向).
+                    children = args
+                        .outputs
+                        .into_iter()
+                        .map(|o| goods::Child {
+                            goods_id: o.goods_id,
+                            quantity: o.quantity,
+                        })
+                        .collect();
+                    members = args.inputs.into_iter().map(|i| i.goods_id).collect();
+                }
+                (record, event_hash)
+            }
         };
         let rebuilt = record.hash(self.trust.suite);
         if rebuilt != event_hash {
@@ -831,12 +867,30 @@ impl<'a> History<'a> {
     }
 }
 
+/// Each good's event number, as a result announced it.
+fn announced_seqs(events: &[crate::Event]) -> std::collections::BTreeMap<&str, u64> {
+    events
+        .iter()
+        .filter(|e| e.kind == goods::RESULT_EVENT)
+        .filter_map(|e| {
+            let get = |k: &str| {
+                e.attributes
+                    .iter()
+                    .find(|a| a.key == k)
+                    .map(|a| a.value.as_str())
+            };
+            Some((get("goods_id")?, get("seq")?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A transaction that records goods events.
 enum GoodsCall {
     Record(RecordEvent),
     Split(goods::SplitArgs),
     /// `aggregate`, or with `true` `disaggregate`.
     Aggregate(goods::AggregateArgs, bool),
+    Transform(goods::TransformArgs),
 }
 
 fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError> {
@@ -845,14 +899,15 @@ fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError
         fail(
             format!("{at}.tx.body.call"),
             format!(
-                "{}.{} is not a traceability event ({}.{}, {}, {} or {})",
+                "{}.{} is not a traceability event ({}.{}, {}, {}, {} or {})",
                 call.chaincode,
                 call.method,
                 goods::CHAINCODE,
                 goods::RECORD_METHOD,
                 goods::SPLIT_METHOD,
                 goods::AGGREGATE_METHOD,
-                goods::DISAGGREGATE_METHOD
+                goods::DISAGGREGATE_METHOD,
+                goods::TRANSFORM_METHOD
             ),
         )
     };
@@ -874,6 +929,9 @@ fn decode_goods_call(tx: &Transaction, at: &str) -> Result<GoodsCall, ProofError
             .map_err(bad_args),
         goods::AGGREGATE_METHOD | goods::DISAGGREGATE_METHOD => codec::decode(&call.args)
             .map(|args| GoodsCall::Aggregate(args, call.method == goods::DISAGGREGATE_METHOD))
+            .map_err(bad_args),
+        goods::TRANSFORM_METHOD => codec::decode(&call.args)
+            .map(GoodsCall::Transform)
             .map_err(bad_args),
         _ => Err(not_an_event()),
     }

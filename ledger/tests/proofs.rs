@@ -764,3 +764,141 @@ fn a_parcel_proves_its_lot_across_two_splits_and_every_tamper_is_caught() {
         }
     }
 }
+
+/// Two cases of one lot and a spice lot cut and packed together (a transformation with
+/// three inputs, two of them from the same split): a pack's proof carries each input up
+/// to its `consumed` event and the lot once, breadth first, all verified from genesis
+/// alone. An input left out, the lot left out, inputs swapped, a foreign consumption of
+/// the right good spliced in, an extra ancestor, or any byte changed: each fails.
+#[test]
+fn a_pack_proves_every_input_of_its_transformation_and_every_tamper_is_caught() {
+    for suite in Suite::ALL {
+        let mut chain = Chain::with_suite(suite);
+        let maker = chain.key(50);
+        chain.record(&maker, SELLER, "LOT-1", EventKind::Produced);
+        chain.record(&maker, SELLER, "SPICE", EventKind::Produced);
+        chain.split(&maker, SELLER, "LOT-1", &[("CASE-1", 60), ("CASE-2", 40)]);
+        chain.transform(
+            &maker,
+            SELLER,
+            &[("CASE-1", 10), ("SPICE", 1), ("CASE-2", 5)],
+            &[("PACK-1", 4), ("PACK-2", 4)],
+        );
+        chain.record(&maker, SELLER, "PACK-1", EventKind::Shipped);
+        // SPICE consumed again, by another transformation.
+        chain.transform(&maker, SELLER, &[("SPICE", 1)], &[("PACK-3", 1)]);
+
+        let file = chain.lineage_file("PACK-1");
+        let Verified::Provenance {
+            timeline,
+            ancestors,
+            ..
+        } = file.verify(&chain.trust).expect("the lineage verifies")
+        else {
+            panic!("provenance")
+        };
+        let kinds: Vec<_> = timeline.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Transformed, EventKind::Shipped]);
+        let ids: Vec<_> = ancestors.iter().map(|a| a.goods_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["CASE-1", "SPICE", "CASE-2", "LOT-1"],
+            "every input, then the lot both cases came from, once"
+        );
+        let spice = &ancestors[1].timeline;
+        assert_eq!(
+            spice.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [EventKind::Produced, EventKind::Consumed],
+            "up to the consumption that made the pack, not the later one"
+        );
+        let went: Vec<_> = spice[1]
+            .children
+            .iter()
+            .map(|c| (c.goods_id.as_str(), c.quantity))
+            .collect();
+        assert_eq!(went, [("PACK-1", 4), ("PACK-2", 4)], "what it went into");
+        assert_eq!(spice[1].members, ["CASE-1", "SPICE", "CASE-2"]);
+
+        // A plain provenance proof of a transformation's output is incomplete.
+        expect_failure(
+            &chain.provenance_file("PACK-1"),
+            &chain,
+            "proof",
+            "leaves out",
+        );
+        let Proof::Lineage(lineage) = &file.proof else {
+            panic!("lineage")
+        };
+        let with = |edit: &dyn Fn(&mut Vec<cbec_ledger::proof::AncestorProof>)| {
+            let mut f = file.clone();
+            if let Proof::Lineage(l) = &mut f.proof {
+                edit(&mut l.ancestors);
+            }
+            f
+        };
+        // The spice left out: CASE-2 stands where SPICE is due.
+        expect_failure(
+            &with(&|a| {
+                a.remove(1);
+            }),
+            &chain,
+            "proof.ancestors[1].goods_id",
+            "not the parent",
+        );
+        // The lot left out.
+        expect_failure(
+            &with(&|a| a.truncate(3)),
+            &chain,
+            "proof.ancestors",
+            "leaves out",
+        );
+        // Two inputs swapped.
+        expect_failure(
+            &with(&|a| a.swap(0, 1)),
+            &chain,
+            "proof.ancestors[0].goods_id",
+            "not the parent",
+        );
+        // The spice's chain up to its other consumption, spliced in.
+        let later = chain.provenance_file("SPICE");
+        let Proof::Provenance(later) = later.proof else {
+            panic!("provenance")
+        };
+        expect_failure(
+            &with(&|a| a[1].events = later.events.clone()),
+            &chain,
+            "proof.ancestors[1].events[2]",
+            "after height",
+        );
+        // The spice's chain cut short of its consumption.
+        expect_failure(
+            &with(&|a| a[1].events = later.events[..1].to_vec()),
+            &chain,
+            "proof.ancestors[1].events[0]",
+            "not the transformation",
+        );
+        // The lot twice.
+        expect_failure(
+            &with(&|a| a.push(a[3].clone())),
+            &chain,
+            "proof.ancestors[4]",
+            "no ancestor",
+        );
+        assert_eq!(lineage.ancestors.len(), 4);
+
+        // Every byte of the binary proof changed is caught (every 7th on SM2).
+        let bytes = file.to_bytes();
+        let step = if suite == Suite::Sm2Sm3 { 7 } else { 1 };
+        for i in (0..bytes.len()).step_by(step) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            if let Ok(parsed) = ProofFile::from_bytes(&bad) {
+                assert!(
+                    parsed.verify(&chain.trust).is_err(),
+                    "{suite}: byte {i} of {} changed and still verified",
+                    bytes.len()
+                );
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Builds auditor proofs from the store: what `/v1/proof/...` serves and `cbec verify`
 //! checks offline (see `cbec_ledger::proof` for the format and the verification).
 
-use cbec_ledger::goods::{self, EventKind, Head, StoredEvent};
+use cbec_ledger::goods::{self, Head, StoredEvent};
 use cbec_ledger::proof::{
     validator_key_state_key, AncestorProof, CertifiedHeader, KeyProof, LineageProof, Proof,
     ProofFile, ProvenanceProof, SetChange, StateProof, TrustRoot, TxProof, FORMAT_VERSION,
@@ -48,9 +48,9 @@ type Result<T> = std::result::Result<T, ProveError>;
 /// (a proof that left events out would not verify). Each event is a transaction proof
 /// (about 2 kB, a block read and its trees); a parcel's whole flow is about a dozen.
 pub const PROVENANCE_EVENTS_MAX: u64 = 256;
-/// Most splits a provenance proof follows back (each ancestor carries its events up to
-/// its split).
-pub const ANCESTORS_MAX: usize = 16;
+/// Most ancestors a provenance proof carries (lots split from, inputs transformed
+/// from; each carries its events up to the event that made the good below it).
+pub const ANCESTORS_MAX: usize = 64;
 
 fn missing(what: impl std::fmt::Display) -> ProveError {
     StoreError::Corrupt(format!("{what} is missing")).into()
@@ -106,32 +106,29 @@ impl Prover<'_> {
             head,
             events,
         };
-        // Split from a lot: each ancestor's events up to the split that made the good
-        // below it, to a good that was not split from another.
+        // Made from other goods (split from a lot, transformed from inputs): each
+        // ancestor's events up to the event that made the good below it, breadth first
+        // as the verifier walks them, back to goods made from nothing recorded here.
+        let sources = |e: &StoredEvent| {
+            goods::sources(e.kind, &e.attributes).map_err(|problem| {
+                StoreError::Corrupt(format!("first event of {}: {problem}", e.goods_id))
+            })
+        };
         let mut ancestors = Vec::new();
-        let mut below = first;
-        while below.kind == EventKind::Derived {
-            let parent = below.attributes.get("parent").cloned().unwrap_or_default();
-            let split: Hash = below
-                .attributes
-                .get("parent_event")
-                .and_then(|h| h.parse().ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("derived event of {}", below.goods_id))
-                })?;
+        goods::walk_lineage(sources(&first)?, (), |source, ()| {
             if ancestors.len() >= ANCESTORS_MAX {
                 return Err(ProveError::NotFound(format!(
-                    "{goods_id} descends through more than {ANCESTORS_MAX} splits, more than a proof carries"
+                    "{goods_id} descends from more than {ANCESTORS_MAX} goods, more than a proof carries"
                 )));
             }
-            let split_event = self.event(&split, &parent)?;
-            let (events, first) = self.chain_to(&parent, split, split_event.seq + 1)?;
+            let made_by = self.event(&source.event, &source.goods_id)?;
+            let (events, first) = self.chain_to(&source.goods_id, source.event, made_by.seq + 1)?;
             ancestors.push(AncestorProof {
-                goods_id: parent,
+                goods_id: source.goods_id.clone(),
                 events,
             });
-            below = first;
-        }
+            Ok((sources(&first)?, ()))
+        })?;
         let proof = if ancestors.is_empty() {
             Proof::Provenance(provenance)
         } else {

@@ -198,17 +198,27 @@ fn timeline_text(
         block_line(head)
     );
     push_events(&mut text, timeline);
-    let mut below = goods_id;
     for ancestor in ancestors {
         text.push_str(&format!(
-            "  split from {}: its {} events up to the split that made {below}\n",
-            ancestor.goods_id,
-            ancestor.timeline.len()
+            "  {}\n",
+            ancestry_heading(&ancestor.goods_id, &ancestor.timeline)
         ));
         push_events(&mut text, &ancestor.timeline);
-        below = &ancestor.goods_id;
     }
     text
+}
+
+/// How an ancestor is introduced: a lot split, or an input transformed, with its events
+/// up to the event that made the goods below it.
+fn ancestry_heading(goods_id: &str, timeline: &[cbec_ledger::proof::TimelineEntry]) -> String {
+    let (how, what) = match timeline.last().map(|e| e.kind) {
+        Some(cbec_ledger::goods::EventKind::Consumed) => ("made from", "transformation"),
+        _ => ("split from", "split"),
+    };
+    format!(
+        "{how} {goods_id}: its {} events, up to the {what} that made the goods above",
+        timeline.len()
+    )
 }
 
 fn push_events(text: &mut String, timeline: &[cbec_ledger::proof::TimelineEntry]) {
@@ -219,7 +229,7 @@ fn push_events(text: &mut String, timeline: &[cbec_ledger::proof::TimelineEntry]
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         text.push_str(&format!(
-            "  #{:<2} {:<10} {:<20} {}  block {:<6} tx {}{}\n",
+            "  #{:<2} {:<11} {:<20} {}  block {:<6} tx {}{}\n",
             e.seq,
             format!("{:?}", e.kind).to_lowercase(),
             e.actor,
@@ -238,7 +248,15 @@ fn push_events(text: &mut String, timeline: &[cbec_ledger::proof::TimelineEntry]
                 .iter()
                 .map(|c| format!("{} ({})", c.goods_id, c.quantity))
                 .collect();
-            text.push_str(&format!("       split into: {}\n", children.join(", ")));
+            let into = if e.kind == cbec_ledger::goods::EventKind::Consumed {
+                "transformed into"
+            } else {
+                "split into"
+            };
+            text.push_str(&format!("       {into}: {}\n", children.join(", ")));
+        }
+        if e.kind == cbec_ledger::goods::EventKind::Consumed && !e.members.is_empty() {
+            text.push_str(&format!("       inputs: {}\n", e.members.join(", ")));
         }
     }
 }

@@ -361,15 +361,94 @@ impl Chain {
             },
             self.trust.suite,
         );
+        let recorded =
+            std::iter::once((parent, Some(head))).chain(kids.into_iter().map(|k| (k, None)));
+        self.commit_events(tx, actor, recorded.collect())
+    }
+
+    /// Transforms `inputs` (id, quantity consumed) into `outputs` (id, quantity) in one
+    /// transaction, as the goods chaincode does ([`goods::transform_events`]).
+    pub fn transform(
+        &mut self,
+        key: &KeyPair,
+        actor: &str,
+        inputs: &[(&str, u64)],
+        outputs: &[(&str, u64)],
+    ) -> u64 {
+        let heads: Vec<Head> = inputs
+            .iter()
+            .map(|(id, _)| {
+                codec::decode(&self.state[&goods::head_key(id).into_bytes()]).expect("head")
+            })
+            .collect();
+        let args = goods::TransformArgs {
+            inputs: inputs
+                .iter()
+                .zip(&heads)
+                .map(|((id, q), head)| goods::Input {
+                    goods_id: (*id).into(),
+                    prev: head.last,
+                    quantity: *q,
+                })
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|(id, q)| goods::Output {
+                    goods_id: (*id).into(),
+                    quantity: *q,
+                    attributes: BTreeMap::new(),
+                })
+                .collect(),
+            attributes: BTreeMap::from([("process".to_string(), "cut and packed".to_string())]),
+        };
+        let tx = self.sign_tx(
+            key,
+            goods::CHAINCODE,
+            goods::TRANSFORM_METHOD,
+            codec::encode(&args),
+        );
+        let height = self.height() + 1;
+        let tx_hash = tx.hash(self.trust.suite);
+        let seq_of = |id: &str| {
+            inputs
+                .iter()
+                .position(|(i, _)| *i == id)
+                .map_or(0, |k| heads[k].count)
+        };
+        let (consumed, made) = goods::transform_events(
+            &args,
+            seq_of,
+            goods::RecordedAt {
+                actor,
+                height,
+                time_ms: 1_700_000_000_000 + height * 1_000,
+                tx_hash,
+            },
+            self.trust.suite,
+        );
+        let recorded = consumed
+            .into_iter()
+            .zip(heads.into_iter().map(Some))
+            .chain(made.into_iter().map(|m| (m, None)));
+        self.commit_events(tx, actor, recorded.collect())
+    }
+
+    /// Commits one transaction that recorded `recorded` (each event with the head it
+    /// follows): its result announces each, and state gets each event and new head.
+    fn commit_events(
+        &mut self,
+        tx: Transaction,
+        actor: &str,
+        recorded: Vec<(StoredEvent, Option<Head>)>,
+    ) -> u64 {
+        let tx_hash = tx.hash(self.trust.suite);
         let attr = |k: &str, v: String| Attribute {
             key: k.into(),
             value: v,
         };
         let mut events = Vec::new();
         let mut writes = Vec::new();
-        for (stored, old) in
-            std::iter::once((parent, Some(head))).chain(kids.into_iter().map(|k| (k, None)))
-        {
+        for (stored, old) in recorded {
             let hash = stored.hash(self.trust.suite);
             let new_head = Head {
                 first: old.as_ref().map_or(hash, |h| h.first),
@@ -427,11 +506,10 @@ impl Chain {
             event_of(&announced)
         };
         let mut ancestors = Vec::new();
-        let mut below = first_of(&provenance.events, goods_id);
-        while below.kind == goods::EventKind::Derived {
-            let parent = below.attributes["parent"].clone();
-            let mut next: Option<Hash> =
-                Some(below.attributes["parent_event"].parse().expect("hash"));
+        let first = first_of(&provenance.events, goods_id);
+        let sources = |e: &StoredEvent| goods::sources(e.kind, &e.attributes).expect("sources");
+        goods::walk_lineage(sources(&first), (), |source, ()| {
+            let mut next = Some(source.event);
             let mut events = Vec::new();
             while let Some(hash) = next {
                 let stored = event_of(&hash);
@@ -439,12 +517,14 @@ impl Chain {
                 next = stored.prev;
             }
             events.reverse();
-            below = first_of(&events, &parent);
+            let first = first_of(&events, &source.goods_id);
             ancestors.push(cbec_ledger::proof::AncestorProof {
-                goods_id: parent,
+                goods_id: source.goods_id.clone(),
                 events,
             });
-        }
+            Ok::<_, ()>((sources(&first), ()))
+        })
+        .expect("walk");
         ProofFile {
             proof: Proof::Lineage(cbec_ledger::proof::LineageProof {
                 provenance,

@@ -4,12 +4,17 @@
 //! Each client is a lane with its own five filed enterprises (platform, seller and
 //! manufacturer, payment, logistics, agent); customs' own steps go through one customs
 //! thread, since customs has one operator key and its nonces must reach the nodes in
-//! order. A parcel takes twelve transactions, each sent once the one before it is
-//! committed (a goods event names the previous event's hash, which only its commit
-//! tells, and each customs document is checked against the earlier ones): produced,
-//! ordered, order (CEB311), payment (CEB411), paid, waybill (CEB511), shipped,
-//! declaration list (CEB621), declared, clearance, cleared, delivered. A lane keeps
-//! `--parcels` parcels in flight and starts a new one as each ends.
+//! order. Goods come in lots [issue 18]: the lane's seller produces a lot of one kind
+//! of goods (`quantity`, `--lot-parcels`, 100 unless told) and splits it into that
+//! many parcels in one transaction, so
+//! each parcel's history begins with its lot's. A parcel then takes eleven
+//! transactions, each sent once the one before it is committed (a goods event names
+//! the previous event's hash, which only its commit tells, and each customs document
+//! is checked against the earlier ones): ordered, order (CEB311), payment (CEB411),
+//! paid, waybill (CEB511), shipped, declaration list (CEB621), declared, clearance,
+//! cleared, delivered. A lane keeps `--parcels` parcels in flight, starts a new one
+//! from its split lots as each ends, and splits the next lot while parcels of the last
+//! are still waiting to start.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -55,7 +60,6 @@ pub const ROLES: [&[&str]; 5] = [
 /// Steps of a parcel, in order: who sends it, and what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    Produced,
     Ordered,
     Order,
     Payment,
@@ -69,8 +73,7 @@ enum Step {
     Delivered,
 }
 
-const STEPS: [Step; 12] = [
-    Step::Produced,
+const STEPS: [Step; 11] = [
     Step::Ordered,
     Step::Order,
     Step::Payment,
@@ -94,7 +97,7 @@ enum Who {
 fn who(step: Step) -> Who {
     match step {
         Step::Order => Who::Firm(0),
-        Step::Produced | Step::Ordered => Who::Firm(1),
+        Step::Ordered => Who::Firm(1),
         Step::Payment | Step::Paid => Who::Firm(2),
         Step::Waybill | Step::Shipped | Step::Delivered => Who::Firm(3),
         Step::List | Step::Declared => Who::Firm(4),
@@ -105,11 +108,79 @@ fn who(step: Step) -> Who {
 #[derive(Debug)]
 struct Parcel {
     id: u64,
+    /// What it carries: an index into [`GOODS`], its lot's.
+    goods: usize,
     step: usize,
     /// The hash of the good's last event.
     prev: Option<String>,
     /// The transaction of the current step, once sent.
     waiting: Option<Hash>,
+}
+
+/// A lot on its way to being split: produced, then split into `size` parcels
+/// (numbered from `no * size`).
+#[derive(Debug)]
+struct Lot {
+    no: u64,
+    size: u64,
+    /// The hash of the lot's `produced` event, once committed.
+    prev: Option<String>,
+    /// The transaction of its current step, once sent.
+    waiting: Option<Hash>,
+}
+
+impl Lot {
+    fn new(no: u64, size: u64) -> Lot {
+        Lot {
+            no,
+            size,
+            prev: None,
+            waiting: None,
+        }
+    }
+
+    fn goods(&self) -> usize {
+        (self.no % GOODS.len() as u64) as usize
+    }
+
+    /// Its next call: produced with its quantity, or split into its parcels.
+    fn call(&self, stamp: u64, lane: usize) -> (&'static str, &'static str, Value) {
+        let goods_id = format!("L{stamp}-{lane}-{}", self.no);
+        match &self.prev {
+            None => {
+                let goods = &GOODS[self.goods()];
+                let mut attributes = json!({"commodity_code": goods.commodity_code,
+                                            "quantity": self.size.to_string()});
+                if let Some(gtin) = goods.gtin {
+                    attributes["gtin"] = json!(gtin);
+                }
+                (
+                    "goods",
+                    "record",
+                    json!({"goods_id": goods_id, "kind": "produced", "attributes": attributes}),
+                )
+            }
+            Some(prev) => {
+                let children: Vec<Value> = self
+                    .parcels()
+                    .map(|id| json!({"goods_id": parcel_id(stamp, lane, id), "quantity": 1}))
+                    .collect();
+                (
+                    "goods",
+                    "split",
+                    json!({"goods_id": goods_id, "prev": prev, "children": children}),
+                )
+            }
+        }
+    }
+
+    fn parcels(&self) -> std::ops::Range<u64> {
+        self.no * self.size..(self.no + 1) * self.size
+    }
+}
+
+fn parcel_id(stamp: u64, lane: usize, id: u64) -> String {
+    format!("P{stamp}-{lane}-{id}")
 }
 
 fn tag(purpose: &str, value: &str) -> String {
@@ -236,17 +307,15 @@ fn call(
     codes: &[String; 5],
     identity: &KeyPair,
 ) -> (&'static str, &'static str, Value) {
-    let goods_id = format!("P{stamp}-{lane}-{}", p.id);
+    let goods_id = parcel_id(stamp, lane, p.id);
     let order_no = format!("O{stamp}-{lane}-{}", p.id);
     let waybill = format!("W{stamp}{lane:02}{:08}", p.id);
     let buyer = tag("buyer", &goods_id);
-    let goods = &GOODS[(p.id % GOODS.len() as u64) as usize];
+    let goods = &GOODS[p.goods];
     let (value, freight, insurance, tax, discount, paid) = money(goods);
-    let mut produced = json!({"commodity_code": goods.commodity_code});
     let mut line = json!({"commodity_code": goods.commodity_code, "quantity": goods.quantity,
                           "unit_price_fen": goods.unit_price_fen});
     if let Some(gtin) = goods.gtin {
-        produced["gtin"] = json!(gtin);
         line["gtin"] = json!(gtin);
     }
     let [platform, seller, payment, logistics, agent] = codes;
@@ -263,7 +332,6 @@ fn call(
         ("goods", "record", args)
     };
     match step {
-        Step::Produced => event("produced", produced),
         // Each event hands the parcel to whoever records the next one (custody).
         Step::Ordered => event(
             "ordered",
@@ -339,6 +407,29 @@ fn event_hash(result: &Value) -> Option<String> {
         .find(|a| a["key"] == "event_hash")
         .and_then(|a| a["value"].as_str())
         .map(String::from)
+}
+
+/// Each good's event hash a committed split (or other goods call) reported.
+fn event_hashes(result: &Value) -> HashMap<String, String> {
+    let value = |attributes: &[Value], key: &str| {
+        attributes
+            .iter()
+            .find(|a| a["key"] == key)
+            .and_then(|a| a["value"].as_str())
+            .map(String::from)
+    };
+    result["outcome"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let attributes = e["attributes"].as_array()?;
+            Some((
+                value(attributes, "goods_id")?,
+                value(attributes, "event_hash")?,
+            ))
+        })
+        .collect()
 }
 
 /// A transaction customs is asked to sign for a lane, in the order asked.
@@ -453,13 +544,15 @@ pub fn run_customs(
     }
 }
 
-/// One lane: keeps `in_flight` parcels going through their twelve steps.
+/// One lane: splits lots into parcels and keeps `in_flight` parcels going through
+/// their eleven steps.
 #[allow(clippy::too_many_arguments)]
 pub fn run_lane(
     lane: usize,
     firms: Firms,
     nonces: [u64; 5],
     in_flight: usize,
+    lot_parcels: u64,
     node: String,
     ctx: Arc<Context>,
     customs: mpsc::Sender<CustomsJob>,
@@ -477,54 +570,67 @@ pub fn run_lane(
     ];
     let mut nonces = nonces;
     let (done_tx, done) = mpsc::channel::<(Hash, Value)>();
-    let mut parcels: Vec<Parcel> = (0..in_flight as u64)
-        .map(|id| Parcel {
-            id,
-            step: 0,
-            prev: None,
-            waiting: None,
-        })
-        .collect();
-    let mut next_id = in_flight as u64;
+    // Slots of parcels in flight (empty until a split lot fills them), and the
+    // parcels split off and not started yet.
+    let mut parcels: Vec<Option<Parcel>> = (0..in_flight).map(|_| None).collect();
+    let mut ready: std::collections::VecDeque<Parcel> = std::collections::VecDeque::new();
+    let mut lot = Lot::new(0, lot_parcels);
     let mut by_tx: HashMap<Hash, usize> = HashMap::new();
     let mut rejections_shown = 0;
+    let mut rejected = |what: String, result: &Value| {
+        if rejections_shown < 3 {
+            rejections_shown += 1;
+            eprintln!(
+                "\nlane {lane}: {what} rejected: {} {}",
+                result["outcome"]["rule"], result["outcome"]["message"]
+            );
+        }
+    };
+    // Signs a call of one of the lane's firms and routes its result here.
+    let mut sign = |f: usize, (chaincode, method, args): (&str, &str, Value)| {
+        let tx = sign_call(keys[f], ctx.chain_id, nonces[f], chaincode, method, args)
+            .map_err(|e| eprintln!("\nlane {lane}: {e:#}"))
+            .ok()?;
+        nonces[f] += 1;
+        let hash = tx.hash(ctx.shared.suite);
+        ctx.shared
+            .routes
+            .lock()
+            .expect("lock")
+            .insert(hash, done_tx.clone());
+        Some((hash, tx))
+    };
     while Instant::now() < ctx.end && !ctx.shared.stop.load(Ordering::Relaxed) {
-        // Send every parcel's next step that is not waiting for a commit.
         let mut txs = Vec::new();
-        for (i, p) in parcels.iter_mut().enumerate() {
-            if p.waiting.is_some() {
-                continue;
+        // The next lot's step, while fewer parcels wait to start than are in flight.
+        if lot.waiting.is_none() && (lot.prev.is_some() || ready.len() < in_flight) {
+            let Some((hash, tx)) = sign(1, lot.call(ctx.stamp, lane)) else {
+                return;
+            };
+            lot.waiting = Some(hash);
+            txs.push(tx);
+        }
+        // Every empty slot takes a parcel split off; every parcel not waiting for a
+        // commit sends its next step.
+        for (i, slot) in parcels.iter_mut().enumerate() {
+            if slot.is_none() {
+                *slot = ready.pop_front();
             }
+            let Some(p) = slot.as_mut().filter(|p| p.waiting.is_none()) else {
+                continue;
+            };
             let step = STEPS[p.step];
-            let (chaincode, method, args) =
-                call(step, p, ctx.stamp, lane, &firms.codes, &firms.agent);
+            let call = call(step, p, ctx.stamp, lane, &firms.codes, &firms.agent);
             let hash = match who(step) {
                 Who::Firm(f) => {
-                    let tx = match sign_call(
-                        keys[f],
-                        ctx.chain_id,
-                        nonces[f],
-                        chaincode,
-                        method,
-                        args,
-                    ) {
-                        Ok(tx) => tx,
-                        Err(e) => {
-                            eprintln!("\nlane {lane}: {e:#}");
-                            return;
-                        }
+                    let Some((hash, tx)) = sign(f, call) else {
+                        return;
                     };
-                    nonces[f] += 1;
-                    let hash = tx.hash(ctx.shared.suite);
-                    ctx.shared
-                        .routes
-                        .lock()
-                        .expect("lock")
-                        .insert(hash, done_tx.clone());
                     txs.push(tx);
                     hash
                 }
                 Who::Customs => {
+                    let (chaincode, method, args) = call;
                     let (reply, hash) = mpsc::channel();
                     let job = CustomsJob {
                         chaincode,
@@ -549,27 +655,42 @@ pub fn run_lane(
         // Then take the commits that arrived (waiting a little for the first).
         let first = done.recv_timeout(Duration::from_millis(20));
         for (hash, result) in first.into_iter().chain(done.try_iter()) {
+            let accepted = result["outcome"]["status"] == "accepted";
+            if lot.waiting == Some(hash) {
+                lot.waiting = None;
+                match (&lot.prev, accepted) {
+                    (_, false) => {
+                        rejected(format!("lot {}", lot.no), &result);
+                        lot = Lot::new(lot.no + 1, lot_parcels);
+                    }
+                    (None, true) => lot.prev = event_hash(&result),
+                    (Some(_), true) => {
+                        let made = event_hashes(&result);
+                        for id in lot.parcels() {
+                            ready.push_back(Parcel {
+                                id,
+                                goods: lot.goods(),
+                                step: 0,
+                                prev: made.get(&parcel_id(ctx.stamp, lane, id)).cloned(),
+                                waiting: None,
+                            });
+                        }
+                        lot = Lot::new(lot.no + 1, lot_parcels);
+                    }
+                }
+                continue;
+            }
             let Some(i) = by_tx.remove(&hash) else {
                 continue;
             };
-            let p = &mut parcels[i];
+            let Some(p) = parcels[i].as_mut() else {
+                continue;
+            };
             p.waiting = None;
             let step = STEPS[p.step];
-            if result["outcome"]["status"] != "accepted" {
-                if rejections_shown < 3 {
-                    rejections_shown += 1;
-                    eprintln!(
-                        "\nlane {lane}: parcel {} step {step:?} rejected: {} {}",
-                        p.id, result["outcome"]["rule"], result["outcome"]["message"]
-                    );
-                }
-                *p = Parcel {
-                    id: next_id,
-                    step: 0,
-                    prev: None,
-                    waiting: None,
-                };
-                next_id += 1;
+            if !accepted {
+                rejected(format!("parcel {} step {step:?}", p.id), &result);
+                parcels[i] = None;
                 continue;
             }
             if let Some(h) = event_hash(&result) {
@@ -583,13 +704,7 @@ pub fn run_lane(
             }
             p.step += 1;
             if p.step == STEPS.len() {
-                *p = Parcel {
-                    id: next_id,
-                    step: 0,
-                    prev: None,
-                    waiting: None,
-                };
-                next_id += 1;
+                parcels[i] = None;
             }
         }
     }
@@ -653,6 +768,7 @@ mod tests {
     fn every_step_has_a_sender_and_arguments_the_chaincode_takes() {
         let p = Parcel {
             id: 1,
+            goods: 0,
             step: 0,
             prev: Some(Hash([3; 32]).to_hex()),
             waiting: None,
@@ -673,5 +789,19 @@ mod tests {
             let _ = who(step);
         }
         assert_eq!(STEPS.iter().filter(|s| who(**s) == Who::Customs).count(), 2);
+        // A lot's calls: produced with its quantity, then split into its parcels.
+        let mut lot = Lot::new(3, 100);
+        for _ in 0..2 {
+            let (chaincode, method, args) = lot.call(7, 0);
+            cbec_chaincode::args_from_json(chaincode, method, args.clone())
+                .unwrap_or_else(|e| panic!("lot {method}: {e}"));
+            lot.prev = Some(Hash([4; 32]).to_hex());
+            if method == "split" {
+                assert_eq!(args["children"].as_array().map(Vec::len), Some(100));
+                assert_eq!(args["children"][0]["goods_id"], "P7-0-300");
+            } else {
+                assert_eq!(args["attributes"]["quantity"], "100");
+            }
+        }
     }
 }
