@@ -1,5 +1,6 @@
 //! Executed transactions per second on in-memory state, one core: goods events alone,
-//! and a mix of filings, goods events and clearances with their three documents.
+//! a WebAssembly rule deployed through governance (bonded display trade, in wasmi), and
+//! a mix of filings, goods events and clearances with their three documents.
 //! Signatures are checked before the timed part (the node verifies them at admission).
 //!
 //! `cargo bench -p cbec-chaincode`
@@ -263,9 +264,60 @@ fn main() {
         mix.push(w.commit(2, &txs));
     }
 
+    // A WebAssembly rule (bonded display trade, deployed through governance): goods
+    // taken out for display and brought back, alternately, by one seller.
+    let mut display = Vec::new();
+    for _ in 0..runs {
+        let mut w = World::new();
+        let (filing, seller) = file(&mut w, 2, "91140200MA0GRK2220", "1402960002", &["seller"]);
+        w.commit(1, &[filing]);
+        let mut height = 2;
+        for (proposal, action) in [
+            json!({"action": "install_chaincode", "id": "display", "version": 1,
+                   "code": hex::encode(cbec_wasm_rules::DISPLAY_V1)}),
+            json!({"action": "activate_chaincode", "id": "display", "version": 1}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (agency, method, args) in [
+                (100, "propose", json!({ "action": action })),
+                (
+                    101,
+                    "vote",
+                    json!({"proposal_id": proposal, "approve": true}),
+                ),
+                (
+                    102,
+                    "vote",
+                    json!({"proposal_id": proposal, "approve": true}),
+                ),
+                (100, "apply", json!({"proposal_id": proposal})),
+            ] {
+                let tx = w.tx(&key(agency), "governance", method, args);
+                w.commit(height, &[tx]);
+                height += 1;
+            }
+        }
+        let txs: Vec<_> = (0..block_size / 2)
+            .flat_map(|i| {
+                let no = format!("D-{i}");
+                [
+                    w.tx(&seller, "display", "take_out", json!({"record_no": no, "goods_id": "WINE-1", "value_fen": 80_000, "days": 30})),
+                    w.tx(&seller, "display", "bring_back", json!({"record_no": no})),
+                ]
+            })
+            .collect();
+        display.push(w.commit(height, &txs));
+    }
+
     println!(
         "chaincode/goods events: median {:.0} tx/s on one core ({runs} blocks of {block_size})",
         median(goods)
+    );
+    println!(
+        "chaincode/wasm display rule (take_out, bring_back): median {:.0} tx/s on one core",
+        median(display)
     );
     println!(
         "chaincode/mix (order, payment, waybill, list, clearance, goods event): median {:.0} tx/s on one core",

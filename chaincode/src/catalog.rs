@@ -60,7 +60,29 @@ pub const BUILTIN: &[ChaincodeSpec] = &[
         id: "governance",
         version: 1,
         doc: "agencies, validator and agency keys, parameters, chaincode lifecycle [1]",
-        params: &[],
+        params: &[
+            ParamSpec {
+                name: "wasm_fuel",
+                default: Default::Int(10_000_000),
+                min: 10_000,
+                allowed: &[],
+                doc: "fuel one call of a WebAssembly chaincode may burn (about one unit per instruction); past it, FUEL",
+            },
+            ParamSpec {
+                name: "wasm_memory_pages",
+                default: Default::Int(16),
+                min: 1,
+                allowed: &[],
+                doc: "64 KiB pages of memory a WebAssembly chaincode may use; past it, MEMORY",
+            },
+            ParamSpec {
+                name: "wasm_module_bytes",
+                default: Default::Int(49_152),
+                min: 1_024,
+                allowed: &[],
+                doc: "largest WebAssembly module that may be installed (it travels in one proposal transaction)",
+            },
+        ],
     },
     ChaincodeSpec {
         id: "enterprise",

@@ -61,6 +61,8 @@ pub enum ExecError {
 pub struct Engine {
     chaincodes: BTreeMap<&'static str, Box<dyn Chaincode>>,
     params: Params,
+    /// Chaincode deployed through governance, found in state ([`crate::wasm`]).
+    wasm: crate::wasm::Host,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,7 +84,11 @@ impl Engine {
                 .ok_or_else(|| format!("unknown chaincode `{}`", config.id))?;
             chaincodes.insert(chaincode.id(), chaincode);
         }
-        Ok(Engine { chaincodes, params })
+        Ok(Engine {
+            chaincodes,
+            params,
+            wasm: crate::wasm::Host::default(),
+        })
     }
 
     /// Adds (or replaces) a chaincode: the seam for rule developers' own chaincode.
@@ -148,15 +154,9 @@ impl Engine {
         tx: &VerifiedTransaction,
     ) -> Result<(Vec<Event>, Writes), RuleError> {
         let call = &tx.body().call;
-        let chaincode = self
-            .chaincodes
-            .get(call.chaincode.as_str())
-            .ok_or_else(|| {
-                RuleError::new(
-                    "CHAINCODE",
-                    format!("chaincode `{}` is not enabled", call.chaincode),
-                )
-            })?;
+        let Some(chaincode) = self.chaincodes.get(call.chaincode.as_str()) else {
+            return self.execute_wasm(overlay, block, &caller, tx);
+        };
         let mut ctx = Context::new(
             caller,
             tx.body().sender,
@@ -185,6 +185,62 @@ impl Engine {
                     format!("chaincode `{}` panicked: {what}", chaincode.id()),
                 ))
             }
+        }
+    }
+}
+
+impl Engine {
+    /// Runs a transaction for a chaincode deployed through governance: the version
+    /// active now judges it, and the result names that version and its code hash (an
+    /// accepted call's first event is `wasm_chaincode`; a rejection's message ends with
+    /// them).
+    fn execute_wasm<'s>(
+        &self,
+        overlay: &BlockOverlay<'s, dyn StateRead + 's>,
+        block: BlockInfo,
+        caller: &Caller,
+        tx: &VerifiedTransaction,
+    ) -> Result<(Vec<Event>, Writes), RuleError> {
+        let call = &tx.body().call;
+        let Some((_, version, hash)) = crate::wasm::active(overlay, &call.chaincode)? else {
+            return Err(RuleError::new(
+                "CHAINCODE",
+                format!("chaincode `{}` is not enabled", call.chaincode),
+            ));
+        };
+        let judged_by = || {
+            crate::event(
+                "wasm_chaincode",
+                &[
+                    ("id", call.chaincode.clone()),
+                    ("version", version.to_string()),
+                    ("code_hash", hash.to_string()),
+                ],
+            )
+        };
+        match self.wasm.run(
+            overlay,
+            &self.params,
+            block,
+            caller,
+            &call.chaincode,
+            &hash,
+            &call.method,
+            &call.args,
+        ) {
+            Ok((events, writes)) => {
+                let mut all = vec![judged_by()];
+                all.extend(events);
+                Ok((all, writes))
+            }
+            Err(e) if e.rule == "STORAGE" => Err(e),
+            Err(e) => Err(RuleError::new(
+                &e.rule,
+                format!(
+                    "{} [{} version {version}, code {hash}]",
+                    e.message, call.chaincode
+                ),
+            )),
         }
     }
 }

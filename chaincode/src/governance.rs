@@ -5,6 +5,10 @@
 //! Two phases, as in Fabric's chaincode lifecycle: agencies `propose` and `vote`; any
 //! agency then `apply`s an approved proposal. Applying one without the quorum is
 //! rejected with `APPROVAL`.
+//!
+//! WebAssembly chaincode [issue 19] is deployed the same way: `install_chaincode`
+//! (the code, kept under its hash), `activate_chaincode` at a version (the first, or
+//! an upgrade), `retire_chaincode`; see [`crate::wasm`].
 
 use bincode::{Decode, Encode};
 use cbec_ledger::{codec, ParamValue, PublicKey};
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::state::Writes;
+use crate::wasm::{WasmChaincode, WasmVersion};
 use crate::{decode_args, event, layout, methods, no_method, Chaincode, RuleError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -44,6 +49,25 @@ pub enum Action {
     EnableChaincode {
         id: String,
         version: u32,
+    },
+    /// Installs a version of a WebAssembly chaincode [issue 19]: the module is checked
+    /// (see [`crate::wasm::check_module`]) and kept in state under its code hash. Versions
+    /// are numbered from 1, each the next.
+    InstallChaincode {
+        id: String,
+        version: u32,
+        #[serde(with = "cbec_ledger::tx::hex_vec")]
+        code: Vec<u8>,
+    },
+    /// Makes an installed version the one that runs (the first activation, or an
+    /// upgrade), from the next transaction on.
+    ActivateChaincode {
+        id: String,
+        version: u32,
+    },
+    /// Stops a WebAssembly chaincode for good; its versions stay on the ledger.
+    RetireChaincode {
+        id: String,
     },
 }
 
@@ -314,6 +338,55 @@ fn check_action(ctx: &Context<'_, '_>, action: &Action) -> Result<(), RuleError>
             config.params.insert(name.clone(), value.clone());
             crate::catalog::check_config(&config).map_err(|e| RuleError::new("ARGS", e))?;
         }
+        Action::InstallChaincode { id, version, code } => {
+            crate::wasm::check_id(id)?;
+            let record: Option<WasmChaincode> = ctx.get(&crate::wasm::record_key(id))?;
+            if record.as_ref().is_some_and(|r| r.retired_at.is_some()) {
+                return Err(RuleError::new("STATUS", format!("`{id}` is retired")));
+            }
+            let next = record
+                .as_ref()
+                .and_then(|r| r.versions.iter().map(|v| v.version).max())
+                .unwrap_or(0)
+                + 1;
+            if *version != next {
+                return Err(RuleError::new(
+                    "ARGS",
+                    format!("the next version of `{id}` is {next}, not {version}"),
+                ));
+            }
+            crate::wasm::check_module(
+                code,
+                ctx.param_int(crate::wasm::MODULE_BYTES_PARAM)? as u64,
+                ctx.param_int(crate::wasm::MEMORY_PARAM)? as u64,
+            )?;
+        }
+        Action::ActivateChaincode { id, version } => {
+            let record = wasm_record(ctx, id)?;
+            if record.retired_at.is_some() {
+                return Err(RuleError::new("STATUS", format!("`{id}` is retired")));
+            }
+            if record.version(*version).is_none() {
+                return Err(RuleError::new(
+                    "NOT-FOUND",
+                    format!("`{id}` has no version {version} installed"),
+                ));
+            }
+            if record.active == Some(*version) {
+                return Err(RuleError::new(
+                    "STATUS",
+                    format!("`{id}` version {version} is active already"),
+                ));
+            }
+        }
+        Action::RetireChaincode { id } => {
+            if wasm_record(ctx, id)?.retired_at.is_some() {
+                return Err(RuleError::new(
+                    "STATUS",
+                    format!("`{id}` is retired already"),
+                ));
+            }
+        }
         Action::EnableChaincode { id, version } => {
             let spec = crate::catalog::spec(id)
                 .ok_or_else(|| RuleError::new("ARGS", format!("unknown chaincode `{id}`")))?;
@@ -350,5 +423,47 @@ fn apply(ctx: &mut Context<'_, '_>, action: &Action) -> Result<(), RuleError> {
             value,
         } => ctx.put(&layout::param_key(chaincode, name), value),
         Action::EnableChaincode { id, version } => ctx.put(&format!("gov/chaincode/{id}"), version),
+        Action::InstallChaincode { id, version, code } => {
+            let hash = crate::wasm::code_hash(ctx.block.suite, code);
+            let mut record = ctx
+                .get::<WasmChaincode>(&crate::wasm::record_key(id))?
+                .unwrap_or_else(|| WasmChaincode {
+                    id: id.clone(),
+                    versions: Vec::new(),
+                    active: None,
+                    activations: Vec::new(),
+                    retired_at: None,
+                });
+            record.versions.push(WasmVersion {
+                version: *version,
+                code_hash: hash,
+                bytes: code.len() as u32,
+                installed_at: ctx.block.height,
+            });
+            ctx.put(&crate::wasm::code_key(&hash), code)?;
+            ctx.put(&crate::wasm::record_key(id), &record)
+        }
+        Action::ActivateChaincode { id, version } => {
+            let mut record = wasm_record(ctx, id)?;
+            record.active = Some(*version);
+            record.activations.push((ctx.block.height, *version));
+            ctx.put(&crate::wasm::record_key(id), &record)
+        }
+        Action::RetireChaincode { id } => {
+            let mut record = wasm_record(ctx, id)?;
+            record.active = None;
+            record.retired_at = Some(ctx.block.height);
+            ctx.put(&crate::wasm::record_key(id), &record)
+        }
     }
+}
+
+/// The record of an installed WebAssembly chaincode.
+fn wasm_record(ctx: &Context<'_, '_>, id: &str) -> Result<WasmChaincode, RuleError> {
+    ctx.get(&crate::wasm::record_key(id))?.ok_or_else(|| {
+        RuleError::new(
+            "NOT-FOUND",
+            format!("no WebAssembly chaincode `{id}` installed"),
+        )
+    })
 }

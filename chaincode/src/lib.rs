@@ -34,6 +34,7 @@ pub mod params;
 pub mod permission;
 pub mod state;
 pub mod tax;
+pub mod wasm;
 
 use cbec_ledger::{codec, Attribute, Event};
 
@@ -101,6 +102,10 @@ pub fn args_from_json(
         "customs" => customs::args_from_json(method, json),
         "forex" => forex::args_from_json(method, json),
         "tax" => tax::args_from_json(method, json),
+        // Deployed (WebAssembly) chaincode takes its arguments as JSON text.
+        other if wasm::check_id(other).is_ok() => {
+            serde_json::to_vec(&json).map_err(|e| format!("{other}.{method}: {e}"))
+        }
         other => Err(format!("unknown chaincode `{other}`")),
     }
 }
@@ -118,6 +123,8 @@ pub fn args_to_json(
         "customs" => customs::args_to_json(method, args),
         "forex" => forex::args_to_json(method, args),
         "tax" => tax::args_to_json(method, args),
+        other if wasm::check_id(other).is_ok() => serde_json::from_slice(args)
+            .map_err(|e| format!("{other}.{method}: arguments are not JSON: {e}")),
         other => Err(format!("unknown chaincode `{other}`")),
     }
 }

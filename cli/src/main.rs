@@ -72,6 +72,10 @@ enum Command {
     /// Statistics monitoring: index committed blocks into SQLite, reports, Parquet.
     #[command(subcommand)]
     Stats(commands::stats::StatsCommand),
+    /// WebAssembly chaincode deployed through governance: install, activate (upgrade),
+    /// retire, vote, apply, status.
+    #[command(subcommand)]
+    Chaincode(commands::chaincode::ChaincodeCommand),
 }
 
 /// The node URL: `--node`, else `$CBEC_NODE`, else the local devnet's customs node.
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Label(args) => commands::label::run(args, &out).map(|()| ExitCode::SUCCESS),
         Command::Audit(cmd) => commands::audit::audit(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Stats(cmd) => commands::stats::run(cmd, &out).map(|()| ExitCode::SUCCESS),
+        Command::Chaincode(cmd) => commands::chaincode::run(cmd, &out).map(|()| ExitCode::SUCCESS),
         Command::Provenance(args) => {
             commands::audit::provenance(args, &out).map(|()| ExitCode::SUCCESS)
         }
@@ -113,5 +118,16 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's arguments are well formed (clap checks this only when a command is
+    /// parsed, so a clash in one rarely used command would otherwise surface to a user).
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -262,7 +262,7 @@ impl TxResult {
 }
 
 /// Hex serde for byte vectors in JSON.
-pub(crate) mod hex_vec {
+pub mod hex_vec {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

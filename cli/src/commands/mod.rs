@@ -1,6 +1,7 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod chaincode;
 pub mod codes;
 pub mod devnet;
 pub mod genesis;
