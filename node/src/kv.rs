@@ -171,6 +171,11 @@ impl RocksKv {
         table.set_block_cache(&cache);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Chaincode reads many keys that do not exist (a new good's head and custody, a
+        // document not filed yet): without a filter each such read searched the index
+        // and a data block of every L0 file and every level (9 % of a node's CPU at
+        // saturation). Ten bits a key: about one false positive in a hundred.
+        table.set_bloom_filter(10.0, false);
         let mut cf_options = Options::default();
         cf_options.set_block_based_table_factory(&table);
         cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -380,6 +385,26 @@ impl Kv for MemKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tables carry a Bloom filter (reads of absent keys skip them without a search).
+    #[test]
+    fn tables_are_written_with_a_bloom_filter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(RocksKv::open(dir.path()).expect("open"));
+        let options: String = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|e| std::fs::read_to_string(e.path()).expect("options"))
+            .collect();
+        // One table-options section per column family (the unused `default` one has
+        // none); each of ours names the filter.
+        let blooms = options
+            .lines()
+            .filter(|l| l.trim() == "filter_policy=bloomfilter")
+            .count();
+        assert_eq!(blooms, Cf::ALL.len(), "{options}");
+    }
 
     /// Both backends answer the store's questions alike.
     #[test]
