@@ -10,7 +10,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let source = manifest.join("display");
-    for watched in ["src", "Cargo.toml"] {
+    for watched in ["src", "Cargo.toml", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", source.join(watched).display());
     }
     for (name, features) in [("display-v1", ""), ("display-v2", "v2")] {
