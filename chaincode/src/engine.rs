@@ -218,16 +218,27 @@ impl Engine {
                 ],
             )
         };
-        match self.wasm.run(
-            overlay,
-            &self.params,
-            block,
-            caller,
-            &call.chaincode,
-            &hash,
-            &call.method,
-            &call.args,
-        ) {
+        // As for a built-in rule: a panic (in the interpreter or the host) is recorded
+        // as a rejection instead of stopping the node.
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            self.wasm.run(
+                overlay,
+                &self.params,
+                block,
+                caller,
+                &call.chaincode,
+                &hash,
+                &call.method,
+                &call.args,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            Err(RuleError::new(
+                "PANIC",
+                format!("chaincode `{}` panicked in the host", call.chaincode),
+            ))
+        });
+        match ran {
             Ok((events, writes)) => {
                 let mut all = vec![judged_by()];
                 all.extend(events);

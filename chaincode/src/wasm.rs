@@ -346,7 +346,12 @@ impl Host {
         overlay: &BlockOverlay<'s, dyn StateRead + 's>,
         hash: &Hash,
     ) -> Result<Module, RuleError> {
-        if let Some(module) = self.modules.lock().expect("modules").get(hash) {
+        if let Some(module) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+        {
             return Ok(module.clone());
         }
         let code: Vec<u8> = overlay
@@ -357,7 +362,7 @@ impl Host {
         let module = Module::new(&self.engine, &code).map_err(|e| {
             RuleError::internal(format!("installed code {hash} does not compile: {e}"))
         })?;
-        let mut modules = self.modules.lock().expect("modules");
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         if modules.len() >= MODULES_KEPT {
             modules.clear();
         }
