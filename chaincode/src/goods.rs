@@ -313,6 +313,16 @@ fn record(ctx: &mut Context<'_, '_>, args: RecordEvent) -> Result<Vec<Event>, Ru
     Ok(vec![append(ctx, stored, head.as_ref())?])
 }
 
+/// Where a transaction of this context records its goods events, by `actor`.
+fn recorded_at<'a>(ctx: &Context<'_, '_>, actor: &'a str) -> RecordedAt<'a> {
+    RecordedAt {
+        actor,
+        height: ctx.block.height,
+        time_ms: ctx.block.time_ms,
+        tx_hash: ctx.tx_hash,
+    }
+}
+
 /// A quantity attribute: a positive integer.
 fn positive_quantity(text: &str) -> Result<u64, RuleError> {
     match text.parse::<u64>() {
@@ -434,17 +444,8 @@ fn split(ctx: &mut Context<'_, '_>, args: SplitArgs) -> Result<Vec<Event>, RuleE
     if let Some(c) = &custody {
         ctx.put(&custody_key(&args.goods_id), c)?;
     }
-    let (parent, children) = split_events(
-        &args,
-        head.count,
-        RecordedAt {
-            actor: &actor,
-            height: ctx.block.height,
-            time_ms: ctx.block.time_ms,
-            tx_hash: ctx.tx_hash,
-        },
-        ctx.block.suite,
-    );
+    let (parent, children) =
+        split_events(&args, head.count, recorded_at(ctx, &actor), ctx.block.suite);
     let mut announced = vec![append(ctx, parent, Some(&head))?];
     let held_by = Custody {
         custodian: actor.clone(),
@@ -568,12 +569,7 @@ fn aggregate(
         &args,
         unpack,
         seq_of,
-        RecordedAt {
-            actor: &actor,
-            height: ctx.block.height,
-            time_ms: ctx.block.time_ms,
-            tx_hash: ctx.tx_hash,
-        },
+        recorded_at(ctx, &actor),
         ctx.block.suite,
     );
     let mut announced = vec![append(ctx, container, container_head.as_ref())?];
@@ -712,12 +708,7 @@ fn transform(ctx: &mut Context<'_, '_>, args: TransformArgs) -> Result<Vec<Event
     let (consumed, made) = transform_events(
         &args,
         |id| heads.get(id).map_or(0, |h| h.count),
-        RecordedAt {
-            actor: &actor,
-            height: ctx.block.height,
-            time_ms: ctx.block.time_ms,
-            tx_hash: ctx.tx_hash,
-        },
+        recorded_at(ctx, &actor),
         ctx.block.suite,
     );
     let mut announced = Vec::with_capacity(consumed.len() + made.len());

@@ -372,7 +372,7 @@ fn check_action(ctx: &Context<'_, '_>, action: &Action) -> Result<(), RuleError>
                     format!("`{id}` has no version {version} installed"),
                 ));
             }
-            if record.active == Some(*version) {
+            if record.active() == Some(*version) {
                 return Err(RuleError::new(
                     "STATUS",
                     format!("`{id}` version {version} is active already"),
@@ -430,7 +430,6 @@ fn apply(ctx: &mut Context<'_, '_>, action: &Action) -> Result<(), RuleError> {
                 .unwrap_or_else(|| WasmChaincode {
                     id: id.clone(),
                     versions: Vec::new(),
-                    active: None,
                     activations: Vec::new(),
                     retired_at: None,
                 });
@@ -445,13 +444,11 @@ fn apply(ctx: &mut Context<'_, '_>, action: &Action) -> Result<(), RuleError> {
         }
         Action::ActivateChaincode { id, version } => {
             let mut record = wasm_record(ctx, id)?;
-            record.active = Some(*version);
             record.activations.push((ctx.block.height, *version));
             ctx.put(&crate::wasm::record_key(id), &record)
         }
         Action::RetireChaincode { id } => {
             let mut record = wasm_record(ctx, id)?;
-            record.active = None;
             record.retired_at = Some(ctx.block.height);
             ctx.put(&crate::wasm::record_key(id), &record)
         }

@@ -109,9 +109,8 @@ const RECURSION_MAX: usize = 1024;
 pub struct WasmChaincode {
     pub id: String,
     pub versions: Vec<WasmVersion>,
-    /// The version that runs, if any.
-    pub active: Option<u32>,
-    /// Heights at which versions were activated: (height, version), oldest first.
+    /// Heights at which versions were activated: (height, version), oldest first (the
+    /// last one runs, unless retired).
     pub activations: Vec<(u64, u32)>,
     /// Set when retired: no version runs again.
     pub retired_at: Option<u64>,
@@ -128,6 +127,14 @@ pub struct WasmVersion {
 impl WasmChaincode {
     pub fn version(&self, version: u32) -> Option<&WasmVersion> {
         self.versions.iter().find(|v| v.version == version)
+    }
+
+    /// The version that runs: the last activated, unless retired.
+    pub fn active(&self) -> Option<u32> {
+        match self.retired_at {
+            Some(_) => None,
+            None => self.activations.last().map(|(_, version)| *version),
+        }
     }
 }
 
@@ -330,7 +337,7 @@ pub fn active<'s>(
     };
     let record: WasmChaincode = codec::decode(&bytes)
         .map_err(|e| RuleError::internal(format!("record of chaincode `{id}`: {e}")))?;
-    let Some(version) = record.active else {
+    let Some(version) = record.active() else {
         return Ok(None);
     };
     let hash = record

@@ -186,7 +186,7 @@ fn the_display_rule_is_installed_voted_activated_upgraded_and_retired() {
     accepted(&upgraded);
     let at = l.height;
     let record: WasmChaincode = l.get("gov/wasm/chaincode/display").expect("record");
-    assert_eq!(record.active, Some(2));
+    assert_eq!(record.active(), Some(2));
     assert_eq!(record.activations.last(), Some(&(at, 2)));
     assert_eq!(
         record.versions.len(),

@@ -717,6 +717,12 @@ impl<'a> History<'a> {
         };
         let tx_hash = p.tx.hash(self.trust.suite);
         let (height, time_ms) = (p.block.header.height, p.block.header.time_ms);
+        let recorded = |actor| goods::RecordedAt {
+            actor,
+            height,
+            time_ms,
+            tx_hash,
+        };
         let mut children: Vec<goods::Child> = Vec::new();
         let mut members: Vec<String> = Vec::new();
         let (record, event_hash) = match call {
@@ -744,17 +750,8 @@ impl<'a> History<'a> {
             GoodsCall::Split(args) => {
                 let (event_hash, _, _) = announced_for(goods_id)?;
                 let (_, parent_seq, actor) = announced_for(&args.goods_id)?;
-                let (parent, made) = goods::split_events(
-                    &args,
-                    parent_seq,
-                    goods::RecordedAt {
-                        actor: &actor,
-                        height,
-                        time_ms,
-                        tx_hash,
-                    },
-                    self.trust.suite,
-                );
+                let (parent, made) =
+                    goods::split_events(&args, parent_seq, recorded(&actor), self.trust.suite);
                 let record = std::iter::once(parent)
                     .chain(made)
                     .find(|e| e.goods_id == goods_id)
@@ -779,12 +776,7 @@ impl<'a> History<'a> {
                     &args,
                     unpack,
                     |id| seqs.get(id).copied().unwrap_or(0),
-                    goods::RecordedAt {
-                        actor: &actor,
-                        height,
-                        time_ms,
-                        tx_hash,
-                    },
+                    recorded(&actor),
                     self.trust.suite,
                 );
                 let record = std::iter::once(container)
@@ -810,12 +802,7 @@ impl<'a> History<'a> {
                 let (consumed, made) = goods::transform_events(
                     &args,
                     |id| seqs.get(id).copied().unwrap_or(0),
-                    goods::RecordedAt {
-                        actor: &actor,
-                        height,
-                        time_ms,
-                        tx_hash,
-                    },
+                    recorded(&actor),
                     self.trust.suite,
                 );
                 let record = consumed

@@ -204,7 +204,7 @@ fn status_of(client: &Client, id: &str) -> anyhow::Result<Option<WasmChaincode>>
 }
 
 fn status_text(r: &WasmChaincode) -> String {
-    let state = match (r.retired_at, r.active) {
+    let state = match (r.retired_at, r.active()) {
         (Some(h), _) => format!("retired at height {h}"),
         (None, Some(v)) => format!("version {v} runs"),
         (None, None) => "installed, no version active".to_string(),
