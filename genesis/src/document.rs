@@ -77,7 +77,9 @@ pub struct ConsensusParams {
     pub timeout_precommit_ms: u64,
     /// Added to each timeout per round, so timeouts grow until the network is timely.
     pub timeout_increase_per_round_ms: u64,
-    /// How long a proposer waits for more transactions once it has some.
+    /// How long a proposer waits, once a height asks it for a block, before it takes
+    /// what its mempool holds. Transactions gather during the whole previous height
+    /// anyway; each millisecond here is a millisecond of every height under load.
     pub batch_delay_ms: u64,
     pub block_txs_max: u32,
     pub block_bytes_max: u32,
@@ -107,7 +109,7 @@ impl Default for ConsensusParams {
             timeout_prevote_ms: 500,
             timeout_precommit_ms: 500,
             timeout_increase_per_round_ms: 500,
-            batch_delay_ms: 5,
+            batch_delay_ms: 1,
             block_txs_max: 10_000,
             block_bytes_max: 8 * 1024 * 1024,
             tx_bytes_max: 64 * 1024,

@@ -168,10 +168,14 @@ fn a_proposal_whose_time_is_far_from_the_clock_gets_a_nil_prevote() {
 
 /// Item 9: a transaction that no block can take yet (its nonce is ahead) is not work:
 /// the proposer waits for the heartbeat instead of proposing at once (which made empty
-/// blocks back to back). A transaction it can take is proposed at once.
+/// blocks back to back). A transaction it can take is proposed at once: after the
+/// genesis batch delay (1 ms by default), while with nothing to propose it looks again
+/// every `IDLE_POLL_MS`, not every batch delay.
 #[test]
 fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
-    let genesis = sim::genesis_at(2, 1_900_000_000_000);
+    let mut genesis = sim::genesis_at(2, 1_900_000_000_000);
+    genesis.consensus.batch_delay_ms = cbec_genesis::ConsensusParams::default().batch_delay_ms;
+    assert_eq!(genesis.consensus.batch_delay_ms, 1);
     let (p, _) = proposer_and_other(&genesis);
     let chain = genesis.chain_id();
     let tx = |nonce| commerce_tx(&genesis, nonce);
@@ -183,6 +187,7 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
             .into_iter()
             .find(|(t, _)| matches!(t, Timer::Build { .. }))
             .expect("build timer");
+        assert_eq!(delay, 1, "the first look is after the batch delay");
         let checked = admission::check(
             vec![tx(nonce)],
             &chain,
@@ -207,7 +212,7 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
                 .into_iter()
                 .find(|(t, _)| matches!(t, Timer::Build { .. }))
                 .expect("it looks again later");
-            assert!(after > 0);
+            assert_eq!(after, cbec_node::host::IDLE_POLL_MS);
             assert_eq!(again, timer);
         }
     }

@@ -72,6 +72,8 @@ pub const STATUS_EVERY_MS: u64 = 1_000;
 pub const SYNC_EVERY_MS: u64 = 500;
 /// Time at one height after which a peer one block ahead is worth a sync request.
 pub const BEHIND_AFTER_MS: u64 = 3_000;
+/// How often a proposer with nothing to put in a block looks again, until the heartbeat.
+pub const IDLE_POLL_MS: u64 = 5;
 
 /// The timers a host sets; the driver fires each once, after its delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -663,10 +665,11 @@ impl<P: Peer> Host<P> {
         Ok(effects)
     }
 
-    /// Builds this validator's proposal once there is work it can put in a block; with
-    /// none, waits up to half the propose timeout, then proposes an empty block (a
-    /// heartbeat). Transactions that cannot go in a block yet (a nonce ahead) are not
-    /// work: proposing at once for them made empty blocks back to back.
+    /// Builds this validator's proposal once there is work it can put in a block (first
+    /// looked at the batch delay after the height asked for a value); with none, looks
+    /// again every [`IDLE_POLL_MS`] up to half the propose timeout, then proposes an
+    /// empty block (a heartbeat). Transactions that cannot go in a block yet (a nonce
+    /// ahead) are not work: proposing at once for them made empty blocks back to back.
     fn on_build(
         &mut self,
         height: u64,
@@ -687,7 +690,7 @@ impl<P: Peer> Host<P> {
         if !work && now.mono_ms.saturating_sub(since) < heartbeat_after {
             effects.push(Effect::SetTimer {
                 timer: Timer::Build { height, round },
-                after_ms: c.batch_delay_ms.max(1),
+                after_ms: IDLE_POLL_MS.max(c.batch_delay_ms),
             });
             return Ok(());
         }
