@@ -24,7 +24,8 @@ use crate::mempool::Checked;
 use crate::network::NetCommand;
 use crate::seam::{Adversary, NodeView, Outgoing};
 use crate::shared::Shared;
-use crate::wire::Inbound;
+use crate::timeline::HeightTimeline;
+use crate::wire::{Inbound, NetMessage};
 
 /// Events queued for the host, beyond which senders are refused.
 pub const CONTROL_QUEUE: usize = 8_192;
@@ -159,8 +160,9 @@ impl Driver {
         // Deadlines (monotonic ms, then a sequence number for ties) of the timers set.
         let mut timers: BTreeMap<(u64, u64), Timer> = BTreeMap::new();
         let mut seq = 0u64;
+        let mut timeline = HeightTimeline::new(Instant::now());
         let effects = self.host.start(clock.now())?;
-        self.perform(effects, &clock, &mut timers, &mut seq);
+        self.perform(effects, &clock, &mut timers, &mut seq, &mut timeline);
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
             let due: Vec<(u64, u64)> = timers
@@ -169,8 +171,10 @@ impl Driver {
                 .collect();
             for key in due {
                 if let Some(timer) = timers.remove(&key) {
+                    let began = Instant::now();
                     let effects = self.host.on_timer(timer, clock.now())?;
-                    self.perform(effects, &clock, &mut timers, &mut seq);
+                    timeline.busy(began.elapsed());
+                    self.perform(effects, &clock, &mut timers, &mut seq, &mut timeline);
                 }
             }
             let wait = timers
@@ -189,7 +193,7 @@ impl Driver {
                 },
             };
             if let Some(event) = event {
-                self.on_event(event, &clock, &mut timers, &mut seq)?;
+                self.on_event(event, &clock, &mut timers, &mut seq, &mut timeline)?;
             }
             self.publish_status();
         }
@@ -202,8 +206,17 @@ impl Driver {
         clock: &Clock,
         timers: &mut BTreeMap<(u64, u64), Timer>,
         seq: &mut u64,
+        timeline: &mut HeightTimeline,
     ) -> Result<(), Fatal> {
         let now = clock.now();
+        let began = Instant::now();
+        if let Event::Inbound {
+            inbound: Inbound::Proposal { block: Some(_), .. },
+            ..
+        } = &event
+        {
+            timeline.proposal(began, false);
+        }
         let effects = match event {
             Event::Inbound { from, inbound } => self.host.on_inbound(from, inbound, now)?,
             Event::Blocks { peer, blocks } => self.host.on_blocks(peer, blocks, now)?,
@@ -239,7 +252,8 @@ impl Driver {
                 Vec::new()
             }
         };
-        self.perform(effects, clock, timers, seq);
+        timeline.busy(began.elapsed());
+        self.perform(effects, clock, timers, seq, timeline);
         Ok(())
     }
 
@@ -249,7 +263,22 @@ impl Driver {
         clock: &Clock,
         timers: &mut BTreeMap<(u64, u64), Timer>,
         seq: &mut u64,
+        timeline: &mut HeightTimeline,
     ) {
+        let at = Instant::now();
+        for effect in &effects {
+            match effect {
+                Effect::Broadcast(NetMessage::Proposal { .. }) => timeline.proposal(at, true),
+                Effect::Broadcast(NetMessage::Consensus(cbec_consensus::Message::Vote(v))) => {
+                    timeline.vote(v.vote.kind, at)
+                }
+                Effect::Committed(c) => {
+                    let times = timeline.finish(at);
+                    tracing::debug!(height = c.height, txs = c.txs, "height took: {times}");
+                }
+                _ => {}
+            }
+        }
         let status = self.host.status();
         let view = NodeView {
             key: &self.key,

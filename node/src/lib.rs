@@ -39,5 +39,6 @@ pub mod server;
 pub mod shared;
 pub mod sim;
 pub mod store;
+pub mod timeline;
 pub mod tree;
 pub mod wire;
