@@ -72,6 +72,8 @@ pub const STATUS_EVERY_MS: u64 = 1_000;
 pub const SYNC_EVERY_MS: u64 = 500;
 /// Time at one height after which a peer one block ahead is worth a sync request.
 pub const BEHIND_AFTER_MS: u64 = 3_000;
+/// How often a node stuck at a height with no peer to fetch blocks from says so.
+pub const STUCK_WARN_EVERY_MS: u64 = 10_000;
 /// How often a proposer with nothing to put in a block looks again, until the heartbeat.
 pub const IDLE_POLL_MS: u64 = 5;
 
@@ -227,6 +229,8 @@ pub struct Host<P> {
     /// Decided at this height, block not held: sync fetches it.
     awaiting: Option<Decision>,
     height_started_ms: u64,
+    /// When the host last warned that it is stuck (see [`STUCK_WARN_EVERY_MS`]).
+    stuck_warned_ms: u64,
     /// Proposals sent with their block since the last peer connected (by value and
     /// round): rebroadcasts go without the block.
     blocks_sent: BTreeSet<(Hash, Round)>,
@@ -291,6 +295,7 @@ impl<P: Peer> Host<P> {
             building: None,
             awaiting: None,
             height_started_ms: 0,
+            stuck_warned_ms: 0,
             blocks_sent: BTreeSet::new(),
             config,
         })
@@ -742,7 +747,21 @@ impl<P: Peer> Host<P> {
             || now.mono_ms.saturating_sub(self.height_started_ms) > BEHIND_AFTER_MS;
         let beyond = if urgent { 1 } else { 2 };
         if let Some(peer) = self.sync.next_request(from, beyond, now.mono_ms) {
+            if urgent {
+                tracing::info!(height = from, ?peer, "behind: asking a peer for blocks");
+            }
             effects.push(Effect::RequestBlocks { peer, from });
+        } else if urgent && now.mono_ms >= self.stuck_warned_ms + STUCK_WARN_EVERY_MS {
+            // Nothing to ask (or an answer awaited): say who claims what, so an
+            // operator can tell a partition from peers that are demoted or lagging too.
+            self.stuck_warned_ms = now.mono_ms;
+            tracing::warn!(
+                height = from,
+                round = self.consensus.round(),
+                stuck_ms = now.mono_ms.saturating_sub(self.height_started_ms),
+                peers = %self.sync.describe(now.mono_ms),
+                "no progress at this height, and no peer to fetch it from"
+            );
         }
     }
 

@@ -80,6 +80,34 @@ impl<P: Copy + Ord + std::fmt::Debug> BlockSync<P> {
     }
 
     /// The highest height claimed by a peer that is not demoted.
+    /// Each peer's claimed height, and whether it is demoted or asked now, for a log line.
+    pub fn describe(&self, now_ms: u64) -> String {
+        let asked = self.in_flight.map(|f| f.peer);
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|(peer, r)| {
+                let mut s = format!("{peer:?} claims {}", r.claimed);
+                if r.demoted_until_ms > now_ms {
+                    s.push_str(&format!(
+                        " (demoted {} ms more, {} strikes)",
+                        r.demoted_until_ms - now_ms,
+                        r.strikes
+                    ));
+                }
+                if asked == Some(*peer) {
+                    s.push_str(" (asked)");
+                }
+                s
+            })
+            .collect();
+        if peers.is_empty() {
+            "no peers".into()
+        } else {
+            peers.join(", ")
+        }
+    }
+
     pub fn best_claim(&self, now_ms: u64) -> u64 {
         self.usable(now_ms)
             .map(|(_, r)| r.claimed)
@@ -249,5 +277,24 @@ mod tests {
         sync.on_bad_block(1, 0);
         assert!(sync.is_demoted(&1, DEMOTION_MAX_MS - 1));
         assert_eq!(sync.next_request(1, 1, 10), None);
+    }
+
+    #[test]
+    fn the_stuck_warning_names_each_peers_claim_demotion_and_request() {
+        let mut sync = BlockSync::<u8>::default();
+        assert_eq!(sync.describe(0), "no peers");
+        for p in 0..3 {
+            sync.connected(p);
+        }
+        sync.on_status(0, 198);
+        sync.on_status(1, 198);
+        sync.on_status(2, 197);
+        assert_eq!(sync.next_request(198, 1, 1_000), Some(0));
+        sync.on_failure(0, 1_500);
+        assert_eq!(sync.next_request(198, 1, 1_600), Some(1));
+        assert_eq!(
+            sync.describe(2_000),
+            "0 claims 198 (demoted 500 ms more, 1 strikes), 1 claims 198 (asked), 2 claims 197"
+        );
     }
 }
