@@ -133,6 +133,36 @@ impl Clock {
     }
 }
 
+/// One step of the host (an event or a timer) this long is logged as a warning: while
+/// it runs the node handles nothing else, its votes included.
+pub const SLOW_STEP: Duration = Duration::from_secs(1);
+
+fn warn_if_slow(what: impl FnOnce() -> String, took: Duration) {
+    if took >= SLOW_STEP {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            "the host spent this long on one step ({}); nothing else ran meanwhile",
+            what()
+        );
+    }
+}
+
+/// What an event is, for a log line.
+fn event_kind(event: &Event) -> &'static str {
+    match event {
+        Event::Inbound { inbound, .. } => match inbound {
+            Inbound::Status { .. } => "a peer's status",
+            Inbound::Proposal { .. } => "a proposal",
+            Inbound::Vote(_) => "a vote",
+        },
+        Event::Blocks { .. } => "synced blocks",
+        Event::SyncFailed { .. } => "a failed sync request",
+        Event::Connected(_) | Event::Disconnected(_) => "a peer's connection",
+        Event::Admit { .. } => "admitting transactions",
+        Event::NextNonce { .. } | Event::IsPending { .. } => "a query",
+    }
+}
+
 /// Runs `host` until `stop` is set or a queue's senders are all gone. Returns the fatal
 /// error that stopped it, if one did.
 pub struct Driver {
@@ -174,6 +204,7 @@ impl Driver {
                     let began = Instant::now();
                     let effects = self.host.on_timer(timer, clock.now())?;
                     timeline.busy(began.elapsed());
+                    warn_if_slow(|| format!("timer {timer:?}"), began.elapsed());
                     self.perform(effects, &clock, &mut timers, &mut seq, &mut timeline);
                 }
             }
@@ -217,6 +248,7 @@ impl Driver {
         {
             timeline.proposal(began, false);
         }
+        let kind = event_kind(&event);
         let effects = match event {
             Event::Inbound { from, inbound } => self.host.on_inbound(from, inbound, now)?,
             Event::Blocks { peer, blocks } => self.host.on_blocks(peer, blocks, now)?,
@@ -253,6 +285,7 @@ impl Driver {
             }
         };
         timeline.busy(began.elapsed());
+        warn_if_slow(|| kind.to_string(), began.elapsed());
         self.perform(effects, clock, timers, seq, timeline);
         Ok(())
     }

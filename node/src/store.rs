@@ -91,6 +91,10 @@ pub const FORMAT: u32 = 2;
 /// Applied blocks waiting for the disk at most; applying another waits for room.
 pub const PENDING_MAX: usize = 2;
 
+/// A synced block write (or a wait for one) this long is logged as a warning: the
+/// node's signatures wait on it, so a slow disk shows up as a stalled chain.
+pub const SLOW_DISK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a store keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -377,12 +381,22 @@ impl Inner {
             batch.put(Cf::Meta, key, value);
         }
         batch.put(Cf::Meta, &b"height"[..], codec::encode(&height));
+        let started = std::time::Instant::now();
         self.kv
             .write(batch, true)
             .map_err(|e| StoreError::Persist {
                 height,
                 reason: e.to_string(),
             })?;
+        let took = started.elapsed();
+        if took >= SLOW_DISK {
+            // Signing at the next height waits for this write: a slow disk stalls the node.
+            tracing::warn!(
+                height,
+                took_ms = took.as_millis() as u64,
+                "writing a block to disk was slow"
+            );
+        }
         // On disk before it leaves the pending list, so a reader finds it in one.
         {
             let mut chain = write(&self.chain);
@@ -495,14 +509,32 @@ impl Inner {
     fn wait_persisted(&self, height: u64) -> Result<()> {
         let height = height.min(read(&self.chain).applied);
         let mut waiters = lock(&self.waiters);
+        let started = std::time::Instant::now();
+        let mut warned = false;
         while self.persisted.load(Ordering::SeqCst) < height {
             if let Some(e) = self.failure() {
                 return Err(e);
             }
             waiters = self
                 .progress
-                .wait(waiters)
-                .unwrap_or_else(|e| e.into_inner());
+                .wait_timeout(waiters, SLOW_DISK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if !warned && started.elapsed() >= SLOW_DISK {
+                warned = true;
+                tracing::warn!(
+                    height,
+                    on_disk = self.persisted.load(Ordering::SeqCst),
+                    "still waiting for a block to reach the disk before signing"
+                );
+            }
+        }
+        if warned {
+            tracing::warn!(
+                height,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "the block reached the disk"
+            );
         }
         Ok(())
     }

@@ -125,6 +125,12 @@ pub struct Report {
     /// The same figures for the transactions committed in each minute of the window
     /// (the last may be partial): a run that keeps up has them level.
     pub latency_ms_by_minute: Vec<Latency>,
+    /// Each latency in two parts: from sent to the time of the block that took the
+    /// transaction (waiting for a proposer to build it: sending, admission, the push to
+    /// the proposer, the block in progress), and from then until the client saw the
+    /// block committed (the proposal, the votes, the write, the event).
+    pub latency_ms_to_block: Latency,
+    pub latency_ms_block_to_seen: Latency,
     pub nodes: Vec<NodeFigures>,
     pub cpu_s_per_1000_tx_all_nodes: f64,
     pub signature_floor: SignatureFloor,
@@ -335,6 +341,11 @@ fn sign_load(
 #[derive(Default)]
 struct Seen {
     latencies_ms: Vec<f64>,
+    /// Each latency's first part: from sent to its block's time (the proposer's clock
+    /// when it built the block; nodes and client share this machine's clock).
+    to_block_ms: Vec<f64>,
+    /// And its second: from the block's time to the moment the client saw it committed.
+    from_block_ms: Vec<f64>,
     /// Latencies of the transactions committed in each minute of the window.
     by_minute: Vec<Vec<f64>>,
     committed_in_window: u64,
@@ -350,6 +361,9 @@ pub(super) struct Shared {
     /// Where each parcel transaction's result goes (the parcels workload).
     routes: parcels::Routes,
     pub(super) sent_at: Mutex<HashMap<Hash, Instant>>,
+    /// An instant and the wall clock then (ms since the epoch): block times are wall
+    /// clock, send times instants.
+    wall_anchor: (Instant, f64),
     seen: Mutex<Seen>,
     window: Mutex<Option<(Instant, Instant)>>,
     pub(super) submitted: AtomicU64,
@@ -484,6 +498,21 @@ fn run_client(load: Load, rate: Option<f64>, shared: Arc<Shared>, start: Instant
     }
 }
 
+/// The wall clock in milliseconds since the epoch.
+fn wall_ms_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// `a - b` in milliseconds, negative when `a` is earlier.
+fn signed_ms(a: Instant, b: Instant) -> f64 {
+    match a.checked_duration_since(b) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(b.duration_since(a).as_secs_f64() * 1000.0),
+    }
+}
+
 /// Counts one committed block's transactions (ours only).
 fn account(shared: &Shared, block: &Value) {
     let now = Instant::now();
@@ -491,6 +520,7 @@ fn account(shared: &Shared, block: &Value) {
     let in_window = window.is_some_and(|(s, e)| now >= s && now <= e);
     let hashes = block["txs"].as_array().cloned().unwrap_or_default();
     let results = block["results"].as_array().cloned().unwrap_or_default();
+    let block_time_ms = block["time_ms"].as_u64().map(|t| t as f64);
     {
         let mut routes = shared.routes.lock().expect("lock");
         if !routes.is_empty() {
@@ -519,6 +549,15 @@ fn account(shared: &Shared, block: &Value) {
         };
         let latency = now.duration_since(at).as_secs_f64() * 1000.0;
         seen.latencies_ms.push(latency);
+        if let Some(block_ms) = block_time_ms {
+            let (anchor, anchor_wall) = shared.wall_anchor;
+            let sent_wall = anchor_wall + signed_ms(at, anchor);
+            // Clamped to the whole: the block's time is the proposer's clock, read at
+            // millisecond resolution (and kept above its parent's).
+            let to_block = (block_ms - sent_wall).clamp(0.0, latency);
+            seen.to_block_ms.push(to_block);
+            seen.from_block_ms.push(latency - to_block);
+        }
         if let (true, Some((start, _))) = (in_window, window) {
             seen.committed_in_window += 1;
             let minute = (now.duration_since(start).as_secs() / 60) as usize;
@@ -796,6 +835,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
         suite,
         routes: Mutex::new(HashMap::new()),
         sent_at: Mutex::new(HashMap::new()),
+        wall_anchor: (Instant::now(), wall_ms_now()),
         seen: Mutex::new(Seen::default()),
         window: Mutex::new(None),
         submitted: AtomicU64::new(0),
@@ -978,6 +1018,8 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
         rejected_by_rules: seen.rejected,
         blocks_in_window: seen.blocks_in_window,
         latency_ms: latency,
+        latency_ms_to_block: Latency::of(seen.to_block_ms.clone()),
+        latency_ms_block_to_seen: Latency::of(seen.from_block_ms.clone()),
         latency_ms_by_minute: latency_by_minute,
         nodes: node_figures,
         cpu_s_per_1000_tx_all_nodes: cpu_per_1000,
@@ -1051,6 +1093,13 @@ fn summary(r: &Report) -> String {
     s.push_str(&format!(
         "latency     p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)\n",
         l.p50, l.p90, l.p99, l.max, l.samples
+    ));
+    s.push_str(&format!(
+        "  of which p50 {:.1} ms (p99 {:.1}) until the block that took it was built, p50 {:.1} ms (p99 {:.1}) from then until seen committed\n",
+        r.latency_ms_to_block.p50,
+        r.latency_ms_to_block.p99,
+        r.latency_ms_block_to_seen.p50,
+        r.latency_ms_block_to_seen.p99
     ));
     if r.latency_ms_by_minute.len() > 1 {
         s.push_str("minute      committed   p50 ms   p99 ms   max ms\n");
@@ -1151,6 +1200,54 @@ mod tests {
             now,
         );
         assert_eq!(sent[&Hash([3; 32])], now);
+    }
+
+    #[test]
+    fn a_latency_splits_at_the_time_of_the_block_that_took_it() {
+        let anchor = Instant::now()
+            .checked_sub(Duration::from_millis(200))
+            .expect("an instant 200 ms ago");
+        let wall = 1_000_000.0;
+        let shared = Shared {
+            suite: Suite::default(),
+            routes: Mutex::new(HashMap::new()),
+            sent_at: Mutex::new(HashMap::new()),
+            wall_anchor: (anchor, wall),
+            seen: Mutex::new(Seen::default()),
+            window: Mutex::new(None),
+            submitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        };
+        let (ours, early) = (Hash([7; 32]), Hash([8; 32]));
+        // Sent at the anchor and 50 ms after it; the block was built 30 ms after the
+        // anchor (the second one's send time is clamped: a block cannot take it early).
+        shared.sent_at.lock().unwrap().insert(ours, anchor);
+        shared
+            .sent_at
+            .lock()
+            .unwrap()
+            .insert(early, anchor + Duration::from_millis(50));
+        let block = json!({
+            "height": 5,
+            "time_ms": 1_000_030u64,
+            "txs": [ours.to_string(), early.to_string()],
+            "results": [{"outcome": {"status": "accepted"}}, {"outcome": {"status": "accepted"}}],
+        });
+        account(&shared, &block);
+        let seen = shared.seen.lock().unwrap();
+        assert_eq!(seen.to_block_ms.len(), 2);
+        assert!(
+            (seen.to_block_ms[0] - 30.0).abs() < 1e-6,
+            "{:?}",
+            seen.to_block_ms
+        );
+        assert_eq!(seen.to_block_ms[1], 0.0);
+        for i in 0..2 {
+            let whole = seen.to_block_ms[i] + seen.from_block_ms[i];
+            assert!((whole - seen.latencies_ms[i]).abs() < 1e-6);
+        }
+        assert!(seen.latencies_ms[0] >= 200.0);
     }
 
     #[test]
