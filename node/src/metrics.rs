@@ -26,6 +26,7 @@ pub struct Metrics {
     pub bad_peer_messages: Counter,
     pub dropped_net_commands: Counter,
     pub dropped_inbound: Counter,
+    pub silent_peer_disconnects: Counter,
     pub refused_connections: Counter,
     pub event_subscribers: Gauge,
     pub dropped_subscribers: Counter,
@@ -59,6 +60,7 @@ impl Metrics {
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
+        let silent_peer_disconnects = Counter::default();
         let refused_connections = Counter::default();
         let event_subscribers = Gauge::default();
         let dropped_subscribers = Counter::default();
@@ -109,6 +111,11 @@ impl Metrics {
             "dropped_inbound",
             "Messages from peers dropped because the host's queue was full",
             dropped_inbound.clone(),
+        );
+        registry.register(
+            "silent_peer_disconnects",
+            "Peers disconnected (and redialled) after sending no gossip for too long",
+            silent_peer_disconnects.clone(),
         );
         registry.register(
             "api_refused_connections",
@@ -164,6 +171,7 @@ impl Metrics {
             bad_peer_messages,
             dropped_net_commands,
             dropped_inbound,
+            silent_peer_disconnects,
             refused_connections,
             event_subscribers,
             dropped_subscribers,

@@ -4,7 +4,8 @@
 //!
 //! - Only the peer ids named in genesis may connect (`allow_block_list`); anyone else is
 //!   refused at the connection (logged, rate-limited).
-//! - Consensus messages and proposals with their blocks travel on gossipsub, unsigned at
+//! - Consensus messages and proposals with their blocks travel on gossipsub, every
+//!   validator meshed with every other (see [`gossip_config`]), unsigned at
 //!   the gossip layer (connections are authenticated genesis peers; what consensus acts
 //!   on is signed by validator keys and checked at the edge). Message ids are content
 //!   hashes, so nobody can pre-empt a message by claiming its id. A message is relayed
@@ -18,6 +19,11 @@
 //!   on a blocking thread, never on the swarm task.
 //! - Nothing here waits on the host: its queues refuse when full, and the message is
 //!   dropped and counted (consensus rebroadcasts).
+//! - A connected peer that has gossiped nothing for [`GOSSIP_SILENCE_MAX`] (every node
+//!   gossips its height every second) is disconnected and redialled: a connection can
+//!   stay up while its gossip stream carries nothing (as links did when peers refused
+//!   oversized IHAVE gossip, see [`gossip_config`]), and a fresh connection starts
+//!   fresh streams.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,6 +94,14 @@ const TX_PUSH_DELAY: Duration = Duration::from_millis(5);
 /// Transactions in one push (512 of the largest allowed stay within a frame); a full
 /// outbox goes at once.
 const TX_PUSH_TXS_MAX: usize = 512;
+
+/// How long a connected peer may gossip nothing before it is disconnected and
+/// redialled: thirty of its status messages missed. Well beyond the faults a link
+/// recovers from by itself (a cut or a frozen peer for seconds): at 5 s, peers behind a
+/// link cut for 3-4 s were disconnected, and their redial, started while the link was
+/// still cut, held them apart for longer than the cut (the fault test committed a
+/// quarter as much).
+pub const GOSSIP_SILENCE_MAX: Duration = Duration::from_millis(30 * crate::host::STATUS_EVERY_MS);
 
 /// Gossip messages at most this large are checked on the swarm task; larger ones
 /// (proposals with blocks) on a blocking thread.
@@ -232,24 +246,42 @@ pub fn start(
     Ok((command_tx, task))
 }
 
-fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
-    let gossip_config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(config.message_bytes_max)
+/// IHAVE gossip carries at most this many message ids: 400 ids of 34 encoded bytes
+/// stay within the 16 KiB that gossipsub 0.50 accepts in one frame's control part. Its
+/// default (5,000) let a busy node send IHAVEs of 20-60 KiB; the receiving peer took
+/// each as a broken stream and closed its side, and links so broken went quiet for
+/// good (the stalls in the README).
+pub const IHAVE_IDS_MAX: usize = 400;
+
+/// The gossip settings of a validator with `peers` genesis peers: every peer in the
+/// mesh (`mesh_n_low` = all of them, so a missing one is grafted again at the next
+/// heartbeat). With a mesh of one or two, as the defaults formed when peers connected
+/// one after another, the others got IHAVE gossip instead of messages.
+pub fn gossip_config(
+    peers: usize,
+    message_bytes_max: usize,
+    suite: Suite,
+) -> anyhow::Result<gossipsub::Config> {
+    let all = peers.max(1);
+    gossipsub::ConfigBuilder::default()
+        .max_transmit_size(message_bytes_max)
         .validation_mode(ValidationMode::Permissive)
         .validate_messages()
-        .message_id_fn({
-            let suite = config.suite;
-            move |message: &gossipsub::Message| {
-                MessageId::from(suite.tagged("cbec:gossip", &message.data).0.to_vec())
-            }
+        .message_id_fn(move |message: &gossipsub::Message| {
+            MessageId::from(suite.tagged("cbec:gossip", &message.data).0.to_vec())
         })
         .heartbeat_interval(Duration::from_millis(500))
-        .mesh_n(3)
-        .mesh_n_low(1)
-        .mesh_n_high(6)
-        .mesh_outbound_min(1)
+        .mesh_n(all)
+        .mesh_n_low(all)
+        .mesh_n_high(all)
+        .mesh_outbound_min(all / 2)
+        .max_control_messages_sent(IHAVE_IDS_MAX)
         .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
+}
+
+fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
+    let gossip_config = gossip_config(config.peers.len(), config.message_bytes_max, config.suite)?;
     let peers = config.peers.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
@@ -298,6 +330,8 @@ struct Net {
     addresses: BTreeMap<PeerId, Multiaddr>,
     backoff: BTreeMap<PeerId, Duration>,
     connected: BTreeMap<PeerId, usize>,
+    /// When each connected peer last delivered a gossip message (or connected).
+    heard: BTreeMap<PeerId, Instant>,
     in_flight: BTreeMap<PeerId, usize>,
     redial: mpsc::Sender<PeerId>,
     done: mpsc::UnboundedSender<Done>,
@@ -326,6 +360,7 @@ async fn run(
         addresses: config.peers.iter().cloned().collect(),
         backoff: BTreeMap::new(),
         connected: BTreeMap::new(),
+        heard: BTreeMap::new(),
         in_flight: BTreeMap::new(),
         redial: redial_tx,
         done: done_tx,
@@ -346,8 +381,11 @@ async fn run(
     // peer for many small API batches, instead of a stream each.
     let mut outbox: Vec<Transaction> = Vec::new();
     let mut push_due: Option<tokio::time::Instant> = None;
+    let mut silence = tokio::time::interval(GOSSIP_SILENCE_MAX / 5);
+    silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = silence.tick() => net.drop_silent_peers(Instant::now()),
             _ = tokio::time::sleep_until(push_due.unwrap_or_else(tokio::time::Instant::now)), if push_due.is_some() => {
                 net.push(std::mem::take(&mut outbox));
                 push_due = None;
@@ -386,6 +424,28 @@ async fn run(
 }
 
 impl Net {
+    /// Disconnects every peer that has gossiped nothing for [`GOSSIP_SILENCE_MAX`]; the
+    /// closed connection is redialled like any other.
+    fn drop_silent_peers(&mut self, now: Instant) {
+        let silent: Vec<(PeerId, Duration)> = self
+            .heard
+            .iter()
+            .map(|(peer, at)| (*peer, now.saturating_duration_since(*at)))
+            .filter(|(_, quiet)| *quiet >= GOSSIP_SILENCE_MAX)
+            .collect();
+        for (peer, quiet) in silent {
+            tracing::warn!(
+                %peer,
+                silent_ms = quiet.as_millis() as u64,
+                "heard no gossip from this peer for too long; disconnecting to redial it"
+            );
+            self.shared.metrics.silent_peer_disconnects.inc();
+            // Not again before the connection has had as long to show it works.
+            self.heard.insert(peer, now);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn publish(&mut self, bytes: Vec<u8>) {
         self.seq = self.seq.wrapping_add(1);
         let data = wire::envelope(self.seq, &bytes);
@@ -494,6 +554,9 @@ impl Net {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        if let Some(heard) = self.heard.get_mut(&source) {
+            *heard = Instant::now();
+        }
         if message.data.len() <= INLINE_CHECK_BYTES_MAX {
             let result = wire::open(&message.data).and_then(|bytes| {
                 wire::inbound(bytes, &self.shared.chain_id, self.shared.store.suite())
@@ -544,6 +607,7 @@ impl Net {
                 let count = self.connected.entry(peer_id).or_default();
                 *count += 1;
                 if *count == 1 {
+                    self.heard.insert(peer_id, Instant::now());
                     tracing::info!(peer = %peer_id, "peer connected");
                     self.to_host(Event::Connected(peer_id));
                 }
@@ -554,6 +618,7 @@ impl Net {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.heard.remove(&peer_id);
                 self.in_flight.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
                 self.to_host(Event::Disconnected(peer_id));
@@ -733,4 +798,138 @@ impl RateLimited {
 pub fn keypair_from_seed(seed: [u8; 32]) -> anyhow::Result<identity::Keypair> {
     let mut seed = seed;
     Ok(identity::Keypair::ed25519_from_bytes(&mut seed)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type GossipSwarm = Swarm<gossipsub::Behaviour>;
+
+    /// A swarm with the validators' gossip settings and transport, and no allow list.
+    fn gossip_swarm(peers: usize) -> GossipSwarm {
+        let config = gossip_config(peers, 1 << 20, Suite::default()).expect("config");
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_behaviour(|key| {
+                gossipsub::Behaviour::new(
+                    MessageAuthenticity::Author(key.public().to_peer_id()),
+                    config,
+                )
+                .expect("gossipsub")
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm
+            .behaviour_mut()
+            .subscribe(&IdentTopic::new(CONSENSUS_TOPIC))
+            .expect("subscribe");
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+            .expect("listen");
+        swarm
+    }
+
+    /// Drives every swarm for `how_long`, collecting listen addresses.
+    async fn drive(
+        swarms: &mut [GossipSwarm],
+        addresses: &mut [Option<Multiaddr>],
+        how_long: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + how_long;
+        loop {
+            let events = futures::future::select_all(
+                swarms.iter_mut().map(|s| Box::pin(s.select_next_some())),
+            );
+            match tokio::time::timeout_at(deadline, events).await {
+                Err(_) => return,
+                Ok((SwarmEvent::NewListenAddr { address, .. }, i, _)) => {
+                    addresses[i] = Some(address)
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Drives the swarms until `done` holds for their mesh sizes (10 s at most); returns
+    /// the sizes.
+    async fn settle(
+        swarms: &mut [GossipSwarm],
+        addresses: &mut [Option<Multiaddr>],
+        done: impl Fn(&[usize]) -> bool,
+    ) -> Vec<usize> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            drive(swarms, addresses, Duration::from_millis(250)).await;
+            let sizes = mesh_sizes(swarms);
+            if done(&sizes) || tokio::time::Instant::now() >= deadline {
+                return sizes;
+            }
+        }
+    }
+
+    fn mesh_sizes(swarms: &[GossipSwarm]) -> Vec<usize> {
+        let topic = IdentTopic::new(CONSENSUS_TOPIC).hash();
+        swarms
+            .iter()
+            .map(|s| s.behaviour().mesh_peers(&topic).count())
+            .collect()
+    }
+
+    /// Four validators that meet in pairs first (0-1, 2-3) and the rest later, as nodes
+    /// starting one after another do: every one ends with all three others in its mesh.
+    /// With the settings before (a mesh of at least one), each kept only its first
+    /// partner, and the others got IHAVE gossip, too large under load for a peer to
+    /// accept.
+    #[test]
+    fn every_validator_meshes_with_every_other_however_they_met() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let mut swarms: Vec<GossipSwarm> = (0..4).map(|_| gossip_swarm(3)).collect();
+            let mut addresses = vec![None; 4];
+            drive(&mut swarms, &mut addresses, Duration::from_millis(300)).await;
+            let listening: Vec<Multiaddr> = addresses
+                .iter()
+                .map(|a| a.clone().expect("listening"))
+                .collect();
+            let address = |i: usize| listening[i].clone();
+            for (from, to) in [(0, 1), (2, 3)] {
+                let to = address(to);
+                swarms[from].dial(to).expect("dial");
+            }
+            // The pairs mesh with each other within a few heartbeats.
+            let settled = settle(&mut swarms, &mut addresses, |m| m == [1, 1, 1, 1]).await;
+            assert_eq!(settled, vec![1, 1, 1, 1], "the pairs meshed");
+            for (from, to) in [(0, 2), (0, 3), (1, 2), (1, 3)] {
+                let to = address(to);
+                swarms[from].dial(to).expect("dial");
+            }
+            let settled = settle(&mut swarms, &mut addresses, |m| m == [3, 3, 3, 3]).await;
+            assert_eq!(
+                settled,
+                vec![3, 3, 3, 3],
+                "every validator has every other in its mesh"
+            );
+        });
+    }
+
+    #[test]
+    fn ihave_gossip_fits_the_control_size_a_peer_accepts() {
+        // A message id is 32 bytes, 34 with its protobuf tag and length; the topic and
+        // the IHAVE's own framing take a few dozen more.
+        let config = gossip_config(3, 1 << 20, Suite::default()).expect("config");
+        let ihave_bytes = config.max_control_messages_sent() * 34 + 64;
+        assert!(
+            ihave_bytes <= config.max_control_message_size(),
+            "{ihave_bytes} bytes of IHAVE against {} accepted",
+            config.max_control_message_size()
+        );
+    }
 }

@@ -241,3 +241,73 @@ fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
         |c| c.height(0).is_some_and(|h| h > before + 1) && c.height(1).is_some_and(|h| h > before),
     );
 }
+
+/// A genesis peer whose connection stays up but whose gossip stops (the way every link
+/// of a run once went quiet for good) is disconnected after `GOSSIP_SILENCE_MAX`, so
+/// that a redial starts fresh streams; peers that gossip are kept.
+#[test]
+fn a_peer_that_gossips_nothing_is_disconnected_and_the_others_are_kept() {
+    let mut c = Consortium::generate(NODE);
+    for i in 0..3 {
+        c.start(i);
+    }
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        (0..3).all(|i| c.height(i).is_some_and(|h| h >= 1))
+    });
+    let target = p2p_address(&c, 0);
+    let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
+        .expect("key")
+        .secret();
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair");
+    let me = PeerId::from(keypair.public());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // Connected and subscribed, it receives everything and gossips nothing (a strict
+    // validator relays none of the nodes' unsigned messages).
+    let lasted = runtime.block_on(async {
+        let mut silent = swarm(keypair);
+        let topic = IdentTopic::new("cbec/consensus/1");
+        silent.behaviour_mut().subscribe(&topic).expect("subscribe");
+        silent.dial(target).expect("dial");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut since = None;
+        loop {
+            match tokio::time::timeout_at(deadline, silent.select_next_some()).await {
+                Err(_) => return None,
+                Ok(SwarmEvent::ConnectionEstablished { .. }) => {
+                    since.get_or_insert_with(std::time::Instant::now);
+                }
+                Ok(SwarmEvent::ConnectionClosed { .. }) => return since.map(|s| s.elapsed()),
+                Ok(_) => {}
+            }
+        }
+    });
+    let lasted = lasted.expect("the silent peer was not disconnected within 60 s");
+    let limit = cbec_node::network::GOSSIP_SILENCE_MAX;
+    assert!(
+        lasted + Duration::from_millis(500) >= limit,
+        "disconnected after {lasted:?}, before {limit:?} of silence"
+    );
+    let log = c.log(0);
+    let warning = "heard no gossip from this peer for too long";
+    assert!(
+        log.lines()
+            .any(|l| l.contains(warning) && l.contains(&me.to_string())),
+        "node 0 does not name the silent peer:\n{log}"
+    );
+    // Nodes 1 and 2 gossip: node 0 never found them silent, and they commit together.
+    let silenced = log.lines().filter(|l| l.contains(warning)).count();
+    let about_me = log
+        .lines()
+        .filter(|l| l.contains(warning) && l.contains(&me.to_string()))
+        .count();
+    assert_eq!(
+        silenced, about_me,
+        "an honest peer was taken for silent:\n{log}"
+    );
+    let before = c.height(0).expect("status");
+    c.wait_for(
+        "more blocks after the silent peer",
+        Duration::from_secs(30),
+        |c| (0..3).all(|i| c.height(i).is_some_and(|h| h > before)),
+    );
+}
