@@ -28,6 +28,7 @@
 //! to disk behind, and a signature at the next height waits for that write; see
 //! [`crate::store`]). A storage failure is returned as an error, which stops the node.
 
+pub mod block_size;
 pub mod executor;
 pub mod keeper;
 pub mod sync;
@@ -49,6 +50,7 @@ use crate::admission::Rejection;
 use crate::mempool::{Checked, Mempool};
 use crate::store::Store;
 use crate::wire::{Inbound, NetMessage};
+use block_size::BlockSize;
 use executor::{CommittedBlock, ExecutedBlock, Executor, Expect, Limits, StorageFailure};
 use keeper::{Kept, ProposalKeeper};
 use sync::BlockSync;
@@ -226,6 +228,8 @@ pub struct Host<P> {
     executed: BTreeMap<Hash, ExecutedBlock>,
     /// This validator owes a value for (height, round) since the given time.
     building: Option<(u64, Round, u64)>,
+    /// The limits of this validator's next block.
+    block_size: BlockSize,
     /// Decided at this height, block not held: sync fetches it.
     awaiting: Option<Decision>,
     height_started_ms: u64,
@@ -293,6 +297,11 @@ impl<P: Peer> Host<P> {
             validators,
             executed: BTreeMap::new(),
             building: None,
+            block_size: BlockSize::new(
+                c.block_txs_max as usize,
+                c.block_bytes_max as usize / 2,
+                c.tx_bytes_max as usize,
+            ),
             awaiting: None,
             height_started_ms: 0,
             stuck_warned_ms: 0,
@@ -509,6 +518,15 @@ impl<P: Peer> Host<P> {
             self.request_sync(now, effects);
             return Ok(false);
         };
+        if self.block_size.decided(decision.round) {
+            let (txs_max, bytes_max) = self.block_size.limits();
+            tracing::info!(
+                height = decision.height,
+                txs_max,
+                bytes_max,
+                "decided in the first round: proposing larger blocks again"
+            );
+        }
         let certified = executed.certify(decision.certificate, &self.chain_id, &self.validators);
         match certified {
             Ok(committed) => {
@@ -700,9 +718,18 @@ impl<P: Peer> Host<P> {
             return Ok(());
         }
         self.building = None;
-        let txs = self
-            .mempool
-            .reap(c.block_txs_max as usize, c.block_bytes_max as usize / 2);
+        if self.block_size.building(round) {
+            let (txs_max, bytes_max) = self.block_size.limits();
+            tracing::info!(
+                height,
+                round,
+                txs_max,
+                bytes_max,
+                "a round failed: proposing a smaller block"
+            );
+        }
+        let (txs_max, bytes_max) = self.block_size.limits();
+        let txs = self.mempool.reap(txs_max, bytes_max);
         let expect = Expect {
             validators: &self.validators,
             previous_validators: &self.previous_validators,
