@@ -384,5 +384,6 @@ impl Driver {
         m.round.set(i64::from(status.round));
         m.peers.set(status.peers as i64);
         m.mempool_txs.set(status.mempool_txs as i64);
+        m.block_txs_max.set(status.block_txs_max as i64);
     }
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub committed_txs: Counter,
     pub rejected_txs: Counter,
     pub mempool_txs: Gauge,
+    pub block_txs_max: Gauge,
     pub peers: Gauge,
     pub tx_per_second: Gauge<f64, AtomicU64>,
     pub commit_latency: Histogram,
@@ -47,6 +48,7 @@ impl Metrics {
         let committed_txs = Counter::default();
         let rejected_txs = Counter::default();
         let mempool_txs = Gauge::default();
+        let block_txs_max = Gauge::default();
         let peers = Gauge::default();
         let tx_per_second = Gauge::<f64, AtomicU64>::default();
         let commit_latency =
@@ -80,6 +82,11 @@ impl Metrics {
             "mempool_txs",
             "Transactions waiting in the mempool",
             mempool_txs.clone(),
+        );
+        registry.register(
+            "block_txs_max",
+            "Transactions this validator's next block may take (the genesis limit, halved after each failed round it builds in, doubled after each height decided in round 0)",
+            block_txs_max.clone(),
         );
         registry.register("peers", "Connected validator peers", peers.clone());
         registry.register(
@@ -164,6 +171,7 @@ impl Metrics {
             committed_txs,
             rejected_txs,
             mempool_txs,
+            block_txs_max,
             peers,
             tx_per_second,
             commit_latency,

@@ -119,6 +119,12 @@ fn commit_agree_and_survive_a_killed_node(suite: Suite) {
     assert!(value("cbec_store_tree_nodes") > 0.0);
     assert!(value("cbec_store_tree_leaves") > 0.0);
     value("cbec_store_table_reader_bytes");
+    // The next block's limit: the genesis one (10,000), or a 64th of it at the least.
+    let block_txs_max = value("cbec_block_txs_max");
+    assert!(
+        (156.0..=10_000.0).contains(&block_txs_max),
+        "{block_txs_max}"
+    );
 
     // SIGKILL one node; the other three keep committing.
     c.kill(2);

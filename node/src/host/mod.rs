@@ -140,6 +140,8 @@ pub struct HostStatus {
     pub syncing: bool,
     pub mempool_txs: usize,
     pub mempool_bytes: usize,
+    /// Transactions this validator's next block may take (see [`block_size`]).
+    pub block_txs_max: usize,
 }
 
 /// Genesis facts the host runs on.
@@ -340,6 +342,7 @@ impl<P: Peer> Host<P> {
             syncing: self.awaiting.is_some(),
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
+            block_txs_max: self.block_size.limits().0,
         }
     }
 
