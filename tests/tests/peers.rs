@@ -17,6 +17,25 @@ fn p2p_address(c: &Consortium, i: usize) -> Multiaddr {
     config.p2p_listen.parse().expect("multiaddr")
 }
 
+/// Starts nodes 0-2 and waits until each has committed `height`; commerce (node 3)
+/// stays down, so its network key can play a genesis peer that misbehaves.
+fn start_all_but_commerce(c: &mut Consortium, height: u64) {
+    for i in 0..3 {
+        c.start(i);
+    }
+    c.wait_for("first blocks", Duration::from_secs(60), |c| {
+        (0..3).all(|i| c.height(i).is_some_and(|h| h >= height))
+    });
+}
+
+/// Commerce's network identity: a peer the genesis lets in.
+fn commerce_keypair(c: &Consortium) -> identity::Keypair {
+    let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
+        .expect("key")
+        .secret();
+    identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair")
+}
+
 fn swarm(keypair: identity::Keypair) -> libp2p::Swarm<gossipsub::Behaviour> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
@@ -68,16 +87,9 @@ async fn connect(
 fn a_stranger_is_refused_and_a_garbage_sender_is_dropped() {
     let mut c = Consortium::generate(NODE);
     // Nodes 0-2 run; commerce's network key plays a faulty genesis peer.
-    for i in 0..3 {
-        c.start(i);
-    }
-    c.wait_for("first block", Duration::from_secs(60), |c| {
-        (0..3).all(|i| c.height(i).is_some_and(|h| h >= 1))
-    });
+    start_all_but_commerce(&mut c, 1);
     let target = p2p_address(&c, 0);
-    let seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
-        .expect("key")
-        .secret();
+    let keypair = commerce_keypair(&c);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     // A peer id that is not in genesis: refused at the connection.
@@ -92,8 +104,6 @@ fn a_stranger_is_refused_and_a_garbage_sender_is_dropped() {
 
     // A genesis peer sending bytes that are no message at all.
     let dropped = runtime.block_on(async {
-        let mut bytes = seed;
-        let keypair = identity::Keypair::ed25519_from_bytes(&mut bytes).expect("keypair");
         let me = PeerId::from(keypair.public());
         let mut faulty = swarm(keypair);
         let topic = IdentTopic::new("cbec/consensus/1");
@@ -163,12 +173,7 @@ fn forger(keypair: identity::Keypair, author: PeerId) -> libp2p::Swarm<gossipsub
 #[test]
 fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
     let mut c = Consortium::generate(NODE);
-    for i in 0..3 {
-        c.start(i);
-    }
-    c.wait_for("first block", Duration::from_secs(60), |c| {
-        (0..3).all(|i| c.height(i).is_some_and(|h| h >= 2))
-    });
+    start_all_but_commerce(&mut c, 2);
     let genesis = cbec_genesis::Genesis::from_json(
         &std::fs::read_to_string(c.net().join("genesis.json")).expect("genesis"),
     )
@@ -195,10 +200,7 @@ fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
         }),
     );
     let target = p2p_address(&c, 0);
-    let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
-        .expect("key")
-        .secret();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair");
+    let keypair = commerce_keypair(&c);
     let me = PeerId::from(keypair.public());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dropped = runtime.block_on(async {
@@ -248,17 +250,9 @@ fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
 #[test]
 fn a_peer_that_gossips_nothing_is_disconnected_and_the_others_are_kept() {
     let mut c = Consortium::generate(NODE);
-    for i in 0..3 {
-        c.start(i);
-    }
-    c.wait_for("first block", Duration::from_secs(60), |c| {
-        (0..3).all(|i| c.height(i).is_some_and(|h| h >= 1))
-    });
+    start_all_but_commerce(&mut c, 1);
     let target = p2p_address(&c, 0);
-    let mut seed = cbec_genesis::read_key(&c.net().join("commerce/network.key"))
-        .expect("key")
-        .secret();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).expect("keypair");
+    let keypair = commerce_keypair(&c);
     let me = PeerId::from(keypair.public());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // Connected and subscribed, it receives everything and gossips nothing (a strict
