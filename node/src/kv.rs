@@ -464,9 +464,9 @@ mod tests {
         let kv = RocksKv::open_sized(dir.path(), CACHE, TABLE).expect("open");
         // The state's keys are hashes.
         let key = |i: u32| -> [u8; 32] { sha2::Sha256::digest(i.to_le_bytes()).into() };
-        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
+        for start in (0..KEYS).step_by(10_000) {
             let mut batch = Batch::default();
-            for &i in chunk {
+            for i in start..start + 10_000 {
                 batch.put(Cf::State, key(i).to_vec(), i.to_le_bytes().repeat(4));
             }
             kv.write(batch, false).expect("write");

@@ -721,8 +721,9 @@ impl<P: Peer> Host<P> {
             return Ok(());
         }
         self.building = None;
-        if self.block_size.building(round) {
-            let (txs_max, bytes_max) = self.block_size.limits();
+        let shrunk = self.block_size.building(round);
+        let (txs_max, bytes_max) = self.block_size.limits();
+        if shrunk {
             tracing::info!(
                 height,
                 round,
@@ -731,7 +732,6 @@ impl<P: Peer> Host<P> {
                 "a round failed: proposing a smaller block"
             );
         }
-        let (txs_max, bytes_max) = self.block_size.limits();
         let txs = self.mempool.reap(txs_max, bytes_max);
         let expect = Expect {
             validators: &self.validators,
