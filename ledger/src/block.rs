@@ -98,8 +98,9 @@ impl Block {
     }
 
     /// Checks the body against the header: one result per transaction, in order, and
-    /// both Merkle roots.
-    pub fn check_body(&self, suite: Suite) -> Result<(), BlockError> {
+    /// both Merkle roots. Returns the transactions' ids, in order (each transaction is
+    /// encoded and hashed once here; a validator need not do it again).
+    pub fn check_body(&self, suite: Suite) -> Result<Vec<Hash>, BlockError> {
         if self.header.tx_count != self.txs.len() as u64 {
             return Err(BlockError::TxCount {
                 header: self.header.tx_count,
@@ -112,8 +113,10 @@ impl Block {
                 results: self.results.len(),
             });
         }
+        let mut ids = Vec::with_capacity(self.txs.len());
+        let mut leaves = Vec::with_capacity(self.txs.len());
         for (index, (tx, result)) in self.txs.iter().zip(&self.results).enumerate() {
-            let expected = tx.hash(suite);
+            let (leaf, expected) = tx.encode_with_hash(suite);
             if result.tx_hash != expected {
                 return Err(BlockError::ResultMismatch {
                     index,
@@ -121,8 +124,10 @@ impl Block {
                     found: result.tx_hash,
                 });
             }
+            ids.push(expected);
+            leaves.push(leaf);
         }
-        let computed = merkle::root(suite, &tx_leaves(&self.txs));
+        let computed = merkle::root(suite, &leaves);
         if computed != self.header.tx_root {
             return Err(BlockError::TxRoot {
                 computed,
@@ -136,7 +141,7 @@ impl Block {
                 header: self.header.results_root,
             });
         }
-        Ok(())
+        Ok(ids)
     }
 
     /// Checks that this block extends `parent` (or the chain's start when `parent` is
@@ -251,7 +256,10 @@ mod tests {
     #[test]
     fn consistent_block_passes_and_each_tamper_is_caught() {
         let b = block(5);
-        assert_eq!(b.check_body(SUITE), Ok(()));
+        assert_eq!(
+            b.check_body(SUITE),
+            Ok(b.txs.iter().map(|t| t.hash(SUITE)).collect())
+        );
         assert_eq!(b.check_extends(&CHAIN, SUITE, None), Ok(()));
 
         let mut swapped = b.clone();

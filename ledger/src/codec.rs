@@ -38,6 +38,22 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, canonical()).expect("canonical encoding into a Vec")
 }
 
+/// Appends a value's canonical encoding to `out`. A struct's encoding is its fields'
+/// encodings in order, so appending each field builds the struct's.
+pub fn encode_append<T: Encode>(value: &T, out: &mut Vec<u8>) {
+    /// Appends to the vector.
+    struct Append<'a>(&'a mut Vec<u8>);
+    impl bincode::enc::write::Writer for Append<'_> {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+    // As for `encode`: no failure mode for our types, and this writer never fails.
+    bincode::encode_into_writer(value, Append(out), canonical())
+        .expect("canonical encoding into a Vec");
+}
+
 /// The length of a value's canonical encoding, counted without building it.
 pub fn encoded_len<T: Encode>(value: &T) -> usize {
     /// Counts bytes instead of keeping them.

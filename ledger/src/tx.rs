@@ -76,6 +76,16 @@ impl Transaction {
         self.body.hash(suite)
     }
 
+    /// The canonical encoding and the id, from one pass: the id hashes the body's
+    /// encoding, which the transaction's begins with (a block check needs both).
+    pub fn encode_with_hash(&self, suite: Suite) -> (Vec<u8>, Hash) {
+        let mut bytes = Vec::new();
+        codec::encode_append(&self.body, &mut bytes);
+        let hash = suite.tagged(tag::TX, &bytes);
+        codec::encode_append(&self.signature, &mut bytes);
+        (bytes, hash)
+    }
+
     /// Checks everything that needs no state: chain id, field sizes, the sender's key
     /// scheme, signature.
     pub fn verify(self, chain_id: &Hash, suite: Suite) -> Result<VerifiedTransaction, TxError> {
@@ -316,6 +326,17 @@ mod tests {
         for suite in Suite::ALL {
             test(suite, &|n| KeyPair::derive(suite.scheme(), &[n; 32]));
         }
+    }
+
+    #[test]
+    fn one_encoding_pass_gives_the_encoding_and_the_id() {
+        each_suite(|suite, key| {
+            let key = key(4);
+            let tx = Transaction::sign(body(&key, Hash([1; 32])), &key);
+            let (bytes, id) = tx.encode_with_hash(suite);
+            assert_eq!(bytes, codec::encode(&tx));
+            assert_eq!(id, tx.hash(suite));
+        });
     }
 
     #[test]

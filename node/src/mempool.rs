@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cbec_ledger::{Hash, PublicKey, Suite, Transaction, VerifiedTransaction};
+use cbec_ledger::{Hash, PublicKey, Transaction, VerifiedTransaction};
 
 pub use crate::admission::Rejection;
 
@@ -182,11 +182,12 @@ impl Mempool {
     }
 
     /// A pending transaction with exactly these bytes, signature included, already
-    /// verified: a block validator need not check its signature again. (The hash names
-    /// the body only: a block could carry the same body with another signature.)
-    pub fn verified_exact(&self, tx: &Transaction, suite: Suite) -> Option<VerifiedTransaction> {
+    /// verified: a block validator need not check its signature again. `hash` is
+    /// `tx`'s id, which the block check computed. (The id names the body only: a block
+    /// could carry the same body with another signature.)
+    pub fn verified_exact(&self, tx: &Transaction, hash: &Hash) -> Option<VerifiedTransaction> {
         self.by_hash
-            .get(&tx.hash(suite))
+            .get(hash)
             .filter(|e| e.tx.tx() == tx)
             .map(|e| e.tx.clone())
     }
@@ -822,7 +823,7 @@ mod tests {
         let a = key(1);
         let t = tx(&a, 0, 10);
         admit(&mut pool, &a, &[0], 0);
-        assert!(pool.verified_exact(&t, SUITE).is_some());
+        assert!(pool.verified_exact(&t, &t.hash(SUITE)).is_some());
         let mut swapped = t.clone();
         swapped.signature.0[3] ^= 0x40;
         assert_eq!(
@@ -830,7 +831,9 @@ mod tests {
             t.hash(SUITE),
             "the hash names the body only"
         );
-        assert!(pool.verified_exact(&swapped, SUITE).is_none());
+        assert!(pool
+            .verified_exact(&swapped, &swapped.hash(SUITE))
+            .is_none());
     }
 
     #[test]

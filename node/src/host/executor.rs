@@ -243,13 +243,13 @@ impl Executor {
     }
 
     /// Every deterministic check a block must pass before it is voted for or applied.
-    /// `known` returns a transaction this node verified before (exactly these bytes),
-    /// so its signature is not checked again.
+    /// `known` returns a transaction this node verified before (exactly these bytes;
+    /// it is given the transaction's id too), so its signature is not checked again.
     pub fn validate(
         &self,
         block: Block,
         expect: Expect<'_>,
-        known: &dyn Fn(&Transaction) -> Option<VerifiedTransaction>,
+        known: &dyn Fn(&Transaction, &Hash) -> Option<VerifiedTransaction>,
     ) -> Result<Result<ExecutedBlock, Invalid>, StorageFailure> {
         let h = block.height();
         if h == 0 {
@@ -262,10 +262,11 @@ impl Executor {
                 h - 1
             ))));
         }
-        if let Err(e) = self.check_shape(&block, parent.as_ref(), expect) {
-            return Ok(Err(e));
-        }
-        let verified = match self.verify_txs(&block, known) {
+        let ids = match self.check_shape(&block, parent.as_ref(), expect) {
+            Ok(ids) => ids,
+            Err(e) => return Ok(Err(e)),
+        };
+        let verified = match self.verify_txs(&block, &ids, known) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
@@ -307,7 +308,7 @@ impl Executor {
         block: &Block,
         parent: Option<&Header>,
         expect: Expect<'_>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<Vec<Hash>, Invalid> {
         let h = block.height();
         block
             .check_extends(&self.chain_id, self.store.suite(), parent)
@@ -356,14 +357,21 @@ impl Executor {
         block.check_body(self.store.suite()).map_err(invalid)
     }
 
-    /// The block's transactions, verified: those this node verified before (the same
-    /// bytes, signature included) are taken as they are, the rest checked in one batch.
+    /// The block's transactions (whose ids are `ids`), verified: those this node
+    /// verified before (the same bytes, signature included) are taken as they are, the
+    /// rest checked in one batch.
     fn verify_txs(
         &self,
         block: &Block,
-        known: &dyn Fn(&Transaction) -> Option<VerifiedTransaction>,
+        ids: &[Hash],
+        known: &dyn Fn(&Transaction, &Hash) -> Option<VerifiedTransaction>,
     ) -> Result<Vec<VerifiedTransaction>, Invalid> {
-        let mut verified: Vec<Option<VerifiedTransaction>> = block.txs.iter().map(known).collect();
+        let mut verified: Vec<Option<VerifiedTransaction>> = block
+            .txs
+            .iter()
+            .zip(ids)
+            .map(|(tx, id)| known(tx, id))
+            .collect();
         let unknown: Vec<usize> = (0..verified.len())
             .filter(|i| verified[*i].is_none())
             .collect();

@@ -483,10 +483,9 @@ impl<P: Peer> Host<P> {
             proposer: Some(block.header.proposer),
         };
         let mempool = &self.mempool;
-        let suite = self.executor.store().suite();
         match self
             .executor
-            .validate(block, expect, &|tx| mempool.verified_exact(tx, suite))?
+            .validate(block, expect, &|tx, id| mempool.verified_exact(tx, id))?
         {
             Ok(executed) => {
                 self.executed.insert(*value, executed);
@@ -823,10 +822,9 @@ impl<P: Peer> Host<P> {
                 ))
             } else {
                 let mempool = &self.mempool;
-                let suite = self.executor.store().suite();
                 match self
                     .executor
-                    .validate(block, expect, &|tx| mempool.verified_exact(tx, suite))?
+                    .validate(block, expect, &|tx, id| mempool.verified_exact(tx, id))?
                 {
                     Ok(executed) => executed
                         .certify(certificate, &self.chain_id, &self.validators)
