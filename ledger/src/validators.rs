@@ -217,6 +217,18 @@ impl CommitCertificate {
         chain_id: &Hash,
         validators: &ValidatorSet,
     ) -> Result<(), CertificateError> {
+        self.verify_except(chain_id, validators, &[])
+    }
+
+    /// As [`CommitCertificate::verify`], but a signature in `checked` (signatures
+    /// already verified over this same height, round and block, on this chain) is not
+    /// verified again; every other rule applies to it as to any.
+    fn verify_except(
+        &self,
+        chain_id: &Hash,
+        validators: &ValidatorSet,
+        checked: &[CommitSig],
+    ) -> Result<(), CertificateError> {
         if self.signatures.len() > validators.len() {
             return Err(CertificateError::TooManySignatures {
                 count: self.signatures.len(),
@@ -238,6 +250,10 @@ impl CommitCertificate {
                 .ok_or(CertificateError::UnknownSigner { key: sig.validator })?;
             if !seen.insert(sig.validator) {
                 return Err(CertificateError::DuplicateSigner { key: sig.validator });
+            }
+            if checked.contains(sig) {
+                signed += power;
+                continue;
             }
             sig.validator
                 .verify(&message, &sig.signature)
@@ -273,6 +289,36 @@ impl CommitCertificate {
             });
         }
         self.verify(chain_id, validators)
+    }
+
+    /// As [`CommitCertificate::verify_for`], reusing `verified`: a certificate this
+    /// node verified before on this chain against the same `validators` (its own
+    /// record of the commit at `height`). The signatures both carry for the same round
+    /// and block are not verified again; a block's `last_commit` is usually the
+    /// proposer's record of the commit each validator recorded too, so a validator
+    /// checks only the signatures it did not see itself.
+    pub fn verify_for_reusing(
+        &self,
+        chain_id: &Hash,
+        validators: &ValidatorSet,
+        height: u64,
+        block_hash: &Hash,
+        verified: Option<&CommitCertificate>,
+    ) -> Result<(), CertificateError> {
+        if self.height != height || self.block_hash != *block_hash {
+            return self.verify_for(chain_id, validators, height, block_hash);
+        }
+        let checked = match verified {
+            Some(v)
+                if v.height == self.height
+                    && v.round == self.round
+                    && v.block_hash == self.block_hash =>
+            {
+                &v.signatures[..]
+            }
+            _ => &[],
+        };
+        self.verify_except(chain_id, validators, checked)
     }
 }
 
@@ -331,6 +377,62 @@ mod tests {
             .is_err());
         assert!(cert
             .verify_for(&CHAIN, &set(&k), 5, &Hash([2; 32]))
+            .is_err());
+    }
+
+    /// A certificate with one signature's byte flipped.
+    fn tampered(mut cert: CommitCertificate, index: usize) -> CommitCertificate {
+        cert.signatures[index].signature.0[7] ^= 1;
+        cert
+    }
+
+    #[test]
+    fn a_signature_already_checked_is_not_checked_again_and_others_are() {
+        let k = keys();
+        let block = Hash([1; 32]);
+        let own = certificate(&[&k[0], &k[1], &k[2]], 5, 0, block);
+        let other = certificate(&[&k[1], &k[2], &k[3]], 5, 0, block);
+        let reuse = |c: &CommitCertificate, verified: &CommitCertificate| {
+            c.verify_for_reusing(&CHAIN, &set(&k), 5, &block, Some(verified))
+        };
+        assert_eq!(reuse(&other, &own), Ok(()));
+        assert_eq!(
+            other.verify_for_reusing(&CHAIN, &set(&k), 5, &block, None),
+            Ok(())
+        );
+        // The one signature `own` does not hold is verified: flipped, it is caught.
+        let bad = tampered(other.clone(), 2);
+        assert!(matches!(
+            reuse(&bad, &own),
+            Err(CertificateError::BadSignature { key, .. }) if key == k[3].public()
+        ));
+        // A flipped signature that the reused record holds too (it could not, having
+        // been verified) passes: the record is trusted, which is what saves the work.
+        let both_bad = tampered(own.clone(), 0);
+        assert_eq!(reuse(&both_bad, &both_bad), Ok(()));
+        // The same signature bytes recorded for another round, block or height vouch
+        // for nothing.
+        let mut other_round = both_bad.clone();
+        other_round.round = 1;
+        let mut other_block = both_bad.clone();
+        other_block.block_hash = Hash([2; 32]);
+        let mut other_height = both_bad.clone();
+        other_height.height = 4;
+        for record in [other_round, other_block, other_height] {
+            assert!(matches!(
+                reuse(&both_bad, &record),
+                Err(CertificateError::BadSignature { key, .. }) if key == k[0].public()
+            ));
+        }
+        // Every other rule still applies: too little power, a wrong block.
+        let mut short = own.clone();
+        short.signatures.pop();
+        assert!(matches!(
+            reuse(&short, &own),
+            Err(CertificateError::InsufficientPower { .. })
+        ));
+        assert!(own
+            .verify_for_reusing(&CHAIN, &set(&k), 6, &block, Some(&own))
             .is_err());
     }
 

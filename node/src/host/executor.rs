@@ -329,11 +329,16 @@ impl Executor {
             let parent_hash = parent
                 .map(|p| p.hash(self.store.suite()))
                 .unwrap_or_default();
-            cert.verify_for(
+            // This node's own record of the parent's commit was verified before it
+            // was stored: the signatures both hold are not verified again (without a
+            // record, or if reading it fails, every signature is).
+            let recorded = self.store.certificate(h - 1).ok().flatten();
+            cert.verify_for_reusing(
                 &self.chain_id,
                 expect.previous_validators,
                 h - 1,
                 &parent_hash,
+                recorded.as_ref(),
             )
             .map_err(|e| invalid(format!("last commit: {e}")))?;
         }
