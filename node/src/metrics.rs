@@ -192,6 +192,28 @@ impl Metrics {
         }
     }
 
+    /// The metrics, with the store's synced-write timings among them.
+    pub fn with_disk(disk: &crate::store::DiskTimings) -> Metrics {
+        let mut metrics = Metrics::new();
+        let r = &mut metrics.registry;
+        r.register(
+            "store_block_write_seconds",
+            "A committed block's synced write to disk",
+            disk.block_write.clone(),
+        );
+        r.register(
+            "store_signing_wait_seconds",
+            "A vote's or proposal's wait for the block below it to reach the disk",
+            disk.signing_wait.clone(),
+        );
+        r.register(
+            "store_signing_write_seconds",
+            "The signing state's synced write before a vote or proposal leaves",
+            disk.signing_write.clone(),
+        );
+        metrics
+    }
+
     /// Counts a commit of `txs` transactions in the rolling ten-second rate.
     pub fn record_commit(&self, txs: u64) {
         let now = Instant::now();

@@ -236,7 +236,7 @@ pub async fn run_with(
             height,
             ..Status::default()
         }),
-        metrics: Metrics::new(),
+        metrics: Metrics::with_disk(&store.disk_timings()),
     });
     shared.metrics.height.set(height as i64);
 

@@ -56,6 +56,7 @@ use cbec_chaincode::{StateError, StateRead, Writes};
 use cbec_consensus::SigningState;
 use cbec_ledger::sparse::{self, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header, Suite};
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
 use crate::tree::{self, Tree, TreeError, TreeSize, Update};
@@ -191,6 +192,36 @@ struct Inner {
     /// Why persisting stopped, if it did.
     failed: Mutex<Option<String>>,
     options: StoreOptions,
+    disk: DiskTimings,
+}
+
+/// How long the synced writes a height waits for took, for `/metrics`: a vote or
+/// proposal leaves only after its signing state is on disk, and that only after the
+/// block below it is. A disk that stalls for a tenth of a second stalls every node
+/// that shares it, and its votes with it; the warnings start at a second.
+#[derive(Debug, Clone)]
+pub struct DiskTimings {
+    /// A block's synced write (block, certificate, index, state values, height).
+    pub block_write: Histogram,
+    /// A signature's wait for the block below it to reach the disk.
+    pub signing_wait: Histogram,
+    /// The signing state's synced write.
+    pub signing_write: Histogram,
+}
+
+impl Default for DiskTimings {
+    fn default() -> Self {
+        let buckets = || {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ])
+        };
+        DiskTimings {
+            block_write: buckets(),
+            signing_wait: buckets(),
+            signing_write: buckets(),
+        }
+    }
 }
 
 // No lock here is held across anything that can panic half-way through a change, so a
@@ -389,6 +420,7 @@ impl Inner {
                 reason: e.to_string(),
             })?;
         let took = started.elapsed();
+        self.disk.block_write.observe(took.as_secs_f64());
         if took >= SLOW_DISK {
             // Signing at the next height waits for this write: a slow disk stalls the node.
             tracing::warn!(
@@ -592,6 +624,7 @@ impl Store {
             persisted: AtomicU64::new(0),
             failed: Mutex::new(None),
             options,
+            disk: DiskTimings::default(),
         });
         let store = Store {
             inner,
@@ -857,10 +890,21 @@ impl Store {
     /// disk could never be signed again, and the chain would stop for good.
     /// (Executing the next block still overlaps the write of this one.)
     pub fn save_signing_state(&self, state: &SigningState) -> Result<()> {
+        let started = std::time::Instant::now();
         self.inner.wait_persisted(state.height.saturating_sub(1))?;
+        let disk = &self.inner.disk;
+        disk.signing_wait.observe(started.elapsed().as_secs_f64());
+        let started = std::time::Instant::now();
         let mut batch = Batch::default();
         batch.put(Cf::Consensus, &b"signing"[..], codec::encode(state));
-        self.write_synced(batch)
+        self.write_synced(batch)?;
+        disk.signing_write.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The synced writes' timings (shared: they keep counting).
+    pub fn disk_timings(&self) -> DiskTimings {
+        self.inner.disk.clone()
     }
 
     /// Computes the state root after `writes` at tree version `version` (the next
@@ -1669,6 +1713,38 @@ mod tests {
         store
             .check(100)
             .expect("every block and the state are there");
+    }
+
+    /// Each block's synced write, each signature's wait for the block below it and each
+    /// signing-state write is timed, and `/metrics` shows the three histograms.
+    #[test]
+    fn synced_writes_are_timed_for_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([7; 32]);
+        let options = StoreOptions {
+            background: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(dir.path(), &chain, options).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        for h in 1..=3u64 {
+            commit(&store, h, &writes(&[("counter", Some(&h.to_string()))]));
+            let mut signing = SigningState::genesis();
+            signing.height = h + 1;
+            store.save_signing_state(&signing).expect("signing state");
+        }
+        store.close().expect("close");
+        let text = crate::metrics::Metrics::with_disk(&store.disk_timings()).render();
+        for name in ["block_write", "signing_wait", "signing_write"] {
+            let count = format!("cbec_store_{name}_seconds_count 3");
+            assert!(text.contains(&count), "no `{count}` in:\n{text}");
+        }
+        // Without the store's timings the metrics do not name them.
+        assert!(!crate::metrics::Metrics::new()
+            .render()
+            .contains("store_block_write"));
     }
 
     /// Writes that fail stop the store: the failed block's waiters never run, and the
