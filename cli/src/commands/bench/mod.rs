@@ -184,6 +184,71 @@ pub struct NodeFigures {
     pub peak_rss_mb: f64,
     pub disk_bytes_added: i64,
     pub disk_bytes_per_tx: f64,
+    /// The node's synced writes in the window (from its `/metrics`), if it answered.
+    pub synced_writes: Option<SyncedWrites>,
+}
+
+/// Synced writes a node made, from its `/metrics` histograms: a vote or proposal leaves
+/// only after its signing state is on disk, and that only after the block below it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SyncedWrites {
+    pub signing_writes: u64,
+    pub signing_write_s: f64,
+    pub block_writes: u64,
+    pub block_write_s: f64,
+}
+
+impl SyncedWrites {
+    /// The counts and sums in a Prometheus text exposition; `None` if it lacks one.
+    pub fn parse(text: &str) -> Option<SyncedWrites> {
+        let value = |name: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        Some(SyncedWrites {
+            signing_writes: value("cbec_store_signing_write_seconds_count")? as u64,
+            signing_write_s: value("cbec_store_signing_write_seconds_sum")?,
+            block_writes: value("cbec_store_block_write_seconds_count")? as u64,
+            block_write_s: value("cbec_store_block_write_seconds_sum")?,
+        })
+    }
+
+    /// What was written between `start` and `self`.
+    pub fn since(&self, start: &SyncedWrites) -> SyncedWrites {
+        SyncedWrites {
+            signing_writes: self.signing_writes.saturating_sub(start.signing_writes),
+            signing_write_s: (self.signing_write_s - start.signing_write_s).max(0.0),
+            block_writes: self.block_writes.saturating_sub(start.block_writes),
+            block_write_s: (self.block_write_s - start.block_write_s).max(0.0),
+        }
+    }
+
+    fn mean_ms(count: u64, seconds: f64) -> f64 {
+        if count == 0 {
+            0.0
+        } else {
+            seconds * 1000.0 / count as f64
+        }
+    }
+}
+
+/// A node's synced-write counters, or `None` if its `/metrics` did not answer with them.
+fn synced_writes(url: &str) -> Option<SyncedWrites> {
+    let text = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(format!("{url}/metrics"))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    SyncedWrites::parse(&text)
 }
 
 #[derive(Debug, Serialize)]
@@ -855,6 +920,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
     let rss_start: Vec<f64> = nodes.iter().map(|n| memory_mb(n.pid).0).collect();
     let disk_start: Vec<u64> = nodes.iter().map(|n| disk_bytes(&n.data)).collect();
     let client_cpu_start = cpu_seconds("self", ticks)?;
+    let writes_start: Vec<Option<SyncedWrites>> = urls.iter().map(|u| synced_writes(u)).collect();
 
     let window = Duration::from_secs(args.duration);
     let start = Instant::now();
@@ -947,6 +1013,7 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
     }
     let cpu_end: Vec<f64> = nodes.iter().map(cpu_of).collect::<anyhow::Result<_>>()?;
     let client_cpu = cpu_seconds("self", ticks)? - client_cpu_start;
+    let writes_end: Vec<Option<SyncedWrites>> = urls.iter().map(|u| synced_writes(u)).collect();
     // Let what is in flight land, for the latency figures; throughput is already fixed.
     eprintln!("bench: waiting for transactions in flight, then checking agreement");
     let drain_until = Instant::now() + Duration::from_secs(10);
@@ -992,6 +1059,10 @@ pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
                     0.0
                 } else {
                     disk as f64 / committed as f64
+                },
+                synced_writes: match (&writes_end[i], &writes_start[i]) {
+                    (Some(end), Some(start)) => Some(end.since(start)),
+                    _ => None,
                 },
             }
         })
@@ -1152,6 +1223,18 @@ fn summary(r: &Report) -> String {
             tenths.join(" ")
         ));
     }
+    for n in &r.nodes {
+        if let Some(w) = &n.synced_writes {
+            s.push_str(&format!(
+                "  {:<9} synced writes in the window: signing state {} (mean {:.2} ms), blocks {} (mean {:.2} ms)\n",
+                n.agency,
+                w.signing_writes,
+                SyncedWrites::mean_ms(w.signing_writes, w.signing_write_s),
+                w.block_writes,
+                SyncedWrites::mean_ms(w.block_writes, w.block_write_s)
+            ));
+        }
+    }
     s.push_str(&format!(
         "agreement   all four nodes at height {}: block {}, state root {}",
         r.agreed_height,
@@ -1164,6 +1247,45 @@ fn summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The report's synced writes come from the node's histograms, as differences over
+    /// the window; a node whose metrics lack them reports none.
+    #[test]
+    fn synced_writes_are_read_from_metrics_and_taken_over_the_window() {
+        let text = |sc: u64, ss: f64, bc: u64, bs: f64| {
+            format!(
+                "# TYPE cbec_store_block_write_seconds histogram\n\
+                 cbec_store_block_write_seconds_sum {bs}\n\
+                 cbec_store_block_write_seconds_count {bc}\n\
+                 cbec_store_block_write_seconds_bucket{{le=\"0.0005\"}} 0\n\
+                 cbec_store_signing_write_seconds_sum {ss}\n\
+                 cbec_store_signing_write_seconds_count {sc}\n"
+            )
+        };
+        let start = SyncedWrites::parse(&text(10, 0.01, 4, 0.008)).expect("parsed");
+        assert_eq!(
+            start,
+            SyncedWrites {
+                signing_writes: 10,
+                signing_write_s: 0.01,
+                block_writes: 4,
+                block_write_s: 0.008
+            }
+        );
+        let end = SyncedWrites::parse(&text(30, 0.05, 12, 0.024)).expect("parsed");
+        let window = end.since(&start);
+        assert_eq!((window.signing_writes, window.block_writes), (20, 8));
+        assert!(
+            (SyncedWrites::mean_ms(window.signing_writes, window.signing_write_s) - 2.0).abs()
+                < 1e-9
+        );
+        assert!(
+            (SyncedWrites::mean_ms(window.block_writes, window.block_write_s) - 2.0).abs() < 1e-9
+        );
+        assert_eq!(SyncedWrites::mean_ms(0, 0.0), 0.0);
+        // A node without the histograms (an older build) reports nothing.
+        assert_eq!(SyncedWrites::parse("cbec_height 7\n"), None);
+    }
 
     #[test]
     fn a_resent_transaction_keeps_its_first_send_time() {
