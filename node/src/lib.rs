@@ -37,6 +37,7 @@ pub mod run;
 pub mod seam;
 pub mod server;
 pub mod shared;
+pub mod signing_file;
 pub mod sim;
 pub mod store;
 pub mod timeline;

@@ -134,6 +134,7 @@ pub async fn run_with(
         background: true,
         archive: config.store.archive,
         suite: genesis.crypto,
+        signing_file: Some(config.data_dir.join("signing-state")),
     };
     let opening = std::time::Instant::now();
     let store = Arc::new(

@@ -7,7 +7,7 @@
 //! | `certs` | height | [`CommitCertificate`] of that block |
 //! | `tx_index` | tx hash | (height, index) |
 //! | `state` | state key | latest value (what chaincode reads, and what the tree is built from) |
-//! | `consensus` | `signing` | [`SigningState`] |
+//! | `consensus` | `signing` | [`SigningState`], unless [`StoreOptions::signing_file`] keeps it in a file of its own |
 //! | `meta` | `chain_id`, `format`, `height` | the chain this store belongs to, its layout, last height on disk |
 //! | `meta` | `validators_hash` | the last block's validator set |
 //! | `meta` | `set-change/<height>` | the set changed after that height: the state proofs of the watched keys (the agencies' validator keys) at it |
@@ -48,7 +48,7 @@
 //! memory for the node simulation ([`Store::in_memory`]); everything above is shared.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 
@@ -59,6 +59,7 @@ use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header, Suite};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
+use crate::signing_file::{SigningFile, SigningFileError};
 use crate::tree::{self, Tree, TreeError, TreeSize, Update};
 
 /// Why the store could not be used.
@@ -77,6 +78,8 @@ pub enum StoreError {
     Format { found: u32 },
     #[error("state tree: {0}")]
     Tree(#[from] TreeError),
+    #[error(transparent)]
+    SigningFile(#[from] SigningFileError),
     #[error("writing block {height} failed: {reason}")]
     Persist { height: u64, reason: String },
     /// An earlier write failed: nothing more is applied.
@@ -112,6 +115,11 @@ pub struct StoreOptions {
     pub archive: bool,
     /// The chain's crypto suite: the state tree's hash.
     pub suite: Suite,
+    /// Keep the consensus signing state in this file ([`crate::signing_file`]) instead
+    /// of the `consensus` column family: its writes then overwrite in place and wait
+    /// for no block write. A state the store kept in the family is read until the
+    /// first write makes the file.
+    pub signing_file: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -122,6 +130,7 @@ impl Default for StoreOptions {
             background: false,
             archive: false,
             suite: Suite::default(),
+            signing_file: None,
         }
     }
 }
@@ -193,6 +202,11 @@ struct Inner {
     failed: Mutex<Option<String>>,
     options: StoreOptions,
     disk: DiskTimings,
+    /// The signing state's own file, and the latest state in it, when
+    /// [`StoreOptions::signing_file`] names one.
+    signing: Option<Mutex<(SigningFile, Option<Vec<u8>>)>>,
+    /// Signing states written since the store was opened.
+    signing_writes: AtomicU64,
 }
 
 /// How long the synced writes a height waits for took, for `/metrics`: a vote or
@@ -612,6 +626,10 @@ impl Store {
         // versions stay readable while their blocks wait for the disk.
         options.versions_kept = options.versions_kept.max(PENDING_MAX + 2);
         let background = options.background;
+        let signing = match &options.signing_file {
+            Some(path) => Some(Mutex::new(SigningFile::open(path)?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             kv,
             live: RwLock::new(Live {
@@ -625,6 +643,8 @@ impl Store {
             failed: Mutex::new(None),
             options,
             disk: DiskTimings::default(),
+            signing,
+            signing_writes: AtomicU64::new(0),
         });
         let store = Store {
             inner,
@@ -879,8 +899,20 @@ impl Store {
         self.inner.state_value(key)
     }
 
-    /// The persisted consensus signing state.
+    /// The persisted consensus signing state: its file's latest, or, before the file's
+    /// first write (or without one), the `consensus` column family's.
     pub fn signing_state(&self) -> Result<Option<SigningState>> {
+        if let Some(signing) = &self.inner.signing {
+            let signing = lock(signing);
+            if let Some(bytes) = &signing.1 {
+                return codec::decode(bytes).map(Some).map_err(|e| {
+                    corrupt(format!(
+                        "signing state in {}: {e}",
+                        signing.0.path().display()
+                    ))
+                });
+            }
+        }
         self.inner.get(Cf::Consensus, b"signing")
     }
 
@@ -895,11 +927,27 @@ impl Store {
         let disk = &self.inner.disk;
         disk.signing_wait.observe(started.elapsed().as_secs_f64());
         let started = std::time::Instant::now();
-        let mut batch = Batch::default();
-        batch.put(Cf::Consensus, &b"signing"[..], codec::encode(state));
-        self.write_synced(batch)?;
+        let encoded = codec::encode(state);
+        match &self.inner.signing {
+            Some(signing) => {
+                let mut signing = lock(signing);
+                signing.0.write(&encoded)?;
+                signing.1 = Some(encoded);
+            }
+            None => {
+                let mut batch = Batch::default();
+                batch.put(Cf::Consensus, &b"signing"[..], encoded);
+                self.write_synced(batch)?;
+            }
+        }
         disk.signing_write.observe(started.elapsed().as_secs_f64());
+        self.inner.signing_writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many signing states this store has written since it was opened.
+    pub fn signing_writes(&self) -> u64 {
+        self.inner.signing_writes.load(Ordering::Relaxed)
     }
 
     /// The synced writes' timings (shared: they keep counting).
@@ -1863,6 +1911,7 @@ mod tests {
             background: false,
             archive: false,
             suite: SUITE,
+            signing_file: None,
         };
         let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
         store
@@ -2010,5 +2059,53 @@ mod tests {
         state.height = 7;
         store.save_signing_state(&state).expect("save");
         assert_eq!(store.signing_state().expect("read"), Some(state));
+    }
+
+    #[test]
+    fn a_signing_state_kept_in_the_store_moves_to_its_file_at_the_first_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        let file = dir.path().join("signing-state");
+        let chain = Hash([1; 32]);
+        let at = |height| {
+            let mut state = SigningState::genesis();
+            state.height = height;
+            state
+        };
+        {
+            let store = Store::open(&db, &chain).expect("open");
+            store.save_signing_state(&at(7)).expect("save");
+        }
+        let with_file = || StoreOptions {
+            signing_file: Some(file.clone()),
+            ..StoreOptions::default()
+        };
+        {
+            let store = Store::open_with(&db, &chain, with_file()).expect("open");
+            assert_eq!(store.signing_state().expect("read"), Some(at(7)));
+            assert!(!file.exists(), "opening writes no file");
+            store.save_signing_state(&at(8)).expect("save");
+            assert_eq!(store.signing_state().expect("read"), Some(at(8)));
+            store.save_signing_state(&at(9)).expect("save");
+        }
+        let store = Store::open_with(&db, &chain, with_file()).expect("reopen");
+        assert_eq!(store.signing_state().expect("read"), Some(at(9)));
+        drop(store);
+        // The file, not the family (which still says 7), is what the node reads...
+        assert_eq!(
+            Store::open(&db, &chain)
+                .expect("open")
+                .signing_state()
+                .expect("read"),
+            Some(at(7))
+        );
+        // ...and a damaged file stops the store from opening rather than fall back.
+        let mut bytes = std::fs::read(&file).expect("read");
+        let half = bytes.len() / 2;
+        bytes[30] ^= 1;
+        bytes[half + 30] ^= 1;
+        std::fs::write(&file, &bytes).expect("write");
+        let err = Store::open_with(&db, &chain, with_file()).expect_err("damaged");
+        assert!(err.to_string().contains("damaged"), "{err}");
     }
 }
