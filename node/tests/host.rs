@@ -332,3 +332,47 @@ fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
     });
     assert_eq!(prevote, Some(Some(value)));
 }
+
+/// A proposer's proposal and its own prevote leave after one synced write of its
+/// signing state, not two: nothing leaves before the host returns, and the later state
+/// covers the earlier (it is further on, and holds the proposal too).
+#[test]
+fn a_proposer_writes_its_signing_state_once_for_its_proposal_and_prevote() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(1, real_ms - 10 * MINUTE_MS);
+    let (p, _) = proposer_and_other(&genesis);
+    let (mut host, store) = sim::host(&genesis, p);
+    let effects = host.start(now(real_ms, 0)).expect("start");
+    let (timer, _) = timers(&effects)
+        .into_iter()
+        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .expect("the proposer builds");
+    let before = store.signing_writes();
+    let heartbeat = genesis.consensus.timeout_propose_ms / 2;
+    let effects = host
+        .on_timer(timer, now(real_ms + heartbeat, heartbeat))
+        .expect("build");
+    let sent = gossiped(&effects);
+    let Some(value) = sent.iter().find_map(|m| match m {
+        NetMessage::Proposal { proposal, .. } => Some(proposal.proposal.value),
+        _ => None,
+    }) else {
+        panic!("no proposal in {sent:?}")
+    };
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, NetMessage::Consensus(Message::Vote(v))
+            if v.vote.kind == VoteKind::Prevote && v.vote.value == Some(value))),
+        "the proposer prevotes its block in the same step: {sent:?}"
+    );
+    assert_eq!(store.signing_writes() - before, 1, "one synced write");
+    let state = store.signing_state().expect("read").expect("a state");
+    assert_eq!(state.step, cbec_consensus::SignStep::Prevote);
+    assert!(
+        state
+            .signed
+            .iter()
+            .any(|m| matches!(m, Message::Proposal(s) if s.proposal.value == value)),
+        "the state written holds the proposal too"
+    );
+}

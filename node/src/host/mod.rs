@@ -390,18 +390,40 @@ impl<P: Peer> Host<P> {
         Ok(outputs)
     }
 
-    /// Performs consensus outputs in order. A `Persist` is durable before anything
-    /// after it. A decision commits the block and starts the next height.
+    /// Performs consensus outputs in order. A decision commits the block and starts the
+    /// next height.
+    ///
+    /// A `Persist` must be durable before anything after it leaves the node. Nothing
+    /// leaves before this returns (broadcasts are effects, performed afterwards), so
+    /// only the last signing state of the call is written, once, at its end: it covers
+    /// every earlier one (a signing state only moves forward, and keeps what it signed
+    /// at its height). A proposer's proposal and its own prevote so cost one synced
+    /// write, not two.
     fn perform(
         &mut self,
         outputs: Vec<Output>,
         now: Now,
         effects: &mut Effects<P>,
     ) -> HostResult<()> {
+        let mut signing = None;
+        self.perform_outputs(outputs, now, effects, &mut signing)?;
+        if let Some(state) = signing {
+            self.store().save_signing_state(&state)?;
+        }
+        Ok(())
+    }
+
+    fn perform_outputs(
+        &mut self,
+        outputs: Vec<Output>,
+        now: Now,
+        effects: &mut Effects<P>,
+        signing: &mut Option<cbec_consensus::SigningState>,
+    ) -> HostResult<()> {
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
         while let Some(output) = queue.pop_front() {
             match output {
-                Output::Persist(state) => self.store().save_signing_state(&state)?,
+                Output::Persist(state) => *signing = Some(state),
                 Output::Broadcast(message) => {
                     effects.push(Effect::Broadcast(self.outgoing(message)))
                 }
