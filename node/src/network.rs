@@ -250,7 +250,7 @@ pub fn start(
 /// stay within the 16 KiB that gossipsub 0.50 accepts in one frame's control part. Its
 /// default (5,000) let a busy node send IHAVEs of 20-60 KiB; the receiving peer took
 /// each as a broken stream and closed its side, and links so broken went quiet for
-/// good (the stalls in the README).
+/// good (the stalls in docs/performance.md).
 pub const IHAVE_IDS_MAX: usize = 400;
 
 /// The gossip settings of a validator with `peers` genesis peers: every peer in the
