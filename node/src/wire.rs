@@ -10,7 +10,7 @@
 
 use bincode::{Decode, Encode};
 use cbec_consensus::{Message, SignedProposal, VerifiedMessage};
-use cbec_ledger::{codec, Block, CommitCertificate, Hash, Suite, Transaction};
+use cbec_ledger::{codec, Block, BlockError, CommitCertificate, Hash, Suite, Transaction};
 
 /// What validators gossip.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -50,6 +50,38 @@ pub struct TxBatch(pub Vec<Transaction>);
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct TxAck;
 
+/// A block whose body was checked against its header ([`Block::check_body`]: counts,
+/// each result naming its transaction, the transaction and result roots), with the
+/// transaction ids that check computed. Only [`CheckedBlock::check`] makes one, so
+/// holding one is holding that proof: a block that crossed the edge is checked there
+/// once, and validation takes its ids instead of encoding and hashing every transaction
+/// again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedBlock {
+    block: Block,
+    ids: Vec<Hash>,
+}
+
+impl CheckedBlock {
+    pub fn check(block: Block, suite: Suite) -> Result<CheckedBlock, BlockError> {
+        let ids = block.check_body(suite)?;
+        Ok(CheckedBlock { block, ids })
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// The id (hash) of each transaction, in the block's order.
+    pub fn ids(&self) -> &[Hash] {
+        &self.ids
+    }
+
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
 /// A gossiped message past the edge: decoded, consistent, signature verified.
 #[derive(Debug, Clone)]
 pub enum Inbound {
@@ -57,7 +89,7 @@ pub enum Inbound {
     /// is the proposal's value and its body matches its header.
     Proposal {
         proposal: VerifiedMessage,
-        block: Option<Box<Block>>,
+        block: Option<Box<CheckedBlock>>,
     },
     Vote(VerifiedMessage),
     Status {
@@ -124,8 +156,7 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash, suite: Suite) -> Result<Inbound, E
             }
             // The header hash names the block; the body must be the one it commits to,
             // or a relayer could swap transactions under a valid proposal.
-            block
-                .check_body(suite)
+            let block = CheckedBlock::check(*block, suite)
                 .map_err(|e| EdgeFault::BadBody(e.to_string()))?;
             let signer = proposal.proposer;
             let verified = Message::Proposal(proposal)
@@ -133,7 +164,7 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash, suite: Suite) -> Result<Inbound, E
                 .map_err(|_| EdgeFault::BadSignature(signer))?;
             Ok(Inbound::Proposal {
                 proposal: verified,
-                block: Some(block),
+                block: Some(Box::new(block)),
             })
         }
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cbec_consensus::Message;
-use cbec_ledger::{codec, Transaction, VoteKind};
+use cbec_ledger::{codec, CommitCertificate, Transaction, VoteKind};
 use cbec_node::admission;
 use cbec_node::host::{Effect, Host, Now, Origin, Timer};
 use cbec_node::kv::{Batch, Cf, Kv, KvError, KvMemory, KvVerified, MemKv};
@@ -331,6 +331,62 @@ fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
         _ => None,
     });
     assert_eq!(prevote, Some(Some(value)));
+}
+
+/// A block from sync is checked whole, its body included: the network edge checks the
+/// bodies of gossiped proposals only, and validation no longer checks them a second
+/// time, so the sync path must. A served block with one transaction changed under its
+/// header is refused as such and its peer disconnected; the same block unchanged gets
+/// as far as its (unsigned) certificate.
+#[test]
+fn a_synced_block_whose_body_differs_from_its_header_is_refused() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(5, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let full = proposal_with(&genesis, p, real_ms, vec![commerce_tx(&genesis, 0)]);
+    let NetMessage::Proposal { block, .. } = full else {
+        unreachable!()
+    };
+    assert_eq!(block.txs.len(), 1, "the proposer took the transaction");
+    let certificate = CommitCertificate {
+        height: 1,
+        round: 0,
+        block_hash: block.hash(SUITE),
+        signatures: Vec::new(),
+    };
+    let served = |block: cbec_ledger::Block| {
+        let (mut host, store) = sim::host(&genesis, other);
+        host.start(now(real_ms, 0)).expect("start");
+        let effects = host
+            .on_blocks(
+                NodeId(p as u8),
+                vec![(block, certificate.clone())],
+                now(real_ms, 5),
+            )
+            .expect("a bad block is not a host failure");
+        assert_eq!(store.height().expect("height"), 0, "nothing committed");
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Disconnect { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .expect("the peer that served it is disconnected")
+    };
+    let mut tampered = (*block).clone();
+    tampered.txs[0].body.nonce += 1;
+    assert_eq!(
+        tampered.hash(SUITE),
+        block.hash(SUITE),
+        "the header is the same"
+    );
+    let reason = served(tampered);
+    assert!(
+        reason.contains("result 0 is for transaction"),
+        "refused for its body: {reason}"
+    );
+    let reason = served(*block);
+    assert!(reason.contains("certificate"), "{reason}");
 }
 
 /// A proposer's proposal and its own prevote leave after one synced write of its

@@ -4,7 +4,9 @@
 //! [`ExecutedBlock`] is made only by [`Executor::build`] (this validator's own block,
 //! checked by the same checks validators run) or [`Executor::validate`] (every
 //! deterministic check: header and parent, certificate of the parent, validator set,
-//! limits, body, signatures, re-execution of every transaction and the state root); a
+//! limits, body, signatures, re-execution of every transaction and the state root; a
+//! block whose body the network edge checked comes as a [`CheckedBlock`], through
+//! [`Executor::validate_checked`], and its body is not checked twice); a
 //! [`CommittedBlock`] only by adding a certificate that verifies for it; and the store
 //! commits only a [`CommittedBlock`].
 //!
@@ -24,12 +26,13 @@ use cbec_ledger::{
 };
 
 use crate::store::{PreparedState, Store, StoreError};
+use crate::wire::CheckedBlock;
 
 /// A block this validator may vote for or apply: it passed every deterministic check,
 /// and its execution's writes and state tree are ready to commit.
 #[derive(Debug)]
 pub struct ExecutedBlock {
-    block: Block,
+    block: CheckedBlock,
     /// The header's hash (with the chain's suite).
     hash: Hash,
     writes: Writes,
@@ -38,6 +41,11 @@ pub struct ExecutedBlock {
 
 impl ExecutedBlock {
     pub fn block(&self) -> &Block {
+        self.block.block()
+    }
+
+    /// The block with the ids of its transactions.
+    pub fn checked(&self) -> &CheckedBlock {
         &self.block
     }
 
@@ -53,7 +61,7 @@ impl ExecutedBlock {
         chain_id: &Hash,
         validators: &ValidatorSet,
     ) -> Result<CommittedBlock, (Box<ExecutedBlock>, CertificateError)> {
-        match certificate.verify_for(chain_id, validators, self.block.height(), &self.hash()) {
+        match certificate.verify_for(chain_id, validators, self.block().height(), &self.hash()) {
             Ok(()) => Ok(CommittedBlock {
                 executed: self,
                 certificate,
@@ -73,7 +81,7 @@ pub struct CommittedBlock {
 
 impl CommittedBlock {
     pub fn block(&self) -> &Block {
-        &self.executed.block
+        self.executed.block()
     }
 
     pub fn certificate(&self) -> &CommitCertificate {
@@ -89,7 +97,7 @@ impl CommittedBlock {
             prepared,
             ..
         } = self.executed;
-        (block, self.certificate, writes, prepared)
+        (block.into_block(), self.certificate, writes, prepared)
     }
 }
 
@@ -226,14 +234,22 @@ impl Executor {
             last_commit,
         };
         // The very checks validators run, on the proposer's own block.
-        if let Err(e) = self.check_shape(&block, parent.as_ref(), expect) {
-            return Ok(Err(invalid(format!(
-                "own block fails a validator's check: {e}"
-            ))));
-        }
+        let block = match CheckedBlock::check(block, self.store.suite())
+            .map_err(invalid)
+            .and_then(|block| {
+                self.check_shape(block.block(), parent.as_ref(), expect)?;
+                Ok(block)
+            }) {
+            Ok(block) => block,
+            Err(e) => {
+                return Ok(Err(invalid(format!(
+                    "own block fails a validator's check: {e}"
+                ))))
+            }
+        };
         Ok(Ok((
             ExecutedBlock {
-                hash: block.hash(self.store.suite()),
+                hash: block.block().hash(self.store.suite()),
                 block,
                 writes: outcome.writes,
                 prepared,
@@ -251,7 +267,21 @@ impl Executor {
         expect: Expect<'_>,
         known: &dyn Fn(&Transaction, &Hash) -> Option<VerifiedTransaction>,
     ) -> Result<Result<ExecutedBlock, Invalid>, StorageFailure> {
-        let h = block.height();
+        match CheckedBlock::check(block, self.store.suite()) {
+            Ok(block) => self.validate_checked(block, expect, known),
+            Err(e) => Ok(Err(invalid(e))),
+        }
+    }
+
+    /// [`Executor::validate`] for a block whose body was checked (at the network edge):
+    /// every other check, with the transaction ids that check computed.
+    pub fn validate_checked(
+        &self,
+        block: CheckedBlock,
+        expect: Expect<'_>,
+        known: &dyn Fn(&Transaction, &Hash) -> Option<VerifiedTransaction>,
+    ) -> Result<Result<ExecutedBlock, Invalid>, StorageFailure> {
+        let h = block.block().height();
         if h == 0 {
             return Ok(Err(invalid("height 0 is the genesis state, not a block")));
         }
@@ -262,17 +292,16 @@ impl Executor {
                 h - 1
             ))));
         }
-        let ids = match self.check_shape(&block, parent.as_ref(), expect) {
-            Ok(ids) => ids,
-            Err(e) => return Ok(Err(e)),
-        };
-        let verified = match self.verify_txs(&block, &ids, known) {
+        if let Err(e) = self.check_shape(block.block(), parent.as_ref(), expect) {
+            return Ok(Err(e));
+        }
+        let verified = match self.verify_txs(block.block(), block.ids(), known) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let info = BlockInfo {
             height: h,
-            time_ms: block.header.time_ms,
+            time_ms: block.block().header.time_ms,
             suite: self.store.suite(),
         };
         let outcome = match self
@@ -283,18 +312,19 @@ impl Executor {
             Err(ExecError::Storage(e)) => return Err(StorageFailure(e.to_string())),
             Err(ExecError::Invalid(e)) => return Ok(Err(invalid(e))),
         };
-        if outcome.results != block.results {
+        if outcome.results != block.block().results {
             return Ok(Err(invalid("results differ from re-execution")));
         }
         let prepared = self.store.prepare_state(h, &outcome.writes)?;
-        if prepared.root != block.header.state_root {
+        if prepared.root != block.block().header.state_root {
             return Ok(Err(invalid(format!(
                 "state root {} differs from re-execution's {}",
-                block.header.state_root, prepared.root
+                block.block().header.state_root,
+                prepared.root
             ))));
         }
         Ok(Ok(ExecutedBlock {
-            hash: block.hash(self.store.suite()),
+            hash: block.block().hash(self.store.suite()),
             block,
             writes: outcome.writes,
             prepared,
@@ -302,13 +332,13 @@ impl Executor {
     }
 
     /// Checks that need no execution: parent, proposer, the parent's certificate, the
-    /// validator set, limits and the body against the header.
+    /// validator set and limits (the body against the header is [`CheckedBlock`]'s).
     fn check_shape(
         &self,
         block: &Block,
         parent: Option<&Header>,
         expect: Expect<'_>,
-    ) -> Result<Vec<Hash>, Invalid> {
+    ) -> Result<(), Invalid> {
         let h = block.height();
         block
             .check_extends(&self.chain_id, self.store.suite(), parent)
@@ -359,7 +389,7 @@ impl Executor {
                 self.limits.bytes_max
             )));
         }
-        block.check_body(self.store.suite()).map_err(invalid)
+        Ok(())
     }
 
     /// The block's transactions (whose ids are `ids`), verified: those this node

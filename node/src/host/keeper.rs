@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use cbec_consensus::{Round, SignedProposal, VerifiedMessage};
 use cbec_ledger::{Block, Hash};
 
+use crate::wire::CheckedBlock;
+
 /// Proposals for the next height kept until it starts (one per round, early rounds).
 pub const NEXT_HEIGHT_MAX: usize = 4;
 
@@ -66,16 +68,16 @@ fn signed(message: &VerifiedMessage) -> &SignedProposal {
 pub struct ProposalKeeper {
     height: u64,
     rounds: BTreeMap<Round, Entry>,
-    /// Only blocks that a kept proposal names.
-    blocks: BTreeMap<Hash, Block>,
+    /// Only blocks that a kept proposal names, their bodies checked.
+    blocks: BTreeMap<Hash, CheckedBlock>,
     /// Early proposals (with blocks) for `height + 1`.
-    next: Vec<(VerifiedMessage, Block)>,
+    next: Vec<(VerifiedMessage, CheckedBlock)>,
 }
 
 impl ProposalKeeper {
     /// Starts `height`: what was kept for it early comes back to be offered again
     /// (its proposer is checked again then, against that height's schedule).
-    pub fn start(&mut self, height: u64) -> Vec<(VerifiedMessage, Block)> {
+    pub fn start(&mut self, height: u64) -> Vec<(VerifiedMessage, CheckedBlock)> {
         let early = std::mem::take(&mut self.next);
         self.height = height;
         self.rounds.clear();
@@ -96,7 +98,7 @@ impl ProposalKeeper {
     pub fn offer(
         &mut self,
         proposal: VerifiedMessage,
-        block: Option<Block>,
+        block: Option<CheckedBlock>,
         expected: Option<cbec_ledger::PublicKey>,
         round: Round,
     ) -> Kept {
@@ -148,7 +150,7 @@ impl ProposalKeeper {
         }
     }
 
-    fn keep_for_next(&mut self, proposal: VerifiedMessage, block: Option<Block>) -> Kept {
+    fn keep_for_next(&mut self, proposal: VerifiedMessage, block: Option<CheckedBlock>) -> Kept {
         let Some(block) = block else {
             return Kept::OutOfWindow; // without its block it is of no use early
         };
@@ -173,12 +175,17 @@ impl ProposalKeeper {
 
     /// Keeps this validator's own block, whose hash is `hash` (it proposes it;
     /// consensus signs the proposal).
-    pub fn keep_own_block(&mut self, hash: Hash, block: Block) {
+    pub fn keep_own_block(&mut self, hash: Hash, block: CheckedBlock) {
         self.blocks.insert(hash, block);
     }
 
     /// The block a kept proposal names.
     pub fn block(&self, value: &Hash) -> Option<&Block> {
+        self.blocks.get(value).map(CheckedBlock::block)
+    }
+
+    /// The block a kept proposal names, with the ids its body check computed.
+    pub fn checked(&self, value: &Hash) -> Option<&CheckedBlock> {
         self.blocks.get(value)
     }
 
@@ -233,6 +240,10 @@ mod tests {
         }
     }
 
+    fn checked(block: Block) -> CheckedBlock {
+        CheckedBlock::check(block, SUITE).expect("the body matches its header")
+    }
+
     fn proposal(by: &KeyPair, height: u64, round: Round, value: Hash) -> VerifiedMessage {
         let proposal = Proposal {
             height,
@@ -261,7 +272,7 @@ mod tests {
             let b = block(5, tag);
             let kept = keeper.offer(
                 proposal(&faulty, 5, 0, b.hash(SUITE)),
-                Some(b),
+                Some(checked(b)),
                 Some(honest.public()),
                 0,
             );
@@ -271,7 +282,7 @@ mod tests {
         let real = block(5, 200);
         let kept = keeper.offer(
             proposal(&honest, 5, 0, real.hash(SUITE)),
-            Some(real.clone()),
+            Some(checked(real.clone())),
             Some(honest.public()),
             0,
         );
@@ -281,7 +292,7 @@ mod tests {
         let other = block(5, 201);
         let kept = keeper.offer(
             proposal(&honest, 5, 0, other.hash(SUITE)),
-            Some(other.clone()),
+            Some(checked(other.clone())),
             Some(honest.public()),
             0,
         );
@@ -304,7 +315,12 @@ mod tests {
         );
         assert!(keeper.take_ready().is_empty(), "not without its block");
         assert_eq!(
-            keeper.offer(signed.clone(), Some(b.clone()), Some(p.public()), 0),
+            keeper.offer(
+                signed.clone(),
+                Some(checked(b.clone())),
+                Some(p.public()),
+                0
+            ),
             Kept::BlockArrived
         );
         assert_eq!(keeper.take_ready(), vec![signed]);
@@ -320,7 +336,7 @@ mod tests {
         assert_eq!(
             keeper.offer(
                 proposal(&p, 3, 65, far.hash(SUITE)),
-                Some(far),
+                Some(checked(far)),
                 Some(p.public()),
                 0
             ),
@@ -328,7 +344,12 @@ mod tests {
         );
         for round in 0..10 {
             let b = block(4, round as u8);
-            let kept = keeper.offer(proposal(&p, 4, round, b.hash(SUITE)), Some(b), None, 0);
+            let kept = keeper.offer(
+                proposal(&p, 4, round, b.hash(SUITE)),
+                Some(checked(b)),
+                None,
+                0,
+            );
             let expected = if (round as usize) < NEXT_HEIGHT_MAX {
                 Kept::Pending
             } else {

@@ -49,7 +49,7 @@ use cbec_ledger::{TxResult, ValidatorSet};
 use crate::admission::Rejection;
 use crate::mempool::{Checked, Mempool};
 use crate::store::Store;
-use crate::wire::{Inbound, NetMessage};
+use crate::wire::{CheckedBlock, Inbound, NetMessage};
 use block_size::BlockSize;
 use executor::{CommittedBlock, ExecutedBlock, Executor, Expect, Limits, StorageFailure};
 use keeper::{Kept, ProposalKeeper};
@@ -496,18 +496,18 @@ impl<P: Peer> Host<P> {
         if self.executed.contains_key(value) {
             return Ok(Some(true));
         }
-        let Some(block) = self.keeper.block(value).cloned() else {
+        let Some(block) = self.keeper.checked(value).cloned() else {
             return Ok(None);
         };
         let expect = Expect {
             validators: &self.validators,
             previous_validators: &self.previous_validators,
-            proposer: Some(block.header.proposer),
+            proposer: Some(block.block().header.proposer),
         };
         let mempool = &self.mempool;
         match self
             .executor
-            .validate(block, expect, &|tx, id| mempool.verified_exact(tx, id))?
+            .validate_checked(block, expect, &|tx, id| mempool.verified_exact(tx, id))?
         {
             Ok(executed) => {
                 self.executed.insert(*value, executed);
@@ -622,7 +622,7 @@ impl<P: Peer> Host<P> {
     fn offer_proposal(
         &mut self,
         proposal: VerifiedMessage,
-        block: Option<Block>,
+        block: Option<CheckedBlock>,
         now: Now,
     ) -> Vec<Output> {
         let mut outputs = Vec::new();
@@ -772,7 +772,7 @@ impl<P: Peer> Host<P> {
                 }
                 let value = executed.hash();
                 self.keeper
-                    .keep_own_block(executed.hash(), executed.block().clone());
+                    .keep_own_block(executed.hash(), executed.checked().clone());
                 self.executed.insert(value, executed);
                 let outputs = self.consensus.handle(Input::ValueProduced {
                     height,
