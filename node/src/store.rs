@@ -164,7 +164,7 @@ impl Drop for PreparedState {
 /// A block applied to the store: the chain's head in memory, on disk once persisted.
 #[derive(Debug)]
 pub struct Applied {
-    pub block: Block,
+    pub block: Arc<Block>,
     pub certificate: CommitCertificate,
     pub writes: Writes,
 }
@@ -869,7 +869,7 @@ impl Store {
     /// A block of the chain (applied, on disk or not yet).
     pub fn block(&self, height: u64) -> Result<Option<Block>> {
         if let Some(applied) = self.inner.pending(height) {
-            return Ok(Some(applied.block.clone()));
+            return Ok(Some(Block::clone(&applied.block)));
         }
         self.inner.get(Cf::Blocks, &height_key(height))
     }
@@ -985,11 +985,12 @@ impl Store {
     /// hand (its checks hold them to the same order and root).
     pub fn apply_parts(
         &self,
-        block: Block,
+        block: impl Into<Arc<Block>>,
         certificate: CommitCertificate,
         writes: Writes,
         mut prepared: PreparedState,
     ) -> Result<Arc<Applied>> {
+        let block: Arc<Block> = block.into();
         if let Some(e) = self.inner.failure() {
             return Err(e);
         }

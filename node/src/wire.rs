@@ -8,6 +8,8 @@
 //! by the peer that delivered it (an honest node relays only what passed), so the
 //! network penalises that connection: never the author a message claims.
 
+use std::sync::Arc;
+
 use bincode::{Decode, Encode};
 use cbec_consensus::{Message, SignedProposal, VerifiedMessage};
 use cbec_ledger::{codec, Block, BlockError, CommitCertificate, Hash, Suite, Transaction};
@@ -55,17 +57,21 @@ pub struct TxAck;
 /// transaction ids that check computed. Only [`CheckedBlock::check`] makes one, so
 /// holding one is holding that proof: a block that crossed the edge is checked there
 /// once, and validation takes its ids instead of encoding and hashing every transaction
-/// again.
+/// again. The block is shared, not copied: the keeper, validation and the store hold the
+/// one the edge decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedBlock {
-    block: Block,
-    ids: Vec<Hash>,
+    block: Arc<Block>,
+    ids: Arc<[Hash]>,
 }
 
 impl CheckedBlock {
     pub fn check(block: Block, suite: Suite) -> Result<CheckedBlock, BlockError> {
         let ids = block.check_body(suite)?;
-        Ok(CheckedBlock { block, ids })
+        Ok(CheckedBlock {
+            block: Arc::new(block),
+            ids: ids.into(),
+        })
     }
 
     pub fn block(&self) -> &Block {
@@ -77,8 +83,9 @@ impl CheckedBlock {
         &self.ids
     }
 
-    pub fn into_block(self) -> Block {
-        self.block
+    /// The block, shared.
+    pub fn shared(&self) -> Arc<Block> {
+        self.block.clone()
     }
 }
 

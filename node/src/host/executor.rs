@@ -90,14 +90,14 @@ impl CommittedBlock {
 
     /// What the store applies: the block, its certificate, the execution's writes and
     /// the state tree's prepared version.
-    pub(crate) fn into_parts(self) -> (Block, CommitCertificate, Writes, PreparedState) {
+    pub(crate) fn into_parts(self) -> (Arc<Block>, CommitCertificate, Writes, PreparedState) {
         let ExecutedBlock {
             block,
             writes,
             prepared,
             ..
         } = self.executed;
-        (block.into_block(), self.certificate, writes, prepared)
+        (block.shared(), self.certificate, writes, prepared)
     }
 }
 
