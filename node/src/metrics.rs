@@ -36,6 +36,9 @@ pub struct Metrics {
     pub store_table_reader_bytes: Gauge,
     pub store_tree_nodes: Gauge,
     pub store_tree_leaves: Gauge,
+    pub store_read_cache_bytes: Gauge,
+    pub store_read_cache_hits: Counter,
+    pub store_read_cache_misses: Counter,
     /// Commits of the last ten seconds, for `tx_per_second`.
     recent: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -59,6 +62,9 @@ impl Metrics {
         let store_table_reader_bytes = Gauge::default();
         let store_tree_nodes = Gauge::default();
         let store_tree_leaves = Gauge::default();
+        let store_read_cache_bytes = Gauge::default();
+        let store_read_cache_hits = Counter::default();
+        let store_read_cache_misses = Counter::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
@@ -164,6 +170,21 @@ impl Metrics {
             "State-tree leaves in memory (every kept version)",
             store_tree_leaves.clone(),
         );
+        registry.register(
+            "store_read_cache_bytes",
+            "State values kept from disk reads for the next read of the same key",
+            store_read_cache_bytes.clone(),
+        );
+        registry.register(
+            "store_read_cache_hits",
+            "State reads answered by the read cache",
+            store_read_cache_hits.clone(),
+        );
+        registry.register(
+            "store_read_cache_misses",
+            "State reads that went to disk",
+            store_read_cache_misses.clone(),
+        );
         Metrics {
             registry,
             height,
@@ -188,6 +209,9 @@ impl Metrics {
             store_table_reader_bytes,
             store_tree_nodes,
             store_tree_leaves,
+            store_read_cache_bytes,
+            store_read_cache_hits,
+            store_read_cache_misses,
             recent: Mutex::new(VecDeque::new()),
         }
     }
