@@ -1895,6 +1895,69 @@ mod tests {
             .contains("store_block_write"));
     }
 
+    type AfterGet = Box<dyn Fn(&[u8]) + Send + Sync>;
+    type BeforeWrite = Box<dyn Fn() -> std::result::Result<(), KvError> + Send + Sync>;
+
+    /// A backend in memory whose reads and writes pass through hooks: a write may fail
+    /// (a full disk), a read may be held after it read (a slow disk).
+    struct HookedKv {
+        inner: MemKv,
+        after_get: AfterGet,
+        before_write: BeforeWrite,
+    }
+
+    impl HookedKv {
+        fn new() -> HookedKv {
+            HookedKv {
+                inner: MemKv::default(),
+                after_get: Box::new(|_| {}),
+                before_write: Box::new(|| Ok(())),
+            }
+        }
+    }
+
+    impl std::fmt::Debug for HookedKv {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("HookedKv")
+        }
+    }
+
+    impl Kv for HookedKv {
+        fn get(&self, cf: Cf, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
+            let value = self.inner.get(cf, key)?;
+            (self.after_get)(key);
+            Ok(value)
+        }
+        fn write(&self, batch: Batch, durable: bool) -> std::result::Result<(), KvError> {
+            (self.before_write)()?;
+            self.inner.write(batch, durable)
+        }
+        fn floor(
+            &self,
+            cf: Cf,
+            key: &[u8],
+        ) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+            self.inner.floor(cf, key)
+        }
+        fn scan(
+            &self,
+            cf: Cf,
+            from: &[u8],
+            limit: usize,
+        ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+            self.inner.scan(cf, from, limit)
+        }
+        fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
+            self.inner.each(cf, f)
+        }
+        fn memory(&self) -> crate::kv::KvMemory {
+            crate::kv::KvMemory::default()
+        }
+        fn verify(&self) -> std::result::Result<crate::kv::KvVerified, KvError> {
+            self.inner.verify()
+        }
+    }
+
     /// A state read from disk is kept for the next read of the key (absent keys too),
     /// and each block that writes a key, once on disk, gives the cache its value or
     /// deletion: no read after it sees the value from before.
@@ -1939,63 +2002,22 @@ mod tests {
     /// block reached the disk, does not leave its older value in the cache.
     #[test]
     fn a_read_overtaken_by_a_block_does_not_cache_the_older_value() {
-        /// Holds the first read of `held` after it read the disk until released.
-        #[derive(Debug, Default)]
-        struct HeldRead {
-            inner: MemKv,
-            armed: std::sync::atomic::AtomicBool,
-            read: Mutex<Option<mpsc::Sender<()>>>,
-            release: Mutex<Option<mpsc::Receiver<()>>>,
-        }
-        impl Kv for HeldRead {
-            fn get(&self, cf: Cf, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
-                let value = self.inner.get(cf, key)?;
-                if key == b"held" && self.armed.swap(false, Ordering::SeqCst) {
-                    if let Some(read) = lock(&self.read).take() {
-                        read.send(()).expect("test waits");
-                    }
-                    if let Some(release) = lock(&self.release).take() {
-                        release.recv().expect("test releases");
-                    }
-                }
-                Ok(value)
-            }
-            fn write(&self, batch: Batch, durable: bool) -> std::result::Result<(), KvError> {
-                self.inner.write(batch, durable)
-            }
-            fn floor(
-                &self,
-                cf: Cf,
-                key: &[u8],
-            ) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
-                self.inner.floor(cf, key)
-            }
-            fn scan(
-                &self,
-                cf: Cf,
-                from: &[u8],
-                limit: usize,
-            ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-                self.inner.scan(cf, from, limit)
-            }
-            fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
-                self.inner.each(cf, f)
-            }
-            fn memory(&self) -> crate::kv::KvMemory {
-                crate::kv::KvMemory::default()
-            }
-            fn verify(&self) -> std::result::Result<crate::kv::KvVerified, KvError> {
-                self.inner.verify()
-            }
-        }
         let (read_tx, read_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel();
-        let kv = HeldRead {
-            armed: std::sync::atomic::AtomicBool::new(true),
-            read: Mutex::new(Some(read_tx)),
-            release: Mutex::new(Some(release_rx)),
-            ..HeldRead::default()
-        };
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        // The first read of `held` is held after it read the disk, until released.
+        let mut kv = HookedKv::new();
+        let (read, release) = (Mutex::new(Some(read_tx)), Mutex::new(Some(release_rx)));
+        kv.after_get = Box::new(move |key| {
+            if key != b"held" {
+                return;
+            }
+            if let Some(read) = lock(&read).take() {
+                read.send(()).expect("test waits");
+            }
+            if let Some(release) = lock(&release).take() {
+                release.recv().expect("test releases");
+            }
+        });
         let store = Store::with_kv(Box::new(kv), &Hash([1; 32])).expect("open");
         store
             .init_genesis(&writes(&[("held", Some("old"))]))
@@ -2018,51 +2040,15 @@ mod tests {
     /// next apply and the next signature are refused with the reason.
     #[test]
     fn a_failed_write_stops_every_later_apply_and_signature() {
-        #[derive(Debug)]
-        struct FullDisk {
-            inner: MemKv,
-            full: Arc<std::sync::atomic::AtomicBool>,
-        }
-        impl Kv for FullDisk {
-            fn get(&self, cf: Cf, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
-                self.inner.get(cf, key)
-            }
-            fn write(&self, batch: Batch, durable: bool) -> std::result::Result<(), KvError> {
-                if self.full.load(Ordering::SeqCst) {
-                    return Err(KvError("No space left on device (injected)".into()));
-                }
-                self.inner.write(batch, durable)
-            }
-            fn floor(
-                &self,
-                cf: Cf,
-                key: &[u8],
-            ) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
-                self.inner.floor(cf, key)
-            }
-            fn scan(
-                &self,
-                cf: Cf,
-                from: &[u8],
-                limit: usize,
-            ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-                self.inner.scan(cf, from, limit)
-            }
-            fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
-                self.inner.each(cf, f)
-            }
-            fn memory(&self) -> crate::kv::KvMemory {
-                crate::kv::KvMemory::default()
-            }
-            fn verify(&self) -> std::result::Result<crate::kv::KvVerified, KvError> {
-                self.inner.verify()
-            }
-        }
         let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let disk = FullDisk {
-            inner: MemKv::default(),
-            full: full.clone(),
-        };
+        let mut disk = HookedKv::new();
+        let is_full = full.clone();
+        disk.before_write = Box::new(move || {
+            if is_full.load(Ordering::SeqCst) {
+                return Err(KvError("No space left on device (injected)".into()));
+            }
+            Ok(())
+        });
         let options = StoreOptions {
             background: true,
             ..StoreOptions::default()
