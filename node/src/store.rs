@@ -258,8 +258,11 @@ impl ReadCache {
     /// A block's writes reached the disk: the entries of keys it wrote take its values.
     fn written(&mut self, writes: &Writes) {
         for (key, value) in writes {
-            if self.values.contains_key(key.as_slice()) {
-                self.insert(key, value.clone());
+            // In place: one lookup, no new key. The budget is checked at the next insert.
+            if let Some(cached) = self.values.get_mut(key.as_slice()) {
+                let old = Self::entry_bytes(key, cached);
+                *cached = value.clone();
+                self.bytes = self.bytes - old + Self::entry_bytes(key, cached);
             }
         }
         self.epoch += 1;
