@@ -246,7 +246,7 @@ pub mod byzantine {
                     );
                     let message = NetMessage::Proposal {
                         proposal,
-                        block: Box::new(block),
+                        block: std::sync::Arc::new(block),
                     };
                     out.push(Outgoing::Raw(codec::encode(&message)));
                 }

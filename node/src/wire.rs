@@ -17,10 +17,11 @@ use cbec_ledger::{codec, Block, BlockError, CommitCertificate, Hash, Suite, Tran
 /// What validators gossip.
 #[derive(Debug, Clone, Encode, Decode)]
 pub enum NetMessage {
-    /// A proposal travels with the block it proposes.
+    /// A proposal travels with the block it proposes (shared with the proposer's own
+    /// executed block: sending it copies nothing before it is encoded).
     Proposal {
         proposal: SignedProposal,
-        block: Box<Block>,
+        block: Arc<Block>,
     },
     /// Votes (and proposals re-sent without their block, which peers already hold).
     Consensus(Message),
@@ -66,10 +67,11 @@ pub struct CheckedBlock {
 }
 
 impl CheckedBlock {
-    pub fn check(block: Block, suite: Suite) -> Result<CheckedBlock, BlockError> {
+    pub fn check(block: impl Into<Arc<Block>>, suite: Suite) -> Result<CheckedBlock, BlockError> {
+        let block = block.into();
         let ids = block.check_body(suite)?;
         Ok(CheckedBlock {
-            block: Arc::new(block),
+            block,
             ids: ids.into(),
         })
     }
@@ -163,8 +165,8 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash, suite: Suite) -> Result<Inbound, E
             }
             // The header hash names the block; the body must be the one it commits to,
             // or a relayer could swap transactions under a valid proposal.
-            let block = CheckedBlock::check(*block, suite)
-                .map_err(|e| EdgeFault::BadBody(e.to_string()))?;
+            let block =
+                CheckedBlock::check(block, suite).map_err(|e| EdgeFault::BadBody(e.to_string()))?;
             let signer = proposal.proposer;
             let verified = Message::Proposal(proposal)
                 .verify(chain_id)
@@ -229,7 +231,7 @@ mod tests {
         let b = block();
         let good = NetMessage::Proposal {
             proposal: signed(&key, b.hash(SUITE)),
-            block: Box::new(b.clone()),
+            block: Arc::new(b.clone()),
         };
         assert!(matches!(
             inbound(&codec::encode(&good), &CHAIN, SUITE),
@@ -240,7 +242,7 @@ mod tests {
         other.header.time_ms += 1;
         let wrong = NetMessage::Proposal {
             proposal: signed(&key, b.hash(SUITE)),
-            block: Box::new(other),
+            block: Arc::new(other),
         };
         assert!(matches!(
             inbound(&codec::encode(&wrong), &CHAIN, SUITE),
@@ -254,7 +256,7 @@ mod tests {
         });
         let swapped = NetMessage::Proposal {
             proposal: signed(&key, b.hash(SUITE)),
-            block: Box::new(swapped),
+            block: Arc::new(swapped),
         };
         assert!(matches!(
             inbound(&codec::encode(&swapped), &CHAIN, SUITE),
@@ -265,7 +267,7 @@ mod tests {
         forged.signature = Signature([7; 64]);
         let with_block = NetMessage::Proposal {
             proposal: forged.clone(),
-            block: Box::new(b),
+            block: Arc::new(b),
         };
         assert!(matches!(
             inbound(&codec::encode(&with_block), &CHAIN, SUITE),

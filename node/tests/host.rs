@@ -385,7 +385,7 @@ fn a_synced_block_whose_body_differs_from_its_header_is_refused() {
         reason.contains("result 0 is for transaction"),
         "refused for its body: {reason}"
     );
-    let reason = served(*block);
+    let reason = served(std::sync::Arc::unwrap_or_clone(block));
     assert!(reason.contains("certificate"), "{reason}");
 }
 

@@ -196,7 +196,7 @@ fn a_bad_message_costs_the_peer_that_delivered_it_not_the_author_it_names() {
         1,
         &cbec_ledger::codec::encode(&cbec_node::wire::NetMessage::Proposal {
             proposal,
-            block: Box::new(block),
+            block: std::sync::Arc::new(block),
         }),
     );
     let target = p2p_address(&c, 0);

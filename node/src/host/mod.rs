@@ -475,7 +475,7 @@ impl<P: Peer> Host<P> {
                     self.blocks_sent.insert(key);
                     return NetMessage::Proposal {
                         proposal: p.clone(),
-                        block: Box::new(block),
+                        block,
                     };
                 }
             }
@@ -483,11 +483,11 @@ impl<P: Peer> Host<P> {
         NetMessage::Consensus(message)
     }
 
-    fn block_for(&self, value: &Hash) -> Option<Block> {
+    fn block_for(&self, value: &Hash) -> Option<Arc<Block>> {
         self.executed
             .get(value)
-            .map(|e| e.block().clone())
-            .or_else(|| self.keeper.block(value).cloned())
+            .map(|e| e.checked().shared())
+            .or_else(|| self.keeper.checked(value).map(CheckedBlock::shared))
     }
 
     /// `valid(v)`: `Some(verdict)`, or `None` while the block is not here (never
