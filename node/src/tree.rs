@@ -19,7 +19,15 @@
 //!   last version that holds it is dropped. An update that is not committed frees what
 //!   it made.
 //!
-//! Memory is about 100 bytes per key (a 64-byte leaf and its share of 96-byte nodes).
+//! - **Top levels re-hashed along the changed path only.** A node near the root of a
+//!   large tree has all 16 slots full while a block changes one or two of them, so
+//!   hashing its 15 binary levels whole for each change was most of the update's
+//!   hashing. Nodes down to [`INNER_DEPTH`] keep their binary levels ([`Inner`]) and
+//!   re-hash only the pairs that changed and their ancestors (4 hashes for one
+//!   changed child instead of 15).
+//!
+//! Memory is about 100 bytes per key (a 64-byte leaf and its share of 100-byte nodes),
+//! plus at most about 35 MB of kept binary levels whatever the state's size.
 //!
 //! **Archives.** A node that must prove any height keeps, besides the tree, the nodes
 //! each version made in the shape [`Stored`] (16 children, each empty, a leaf or a
@@ -90,6 +98,29 @@ impl Ref {
 struct Node {
     hash: Hash,
     children: [Ref; 16],
+    /// Where [`Tree::inner`] keeps this node's binary levels, or 0: not kept (a node
+    /// below [`INNER_DEPTH`], or one a newer version replaced).
+    inner: u32,
+}
+
+/// Nodes at this depth (in nibbles) and above keep their binary levels ([`Inner`]).
+/// There are at most 69,905 such nodes (16^0 + ... + 16^4), so they take at most about
+/// 35 MB whatever the state's size; in a large state they are the nodes whose 16 slots
+/// are all full while a block changes one or two of them.
+const INNER_DEPTH: usize = 4;
+
+/// A node's binary levels as hashing sees them, as a heap: entry 0 is the node's own
+/// subtree, entry `k`'s halves are entries `2k + 1` and `2k + 2`, and entries 7 to 14
+/// join children `2(k - 7)` and `2(k - 7) + 1`. With them a node whose other children
+/// are unchanged is re-hashed along the changed child's path only (4 hashes) instead
+/// of all 15 levels again.
+#[derive(Clone, Copy, Debug)]
+struct Inner([Sub; 15]);
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner([Sub::Empty; 15])
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,11 +207,13 @@ impl<T: Default> Arena<T> {
     }
 }
 
-/// Nodes and leaves one version made, or one version stopped using.
+/// Nodes and leaves one version made, or one version stopped using, and the binary
+/// levels ([`Inner`]) it made.
 #[derive(Debug, Default)]
 struct Garbage {
     nodes: Vec<u32>,
     leaves: Vec<u32>,
+    inner: Vec<u32>,
 }
 
 /// One key's change: its hash, and its value's hash (`None`: deleted).
@@ -433,7 +466,7 @@ pub struct TreeSize {
 }
 
 /// A binary subtree as hashing sees it: no leaf, one leaf (its hash), or more.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sub {
     Empty,
     One(Hash),
@@ -493,6 +526,9 @@ pub struct Tree {
     suite: Suite,
     nodes: Arena<Node>,
     leaves: Arena<Leaf>,
+    /// The binary levels of the latest version's nodes down to [`INNER_DEPTH`] (and of
+    /// nodes prepared updates made); index 0 is unused.
+    inner: Arena<Inner>,
     versions: VecDeque<Version>,
     keep: usize,
 }
@@ -511,6 +547,7 @@ impl Tree {
             suite,
             nodes: Arena::new(1), // index 0 stands for "empty"
             leaves: Arena::new(0),
+            inner: Arena::new(1), // index 0 stands for "not kept"
             versions,
             keep: keep.max(1),
         }
@@ -584,12 +621,13 @@ impl Tree {
         }
     }
 
-    /// The hash of a node with `children`. Every child is read first and hashed after:
-    /// the reads do not depend on one another, so the processor fetches the children
-    /// that are not in its caches together instead of one after another between
-    /// hashes. In a large tree most are not, and these reads were the tree's largest
-    /// cost (a profile under `cbec bench --rate 1000`, 2026-12-05).
-    fn node_hash(&self, children: &[Ref; 16]) -> Hash {
+    /// The children of a node as hashing sees them, those in `slots` (a bit per slot;
+    /// the others are left empty). Every child is read first and hashed after: the
+    /// reads do not depend on one another, so the processor fetches the children that
+    /// are not in its caches together instead of one after another between hashes. In
+    /// a large tree most are not, and these reads were the tree's largest cost (a
+    /// profile under `cbec bench --rate 1000`, 2026-12-05).
+    fn child_subs(&self, children: &[Ref; 16], slots: u16) -> [Sub; 16] {
         #[derive(Clone, Copy)]
         enum Read {
             Empty,
@@ -597,19 +635,66 @@ impl Tree {
             Node(Hash),
         }
         let mut read = [Read::Empty; 16];
-        for (r, child) in read.iter_mut().zip(children) {
+        for (slot, (r, child)) in read.iter_mut().zip(children).enumerate() {
+            if slots & (1 << slot) == 0 {
+                continue;
+            }
             *r = match child.kind() {
                 Kind::Empty => Read::Empty,
                 Kind::Leaf(i) => Read::Leaf(*self.leaves.get(i)),
                 Kind::Node(i) => Read::Node(self.nodes.get(i).hash),
             };
         }
-        let subs = read.map(|r| match r {
+        read.map(|r| match r {
             Read::Empty => Sub::Empty,
             Read::Leaf(leaf) => Sub::One(leaf.hash(self.suite)),
             Read::Node(hash) => Sub::Many(hash),
-        });
-        reduce(self.suite, &subs, 0, 16).hash()
+        })
+    }
+
+    /// The binary levels of a node with `children`: from scratch, or from `old` (the
+    /// levels of the node it replaces) where only the children in `changed` differ.
+    fn inner_of(&self, children: &[Ref; 16], old: Option<(&Inner, u16)>) -> Inner {
+        let (mut inner, pairs) = match old {
+            Some((old, changed)) => {
+                // The pairs holding a changed child: both of each pair are read.
+                let mut pairs = 0u8;
+                for pair in 0..8 {
+                    if changed & (0b11 << (2 * pair)) != 0 {
+                        pairs |= 1 << pair;
+                    }
+                }
+                (*old, pairs)
+            }
+            None => (Inner::default(), 0xff),
+        };
+        let mut slots = 0u16;
+        for pair in 0..8 {
+            if pairs & (1 << pair) != 0 {
+                slots |= 0b11 << (2 * pair);
+            }
+        }
+        let subs = self.child_subs(children, slots);
+        // Heap entries whose subtree changed, a bit each.
+        let mut dirty = 0u16;
+        for pair in 0..8 {
+            if pairs & (1 << pair) != 0 {
+                inner.0[7 + pair] = Sub::join(self.suite, subs[2 * pair], subs[2 * pair + 1]);
+                dirty |= 1 << (7 + pair);
+            }
+        }
+        for k in (0..7).rev() {
+            if dirty & (0b11 << (2 * k + 1)) != 0 {
+                inner.0[k] = Sub::join(self.suite, inner.0[2 * k + 1], inner.0[2 * k + 2]);
+                dirty |= 1 << k;
+            }
+        }
+        inner
+    }
+
+    /// The hash of a node with `children`.
+    fn node_hash(&self, children: &[Ref; 16]) -> Hash {
+        reduce(self.suite, &self.child_subs(children, u16::MAX), 0, 16).hash()
     }
 
     /// The new version `version` after `changes` (from [`changes`]) on top of the latest
@@ -654,6 +739,15 @@ impl Tree {
             self.discard(update);
             return Err(TreeError::NotLatest { base, latest });
         }
+        // Nothing builds on a replaced node again: its binary levels go now, while
+        // the node stays readable at the versions that hold it.
+        for &i in &update.replaced.nodes {
+            let node = self.nodes.get_mut(i);
+            let inner = std::mem::take(&mut node.inner);
+            if inner != 0 {
+                self.inner.release(inner);
+            }
+        }
         if let Some(last) = self.versions.back_mut() {
             last.replaced_by_next = update.replaced;
         }
@@ -682,6 +776,9 @@ impl Tree {
         for i in garbage.leaves {
             self.leaves.release(i);
         }
+        for i in garbage.inner {
+            self.inner.release(i);
+        }
     }
 
     fn new_leaf(
@@ -698,9 +795,32 @@ impl Tree {
         Ok(Ref::leaf(index))
     }
 
-    fn new_node(&mut self, children: [Ref; 16], made: &mut Garbage) -> Result<Ref, TreeError> {
-        let hash = self.node_hash(&children);
-        let index = self.nodes.alloc(Node { hash, children })?;
+    /// A new node at `depth` with `children`; `replacing` is the node it replaces and
+    /// the children that differ from that node's (a bit per slot), if any.
+    fn new_node(
+        &mut self,
+        depth: usize,
+        children: [Ref; 16],
+        replacing: Option<(u32, u16)>,
+        made: &mut Garbage,
+    ) -> Result<Ref, TreeError> {
+        let (hash, inner) = if depth <= INNER_DEPTH {
+            let old = replacing.and_then(|(i, changed)| {
+                let at = self.nodes.get(i).inner;
+                (at != 0).then(|| (self.inner.get(at), changed))
+            });
+            let levels = self.inner_of(&children, old);
+            let at = self.inner.alloc(levels)?;
+            made.inner.push(at);
+            (levels.0[0].hash(), at)
+        } else {
+            (self.node_hash(&children), 0)
+        };
+        let index = self.nodes.alloc(Node {
+            hash,
+            children,
+            inner,
+        })?;
         made.nodes.push(index);
         Ok(Ref::node(index))
     }
@@ -723,7 +843,7 @@ impl Tree {
                 for (slot, part) in split(items, depth, Item::key_hash) {
                     children[slot] = self.build(depth + 1, part, made)?;
                 }
-                self.new_node(children, made)
+                self.new_node(depth, children, None, made)
             }
         }
     }
@@ -791,7 +911,15 @@ impl Tree {
                     (None, _) => Ok(Ref::EMPTY),
                     // One leaf left under this node: the subtree is that leaf.
                     (Some(only), None) if matches!(only.kind(), Kind::Leaf(_)) => Ok(*only),
-                    _ => self.new_node(children, made),
+                    _ => {
+                        let mut changed = 0u16;
+                        for (slot, (new, old)) in children.iter().zip(&old).enumerate() {
+                            if new != old {
+                                changed |= 1 << slot;
+                            }
+                        }
+                        self.new_node(depth, children, Some((i, changed)), made)
+                    }
                 }
             }
         }
@@ -1284,5 +1412,112 @@ mod tests {
                 }
             }
         }
+    }
+
+    impl Tree {
+        /// Checks that every node of the latest version down to [`INNER_DEPTH`] keeps
+        /// binary levels equal to its children's hashed from scratch, and that no other
+        /// levels are kept (those of replaced or discarded nodes were freed): the number
+        /// of such nodes.
+        fn check_inner(&self) -> usize {
+            let mut stack = vec![(self.versions.back().expect("a version").root, 0)];
+            let mut count = 0;
+            while let Some((at, depth)) = stack.pop() {
+                let Kind::Node(i) = at.kind() else { continue };
+                let node = self.nodes.get(i);
+                if depth <= INNER_DEPTH {
+                    assert_ne!(node.inner, 0, "a node at depth {depth} without its levels");
+                    let kept = self.inner.get(node.inner);
+                    let fresh = self.inner_of(&node.children, None);
+                    assert_eq!(kept.0, fresh.0, "stale levels at depth {depth}");
+                    assert_eq!(kept.0[0].hash(), node.hash);
+                    count += 1;
+                } else {
+                    assert_eq!(node.inner, 0, "levels kept below depth {INNER_DEPTH}");
+                }
+                assert_eq!(node.hash, self.node_hash(&node.children));
+                stack.extend(node.children.iter().map(|c| (*c, depth + 1)));
+            }
+            assert_eq!(
+                self.inner.live() - 1,
+                count,
+                "levels kept for no latest node"
+            );
+            count
+        }
+    }
+
+    /// A block of up to `n` writes to distinct keys below `space`, some of them
+    /// deletes, from `seed` (a block writes a key once: [`changes`] keeps one write).
+    fn random_block(seed: &mut u64, n: usize, space: u32) -> Block {
+        let writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let i = (*seed >> 33) as u32 % space;
+                let value = (*seed >> 20) % 5 != 0;
+                (key(i), value.then(|| seed.to_be_bytes().to_vec()))
+            })
+            .collect();
+        writes.into_iter().collect()
+    }
+
+    #[test]
+    fn nodes_rehashed_along_changed_paths_hash_as_nodes_built_whole() {
+        // 30,000 keys fill every slot of the nodes at depths 0 to 3 and many at 4; each
+        // block then changes a few children of each node it reaches.
+        let mut seed = 7;
+        let mut tree = Tree::new(0, 4, SUITE);
+        let mut values: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut blocks = vec![(0..30_000u32)
+            .map(|i| (key(i), Some(i.to_be_bytes().to_vec())))
+            .collect::<Block>()];
+        for n in [1, 2, 5, 40, 300, 3, 1_000, 1] {
+            blocks.push(random_block(&mut seed, n, 40_000));
+        }
+        for block in &blocks {
+            let root = apply(&mut tree, block);
+            for (k, v) in block {
+                match v {
+                    Some(v) => values.insert(k.clone(), v.clone()),
+                    None => values.remove(k),
+                };
+            }
+            let leaves = values
+                .iter()
+                .map(|(k, v)| (sparse::key_hash(SUITE, k), sparse::value_hash(SUITE, v)))
+                .collect();
+            let whole = Tree::from_leaves(0, 1, SUITE, leaves).expect("build");
+            assert_eq!(root, whole.root_hash(0).expect("root"));
+            assert!(tree.check_inner() > 4_000);
+        }
+    }
+
+    #[test]
+    fn a_discarded_update_frees_the_levels_it_made_and_the_committed_one_replaces() {
+        let mut seed = 11;
+        let mut tree = Tree::new(0, 2, SUITE);
+        apply(&mut tree, &random_block(&mut seed, 5_000, 8_000));
+        let kept = tree.check_inner();
+        let block = random_block(&mut seed, 200, 8_000);
+        let changes = changes(
+            SUITE,
+            block.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
+        let version = tree.latest() + 1;
+        // Two proposals for one height: one is discarded, the other committed.
+        let first = tree.prepare(version, &changes).expect("prepare");
+        let with_first = tree.inner.live();
+        assert!(with_first - 1 > kept, "an update makes levels");
+        let second = tree.prepare(version, &changes[..100]).expect("prepare");
+        assert!(tree.inner.live() > with_first, "each update makes levels");
+        tree.discard(second);
+        assert_eq!(tree.inner.live(), with_first);
+        tree.commit(first).expect("commit");
+        tree.check_inner();
+        // Updates that change nothing keep every node and its levels.
+        let same = tree.prepare(version + 1, &[]).expect("prepare");
+        assert_eq!(same.root_hash(), tree.root_hash(version).expect("root"));
+        tree.commit(same).expect("commit");
+        tree.check_inner();
     }
 }
