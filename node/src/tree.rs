@@ -796,17 +796,21 @@ impl Tree {
     }
 
     /// A new node at `depth` with `children`; `replacing` is the node it replaces and
-    /// the children that differ from that node's (a bit per slot), if any.
+    /// that node's children, if any.
     fn new_node(
         &mut self,
         depth: usize,
         children: [Ref; 16],
-        replacing: Option<(u32, u16)>,
+        replacing: Option<(u32, [Ref; 16])>,
         made: &mut Garbage,
     ) -> Result<Ref, TreeError> {
         let (hash, inner) = if depth <= INNER_DEPTH {
-            let old = replacing.and_then(|(i, changed)| {
+            let old = replacing.and_then(|(i, old)| {
                 let at = self.nodes.get(i).inner;
+                // The slots whose child differs, a bit each.
+                let changed = (0..16)
+                    .filter(|&slot| children[slot] != old[slot])
+                    .fold(0u16, |mask, slot| mask | 1 << slot);
                 (at != 0).then(|| (self.inner.get(at), changed))
             });
             let levels = self.inner_of(&children, old);
@@ -911,15 +915,7 @@ impl Tree {
                     (None, _) => Ok(Ref::EMPTY),
                     // One leaf left under this node: the subtree is that leaf.
                     (Some(only), None) if matches!(only.kind(), Kind::Leaf(_)) => Ok(*only),
-                    _ => {
-                        let mut changed = 0u16;
-                        for (slot, (new, old)) in children.iter().zip(&old).enumerate() {
-                            if new != old {
-                                changed |= 1 << slot;
-                            }
-                        }
-                        self.new_node(depth, children, Some((i, changed)), made)
-                    }
+                    _ => self.new_node(depth, children, Some((i, old)), made),
                 }
             }
         }
