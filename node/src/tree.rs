@@ -237,7 +237,7 @@ impl<T: Default> Arena<T> {
 }
 
 /// Nodes and leaves one version made, or one version stopped using, and the binary
-/// levels ([`Inner`]) it made.
+/// levels ([`Inner`]) and quarters it made (as [`Node::inner`] names them).
 #[derive(Debug, Default)]
 struct Garbage {
     nodes: Vec<u32>,
@@ -346,6 +346,16 @@ pub fn node_path(key_hash: &Hash, depth: usize) -> Hash {
         path.0[whole] = key_hash.0[whole] & 0xf0;
     }
     path
+}
+
+/// The slots of every group of `width` slots (2 or 4: pairs or quarters) that holds a
+/// slot of `changed`, a bit each.
+fn whole_groups(changed: u16, width: usize) -> u16 {
+    let group = (1u16 << width) - 1;
+    (0..16 / width)
+        .map(|g| group << (width * g))
+        .filter(|&mask| changed & mask != 0)
+        .fold(0, |slots, mask| slots | mask)
 }
 
 /// The binary subtree of `subs[lo..lo + len]`, a node's children as hashing sees them.
@@ -689,30 +699,17 @@ impl Tree {
     /// The binary levels of a node with `children`: from scratch, or from `old` (the
     /// levels of the node it replaces) where only the children in `changed` differ.
     fn inner_of(&self, children: &[Ref; 16], old: Option<(&Inner, u16)>) -> Inner {
-        let (mut inner, pairs) = match old {
-            Some((old, changed)) => {
-                // The pairs holding a changed child: both of each pair are read.
-                let mut pairs = 0u8;
-                for pair in 0..8 {
-                    if changed & (0b11 << (2 * pair)) != 0 {
-                        pairs |= 1 << pair;
-                    }
-                }
-                (*old, pairs)
-            }
-            None => (Inner::default(), 0xff),
+        let (mut inner, changed) = match old {
+            Some((old, changed)) => (*old, changed),
+            None => (Inner::default(), u16::MAX),
         };
-        let mut slots = 0u16;
-        for pair in 0..8 {
-            if pairs & (1 << pair) != 0 {
-                slots |= 0b11 << (2 * pair);
-            }
-        }
+        // Both children of each pair holding a changed one are read.
+        let slots = whole_groups(changed, 2);
         let subs = self.child_subs(children, slots);
         // Heap entries whose subtree changed, a bit each.
         let mut dirty = 0u16;
         for pair in 0..8 {
-            if pairs & (1 << pair) != 0 {
+            if slots & (1 << (2 * pair)) != 0 {
                 inner.0[7 + pair] = Sub::join(self.suite, subs[2 * pair], subs[2 * pair + 1]);
                 dirty |= 1 << (7 + pair);
             }
@@ -731,12 +728,7 @@ impl Tree {
     fn quarters_of(&self, children: &[Ref; 16], old: Option<(Quarters, u16)>) -> Quarters {
         let (mut quarters, changed) = old.unwrap_or((Quarters::default(), u16::MAX));
         // Every child of a quarter that holds a changed one is read.
-        let mut slots = 0u16;
-        for q in 0..4 {
-            if changed & (0xf << (4 * q)) != 0 {
-                slots |= 0xf << (4 * q);
-            }
-        }
+        let slots = whole_groups(changed, 4);
         let subs = self.child_subs(children, slots);
         for (q, quarter) in quarters.0.iter_mut().enumerate() {
             if slots & (0xf << (4 * q)) != 0 {
@@ -793,7 +785,7 @@ impl Tree {
             self.discard(update);
             return Err(TreeError::NotLatest { base, latest });
         }
-        // Nothing builds on a replaced node again: its binary levels go now, while
+        // Nothing builds on a replaced node again: its kept levels go now, while
         // the node stays readable at the versions that hold it.
         for &i in &update.replaced.nodes {
             let inner = std::mem::take(&mut self.nodes.get_mut(i).inner);
