@@ -918,7 +918,7 @@ impl Store {
 
     /// The tree at `version` (the height on disk) from the latest values in the
     /// `state` column family (so state changed under the store is refused at open, as
-    /// its root differs), its cold subtrees evicted at once.
+    /// its root differs), its subtrees at the eviction depth evicted as it is built.
     fn rebuild_tree(&self, version: u64) -> Result<Tree> {
         let mut leaves = Vec::new();
         self.inner.kv.each(Cf::State, &mut |key, value| {
@@ -928,14 +928,13 @@ impl Store {
             ));
             Ok(())
         })?;
-        let mut tree = Tree::from_leaves(
+        let tree = Tree::from_leaves_on_disk(
             version,
             self.inner.options.versions_kept,
             self.inner.options.suite,
             leaves,
+            Arc::new(KvLeaves(self.inner.kv.clone())),
         )?;
-        tree.set_source(Arc::new(KvLeaves(self.inner.kv.clone())));
-        tree.evict_cold(version);
         Ok(tree)
     }
 
@@ -1057,13 +1056,14 @@ impl Store {
         for (key_hash, value_hash) in leaves.iter().take(genesis_leaves) {
             batch.put(Cf::Leaves, key_hash.0, value_hash.0);
         }
-        let mut tree = Tree::from_leaves(
+        // Written before the tree is used: in `batch` below, or already.
+        let tree = Tree::from_leaves_on_disk(
             0,
             self.inner.options.versions_kept,
             self.inner.options.suite,
             leaves,
+            Arc::new(KvLeaves(self.inner.kv.clone())),
         )?;
-        tree.set_source(Arc::new(KvLeaves(self.inner.kv.clone())));
         let root = tree.root_hash(0)?;
         for (key, value) in writes {
             if let Some(v) = value {
@@ -1076,7 +1076,6 @@ impl Store {
         {
             let mut live = write(&self.inner.live);
             self.write_synced(batch)?;
-            tree.evict_cold(0);
             live.tree = tree;
             live.recent.clear();
         }

@@ -620,6 +620,9 @@ pub struct Tree {
     /// the newer leaves. Freed with the node. Lookups only.
     pinned: HashMap<u32, Leaves>,
     evicted: usize,
+    /// [`Tree::build`] makes nodes at [`EVICT_DEPTH`] evicted
+    /// ([`Tree::from_leaves_on_disk`]).
+    building_on_disk: bool,
 }
 
 impl Tree {
@@ -644,6 +647,7 @@ impl Tree {
             cold: VecDeque::new(),
             pinned: HashMap::new(),
             evicted: 0,
+            building_on_disk: false,
         }
     }
 
@@ -680,6 +684,30 @@ impl Tree {
         let root = tree.build(0, &items, &mut made)?;
         if let Some(first) = tree.versions.front_mut() {
             first.root = root;
+        }
+        Ok(tree)
+    }
+
+    /// [`Tree::from_leaves`] for leaves that `source` holds (written, with nothing
+    /// newer): the nodes at [`EVICT_DEPTH`] are made evicted, hashed from the leaves
+    /// without building what is below them, so a large state is never wholly in
+    /// memory (the arenas keep their largest size).
+    pub fn from_leaves_on_disk(
+        version: u64,
+        keep: usize,
+        suite: Suite,
+        mut leaves: Vec<(Hash, Hash)>,
+        source: Arc<dyn LeafSource>,
+    ) -> Result<Tree, TreeError> {
+        let mut tree = Tree::new(version, keep, suite);
+        leaves.sort_unstable_by_key(|l| l.0);
+        let items: Vec<Item> = leaves.into_iter().map(|(k, v)| Item::New(k, v)).collect();
+        tree.source = Some(source);
+        tree.building_on_disk = true;
+        let built = tree.build(0, &items, &mut Garbage::default());
+        tree.building_on_disk = false;
+        if let Some(first) = tree.versions.front_mut() {
+            first.root = built?;
         }
         Ok(tree)
     }
@@ -1117,6 +1145,24 @@ impl Tree {
             [] => Ok(Ref::EMPTY),
             [Item::Existing(i, _)] => Ok(Ref::leaf(*i)),
             [Item::New(k, v)] => self.new_leaf(*k, *v, made),
+            _ if depth == EVICT_DEPTH && self.building_on_disk => {
+                let leaves: Vec<(Hash, Hash)> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Item::New(k, v) => Some((*k, *v)),
+                        Item::Existing(..) => None,
+                    })
+                    .collect();
+                debug_assert_eq!(leaves.len(), items.len(), "built from new leaves only");
+                let index = self.nodes.alloc(Node {
+                    hash: items_sub(self.suite, depth, &leaves).hash(),
+                    children: [Ref::EMPTY; 16],
+                    inner: EVICTED,
+                })?;
+                made.nodes.push(index);
+                self.evicted += 1;
+                Ok(Ref::node(index))
+            }
             _ => {
                 // Two distinct key hashes differ within 64 nibbles.
                 assert!(depth < DEPTH_MAX, "two leaves with one key hash");
@@ -2160,6 +2206,31 @@ mod tests {
             pair.apply(&[]);
         }
         assert!(pair.cold.pinned.is_empty(), "pins freed with their nodes");
+        // Built from the leaves on disk (the last two versions changed nothing), the
+        // tree holds nothing below the eviction depth and proves the same.
+        let leaves: Vec<(Hash, Hash)> = pair
+            .source
+            .leaves
+            .lock()
+            .expect("lock")
+            .clone()
+            .into_iter()
+            .collect();
+        let latest = pair.whole.latest();
+        let built = Tree::from_leaves_on_disk(latest, 4, SUITE, leaves, pair.source.clone())
+            .expect("build");
+        assert_eq!(built.root_hash(latest), pair.whole.root_hash(latest));
+        assert!(
+            built.size().evicted >= 250 && built.size().leaves < 100,
+            "{:?}",
+            built.size()
+        );
+        for key in &keys {
+            assert_eq!(
+                built.proof(latest, key).expect("proof"),
+                pair.whole.proof(latest, key).expect("proof")
+            );
+        }
     }
 
     #[test]
