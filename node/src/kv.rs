@@ -28,13 +28,10 @@ pub enum Cf {
     Meta,
     /// An archive node's tree nodes, roots and values by version (see `store`).
     Archive,
-    /// Every state key's hash with its value's hash, in key-hash order: where the
-    /// state tree reads back the subtrees it evicted, and is rebuilt from at start.
-    Leaves,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Blocks,
         Cf::Certs,
         Cf::TxIndex,
@@ -44,7 +41,6 @@ impl Cf {
         Cf::Consensus,
         Cf::Meta,
         Cf::Archive,
-        Cf::Leaves,
     ];
 
     /// The RocksDB column family's name (kept from the first stores, so they open).
@@ -59,7 +55,6 @@ impl Cf {
             Cf::Consensus => "consensus",
             Cf::Meta => "meta",
             Cf::Archive => "archive",
-            Cf::Leaves => "leaves",
         }
     }
 }
@@ -121,8 +116,6 @@ pub trait Kv: Send + Sync + std::fmt::Debug {
     fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Up to `limit` entries with keys `>= from`, in key order.
     fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Every entry with a key `>= from` and `< until`, in key order.
-    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Calls `f` with every entry of `cf`, in key order (to rebuild what is derived
     /// from a whole family, such as the state tree at start).
     fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()>;
@@ -297,20 +290,6 @@ impl Kv for RocksKv {
         Ok(out)
     }
 
-    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut options = rocksdb::ReadOptions::default();
-        options.set_iterate_upper_bound(until.to_vec());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), options);
-        iter.seek(from);
-        let mut out = Vec::new();
-        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            out.push((key.to_vec(), value.to_vec()));
-            iter.next();
-        }
-        iter.status()?;
-        Ok(out)
-    }
-
     fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()> {
         let mut options = rocksdb::ReadOptions::default();
         // One pass over everything: keep the cache for the working set.
@@ -415,21 +394,6 @@ impl Kv for MemKv {
             .map(|m| {
                 m.range(from.to_vec()..)
                     .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if from >= until {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .read()
-            .get(&cf)
-            .map(|m| {
-                m.range(from.to_vec()..until.to_vec())
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -617,20 +581,6 @@ mod tests {
                 vec![(vec![3], vec![30]), (vec![7], vec![70])]
             );
             assert_eq!(kv.scan(Cf::JmtValues, &[0], 1).expect("scan").len(), 1);
-            assert_eq!(
-                kv.range(Cf::JmtValues, &[2], &[7]).expect("range"),
-                vec![(vec![3], vec![30])],
-                "from inclusive, until exclusive, deletions gone"
-            );
-            assert_eq!(
-                kv.range(Cf::JmtValues, &[1], &[1, 0]).expect("range"),
-                vec![(vec![1], vec![10])],
-                "a longer bound: a key of the prefix"
-            );
-            assert!(kv
-                .range(Cf::JmtValues, &[8], &[9])
-                .expect("range")
-                .is_empty());
         }
     }
 }

@@ -1,14 +1,12 @@
 //! Storage: RocksDB with one column family per kind, and the state's authenticated
-//! tree ([`crate::tree`]): its leaves on disk, its upper levels and recently changed
-//! subtrees in memory; its root goes in each block header.
+//! tree ([`crate::tree`]) in memory, whose root goes in each block header.
 //!
 //! | column family | key | value |
 //! |---|---|---|
 //! | `blocks` | height (u64 BE) | [`Block`] |
 //! | `certs` | height | [`CommitCertificate`] of that block |
 //! | `tx_index` | tx hash | (height, index) |
-//! | `state` | state key | latest value (what chaincode reads) |
-//! | `leaves` | key hash | the latest value's hash: the tree's leaves, which it reads back for the subtrees it evicted and is rebuilt from at open |
+//! | `state` | state key | latest value (what chaincode reads, and what the tree is built from) |
 //! | `consensus` | `signing` | [`SigningState`], unless [`StoreOptions::signing_file`] keeps it in a file of its own |
 //! | `meta` | `chain_id`, `format`, `height` | the chain this store belongs to, its layout, last height on disk |
 //! | `meta` | `validators_hash` | the last block's validator set |
@@ -30,12 +28,9 @@
 //! behind (the next height's consensus overlaps the write of this one); without it,
 //! [`Store::apply`] persists before it returns (the node simulation, tests).
 //!
-//! The tree's leaves are written (the `leaves` family, in the block's batch), its
-//! nodes are not: at open the tree is rebuilt from the `state` family and must give
-//! the last header's state root, so a store whose state was changed under it is
-//! refused (leaves read back are checked against the node they replace); then
-//! it evicts its cold subtrees, and keeps evicting them as blocks are applied, so its
-//! memory does not grow with the state ([`crate::tree`]). The tree keeps the last
+//! Nothing of the tree is written: at open the tree is rebuilt from the `state` column
+//! family and must give the last header's state root, so a store whose state was
+//! changed under it is refused. The tree keeps the last
 //! [`StoreOptions::versions_kept`] versions readable for state proofs; the proofs a
 //! verifier needs at validator-set changes are written when the change is applied, so
 //! they never depend on old versions.
@@ -65,7 +60,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
 use crate::signing_file::{SigningFile, SigningFileError};
-use crate::tree::{self, Change, LeafSource, Tree, TreeError, TreeSize, Update};
+use crate::tree::{self, Tree, TreeError, TreeSize, Update};
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +89,8 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The layout this code writes: 3 writes the tree's leaves (the `leaves` family); 2
-/// kept the whole tree in memory (a store of format 2 is given its leaves at open);
-/// 1 kept a `jmt` on disk.
-pub const FORMAT: u32 = 3;
+/// The layout this code writes: 2 keeps the tree in memory (1 kept a `jmt` on disk).
+pub const FORMAT: u32 = 2;
 
 /// Applied blocks waiting for the disk at most; applying another waits for room.
 pub const PENDING_MAX: usize = 2;
@@ -148,8 +141,6 @@ pub struct PreparedState {
     pub root: Hash,
     version: u64,
     update: Option<Update>,
-    /// The writes as the tree took them: the leaves the block's batch writes.
-    changes: Vec<Change>,
     inner: Arc<Inner>,
 }
 
@@ -197,7 +188,7 @@ type Waiter = Box<dyn FnOnce() + Send>;
 
 /// What the store's users and its persisting thread share.
 struct Inner {
-    kv: Arc<dyn Kv>,
+    kv: Box<dyn Kv>,
     // Lock order: `live`, then `chain`, then `waiters`.
     live: RwLock<Live>,
     chain: RwLock<Chain>,
@@ -331,71 +322,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Job {
     applied: Arc<Applied>,
     meta: Vec<(Vec<u8>, Vec<u8>)>,
-    changes: Vec<Change>,
-}
-
-/// The tree's evicted subtrees, read back from the `leaves` family.
-#[derive(Debug)]
-struct KvLeaves(Arc<dyn Kv>);
-
-impl LeafSource for KvLeaves {
-    fn leaves_under(&self, path: &Hash) -> std::result::Result<Vec<(Hash, Hash)>, String> {
-        let (from, until) = leaves_bounds(path);
-        let entries = self
-            .0
-            .range(Cf::Leaves, &from, &until)
-            .map_err(|e| e.to_string())?;
-        entries
-            .into_iter()
-            .map(|(key, value)| match (hash_of(&key), hash_of(&value)) {
-                (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(format!(
-                    "leaves entry {} is not two 32-byte hashes",
-                    hex::encode(&key)
-                )),
-            })
-            .collect()
-    }
-}
-
-fn hash_of(bytes: &[u8]) -> Option<Hash> {
-    Some(Hash(bytes.try_into().ok()?))
-}
-
-/// The keys of the `leaves` family under `path`'s first [`tree::EVICT_DEPTH`] nibbles:
-/// from the prefix, until the next one (exclusive).
-fn leaves_bounds(path: &Hash) -> (Vec<u8>, Vec<u8>) {
-    let from = path.0[..tree::EVICT_DEPTH.div_ceil(2)].to_vec();
-    let mut until = from.clone();
-    // One more at the prefix's last nibble, carried.
-    let mut carry: u16 = if tree::EVICT_DEPTH % 2 == 1 {
-        0x10
-    } else {
-        0x01
-    };
-    for byte in until.iter_mut().rev() {
-        let sum = u16::from(*byte) + carry;
-        *byte = sum as u8;
-        carry = sum >> 8;
-        if carry == 0 {
-            break;
-        }
-    }
-    if carry != 0 {
-        // The last prefix: past every 32-byte key.
-        until = vec![0xff; 33];
-    }
-    (from, until)
-}
-
-/// Puts the leaves of `changes` in `batch`.
-fn put_leaves(batch: &mut Batch, changes: &[Change]) {
-    for (key_hash, value_hash) in changes {
-        match value_hash {
-            Some(v) => batch.put(Cf::Leaves, key_hash.0, v.0),
-            None => batch.delete(Cf::Leaves, key_hash.0),
-        }
-    }
 }
 
 pub struct Store {
@@ -557,11 +483,7 @@ impl Inner {
 
     /// Writes one applied block durably, then lets its waiters run.
     fn persist(&self, job: Job) -> Result<()> {
-        let Job {
-            applied,
-            meta,
-            changes,
-        } = job;
+        let Job { applied, meta } = job;
         let block = &applied.block;
         let height = block.height();
         let mut batch = Batch::default();
@@ -571,9 +493,8 @@ impl Inner {
                 None => batch.delete(Cf::State, key.as_slice()),
             }
         }
-        put_leaves(&mut batch, &changes);
         if self.options.archive {
-            self.archive_height(&applied, &changes, &mut batch)?;
+            self.archive_height(&applied, &mut batch)?;
         }
         batch.put(Cf::Blocks, height_key(height), codec::encode(block));
         batch.put(
@@ -640,17 +561,19 @@ impl Inner {
     /// Adds an applied block's archive entries to its batch: the nodes its height made,
     /// its root and the values it wrote. Its version is still in the tree: applying
     /// waits while [`PENDING_MAX`] blocks wait for the disk, and more are kept.
-    fn archive_height(
-        &self,
-        applied: &Applied,
-        changes: &[Change],
-        batch: &mut Batch,
-    ) -> Result<()> {
+    fn archive_height(&self, applied: &Applied, batch: &mut Batch) -> Result<()> {
         let height = applied.block.height();
+        let changes = tree::changes(
+            self.options.suite,
+            applied
+                .writes
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
         let root =
             read(&self.live)
                 .tree
-                .archive_changes(height, changes, &mut |depth, path, node| {
+                .archive_changes(height, &changes, &mut |depth, path, node| {
                     batch.put(
                         Cf::Archive,
                         archive_node_key(depth, &path, height),
@@ -798,13 +721,10 @@ impl Store {
             Some(path) => Some(Mutex::new(SigningFile::open(path)?)),
             None => None,
         };
-        let kv: Arc<dyn Kv> = Arc::from(kv);
-        let mut tree = Tree::new(0, options.versions_kept, options.suite);
-        tree.set_source(Arc::new(KvLeaves(kv.clone())));
         let inner = Arc::new(Inner {
             kv,
             live: RwLock::new(Live {
-                tree,
+                tree: Tree::new(0, options.versions_kept, options.suite),
                 recent: VecDeque::new(),
             }),
             chain: RwLock::new(Chain::default()),
@@ -823,7 +743,6 @@ impl Store {
             jobs: Mutex::new(None),
             thread: Mutex::new(None),
         };
-        let mut leaves_missing = false;
         match store.inner.meta_get::<Hash>("chain_id")? {
             Some(found) if found != *chain_id => {
                 return Err(StoreError::WrongChain {
@@ -833,9 +752,7 @@ impl Store {
             }
             Some(_) => {
                 let format = store.inner.meta_get::<u32>("format")?.unwrap_or(1);
-                // Format 2 is format 3 without the leaves: they are written below.
-                leaves_missing = format == 2;
-                if format != FORMAT && !leaves_missing {
+                if format != FORMAT {
                     return Err(StoreError::Format { found: format });
                 }
             }
@@ -845,13 +762,6 @@ impl Store {
                 batch.put(Cf::Meta, &b"format"[..], codec::encode(&FORMAT));
                 store.write_synced(batch)?;
             }
-        }
-        if leaves_missing && !store.is_initialized()? {
-            let mut batch = Batch::default();
-            batch.put(Cf::Meta, &b"format"[..], codec::encode(&FORMAT));
-            store.write_synced(batch)?;
-        } else if leaves_missing {
-            store.write_leaves()?;
         }
         if store.is_initialized()? {
             let height: u64 = store.inner.meta_get("height")?.unwrap_or(0);
@@ -916,9 +826,7 @@ impl Store {
         }
     }
 
-    /// The tree at `version` (the height on disk) from the latest values in the
-    /// `state` column family (so state changed under the store is refused at open, as
-    /// its root differs), its subtrees at the eviction depth evicted as it is built.
+    /// The tree at `version` from the latest values in the `state` column family.
     fn rebuild_tree(&self, version: u64) -> Result<Tree> {
         let mut leaves = Vec::new();
         self.inner.kv.each(Cf::State, &mut |key, value| {
@@ -928,37 +836,12 @@ impl Store {
             ));
             Ok(())
         })?;
-        let tree = Tree::from_leaves_on_disk(
+        Ok(Tree::from_leaves(
             version,
             self.inner.options.versions_kept,
             self.inner.options.suite,
             leaves,
-            Arc::new(KvLeaves(self.inner.kv.clone())),
-        )?;
-        Ok(tree)
-    }
-
-    /// Gives a store of format 2 the `leaves` family from its `state` family, then marks
-    /// it format 3 (interrupted, it starts over at the next open).
-    fn write_leaves(&self) -> Result<()> {
-        tracing::info!("store format 2: writing the state tree's leaves (format {FORMAT})");
-        const BATCH: usize = 50_000;
-        let suite = self.inner.options.suite;
-        let mut batch = Batch::default();
-        let kv = self.inner.kv.as_ref();
-        kv.each(Cf::State, &mut |key, value| {
-            batch.put(
-                Cf::Leaves,
-                sparse::key_hash(suite, key).0,
-                sparse::value_hash(suite, value).0,
-            );
-            if batch.len() >= BATCH {
-                kv.write(std::mem::take(&mut batch), false)?;
-            }
-            Ok(())
-        })?;
-        batch.put(Cf::Meta, &b"format"[..], codec::encode(&FORMAT));
-        self.write_synced(batch)
+        )?)
     }
 
     /// Writes every memtable to disk (for tools and tests that inspect the files).
@@ -1036,35 +919,26 @@ impl Store {
                 ))
             })
             .collect();
-        // Written with the mark that the genesis is done (the extra ones as they come).
-        let genesis_leaves = leaves.len();
         let mut batch = Batch::default();
         for (key, value) in extra {
-            let leaf = (
+            leaves.push((
                 sparse::key_hash(self.inner.options.suite, &key),
                 sparse::value_hash(self.inner.options.suite, &value),
-            );
-            leaves.push(leaf);
-            batch.put(Cf::Leaves, leaf.0 .0, leaf.1 .0);
+            ));
             batch.put(Cf::State, key, value);
             if batch.len() >= BATCH {
                 self.inner.kv.write(std::mem::take(&mut batch), false)?;
             }
         }
         self.inner.kv.write(batch, false)?;
-        let mut batch = Batch::default();
-        for (key_hash, value_hash) in leaves.iter().take(genesis_leaves) {
-            batch.put(Cf::Leaves, key_hash.0, value_hash.0);
-        }
-        // Written before the tree is used: in `batch` below, or already.
-        let tree = Tree::from_leaves_on_disk(
+        let tree = Tree::from_leaves(
             0,
             self.inner.options.versions_kept,
             self.inner.options.suite,
             leaves,
-            Arc::new(KvLeaves(self.inner.kv.clone())),
         )?;
         let root = tree.root_hash(0)?;
+        let mut batch = Batch::default();
         for (key, value) in writes {
             if let Some(v) = value {
                 batch.put(Cf::State, key.as_slice(), v.as_slice());
@@ -1196,7 +1070,6 @@ impl Store {
             root: update.root_hash(),
             version,
             update: Some(update),
-            changes,
             inner: self.inner.clone(),
         })
     }
@@ -1261,8 +1134,6 @@ impl Store {
         {
             let mut live = write(&self.inner.live);
             live.tree.commit(update)?;
-            live.tree
-                .evict_cold(self.inner.persisted.load(Ordering::SeqCst));
             live.recent.push_back((height, applied.clone()));
             let kept = live.tree.keep();
             while live.recent.len() > kept {
@@ -1276,7 +1147,6 @@ impl Store {
         let job = Job {
             applied: applied.clone(),
             meta,
-            changes: std::mem::take(&mut prepared.changes),
         };
         let sender = lock(&self.jobs).clone();
         match sender {
@@ -2080,14 +1950,6 @@ mod tests {
         ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
             self.inner.scan(cf, from, limit)
         }
-        fn range(
-            &self,
-            cf: Cf,
-            from: &[u8],
-            until: &[u8],
-        ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-            self.inner.range(cf, from, until)
-        }
         fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
             self.inner.each(cf, f)
         }
@@ -2230,111 +2092,6 @@ mod tests {
             "a waiter of a lost block never runs"
         );
         assert_eq!(store.persisted_height(), 1);
-    }
-
-    fn count(store: &Store, cf: Cf) -> usize {
-        let mut n = 0;
-        store
-            .inner
-            .kv
-            .each(cf, &mut |_, _| {
-                n += 1;
-                Ok(())
-            })
-            .expect("read");
-        n
-    }
-
-    /// Cold subtrees leave memory at genesis and as blocks go by; proofs under them,
-    /// blocks that change them and a reopened store all work from the leaves on disk.
-    /// A store of format 2 (no leaves on disk) is given them at open.
-    #[test]
-    fn cold_subtrees_are_read_back_from_disk_and_a_format_2_store_gets_its_leaves() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let chain = Hash([1; 32]);
-        let key = |i: u32| format!("syn/{i:06}").into_bytes();
-        let check_proofs = |store: &Store, h: u64, values: &BTreeMap<Vec<u8>, Vec<u8>>| {
-            let root = store.state_root(h).expect("root");
-            for i in (0..60_000u32).step_by(613) {
-                let k = key(i);
-                let (value, proof) = store.sparse_proof(&k, h).expect("proof");
-                assert_eq!(value.as_ref(), values.get(&k), "key {i} at {h}");
-                proof
-                    .verify(SUITE, &root, &k, value.as_deref())
-                    .unwrap_or_else(|e| panic!("key {i} at {h}: {e}"));
-            }
-        };
-        let mut values: BTreeMap<Vec<u8>, Vec<u8>> = (0..60_000u32)
-            .map(|i| (key(i), i.to_be_bytes().to_vec()))
-            .collect();
-        {
-            let store = Store::open(dir.path(), &chain).expect("open");
-            let mut extra = values.clone().into_iter();
-            store
-                .init_genesis_with(&writes(&[("g", Some("0"))]), &mut extra)
-                .expect("genesis");
-            values.insert(b"g".to_vec(), b"0".to_vec());
-            let evicted = store.memory().tree.evicted;
-            assert!(evicted > 1_000, "{evicted} evicted at genesis");
-            for h in 1..=30u64 {
-                let w: Writes = (0..200u32)
-                    .map(|j| (j * 7_919 + h as u32 * 31) % 60_000)
-                    .map(|i| (key(i), Some(format!("{h}").into_bytes())))
-                    .collect();
-                for (k, v) in &w {
-                    values.insert(k.clone(), v.clone().expect("a value"));
-                }
-                commit(&store, h, &w);
-                check_proofs(&store, h, &values);
-            }
-            assert!(store.memory().tree.evicted > 1_000);
-            assert_eq!(count(&store, Cf::Leaves), count(&store, Cf::State));
-        }
-        {
-            let store = Store::open(dir.path(), &chain).expect("reopen");
-            store.check(10).expect("consistent");
-            check_proofs(&store, 30, &values);
-            // The leaves of a format-2 store are gone, as if it were one.
-            let mut batch = Batch::default();
-            store
-                .inner
-                .kv
-                .each(Cf::Leaves, &mut |k, _| {
-                    batch.delete(Cf::Leaves, k);
-                    Ok(())
-                })
-                .expect("read");
-            batch.put(Cf::Meta, &b"format"[..], codec::encode(&2u32));
-            store.inner.kv.write(batch, true).expect("write");
-            assert_eq!(count(&store, Cf::Leaves), 0);
-        }
-        let store = Store::open(dir.path(), &chain).expect("format 2 opens");
-        assert_eq!(
-            store.inner.meta_get::<u32>("format").expect("read"),
-            Some(FORMAT)
-        );
-        assert_eq!(count(&store, Cf::Leaves), count(&store, Cf::State));
-        let w = writes(&[("syn/000001", Some("after"))]);
-        values.insert(b"syn/000001".to_vec(), b"after".to_vec());
-        commit(&store, 31, &w);
-        check_proofs(&store, 31, &values);
-        // A leaf on disk with a flipped byte: the subtree that holds it is refused
-        // when read back, never hashed into a root or a proof.
-        let flipped = (0..60_000u32)
-            .map(key)
-            .find(|k| {
-                let hash = sparse::key_hash(SUITE, k);
-                let leaf = store.inner.kv.get(Cf::Leaves, &hash.0).expect("read");
-                let mut value = leaf.expect("a leaf");
-                value[0] ^= 1;
-                let mut batch = Batch::default();
-                batch.put(Cf::Leaves, hash.0, value);
-                store.inner.kv.write(batch, true).expect("write");
-                store.sparse_proof(k, 31).is_err()
-            })
-            .expect("a key under an evicted subtree");
-        let err = store.sparse_proof(&flipped, 31).expect_err("refused");
-        assert!(err.to_string().contains("do not hash"), "{err}");
     }
 
     /// The old layout (a `jmt` on disk) is refused with what to do.

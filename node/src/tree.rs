@@ -32,20 +32,9 @@
 //!   again) and 15 levels. In a state of 10^7 keys these nodes hold about 10 keys each
 //!   and were most of an update's hashing and of its reads of leaves.
 //!
-//! - **Cold subtrees on disk.** With a [`LeafSource`] (the store's `leaves` column
-//!   family: every key hash with its value hash, written with each block), a node at
-//!   [`EVICT_DEPTH`] that every kept version shares and whose version is on disk is
-//!   evicted: its subtree is freed and the node keeps only its hash. An update that
-//!   reaches it reads its leaves back (checked against that hash), builds the new
-//!   subtree, and keeps what it read for the older versions that still show the old
-//!   node ([`Tree::evict_cold`]); a proof below it is made from the leaves read back.
-//!
-//! Memory, without a source, is about 100 bytes per key (a 64-byte leaf and its share
-//! of 100-byte nodes), plus at most about 35 MB of kept binary levels and 138 MB of
-//! quarters whatever the state's size (16^5 nodes at [`QUARTERS_DEPTH`] at most, 132
-//! bytes each). With one, it is bounded whatever the state's size: the nodes down to
-//! [`EVICT_DEPTH`] (at most 16^5 + 69,905 of 100 bytes, their levels as above) and the
-//! subtrees the last [`Tree::keep`] versions changed.
+//! Memory is about 100 bytes per key (a 64-byte leaf and its share of 100-byte nodes),
+//! plus at most about 35 MB of kept binary levels and 138 MB of quarters whatever the
+//! state's size (16^5 nodes at [`QUARTERS_DEPTH`] at most, 132 bytes each).
 //!
 //! **Archives.** A node that must prove any height keeps, besides the tree, the nodes
 //! each version made in the shape [`Stored`] (16 children, each empty, a leaf or a
@@ -54,8 +43,7 @@
 //! archive starts), and [`prove`] walks such nodes, wherever they are kept, to the same
 //! proof [`Tree::proof`] gives.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
 
 use cbec_ledger::sparse::{self, SparseLeaf, SparseProof, PLACEHOLDER};
 use cbec_ledger::{Hash, Suite};
@@ -73,27 +61,7 @@ pub enum TreeError {
     NotLatest { base: u64, latest: u64 },
     #[error("more than {0} keys: the tree's arena is full")]
     Full(u32),
-    #[error("the leaves of evicted subtree {path}: {reason}")]
-    Leaves { path: String, reason: String },
 }
-
-/// Where the tree reads back the leaves of a subtree it evicted: the latest leaves on
-/// disk (see [`Tree::evict_cold`] for why they are that subtree's).
-pub trait LeafSource: Send + Sync + std::fmt::Debug {
-    /// Every leaf (key hash, value hash) whose key hash begins with the first
-    /// [`EVICT_DEPTH`] nibbles of `path`, in key-hash order.
-    fn leaves_under(&self, path: &Hash) -> Result<Vec<(Hash, Hash)>, String>;
-}
-
-/// Nodes at this depth are the ones [`Tree::evict_cold`] evicts: there are at most
-/// 16^5 of them, each about 10 keys in a state of 10^7.
-pub const EVICT_DEPTH: usize = QUARTERS_DEPTH;
-
-/// [`Node::inner`] of an evicted node (never a quarters index: [`ARENA_MAX`]).
-const EVICTED: u32 = u32::MAX;
-
-/// The leaves of an evicted subtree, read back.
-type Leaves = Arc<Vec<(Hash, Hash)>>;
 
 /// A child of a node: nothing, a leaf, or another node, in 32 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -275,8 +243,6 @@ struct Garbage {
     nodes: Vec<u32>,
     leaves: Vec<u32>,
     inner: Vec<u32>,
-    /// The nodes at [`EVICT_DEPTH`] made, with their paths (only with a source).
-    cold: Vec<(u32, Hash)>,
 }
 
 /// One key's change: its hash, and its value's hash (`None`: deleted).
@@ -536,8 +502,6 @@ pub struct TreeSize {
     pub nodes: usize,
     pub leaves: usize,
     pub versions: usize,
-    /// Nodes whose subtree is on disk only ([`Tree::evict_cold`]).
-    pub evicted: usize,
 }
 
 /// A binary subtree as hashing sees it: no leaf, one leaf (its hash), or more.
@@ -610,19 +574,6 @@ pub struct Tree {
     quarters: Arena<Quarters>,
     versions: VecDeque<Version>,
     keep: usize,
-    /// Where evicted subtrees are read back from; none: nothing is evicted.
-    source: Option<Arc<dyn LeafSource>>,
-    /// Nodes at [`EVICT_DEPTH`] as committed versions made them, oldest first: the
-    /// version, the node and its path ([`Tree::evict_cold`] looks at each once).
-    cold: VecDeque<(u64, u32, Hash)>,
-    /// The leaves read back for evicted nodes that an update replaced: the versions
-    /// that still show such a node are proved from them, since the disk soon holds
-    /// the newer leaves. Freed with the node. Lookups only.
-    pinned: HashMap<u32, Leaves>,
-    evicted: usize,
-    /// [`Tree::build`] makes nodes at [`EVICT_DEPTH`] evicted
-    /// ([`Tree::from_leaves_on_disk`]).
-    building_on_disk: bool,
 }
 
 impl Tree {
@@ -643,30 +594,6 @@ impl Tree {
             quarters: Arena::new(0),
             versions,
             keep: keep.max(1),
-            source: None,
-            cold: VecDeque::new(),
-            pinned: HashMap::new(),
-            evicted: 0,
-            building_on_disk: false,
-        }
-    }
-
-    /// Reads evicted subtrees back from `source`, and lets [`Tree::evict_cold`] evict.
-    /// The nodes at [`EVICT_DEPTH`] already in the tree count as made by its latest
-    /// version.
-    pub fn set_source(&mut self, source: Arc<dyn LeafSource>) {
-        self.source = Some(source);
-        let latest = self.latest();
-        let mut stack = vec![(self.version_root(latest), 0usize, Hash([0; 32]))];
-        while let Some((at, depth, path)) = stack.pop() {
-            let Kind::Node(i) = at.kind() else { continue };
-            if depth == EVICT_DEPTH {
-                self.cold.push_back((latest, i, path));
-                continue;
-            }
-            for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
-                stack.push((*child, depth + 1, child_path(&path, depth, slot)));
-            }
         }
     }
 
@@ -684,30 +611,6 @@ impl Tree {
         let root = tree.build(0, &items, &mut made)?;
         if let Some(first) = tree.versions.front_mut() {
             first.root = root;
-        }
-        Ok(tree)
-    }
-
-    /// [`Tree::from_leaves`] for leaves that `source` holds (written, with nothing
-    /// newer): the nodes at [`EVICT_DEPTH`] are made evicted, hashed from the leaves
-    /// without building what is below them, so a large state is never wholly in
-    /// memory (the arenas keep their largest size).
-    pub fn from_leaves_on_disk(
-        version: u64,
-        keep: usize,
-        suite: Suite,
-        mut leaves: Vec<(Hash, Hash)>,
-        source: Arc<dyn LeafSource>,
-    ) -> Result<Tree, TreeError> {
-        let mut tree = Tree::new(version, keep, suite);
-        leaves.sort_unstable_by_key(|l| l.0);
-        let items: Vec<Item> = leaves.into_iter().map(|(k, v)| Item::New(k, v)).collect();
-        tree.source = Some(source);
-        tree.building_on_disk = true;
-        let built = tree.build(0, &items, &mut Garbage::default());
-        tree.building_on_disk = false;
-        if let Some(first) = tree.versions.front_mut() {
-            first.root = built?;
         }
         Ok(tree)
     }
@@ -735,130 +638,7 @@ impl Tree {
             nodes: self.nodes.live() - 1,
             leaves: self.leaves.live(),
             versions: self.versions.len(),
-            evicted: self.evicted,
         }
-    }
-
-    fn version_root(&self, number: u64) -> Ref {
-        self.version(number).map_or(Ref::EMPTY, |v| v.root)
-    }
-
-    /// The node at [`EVICT_DEPTH`] on `path` in a kept version, if there is one.
-    fn cold_node_at(&self, number: u64, path: &Hash) -> Option<u32> {
-        let mut at = self.version_root(number);
-        for depth in 0..EVICT_DEPTH {
-            let Kind::Node(i) = at.kind() else {
-                return None;
-            };
-            at = self.nodes.get(i).children[nibble(path, depth)];
-        }
-        match at.kind() {
-            Kind::Node(i) => Some(i),
-            _ => None,
-        }
-    }
-
-    fn is_evicted(&self, index: u32) -> bool {
-        self.nodes.get(index).inner == EVICTED
-    }
-
-    /// Evicts the nodes at [`EVICT_DEPTH`] that every kept version shares, once the
-    /// oldest kept version is on disk (`persisted`, the last version the source's
-    /// leaves are of). Such a node's leaves on disk are its own: it is in the version
-    /// on disk and in every later one, and the source changes only when a later
-    /// version is written, which must have replaced the node: the update that replaced
-    /// it read its leaves first and keeps them ([`Tree::pinned`]). What it held below
-    /// is in no other live node (every kept version shows this one), so it is freed.
-    /// Returns how many were evicted.
-    pub fn evict_cold(&mut self, persisted: u64) -> usize {
-        if self.source.is_none() {
-            return 0;
-        }
-        let (oldest, latest) = (self.oldest(), self.latest());
-        if oldest > persisted {
-            return 0;
-        }
-        let mut evicted = 0;
-        while let Some(&(made, i, path)) = self.cold.front() {
-            if made > oldest {
-                break;
-            }
-            self.cold.pop_front();
-            // Replaced since (the entry is stale), or already evicted: leave it.
-            if self.cold_node_at(oldest, &path) == Some(i)
-                && self.cold_node_at(latest, &path) == Some(i)
-                && !self.is_evicted(i)
-            {
-                self.evict(i);
-                evicted += 1;
-            }
-        }
-        evicted
-    }
-
-    fn evict(&mut self, index: u32) {
-        let node = self.nodes.get_mut(index);
-        let mut below: Vec<Ref> = std::mem::take(&mut node.children).to_vec();
-        let levels = std::mem::replace(&mut node.inner, EVICTED);
-        self.release_levels(levels);
-        while let Some(child) = below.pop() {
-            match child.kind() {
-                Kind::Empty => {}
-                Kind::Leaf(i) => self.leaves.release(i),
-                Kind::Node(i) => {
-                    let node = self.nodes.get_mut(i);
-                    below.extend(node.children);
-                    let levels = std::mem::take(&mut node.inner);
-                    self.release_levels(levels);
-                    self.nodes.release(i);
-                }
-            }
-        }
-        self.evicted += 1;
-    }
-
-    /// The leaves of evicted node `index` on `path`: kept, or read back and checked
-    /// against the node's hash.
-    fn leaves_of(&self, index: u32, path: &Hash) -> Result<Leaves, TreeError> {
-        if let Some(leaves) = self.pinned.get(&index) {
-            return Ok(leaves.clone());
-        }
-        let failed = |reason: String| TreeError::Leaves {
-            path: hex::encode(&path.0[..EVICT_DEPTH.div_ceil(2)]),
-            reason,
-        };
-        let source = self
-            .source
-            .as_ref()
-            .ok_or_else(|| failed("no source to read them from".into()))?;
-        let leaves = source.leaves_under(path).map_err(failed)?;
-        let ordered = leaves.windows(2).all(|w| w[0].0 < w[1].0);
-        let under = leaves
-            .iter()
-            .all(|(k, _)| node_path(k, EVICT_DEPTH) == *path);
-        if !ordered || !under {
-            return Err(failed("read back out of order or from elsewhere".into()));
-        }
-        if items_sub(self.suite, EVICT_DEPTH, &leaves).hash() != self.nodes.get(index).hash {
-            return Err(failed(
-                "read back, they do not hash to the node's hash".into(),
-            ));
-        }
-        Ok(Arc::new(leaves))
-    }
-
-    /// A tree of evicted node `index`'s leaves alone, and its node at `depth` (the
-    /// evicted node's own, at [`EVICT_DEPTH`]) on `path`.
-    fn scratch(&self, index: u32, path: &Hash) -> Result<(Tree, Ref), TreeError> {
-        let leaves = self.leaves_of(index, path)?;
-        let tree = Tree::from_leaves(0, 1, self.suite, leaves.to_vec())?;
-        let mut at = tree.version_root(0);
-        for depth in 0..EVICT_DEPTH {
-            if let Kind::Node(i) = at.kind() {
-                at = tree.nodes.get(i).children[nibble(path, depth)];
-            }
-        }
-        Ok((tree, at))
     }
 
     fn version(&self, number: u64) -> Result<&Version, TreeError> {
@@ -1008,17 +788,11 @@ impl Tree {
         // Nothing builds on a replaced node again: its kept levels go now, while
         // the node stays readable at the versions that hold it.
         for &i in &update.replaced.nodes {
-            // An evicted node stays marked: the versions that show it read its leaves.
-            if !self.is_evicted(i) {
-                let inner = std::mem::take(&mut self.nodes.get_mut(i).inner);
-                self.release_levels(inner);
-            }
+            let inner = std::mem::take(&mut self.nodes.get_mut(i).inner);
+            self.release_levels(inner);
         }
         if let Some(last) = self.versions.back_mut() {
             last.replaced_by_next = update.replaced;
-        }
-        for (i, path) in update.made.cold {
-            self.cold.push_back((update.version, i, path));
         }
         self.versions.push_back(Version {
             number: update.version,
@@ -1040,11 +814,6 @@ impl Tree {
 
     fn free(&mut self, garbage: Garbage) {
         for i in garbage.nodes {
-            if self.nodes.get(i).inner == EVICTED {
-                self.evicted -= 1;
-                self.nodes.get_mut(i).inner = 0;
-                self.pinned.remove(&i);
-            }
             self.nodes.release(i);
         }
         for i in garbage.leaves {
@@ -1057,9 +826,6 @@ impl Tree {
 
     /// Frees the levels a [`Node::inner`] names, if any.
     fn release_levels(&mut self, at: u32) {
-        if at == EVICTED {
-            return;
-        }
         if at & QUARTERS_TAG != 0 {
             self.quarters.release(at & !QUARTERS_TAG);
         } else if at != 0 {
@@ -1108,7 +874,7 @@ impl Tree {
         } else if depth == QUARTERS_DEPTH {
             let old = replacing.and_then(|(i, old)| {
                 let at = self.nodes.get(i).inner;
-                (at & QUARTERS_TAG != 0 && at != EVICTED)
+                (at & QUARTERS_TAG != 0)
                     .then(|| (*self.quarters.get(at & !QUARTERS_TAG), changed(&old)))
             });
             let quarters = self.quarters_of(&children, old);
@@ -1127,13 +893,6 @@ impl Tree {
         Ok(Ref::node(index))
     }
 
-    /// Notes a node made at [`EVICT_DEPTH`] for [`Tree::evict_cold`].
-    fn made_cold(&self, node: Ref, depth: usize, key_hash: &Hash, made: &mut Garbage) {
-        if let (EVICT_DEPTH, Kind::Node(i), Some(_)) = (depth, node.kind(), &self.source) {
-            made.cold.push((i, node_path(key_hash, depth)));
-        }
-    }
-
     /// The subtree at `depth` (in nibbles) holding exactly `items` (sorted by key hash).
     fn build(
         &mut self,
@@ -1145,24 +904,6 @@ impl Tree {
             [] => Ok(Ref::EMPTY),
             [Item::Existing(i, _)] => Ok(Ref::leaf(*i)),
             [Item::New(k, v)] => self.new_leaf(*k, *v, made),
-            _ if depth == EVICT_DEPTH && self.building_on_disk => {
-                let leaves: Vec<(Hash, Hash)> = items
-                    .iter()
-                    .filter_map(|item| match item {
-                        Item::New(k, v) => Some((*k, *v)),
-                        Item::Existing(..) => None,
-                    })
-                    .collect();
-                debug_assert_eq!(leaves.len(), items.len(), "built from new leaves only");
-                let index = self.nodes.alloc(Node {
-                    hash: items_sub(self.suite, depth, &leaves).hash(),
-                    children: [Ref::EMPTY; 16],
-                    inner: EVICTED,
-                })?;
-                made.nodes.push(index);
-                self.evicted += 1;
-                Ok(Ref::node(index))
-            }
             _ => {
                 // Two distinct key hashes differ within 64 nibbles.
                 assert!(depth < DEPTH_MAX, "two leaves with one key hash");
@@ -1170,9 +911,7 @@ impl Tree {
                 for (slot, part) in split(items, depth, Item::key_hash) {
                     children[slot] = self.build(depth + 1, part, made)?;
                 }
-                let node = self.new_node(depth, children, None, made)?;
-                self.made_cold(node, depth, &items[0].key_hash(), made);
-                Ok(node)
+                self.new_node(depth, children, None, made)
             }
         }
     }
@@ -1224,21 +963,6 @@ impl Tree {
                 }
                 self.build(depth, &items, made)
             }
-            Kind::Node(i) if self.is_evicted(i) => {
-                let leaves = self.leaves_of(i, &node_path(&changes[0].0, depth))?;
-                let items = merge(&leaves, changes);
-                if items.len() == leaves.len()
-                    && items.iter().zip(leaves.iter()).all(
-                        |(item, (k, v))| matches!(item, Item::New(ik, iv) if ik == k && iv == v),
-                    )
-                {
-                    return Ok(at); // only changes that changed nothing
-                }
-                // The versions that show this node are proved from what was read.
-                self.pinned.insert(i, leaves);
-                replaced.nodes.push(i);
-                self.build(depth, &items, made)
-            }
             Kind::Node(i) => {
                 assert!(depth < DEPTH_MAX, "a node below the last nibble");
                 let old = self.nodes.get(i).children;
@@ -1255,11 +979,7 @@ impl Tree {
                     (None, _) => Ok(Ref::EMPTY),
                     // One leaf left under this node: the subtree is that leaf.
                     (Some(only), None) if matches!(only.kind(), Kind::Leaf(_)) => Ok(*only),
-                    _ => {
-                        let node = self.new_node(depth, children, Some((i, old)), made)?;
-                        self.made_cold(node, depth, &changes[0].0, made);
-                        Ok(node)
-                    }
+                    _ => self.new_node(depth, children, Some((i, old)), made),
                 }
             }
         }
@@ -1276,10 +996,6 @@ impl Tree {
                     let leaf = self.leaves.get(i);
                     return Ok((leaf.key_hash == *key_hash).then_some(leaf.value_hash));
                 }
-                Kind::Node(i) if self.is_evicted(i) => {
-                    let (scratch, _) = self.scratch(i, &node_path(key_hash, depth))?;
-                    return scratch.value_hash(0, key_hash);
-                }
                 Kind::Node(i) => {
                     at = self.nodes.get(i).children[nibble(key_hash, depth)];
                     depth += 1;
@@ -1293,23 +1009,13 @@ impl Tree {
     pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
         let mut at = self.version(version)?.root;
         let root = self.stored(at);
-        // Below an evicted node, the walk goes on in a tree of its leaves read back.
-        let mut scratch: Option<Tree> = None;
         prove(self.suite, root, key_hash, |depth| {
             // `prove` goes down only into nodes, and `at` follows it.
-            if let (Kind::Node(i), None) = (at.kind(), &scratch) {
-                if self.is_evicted(i) {
-                    let (tree, own) = self.scratch(i, &node_path(key_hash, depth))?;
-                    at = own;
-                    scratch = Some(tree);
-                }
-            }
-            let tree = scratch.as_ref().unwrap_or(self);
             let Kind::Node(i) = at.kind() else {
                 return Ok([Stored::Empty; 16]);
             };
-            at = tree.nodes.get(i).children[nibble(key_hash, depth)];
-            Ok(tree.stored_node(i))
+            at = self.nodes.get(i).children[nibble(key_hash, depth)];
+            Ok(self.stored_node(i))
         })
     }
 
@@ -1345,11 +1051,6 @@ impl Tree {
         for (key_hash, _) in changes {
             let (mut at, mut depth) = (root, 0);
             while let Kind::Node(i) = at.kind() {
-                if self.is_evicted(i) {
-                    // Not made by this version (every node it made is younger than
-                    // any evicted one), so given with the version that made it.
-                    break;
-                }
                 if !seen.insert(i) {
                     // Its path up to here was given already; below may differ.
                 } else {
@@ -1374,39 +1075,17 @@ impl Tree {
         let mut stack = vec![(root, 0usize, Hash([0; 32]))];
         while let Some((at, depth, path)) = stack.pop() {
             let Kind::Node(i) = at.kind() else { continue };
-            if self.is_evicted(i) {
-                let (scratch, own) = self.scratch(i, &path)?;
-                scratch.walk_nodes(own, depth, path, out);
-                continue;
-            }
             out(depth, path, self.stored_node(i));
             for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
                 if matches!(child.kind(), Kind::Node(_)) {
-                    stack.push((*child, depth + 1, child_path(&path, depth, slot)));
+                    let mut below = path;
+                    let nib = slot as u8;
+                    below.0[depth / 2] |= if depth % 2 == 0 { nib << 4 } else { nib };
+                    stack.push((*child, depth + 1, below));
                 }
             }
         }
         Ok(self.stored(root))
-    }
-
-    /// Every node of the subtree `at` (at `depth`, on `path`; nothing evicted in it).
-    fn walk_nodes(
-        &self,
-        at: Ref,
-        depth: usize,
-        path: Hash,
-        out: &mut dyn FnMut(usize, Hash, StoredNode),
-    ) {
-        let mut stack = vec![(at, depth, path)];
-        while let Some((at, depth, path)) = stack.pop() {
-            let Kind::Node(i) = at.kind() else { continue };
-            out(depth, path, self.stored_node(i));
-            for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
-                if matches!(child.kind(), Kind::Node(_)) {
-                    stack.push((*child, depth + 1, child_path(&path, depth, slot)));
-                }
-            }
-        }
     }
 }
 
@@ -1424,56 +1103,6 @@ fn split<'a, T>(
         rest = after;
         Some((slot, run))
     })
-}
-
-/// The path of a node's child in `slot`, the node being at `depth` on `path`.
-fn child_path(path: &Hash, depth: usize, slot: usize) -> Hash {
-    let mut below = *path;
-    let nib = slot as u8;
-    below.0[depth / 2] |= if depth % 2 == 0 { nib << 4 } else { nib };
-    below
-}
-
-/// `leaves` (sorted) after `changes` (sorted): new leaves for every value, in order.
-fn merge(leaves: &[(Hash, Hash)], changes: &[Change]) -> Vec<Item> {
-    let mut items = Vec::with_capacity(leaves.len() + changes.len());
-    let mut next = 0;
-    for &(key_hash, value_hash) in changes {
-        while next < leaves.len() && leaves[next].0 < key_hash {
-            items.push(Item::New(leaves[next].0, leaves[next].1));
-            next += 1;
-        }
-        if next < leaves.len() && leaves[next].0 == key_hash {
-            next += 1;
-        }
-        if let Some(value_hash) = value_hash {
-            items.push(Item::New(key_hash, value_hash));
-        }
-    }
-    items.extend(leaves[next..].iter().map(|&(k, v)| Item::New(k, v)));
-    items
-}
-
-/// The subtree at `depth` of `leaves` (sorted by key hash), hashed without building it.
-fn items_sub(suite: Suite, depth: usize, leaves: &[(Hash, Hash)]) -> Sub {
-    match leaves {
-        [] => Sub::Empty,
-        [(key_hash, value_hash)] => Sub::One(
-            Leaf {
-                key_hash: *key_hash,
-                value_hash: *value_hash,
-            }
-            .hash(suite),
-        ),
-        _ if depth >= DEPTH_MAX => Sub::Empty, // two leaves with one key hash: refused above
-        _ => {
-            let mut subs = [Sub::Empty; 16];
-            for (slot, part) in split(leaves, depth, |l| l.0) {
-                subs[slot] = items_sub(suite, depth + 1, part);
-            }
-            reduce(suite, &subs, 0, 16)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -2041,235 +1670,5 @@ mod tests {
         assert_eq!(tree.quarters.live(), before + 1);
         tree.discard(update);
         assert_eq!(tree.quarters.live(), before);
-    }
-
-    /// A source that hands back what `persist` was given: the disk of the tests.
-    #[derive(Debug, Default)]
-    struct MapSource {
-        leaves: std::sync::Mutex<BTreeMap<Hash, Hash>>,
-    }
-
-    impl MapSource {
-        fn persist(&self, changes: &[Change]) {
-            let mut leaves = self.leaves.lock().expect("lock");
-            for (k, v) in changes {
-                match v {
-                    Some(v) => leaves.insert(*k, *v),
-                    None => leaves.remove(k),
-                };
-            }
-        }
-    }
-
-    impl LeafSource for MapSource {
-        fn leaves_under(&self, path: &Hash) -> Result<Vec<(Hash, Hash)>, String> {
-            let leaves = self.leaves.lock().expect("lock");
-            Ok(leaves
-                .range(*path..)
-                .take_while(|(k, _)| node_path(k, EVICT_DEPTH) == *path)
-                .map(|(k, v)| (*k, *v))
-                .collect())
-        }
-    }
-
-    /// Blocks of changes to keys under 300 nodes at depth 5 (20 keys each at first),
-    /// then small blocks that change a few of them.
-    fn cold_blocks(small: usize) -> Vec<Vec<Change>> {
-        let prefixes = 300;
-        let mut seed = 11u64;
-        let mut blocks = vec![(0..6_000u32)
-            .map(|i| (i, Some(u64::from(i))))
-            .collect::<Vec<_>>()];
-        for n in (0..small).map(|b| [1, 3, 20, 2][b % 4]) {
-            let block: BTreeMap<u32, Option<u64>> = (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let i = (seed >> 33) as u32 % 7_000;
-                    (i, ((seed >> 20) % 4 != 0).then_some(seed))
-                })
-                .collect();
-            blocks.push(block.into_iter().collect());
-        }
-        blocks
-            .iter()
-            .map(|block| {
-                let mut changes: Vec<Change> = block
-                    .iter()
-                    .map(|(i, v)| {
-                        let value = v.map(|v| sparse::value_hash(SUITE, &v.to_be_bytes()));
-                        (deep_key(*i, prefixes), value)
-                    })
-                    .collect();
-                changes.sort_unstable_by_key(|c| c.0);
-                changes
-            })
-            .collect()
-    }
-
-    /// A tree that evicts, beside one that does not, through the same blocks; the disk
-    /// (the source) two versions behind, as the store's persisting thread may be.
-    struct ColdPair {
-        cold: Tree,
-        whole: Tree,
-        source: Arc<MapSource>,
-        unwritten: VecDeque<Vec<Change>>,
-        most_evicted: usize,
-    }
-
-    impl ColdPair {
-        fn new(keep: usize) -> ColdPair {
-            let source = Arc::new(MapSource::default());
-            let mut cold = Tree::new(0, keep, SUITE);
-            cold.set_source(source.clone());
-            ColdPair {
-                cold,
-                whole: Tree::new(0, keep, SUITE),
-                source,
-                unwritten: VecDeque::new(),
-                most_evicted: 0,
-            }
-        }
-
-        fn apply(&mut self, changes: &[Change]) {
-            let version = self.cold.latest() + 1;
-            let update = self.cold.prepare(version, changes).expect("prepare");
-            let expected = self.whole.prepare(version, changes).expect("prepare");
-            assert_eq!(
-                update.root_hash(),
-                expected.root_hash(),
-                "version {version}"
-            );
-            self.cold.commit(update).expect("commit");
-            self.whole.commit(expected).expect("commit");
-            self.unwritten.push_back(changes.to_vec());
-            while self.unwritten.len() > 2 {
-                let written = self.unwritten.pop_front().expect("one");
-                self.source.persist(&written);
-            }
-            let persisted = self.cold.latest() - self.unwritten.len() as u64;
-            self.cold.evict_cold(persisted);
-            self.most_evicted = self.most_evicted.max(self.cold.size().evicted);
-        }
-
-        /// Proofs and values of `keys` at every kept version, from both trees.
-        fn check(&self, keys: &[Hash]) {
-            for version in self.cold.oldest()..=self.cold.latest() {
-                assert_eq!(
-                    self.cold.root_hash(version).expect("kept"),
-                    self.whole.root_hash(version).expect("kept")
-                );
-                for key in keys {
-                    assert_eq!(
-                        self.cold.proof(version, key).expect("proof"),
-                        self.whole.proof(version, key).expect("proof"),
-                        "version {version}"
-                    );
-                    assert_eq!(
-                        self.cold.value_hash(version, key).expect("value"),
-                        self.whole.value_hash(version, key).expect("value")
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn evicted_subtrees_read_back_prove_and_update_as_the_whole_tree() {
-        let mut pair = ColdPair::new(4);
-        let keys: Vec<Hash> = (0..7_000).step_by(97).map(|i| deep_key(i, 300)).collect();
-        for (b, changes) in cold_blocks(40).iter().enumerate() {
-            pair.apply(changes);
-            let changed: Vec<Hash> = changes.iter().map(|c| c.0).collect();
-            pair.check(&changed);
-            if b % 8 == 0 {
-                pair.check(&keys);
-            }
-        }
-        let (cold, whole) = (pair.cold.size(), pair.whole.size());
-        assert!(pair.most_evicted >= 250, "{} evicted", pair.most_evicted);
-        assert!(
-            cold.leaves * 4 < whole.leaves,
-            "in memory: {cold:?} against {whole:?}"
-        );
-        // Whole archives agree, evicted subtrees walked from their leaves.
-        let latest = pair.cold.latest();
-        let mut walked = [BTreeMap::new(), BTreeMap::new()];
-        for (tree, nodes) in [&pair.cold, &pair.whole].into_iter().zip(&mut walked) {
-            tree.archive_all(latest, &mut |depth, path, node| {
-                nodes.insert((depth, path), encode_node(&node));
-            })
-            .expect("archive");
-        }
-        assert_eq!(walked[0], walked[1]);
-        // Every evicted node goes once the versions that show it are dropped.
-        for _ in 0..10 {
-            pair.apply(&[]);
-        }
-        assert!(pair.cold.pinned.is_empty(), "pins freed with their nodes");
-        // Built from the leaves on disk (the last two versions changed nothing), the
-        // tree holds nothing below the eviction depth and proves the same.
-        let leaves: Vec<(Hash, Hash)> = pair
-            .source
-            .leaves
-            .lock()
-            .expect("lock")
-            .clone()
-            .into_iter()
-            .collect();
-        let latest = pair.whole.latest();
-        let built = Tree::from_leaves_on_disk(latest, 4, SUITE, leaves, pair.source.clone())
-            .expect("build");
-        assert_eq!(built.root_hash(latest), pair.whole.root_hash(latest));
-        assert!(
-            built.size().evicted >= 250 && built.size().leaves < 100,
-            "{:?}",
-            built.size()
-        );
-        for key in &keys {
-            assert_eq!(
-                built.proof(latest, key).expect("proof"),
-                pair.whole.proof(latest, key).expect("proof")
-            );
-        }
-    }
-
-    #[test]
-    fn evicted_leaves_read_back_wrong_are_refused() {
-        let mut pair = ColdPair::new(4);
-        let blocks = cold_blocks(8);
-        for changes in &blocks {
-            pair.apply(changes);
-        }
-        let latest = pair.cold.latest();
-        // A key under an evicted node, and one more under it.
-        let prefix = (0..300)
-            .find(|&i| {
-                let path = node_path(&deep_key(i, 300), EVICT_DEPTH);
-                pair.cold
-                    .cold_node_at(latest, &path)
-                    .is_some_and(|n| pair.cold.is_evicted(n))
-            })
-            .expect("an evicted node");
-        let (key, other) = (deep_key(prefix, 300), deep_key(prefix + 300, 300));
-        // One value hash on disk with a byte flipped, under an evicted node.
-        pair.source
-            .leaves
-            .lock()
-            .expect("lock")
-            .entry(key)
-            .and_modify(|v| v.0[31] ^= 1);
-        let refused = |e: TreeError| matches!(e, TreeError::Leaves { .. });
-        let proof = pair.cold.proof(latest, &other);
-        assert!(proof.is_err_and(refused), "a proof under it");
-        assert!(pair.cold.value_hash(latest, &key).is_err_and(refused));
-        let change = [(other, Some(Hash([7; 32])))];
-        let update = pair.cold.prepare(latest + 1, &change);
-        assert!(update.is_err_and(refused), "an update under it");
-        // A leaf missing is refused as well.
-        pair.source.leaves.lock().expect("lock").remove(&key);
-        assert!(pair.cold.proof(latest, &key).is_err_and(refused));
-        // Nodes elsewhere are still read.
-        let elsewhere = deep_key(if prefix == 0 { 1 } else { 0 }, 300);
-        assert!(pair.cold.proof(latest, &elsewhere).is_ok());
     }
 }
