@@ -57,6 +57,12 @@ pub struct StoreSettings {
     /// the height at which an existing node is first started with this set. Costs disk:
     /// each height's changed tree nodes and values are written beside its block.
     pub archive: bool,
+    /// Keep at most about this many state keys of the state tree in memory (about 100
+    /// bytes each): past it, the subtrees changed longest ago leave memory and are read
+    /// back from disk when a block or a proof reaches them, so memory stays level as
+    /// the state grows, at the cost of those reads. Unset: the whole tree in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_resident_keys: Option<u64>,
 }
 
 impl Default for StoreSettings {
@@ -64,6 +70,7 @@ impl Default for StoreSettings {
         StoreSettings {
             versions_kept: 16,
             archive: false,
+            tree_resident_keys: None,
         }
     }
 }

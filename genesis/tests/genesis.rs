@@ -263,6 +263,17 @@ fn node_config_faults_name_the_field() {
         config.store.versions_kept, 16,
         "the rest of [store] keeps its default"
     );
+    assert_eq!(
+        config.store.tree_resident_keys, None,
+        "the whole tree by default"
+    );
+    let budget = format!("{text}\n[store]\ntree_resident_keys = 2000000\n");
+    std::fs::write(path, &budget).expect("write");
+    let config = NodeConfig::load(path).expect("a tree budget loads");
+    assert_eq!(config.store.tree_resident_keys, Some(2_000_000));
+    std::fs::write(path, budget.replace("2000000", "-1")).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(err.to_string().contains("tree_resident_keys"), "{err}");
     std::fs::write(path, archive.replace("archive = true", "archive = \"yes\"")).expect("write");
     let err = NodeConfig::load(path).unwrap_err();
     assert!(err.to_string().contains("(`archive = \"yes\"`)"), "{err}");

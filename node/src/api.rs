@@ -792,6 +792,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     m.store_table_reader_bytes.set(gauge(memory.table_readers));
     m.store_tree_nodes.set(gauge(memory.tree.nodes as u64));
     m.store_tree_leaves.set(gauge(memory.tree.leaves as u64));
+    m.store_tree_evicted.set(gauge(memory.tree.evicted as u64));
     m.store_read_cache_bytes.set(gauge(memory.read_cache.bytes));
     // Counters move by what the store counted since the last scrape.
     let hits = &m.store_read_cache_hits;

@@ -28,10 +28,13 @@ pub enum Cf {
     Meta,
     /// An archive node's tree nodes, roots and values by version (see `store`).
     Archive,
+    /// Every state key's hash with its value's hash, in key-hash order: where the
+    /// state tree reads back the subtrees it evicted, and is rebuilt from at start.
+    Leaves,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Blocks,
         Cf::Certs,
         Cf::TxIndex,
@@ -41,6 +44,7 @@ impl Cf {
         Cf::Consensus,
         Cf::Meta,
         Cf::Archive,
+        Cf::Leaves,
     ];
 
     /// The RocksDB column family's name (kept from the first stores, so they open).
@@ -55,6 +59,7 @@ impl Cf {
             Cf::Consensus => "consensus",
             Cf::Meta => "meta",
             Cf::Archive => "archive",
+            Cf::Leaves => "leaves",
         }
     }
 }
@@ -74,6 +79,8 @@ type Result<T> = std::result::Result<T, KvError>;
 
 /// What [`Kv::each`] calls with every entry.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
+/// Entries of a column family: (key, value), in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Writes applied together: puts and deletes, in order.
 #[derive(Debug, Default)]
@@ -116,12 +123,27 @@ pub trait Kv: Send + Sync + std::fmt::Debug {
     fn floor(&self, cf: Cf, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Up to `limit` entries with keys `>= from`, in key order.
     fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Every entry with a key `>= from` and `< until`, in key order.
+    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// [`Kv::range`] for each of `bounds` (in ascending order, not overlapping), in
+    /// their order; RocksDB reads them all with one iterator, seeking forward.
+    fn ranges(&self, cf: Cf, bounds: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entries>> {
+        bounds
+            .iter()
+            .map(|(from, until)| self.range(cf, from, until))
+            .collect()
+    }
     /// Calls `f` with every entry of `cf`, in key order (to rebuild what is derived
     /// from a whole family, such as the state tree at start).
     fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()>;
     fn memory(&self) -> KvMemory;
     /// Writes what memory holds to the backend's files (nothing to do in memory).
     fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Compacts all of `cf` into its last level (after a bulk write, so its reads seek
+    /// in one level instead of every level and L0 file the write left).
+    fn compact(&self, _cf: Cf) -> Result<()> {
         Ok(())
     }
     /// Reads every entry of every column family from the backend's files, checking
@@ -231,9 +253,17 @@ impl RocksKv {
         // the rarely written ones (certificates, meta) held hundreds of megabytes of
         // logs. Past this size the oldest log's column families are flushed.
         options.set_max_total_wal_size(WAL_TOTAL_BYTES);
-        let descriptors = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options.clone()));
+        // The tree's leaves are hashes: compressing them gains nothing and costs every
+        // read back.
+        let mut leaves_options = cf_options.clone();
+        leaves_options.set_compression_type(rocksdb::DBCompressionType::None);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let options = match cf {
+                Cf::Leaves => leaves_options.clone(),
+                _ => cf_options.clone(),
+            };
+            ColumnFamilyDescriptor::new(cf.name(), options)
+        });
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         Ok(RocksKv {
             db,
@@ -290,6 +320,41 @@ impl Kv for RocksKv {
         Ok(out)
     }
 
+    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound(until.to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), options);
+        iter.seek(from);
+        let mut out = Vec::new();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            out.push((key.to_vec(), value.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    fn ranges(&self, cf: Cf, bounds: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entries>> {
+        // One iterator (creating one costs a seek in every level); the ranges are
+        // ascending, so each seek moves forward over blocks the last one may have read.
+        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+        let mut out = Vec::with_capacity(bounds.len());
+        for (from, until) in bounds {
+            iter.seek(from);
+            let mut entries = Vec::new();
+            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                if key >= until.as_slice() {
+                    break;
+                }
+                entries.push((key.to_vec(), value.to_vec()));
+                iter.next();
+            }
+            iter.status()?;
+            out.push(entries);
+        }
+        Ok(out)
+    }
+
     fn each(&self, cf: Cf, f: Visit<'_>) -> Result<()> {
         let mut options = rocksdb::ReadOptions::default();
         // One pass over everything: keep the cache for the working set.
@@ -307,6 +372,13 @@ impl Kv for RocksKv {
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf))?;
         }
+        Ok(())
+    }
+
+    fn compact(&self, cf: Cf) -> Result<()> {
+        self.db.flush_cf(self.cf(cf))?;
+        self.db
+            .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 
@@ -394,6 +466,21 @@ impl Kv for MemKv {
             .map(|m| {
                 m.range(from.to_vec()..)
                     .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= until {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read()
+            .get(&cf)
+            .map(|m| {
+                m.range(from.to_vec()..until.to_vec())
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -581,6 +668,20 @@ mod tests {
                 vec![(vec![3], vec![30]), (vec![7], vec![70])]
             );
             assert_eq!(kv.scan(Cf::JmtValues, &[0], 1).expect("scan").len(), 1);
+            assert_eq!(
+                kv.range(Cf::JmtValues, &[2], &[7]).expect("range"),
+                vec![(vec![3], vec![30])],
+                "from inclusive, until exclusive, deletions gone"
+            );
+            assert_eq!(
+                kv.range(Cf::JmtValues, &[1], &[1, 0]).expect("range"),
+                vec![(vec![1], vec![10])],
+                "a longer bound: a key of the prefix"
+            );
+            assert!(kv
+                .range(Cf::JmtValues, &[8], &[9])
+                .expect("range")
+                .is_empty());
         }
     }
 }

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub store_table_reader_bytes: Gauge,
     pub store_tree_nodes: Gauge,
     pub store_tree_leaves: Gauge,
+    pub store_tree_evicted: Gauge,
     pub store_read_cache_bytes: Gauge,
     pub store_read_cache_hits: Counter,
     pub store_read_cache_misses: Counter,
@@ -62,6 +63,7 @@ impl Metrics {
         let store_table_reader_bytes = Gauge::default();
         let store_tree_nodes = Gauge::default();
         let store_tree_leaves = Gauge::default();
+        let store_tree_evicted = Gauge::default();
         let store_read_cache_bytes = Gauge::default();
         let store_read_cache_hits = Counter::default();
         let store_read_cache_misses = Counter::default();
@@ -171,6 +173,11 @@ impl Metrics {
             store_tree_leaves.clone(),
         );
         registry.register(
+            "store_tree_evicted",
+            "State-tree subtrees evicted to disk, each a node keeping only its hash",
+            store_tree_evicted.clone(),
+        );
+        registry.register(
             "store_read_cache_bytes",
             "State values kept from disk reads for the next read of the same key",
             store_read_cache_bytes.clone(),
@@ -209,6 +216,7 @@ impl Metrics {
             store_table_reader_bytes,
             store_tree_nodes,
             store_tree_leaves,
+            store_tree_evicted,
             store_read_cache_bytes,
             store_read_cache_hits,
             store_read_cache_misses,

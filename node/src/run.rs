@@ -135,6 +135,10 @@ pub async fn run_with(
         archive: config.store.archive,
         suite: genesis.crypto,
         signing_file: Some(config.data_dir.join("signing-state")),
+        tree_resident_keys: config
+            .store
+            .tree_resident_keys
+            .map(|keys| usize::try_from(keys).unwrap_or(usize::MAX)),
     };
     let opening = std::time::Instant::now();
     let store = Arc::new(

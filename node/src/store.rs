@@ -1,12 +1,14 @@
 //! Storage: RocksDB with one column family per kind, and the state's authenticated
-//! tree ([`crate::tree`]) in memory, whose root goes in each block header.
+//! tree ([`crate::tree`]): its leaves on disk, its upper levels and recently changed
+//! subtrees in memory; its root goes in each block header.
 //!
 //! | column family | key | value |
 //! |---|---|---|
 //! | `blocks` | height (u64 BE) | [`Block`] |
 //! | `certs` | height | [`CommitCertificate`] of that block |
 //! | `tx_index` | tx hash | (height, index) |
-//! | `state` | state key | latest value (what chaincode reads, and what the tree is built from) |
+//! | `state` | state key | latest value (what chaincode reads) |
+//! | `leaves` | key hash | the latest value's hash: the tree's leaves, which it reads back for the subtrees it evicted and is rebuilt from at open |
 //! | `consensus` | `signing` | [`SigningState`], unless [`StoreOptions::signing_file`] keeps it in a file of its own |
 //! | `meta` | `chain_id`, `format`, `height` | the chain this store belongs to, its layout, last height on disk |
 //! | `meta` | `validators_hash` | the last block's validator set |
@@ -28,9 +30,12 @@
 //! behind (the next height's consensus overlaps the write of this one); without it,
 //! [`Store::apply`] persists before it returns (the node simulation, tests).
 //!
-//! Nothing of the tree is written: at open the tree is rebuilt from the `state` column
-//! family and must give the last header's state root, so a store whose state was
-//! changed under it is refused. The tree keeps the last
+//! The tree's leaves are written (the `leaves` family, in the block's batch), its
+//! nodes are not: at open the tree is rebuilt from the `state` family and must give
+//! the last header's state root, so a store whose state was changed under it is
+//! refused (leaves read back are checked against the node they replace); then
+//! it evicts its cold subtrees, and keeps evicting them as blocks are applied, so its
+//! memory does not grow with the state ([`crate::tree`]). The tree keeps the last
 //! [`StoreOptions::versions_kept`] versions readable for state proofs; the proofs a
 //! verifier needs at validator-set changes are written when the change is applied, so
 //! they never depend on old versions.
@@ -58,9 +63,9 @@ use cbec_ledger::sparse::{self, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header, Suite};
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::kv::{Batch, Cf, Kv, KvError, MemKv, RocksKv};
+use crate::kv::{Batch, Cf, Entries, Kv, KvError, MemKv, RocksKv};
 use crate::signing_file::{SigningFile, SigningFileError};
-use crate::tree::{self, Tree, TreeError, TreeSize, Update};
+use crate::tree::{self, Change, LeafSource, Tree, TreeError, TreeSize, Update};
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -89,8 +94,13 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The layout this code writes: 2 keeps the tree in memory (1 kept a `jmt` on disk).
+/// The layout this code writes: 2 keeps the tree in memory, its leaves in the `leaves`
+/// family when it evicts (1 kept a `jmt` on disk).
 pub const FORMAT: u32 = 2;
+
+/// `meta` key: the height through which the `leaves` family is whole (written only
+/// while the tree evicts: [`StoreOptions::tree_resident_keys`]).
+const LEAVES_AT: &str = "leaves_height";
 
 /// Applied blocks waiting for the disk at most; applying another waits for room.
 pub const PENDING_MAX: usize = 2;
@@ -120,6 +130,11 @@ pub struct StoreOptions {
     /// for no block write. A state the store kept in the family is read until the
     /// first write makes the file.
     pub signing_file: Option<PathBuf>,
+    /// Keep at most about this many state keys' leaves of the state tree in memory:
+    /// past it, the subtrees changed longest ago are evicted and read back from the
+    /// `leaves` family when an update or a proof reaches them (see [`crate::tree`]).
+    /// `None`: the whole tree stays in memory.
+    pub tree_resident_keys: Option<usize>,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +146,7 @@ impl Default for StoreOptions {
             archive: false,
             suite: Suite::default(),
             signing_file: None,
+            tree_resident_keys: None,
         }
     }
 }
@@ -141,6 +157,8 @@ pub struct PreparedState {
     pub root: Hash,
     version: u64,
     update: Option<Update>,
+    /// The writes as the tree took them: the leaves the block's batch writes.
+    changes: Vec<Change>,
     inner: Arc<Inner>,
 }
 
@@ -188,7 +206,7 @@ type Waiter = Box<dyn FnOnce() + Send>;
 
 /// What the store's users and its persisting thread share.
 struct Inner {
-    kv: Box<dyn Kv>,
+    kv: Arc<dyn Kv>,
     // Lock order: `live`, then `chain`, then `waiters`.
     live: RwLock<Live>,
     chain: RwLock<Chain>,
@@ -322,6 +340,87 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Job {
     applied: Arc<Applied>,
     meta: Vec<(Vec<u8>, Vec<u8>)>,
+    changes: Vec<Change>,
+}
+
+/// The tree's evicted subtrees, read back from the `leaves` family.
+#[derive(Debug)]
+struct KvLeaves(Arc<dyn Kv>);
+
+impl LeafSource for KvLeaves {
+    fn leaves_under(&self, path: &Hash) -> std::result::Result<Vec<(Hash, Hash)>, String> {
+        let (from, until) = leaves_bounds(path);
+        let entries = self
+            .0
+            .range(Cf::Leaves, &from, &until)
+            .map_err(|e| e.to_string())?;
+        decode_leaves(entries)
+    }
+
+    fn leaves_under_many(
+        &self,
+        paths: &[Hash],
+    ) -> std::result::Result<Vec<Vec<(Hash, Hash)>>, String> {
+        let bounds: Vec<_> = paths.iter().map(leaves_bounds).collect();
+        let found = self
+            .0
+            .ranges(Cf::Leaves, &bounds)
+            .map_err(|e| e.to_string())?;
+        found.into_iter().map(decode_leaves).collect()
+    }
+}
+
+fn decode_leaves(entries: Entries) -> std::result::Result<Vec<(Hash, Hash)>, String> {
+    entries
+        .into_iter()
+        .map(|(key, value)| match (hash_of(&key), hash_of(&value)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(format!(
+                "leaves entry {} is not two 32-byte hashes",
+                hex::encode(&key)
+            )),
+        })
+        .collect()
+}
+
+fn hash_of(bytes: &[u8]) -> Option<Hash> {
+    Some(Hash(bytes.try_into().ok()?))
+}
+
+/// The keys of the `leaves` family under `path`'s first [`tree::EVICT_DEPTH`] nibbles:
+/// from the prefix, until the next one (exclusive).
+fn leaves_bounds(path: &Hash) -> (Vec<u8>, Vec<u8>) {
+    let from = path.0[..tree::EVICT_DEPTH.div_ceil(2)].to_vec();
+    let mut until = from.clone();
+    // One more at the prefix's last nibble, carried.
+    let mut carry: u16 = if tree::EVICT_DEPTH % 2 == 1 {
+        0x10
+    } else {
+        0x01
+    };
+    for byte in until.iter_mut().rev() {
+        let sum = u16::from(*byte) + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+        if carry == 0 {
+            break;
+        }
+    }
+    if carry != 0 {
+        // The last prefix: past every 32-byte key.
+        until = vec![0xff; 33];
+    }
+    (from, until)
+}
+
+/// Puts the leaves of `changes` in `batch`.
+fn put_leaves(batch: &mut Batch, changes: &[Change]) {
+    for (key_hash, value_hash) in changes {
+        match value_hash {
+            Some(v) => batch.put(Cf::Leaves, key_hash.0, v.0),
+            None => batch.delete(Cf::Leaves, key_hash.0),
+        }
+    }
 }
 
 pub struct Store {
@@ -483,7 +582,11 @@ impl Inner {
 
     /// Writes one applied block durably, then lets its waiters run.
     fn persist(&self, job: Job) -> Result<()> {
-        let Job { applied, meta } = job;
+        let Job {
+            applied,
+            meta,
+            changes,
+        } = job;
         let block = &applied.block;
         let height = block.height();
         let mut batch = Batch::default();
@@ -493,8 +596,12 @@ impl Inner {
                 None => batch.delete(Cf::State, key.as_slice()),
             }
         }
+        if self.evicting() {
+            put_leaves(&mut batch, &changes);
+            batch.put(Cf::Meta, LEAVES_AT.as_bytes(), codec::encode(&height));
+        }
         if self.options.archive {
-            self.archive_height(&applied, &mut batch)?;
+            self.archive_height(&applied, &changes, &mut batch)?;
         }
         batch.put(Cf::Blocks, height_key(height), codec::encode(block));
         batch.put(
@@ -561,19 +668,17 @@ impl Inner {
     /// Adds an applied block's archive entries to its batch: the nodes its height made,
     /// its root and the values it wrote. Its version is still in the tree: applying
     /// waits while [`PENDING_MAX`] blocks wait for the disk, and more are kept.
-    fn archive_height(&self, applied: &Applied, batch: &mut Batch) -> Result<()> {
+    fn archive_height(
+        &self,
+        applied: &Applied,
+        changes: &[Change],
+        batch: &mut Batch,
+    ) -> Result<()> {
         let height = applied.block.height();
-        let changes = tree::changes(
-            self.options.suite,
-            applied
-                .writes
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_deref())),
-        );
         let root =
             read(&self.live)
                 .tree
-                .archive_changes(height, &changes, &mut |depth, path, node| {
+                .archive_changes(height, changes, &mut |depth, path, node| {
                     batch.put(
                         Cf::Archive,
                         archive_node_key(depth, &path, height),
@@ -676,6 +781,11 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether the state tree evicts cold subtrees (and the `leaves` family is kept).
+    fn evicting(&self) -> bool {
+        self.options.tree_resident_keys.is_some()
+    }
+
     fn failure(&self) -> Option<StoreError> {
         lock(&self.failed).clone().map(StoreError::Stopped)
     }
@@ -721,10 +831,15 @@ impl Store {
             Some(path) => Some(Mutex::new(SigningFile::open(path)?)),
             None => None,
         };
+        let kv: Arc<dyn Kv> = Arc::from(kv);
+        let mut tree = Tree::new(0, options.versions_kept, options.suite);
+        if let Some(resident) = options.tree_resident_keys {
+            tree.set_source(Arc::new(KvLeaves(kv.clone())), resident);
+        }
         let inner = Arc::new(Inner {
             kv,
             live: RwLock::new(Live {
-                tree: Tree::new(0, options.versions_kept, options.suite),
+                tree,
                 recent: VecDeque::new(),
             }),
             chain: RwLock::new(Chain::default()),
@@ -765,6 +880,15 @@ impl Store {
         }
         if store.is_initialized()? {
             let height: u64 = store.inner.meta_get("height")?.unwrap_or(0);
+            let leaves_at: Option<u64> = store.inner.meta_get(LEAVES_AT)?;
+            if store.inner.evicting() && leaves_at != Some(height) {
+                store.write_leaves(height)?;
+            } else if !store.inner.evicting() && leaves_at.is_some() {
+                // Blocks applied from now on do not write them: they go stale.
+                let mut batch = Batch::default();
+                batch.delete(Cf::Meta, LEAVES_AT.as_bytes());
+                store.write_synced(batch)?;
+            }
             let tree = store.rebuild_tree(height)?;
             write(&store.inner.live).tree = tree;
             let mut chain = write(&store.inner.chain);
@@ -826,7 +950,9 @@ impl Store {
         }
     }
 
-    /// The tree at `version` from the latest values in the `state` column family.
+    /// The tree at `version` (the height on disk) from the latest values in the
+    /// `state` column family (so state changed under the store is refused at open, as
+    /// its root differs), its subtrees at the eviction depth evicted as it is built.
     fn rebuild_tree(&self, version: u64) -> Result<Tree> {
         let mut leaves = Vec::new();
         self.inner.kv.each(Cf::State, &mut |key, value| {
@@ -836,12 +962,59 @@ impl Store {
             ));
             Ok(())
         })?;
-        Ok(Tree::from_leaves(
-            version,
-            self.inner.options.versions_kept,
-            self.inner.options.suite,
-            leaves,
-        )?)
+        self.tree_of(version, leaves)
+    }
+
+    /// The tree of `leaves` at `version`: whole in memory, or, with
+    /// [`StoreOptions::tree_resident_keys`], built with its subtrees at the eviction
+    /// depth evicted (the leaves must be in the `leaves` family), so a large state is
+    /// never wholly in memory; updates bring back what they touch.
+    fn tree_of(&self, version: u64, leaves: Vec<(Hash, Hash)>) -> Result<Tree> {
+        let options = &self.inner.options;
+        Ok(match options.tree_resident_keys {
+            Some(resident) => Tree::from_leaves_on_disk(
+                version,
+                options.versions_kept,
+                options.suite,
+                leaves,
+                Arc::new(KvLeaves(self.inner.kv.clone())),
+                resident,
+            )?,
+            None => Tree::from_leaves(version, options.versions_kept, options.suite, leaves)?,
+        })
+    }
+
+    /// Writes the `leaves` family anew from the `state` family (at `height`, the height
+    /// on disk), for a store whose tree starts to evict: one never written, or written
+    /// by a node that since ran without them. Interrupted, it starts over at the next
+    /// open (the mark that they are whole is written last).
+    fn write_leaves(&self, height: u64) -> Result<()> {
+        tracing::info!("writing the state tree's leaves (the tree evicts cold subtrees)");
+        const BATCH: usize = 50_000;
+        let suite = self.inner.options.suite;
+        let mut batch = Batch::default();
+        let kv = self.inner.kv.as_ref();
+        kv.each(Cf::Leaves, &mut |key, _| {
+            batch.delete(Cf::Leaves, key);
+            if batch.len() >= BATCH {
+                kv.write(std::mem::take(&mut batch), false)?;
+            }
+            Ok(())
+        })?;
+        kv.each(Cf::State, &mut |key, value| {
+            batch.put(
+                Cf::Leaves,
+                sparse::key_hash(suite, key).0,
+                sparse::value_hash(suite, value).0,
+            );
+            if batch.len() >= BATCH {
+                kv.write(std::mem::take(&mut batch), false)?;
+            }
+            Ok(())
+        })?;
+        batch.put(Cf::Meta, LEAVES_AT.as_bytes(), codec::encode(&height));
+        self.write_synced(batch)?;
+        Ok(self.inner.kv.compact(Cf::Leaves)?)
     }
 
     /// Writes every memtable to disk (for tools and tests that inspect the files).
@@ -919,26 +1092,36 @@ impl Store {
                 ))
             })
             .collect();
+        // Written with the mark that the genesis is done (the extra ones as they come),
+        // if the tree evicts.
+        let evicting = self.inner.evicting();
+        let genesis_leaves = if evicting { leaves.len() } else { 0 };
         let mut batch = Batch::default();
         for (key, value) in extra {
-            leaves.push((
+            let leaf = (
                 sparse::key_hash(self.inner.options.suite, &key),
                 sparse::value_hash(self.inner.options.suite, &value),
-            ));
+            );
+            leaves.push(leaf);
+            if evicting {
+                batch.put(Cf::Leaves, leaf.0 .0, leaf.1 .0);
+            }
             batch.put(Cf::State, key, value);
             if batch.len() >= BATCH {
                 self.inner.kv.write(std::mem::take(&mut batch), false)?;
             }
         }
         self.inner.kv.write(batch, false)?;
-        let tree = Tree::from_leaves(
-            0,
-            self.inner.options.versions_kept,
-            self.inner.options.suite,
-            leaves,
-        )?;
-        let root = tree.root_hash(0)?;
         let mut batch = Batch::default();
+        for (key_hash, value_hash) in leaves.iter().take(genesis_leaves) {
+            batch.put(Cf::Leaves, key_hash.0, value_hash.0);
+        }
+        if evicting {
+            batch.put(Cf::Meta, LEAVES_AT.as_bytes(), codec::encode(&0u64));
+        }
+        // Written before the tree is used: in `batch` below, or already.
+        let tree = self.tree_of(0, leaves)?;
+        let root = tree.root_hash(0)?;
         for (key, value) in writes {
             if let Some(v) = value {
                 batch.put(Cf::State, key.as_slice(), v.as_slice());
@@ -952,6 +1135,9 @@ impl Store {
             self.write_synced(batch)?;
             live.tree = tree;
             live.recent.clear();
+        }
+        if evicting {
+            self.inner.kv.compact(Cf::Leaves)?;
         }
         // Genesis wrote the state under any read before it.
         lock(&self.inner.read_cache).clear();
@@ -1065,11 +1251,30 @@ impl Store {
             self.inner.options.suite,
             writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
         );
-        let update = write(&self.inner.live).tree.prepare(version, &changes)?;
+        // Evicted subtrees the update reaches are read back here, with no lock held,
+        // all in one pass; the update then finds them read.
+        let wanted = read(&self.inner.live).tree.evicted_under(&changes);
+        let update = if wanted.is_empty() {
+            write(&self.inner.live).tree.prepare(version, &changes)?
+        } else {
+            let fetched = KvLeaves(self.inner.kv.clone())
+                .leaves_under_many(&wanted)
+                .map_err(|reason| {
+                    StoreError::Tree(TreeError::Leaves {
+                        path: format!("{} subtrees read ahead", wanted.len()),
+                        reason,
+                    })
+                })?;
+            let fetched = wanted.into_iter().zip(fetched).collect();
+            write(&self.inner.live)
+                .tree
+                .prepare_fetched(version, &changes, fetched)?
+        };
         Ok(PreparedState {
             root: update.root_hash(),
             version,
             update: Some(update),
+            changes,
             inner: self.inner.clone(),
         })
     }
@@ -1134,6 +1339,8 @@ impl Store {
         {
             let mut live = write(&self.inner.live);
             live.tree.commit(update)?;
+            live.tree
+                .evict_cold(self.inner.persisted.load(Ordering::SeqCst));
             live.recent.push_back((height, applied.clone()));
             let kept = live.tree.keep();
             while live.recent.len() > kept {
@@ -1147,6 +1354,7 @@ impl Store {
         let job = Job {
             applied: applied.clone(),
             meta,
+            changes: std::mem::take(&mut prepared.changes),
         };
         let sender = lock(&self.jobs).clone();
         match sender {
@@ -1950,6 +2158,14 @@ mod tests {
         ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
             self.inner.scan(cf, from, limit)
         }
+        fn range(
+            &self,
+            cf: Cf,
+            from: &[u8],
+            until: &[u8],
+        ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+            self.inner.range(cf, from, until)
+        }
         fn each(&self, cf: Cf, f: crate::kv::Visit<'_>) -> std::result::Result<(), KvError> {
             self.inner.each(cf, f)
         }
@@ -2094,6 +2310,189 @@ mod tests {
         assert_eq!(store.persisted_height(), 1);
     }
 
+    fn count(store: &Store, cf: Cf) -> usize {
+        let mut n = 0;
+        store
+            .inner
+            .kv
+            .each(cf, &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .expect("read");
+        n
+    }
+
+    /// Cold subtrees leave memory at genesis and as blocks go by; proofs under them,
+    /// blocks that change them and a reopened store all work from the leaves on disk.
+    /// A store of format 2 (no leaves on disk) is given them at open.
+    /// Options whose tree keeps at most `resident` keys' leaves in memory.
+    fn evicting(resident: usize) -> StoreOptions {
+        StoreOptions {
+            tree_resident_keys: Some(resident),
+            ..StoreOptions::default()
+        }
+    }
+
+    /// With a budget, a store's tree keeps about that many leaves in memory: more than
+    /// one that evicts everything it can, fewer than a whole tree; all three give the
+    /// same roots and proofs through blocks that reach evicted subtrees.
+    #[test]
+    fn a_tree_keeps_its_budget_of_leaves_in_memory() {
+        let chain = Hash([1; 32]);
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let genesis = |store: &Store| {
+            let mut extra = (0..60_000u32)
+                .map(|i| (format!("syn/{i:06}").into_bytes(), i.to_be_bytes().to_vec()));
+            store
+                .init_genesis_with(&writes(&[("g", Some("0"))]), &mut extra)
+                .expect("genesis");
+        };
+        let whole = Store::open(dirs[0].path(), &chain).expect("open");
+        let all = Store::open_with(dirs[1].path(), &chain, evicting(0)).expect("open");
+        genesis(&whole);
+        genesis(&all);
+        let (most, least) = (whole.memory().tree.leaves, all.memory().tree.leaves);
+        assert!(least + 1_000 < most, "{least} evicted of {most}");
+        // Leaves count every kept version's copies: the whole tree's grow past this as
+        // blocks change keys, and the budget then binds.
+        let budget = most + 2_000;
+        let some = Store::open_with(dirs[2].path(), &chain, evicting(budget)).expect("open");
+        genesis(&some);
+        for h in 1..=20u64 {
+            let w: Writes = (0..300u32)
+                .map(|j| (j * 7_919 + h as u32 * 31) % 60_000)
+                .map(|i| {
+                    (
+                        format!("syn/{i:06}").into_bytes(),
+                        Some(h.to_be_bytes().to_vec()),
+                    )
+                })
+                .collect();
+            let roots: Vec<Hash> = [&whole, &all, &some]
+                .iter()
+                .map(|store| commit(store, h, &w).header.state_root)
+                .collect();
+            assert!(roots.iter().all(|r| *r == roots[0]), "roots at {h}");
+        }
+        let (most, least, kept) = (
+            whole.memory().tree.leaves,
+            all.memory().tree.leaves,
+            some.memory().tree.leaves,
+        );
+        // At most the budget and the subtrees the kept versions changed.
+        assert!(
+            least < kept && kept <= budget + 16 * 600,
+            "{least} < {kept} <= {budget}, whole {most}"
+        );
+        assert!(kept < most, "{kept} < {most}");
+        let root = some.state_root(20).expect("root");
+        for i in (0..60_000u32).step_by(997) {
+            let key = format!("syn/{i:06}").into_bytes();
+            let (value, proof) = some.sparse_proof(&key, 20).expect("proof");
+            assert_eq!(value, whole.sparse_proof(&key, 20).expect("proof").0);
+            proof
+                .verify(SUITE, &root, &key, value.as_deref())
+                .expect("verifies");
+        }
+    }
+
+    #[test]
+    fn cold_subtrees_are_read_back_from_disk_and_leaves_gone_stale_are_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Hash([1; 32]);
+        let key = |i: u32| format!("syn/{i:06}").into_bytes();
+        let check_proofs = |store: &Store, h: u64, values: &BTreeMap<Vec<u8>, Vec<u8>>| {
+            let root = store.state_root(h).expect("root");
+            for i in (0..60_000u32).step_by(613) {
+                let k = key(i);
+                let (value, proof) = store.sparse_proof(&k, h).expect("proof");
+                assert_eq!(value.as_ref(), values.get(&k), "key {i} at {h}");
+                proof
+                    .verify(SUITE, &root, &k, value.as_deref())
+                    .unwrap_or_else(|e| panic!("key {i} at {h}: {e}"));
+            }
+        };
+        let mut values: BTreeMap<Vec<u8>, Vec<u8>> = (0..60_000u32)
+            .map(|i| (key(i), i.to_be_bytes().to_vec()))
+            .collect();
+        {
+            let store = Store::open_with(dir.path(), &chain, evicting(0)).expect("open");
+            let mut extra = values.clone().into_iter();
+            store
+                .init_genesis_with(&writes(&[("g", Some("0"))]), &mut extra)
+                .expect("genesis");
+            values.insert(b"g".to_vec(), b"0".to_vec());
+            let evicted = store.memory().tree.evicted;
+            assert!(evicted > 1_000, "{evicted} evicted at genesis");
+            for h in 1..=30u64 {
+                let w: Writes = (0..200u32)
+                    .map(|j| (j * 7_919 + h as u32 * 31) % 60_000)
+                    .map(|i| (key(i), Some(format!("{h}").into_bytes())))
+                    .collect();
+                for (k, v) in &w {
+                    values.insert(k.clone(), v.clone().expect("a value"));
+                }
+                commit(&store, h, &w);
+                check_proofs(&store, h, &values);
+            }
+            assert!(store.memory().tree.evicted > 1_000);
+            assert_eq!(count(&store, Cf::Leaves), count(&store, Cf::State));
+        }
+        {
+            let store = Store::open_with(dir.path(), &chain, evicting(0)).expect("reopen");
+            store.check(10).expect("consistent");
+            check_proofs(&store, 30, &values);
+        }
+        {
+            // Run without eviction: blocks no longer write the leaves (they go stale,
+            // and one key is deleted), and the mark that they are whole goes.
+            let store = Store::open(dir.path(), &chain).expect("reopen whole");
+            assert_eq!(store.memory().tree.evicted, 0);
+            assert_eq!(count(&store, Cf::Leaves), count(&store, Cf::State));
+            let mut w = writes(&[("syn/000002", Some("whole"))]);
+            w.insert(key(3), None);
+            values.insert(key(2), b"whole".to_vec());
+            values.remove(&key(3));
+            commit(&store, 31, &w);
+            assert_eq!(store.inner.meta_get::<u64>(LEAVES_AT).expect("read"), None);
+            assert_ne!(count(&store, Cf::Leaves), count(&store, Cf::State));
+        }
+        // Evicting again: the leaves are written anew, whole, from the state.
+        let store = Store::open_with(dir.path(), &chain, evicting(0)).expect("reopen");
+        assert_eq!(
+            store.inner.meta_get::<u64>(LEAVES_AT).expect("read"),
+            Some(31)
+        );
+        assert_eq!(count(&store, Cf::Leaves), count(&store, Cf::State));
+        check_proofs(&store, 31, &values);
+        let w = writes(&[("syn/000001", Some("after"))]);
+        values.insert(b"syn/000001".to_vec(), b"after".to_vec());
+        commit(&store, 32, &w);
+        check_proofs(&store, 32, &values);
+        // A leaf on disk with a flipped byte: the subtree that holds it is refused
+        // when read back, never hashed into a root or a proof.
+        let flipped = (0..60_000u32)
+            .map(key)
+            .find(|k| {
+                let hash = sparse::key_hash(SUITE, k);
+                let leaf = store.inner.kv.get(Cf::Leaves, &hash.0).expect("read");
+                let Some(mut value) = leaf else {
+                    return false; // deleted
+                };
+                value[0] ^= 1;
+                let mut batch = Batch::default();
+                batch.put(Cf::Leaves, hash.0, value);
+                store.inner.kv.write(batch, true).expect("write");
+                store.sparse_proof(k, 32).is_err()
+            })
+            .expect("a key under an evicted subtree");
+        let err = store.sparse_proof(&flipped, 32).expect_err("refused");
+        assert!(err.to_string().contains("do not hash"), "{err}");
+    }
+
     /// The old layout (a `jmt` on disk) is refused with what to do.
     #[test]
     fn a_store_of_the_old_format_is_refused() {
@@ -2120,6 +2519,7 @@ mod tests {
             archive: false,
             suite: SUITE,
             signing_file: None,
+            tree_resident_keys: None,
         };
         let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
         store

@@ -32,9 +32,23 @@
 //!   again) and 15 levels. In a state of 10^7 keys these nodes hold about 10 keys each
 //!   and were most of an update's hashing and of its reads of leaves.
 //!
-//! Memory is about 100 bytes per key (a 64-byte leaf and its share of 100-byte nodes),
-//! plus at most about 35 MB of kept binary levels and 138 MB of quarters whatever the
-//! state's size (16^5 nodes at [`QUARTERS_DEPTH`] at most, 132 bytes each).
+//! - **Cold subtrees on disk.** With a [`LeafSource`] (the store's `leaves` column
+//!   family: every key hash with its value hash, written with each block) and a
+//!   budget of leaves, a node at [`EVICT_DEPTH`] that every kept version shares and
+//!   whose version is on disk may be evicted, the ones changed longest ago first and
+//!   only while more leaves than the budget are in memory: its subtree is freed and
+//!   the node keeps only its hash ([`Tree::evict_cold`]). An update that reaches it
+//!   brings it back in place from its leaves (which must give its hash), read ahead
+//!   by the store outside the tree's lock ([`Tree::evicted_under`],
+//!   [`Tree::prepare_fetched`]), then updates it as any node; a proof below it is made
+//!   from the leaves read back.
+//!
+//! Memory, without a source, is about 100 bytes per key (a 64-byte leaf and its share
+//! of 100-byte nodes), plus at most about 35 MB of kept binary levels and 138 MB of
+//! quarters whatever the state's size (16^5 nodes at [`QUARTERS_DEPTH`] at most, 132
+//! bytes each). With one, it is bounded whatever the state's size: the nodes down to
+//! [`EVICT_DEPTH`] (at most 16^5 + 69,905 of 100 bytes, an evicted one without levels),
+//! the budget, and the subtrees the last [`Tree::keep`] versions changed.
 //!
 //! **Archives.** A node that must prove any height keeps, besides the tree, the nodes
 //! each version made in the shape [`Stored`] (16 children, each empty, a leaf or a
@@ -43,7 +57,8 @@
 //! archive starts), and [`prove`] walks such nodes, wherever they are kept, to the same
 //! proof [`Tree::proof`] gives.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use cbec_ledger::sparse::{self, SparseLeaf, SparseProof, PLACEHOLDER};
 use cbec_ledger::{Hash, Suite};
@@ -61,7 +76,33 @@ pub enum TreeError {
     NotLatest { base: u64, latest: u64 },
     #[error("more than {0} keys: the tree's arena is full")]
     Full(u32),
+    #[error("the leaves of evicted subtree {path}: {reason}")]
+    Leaves { path: String, reason: String },
 }
+
+/// Where the tree reads back the leaves of a subtree it evicted: the latest leaves on
+/// disk (see [`Tree::evict_cold`] for why they are that subtree's).
+pub trait LeafSource: Send + Sync + std::fmt::Debug {
+    /// Every leaf (key hash, value hash) whose key hash begins with the first
+    /// [`EVICT_DEPTH`] nibbles of `path`, in key-hash order.
+    fn leaves_under(&self, path: &Hash) -> Result<Vec<(Hash, Hash)>, String>;
+
+    /// [`LeafSource::leaves_under`] for each of `paths` (sorted by key hash, no path
+    /// twice), in their order: a block's read-backs together, in one pass.
+    fn leaves_under_many(&self, paths: &[Hash]) -> Result<Vec<Vec<(Hash, Hash)>>, String> {
+        paths.iter().map(|path| self.leaves_under(path)).collect()
+    }
+}
+
+/// Nodes at this depth are the ones [`Tree::evict_cold`] evicts: there are at most
+/// 16^5 of them, each about 10 keys in a state of 10^7.
+pub const EVICT_DEPTH: usize = QUARTERS_DEPTH;
+
+/// [`Node::inner`] of an evicted node (never a quarters index: [`ARENA_MAX`]).
+const EVICTED: u32 = u32::MAX;
+
+/// The leaves of an evicted subtree, read back.
+type Leaves = Arc<Vec<(Hash, Hash)>>;
 
 /// A child of a node: nothing, a leaf, or another node, in 32 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -243,6 +284,8 @@ struct Garbage {
     nodes: Vec<u32>,
     leaves: Vec<u32>,
     inner: Vec<u32>,
+    /// The nodes at [`EVICT_DEPTH`] made, with their paths (only with a source).
+    cold: Vec<(u32, Hash)>,
 }
 
 /// One key's change: its hash, and its value's hash (`None`: deleted).
@@ -502,6 +545,8 @@ pub struct TreeSize {
     pub nodes: usize,
     pub leaves: usize,
     pub versions: usize,
+    /// Nodes whose subtree is on disk only ([`Tree::evict_cold`]).
+    pub evicted: usize,
 }
 
 /// A binary subtree as hashing sees it: no leaf, one leaf (its hash), or more.
@@ -574,6 +619,21 @@ pub struct Tree {
     quarters: Arena<Quarters>,
     versions: VecDeque<Version>,
     keep: usize,
+    /// Where evicted subtrees are read back from; none: nothing is evicted.
+    source: Option<Arc<dyn LeafSource>>,
+    /// Nodes at [`EVICT_DEPTH`] as committed versions made them, oldest first: the
+    /// version, the node and its path ([`Tree::evict_cold`] looks at each once).
+    cold: VecDeque<(u64, u32, Hash)>,
+    evicted: usize,
+    /// [`Tree::evict_cold`] evicts only while more leaves than this are in memory,
+    /// the subtrees changed longest ago first.
+    resident_max: usize,
+    /// Leaves read ahead of an update by the paths of the nodes they are under
+    /// ([`Tree::prepare_fetched`]); checked like any leaves read back.
+    fetched: HashMap<Hash, Vec<(Hash, Hash)>>,
+    /// [`Tree::build`] makes nodes at [`EVICT_DEPTH`] evicted
+    /// ([`Tree::from_leaves_on_disk`]).
+    building_on_disk: bool,
 }
 
 impl Tree {
@@ -594,6 +654,32 @@ impl Tree {
             quarters: Arena::new(0),
             versions,
             keep: keep.max(1),
+            source: None,
+            cold: VecDeque::new(),
+            evicted: 0,
+            resident_max: 0,
+            fetched: HashMap::new(),
+            building_on_disk: false,
+        }
+    }
+
+    /// Reads evicted subtrees back from `source`, and lets [`Tree::evict_cold`] evict
+    /// while more than `resident_max` leaves are in memory. The nodes at
+    /// [`EVICT_DEPTH`] already in the tree count as made by its latest version.
+    pub fn set_source(&mut self, source: Arc<dyn LeafSource>, resident_max: usize) {
+        self.source = Some(source);
+        self.resident_max = resident_max;
+        let latest = self.latest();
+        let mut stack = vec![(self.version_root(latest), 0usize, Hash([0; 32]))];
+        while let Some((at, depth, path)) = stack.pop() {
+            let Kind::Node(i) = at.kind() else { continue };
+            if depth == EVICT_DEPTH {
+                self.cold.push_back((latest, i, path));
+                continue;
+            }
+            for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
+                stack.push((*child, depth + 1, child_path(&path, depth, slot)));
+            }
         }
     }
 
@@ -611,6 +697,32 @@ impl Tree {
         let root = tree.build(0, &items, &mut made)?;
         if let Some(first) = tree.versions.front_mut() {
             first.root = root;
+        }
+        Ok(tree)
+    }
+
+    /// [`Tree::from_leaves`] for leaves that `source` holds (written, with nothing
+    /// newer): the nodes at [`EVICT_DEPTH`] are made evicted, hashed from the leaves
+    /// without building what is below them, so a large state is never wholly in
+    /// memory (the arenas keep their largest size).
+    pub fn from_leaves_on_disk(
+        version: u64,
+        keep: usize,
+        suite: Suite,
+        mut leaves: Vec<(Hash, Hash)>,
+        source: Arc<dyn LeafSource>,
+        resident_max: usize,
+    ) -> Result<Tree, TreeError> {
+        let mut tree = Tree::new(version, keep, suite);
+        leaves.sort_unstable_by_key(|l| l.0);
+        let items: Vec<Item> = leaves.into_iter().map(|(k, v)| Item::New(k, v)).collect();
+        tree.source = Some(source);
+        tree.resident_max = resident_max;
+        tree.building_on_disk = true;
+        let built = tree.build(0, &items, &mut Garbage::default());
+        tree.building_on_disk = false;
+        if let Some(first) = tree.versions.front_mut() {
+            first.root = built?;
         }
         Ok(tree)
     }
@@ -638,7 +750,203 @@ impl Tree {
             nodes: self.nodes.live() - 1,
             leaves: self.leaves.live(),
             versions: self.versions.len(),
+            evicted: self.evicted,
         }
+    }
+
+    fn version_root(&self, number: u64) -> Ref {
+        self.version(number).map_or(Ref::EMPTY, |v| v.root)
+    }
+
+    /// The node at [`EVICT_DEPTH`] on `path` in a kept version, if there is one.
+    fn cold_node_at(&self, number: u64, path: &Hash) -> Option<u32> {
+        let mut at = self.version_root(number);
+        for depth in 0..EVICT_DEPTH {
+            let Kind::Node(i) = at.kind() else {
+                return None;
+            };
+            at = self.nodes.get(i).children[nibble(path, depth)];
+        }
+        match at.kind() {
+            Kind::Node(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn is_evicted(&self, index: u32) -> bool {
+        self.nodes.get(index).inner == EVICTED
+    }
+
+    /// Evicts the nodes at [`EVICT_DEPTH`] that every kept version shares, once the
+    /// oldest kept version is on disk (`persisted`, the last version the source's
+    /// leaves are of). Such a node's leaves on disk are its own: it is in the version
+    /// on disk and in every later one, and the source changes only when a later
+    /// version is written, which must have replaced the node: the update that replaced
+    /// it brought it back first ([`Tree::restore`]: read from the disk before that
+    /// version was written). What it held below is in no other live node (every kept
+    /// version shows this one), so it is freed. Only while more than the budget of
+    /// leaves given with the source are in memory, and those changed longest ago
+    /// first, so a working set that fits stays.
+    /// Returns how many were evicted.
+    pub fn evict_cold(&mut self, persisted: u64) -> usize {
+        if self.source.is_none() {
+            return 0;
+        }
+        let (oldest, latest) = (self.oldest(), self.latest());
+        if oldest > persisted {
+            return 0;
+        }
+        let mut evicted = 0;
+        while let Some(&(made, i, path)) = self.cold.front() {
+            if made > oldest || self.leaves.live() <= self.resident_max {
+                break;
+            }
+            self.cold.pop_front();
+            // Replaced since (the entry is stale), or already evicted: leave it.
+            if self.cold_node_at(oldest, &path) == Some(i)
+                && self.cold_node_at(latest, &path) == Some(i)
+                && !self.is_evicted(i)
+            {
+                self.evict(i);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    fn evict(&mut self, index: u32) {
+        let node = self.nodes.get_mut(index);
+        let mut below: Vec<Ref> = std::mem::take(&mut node.children).to_vec();
+        let levels = std::mem::replace(&mut node.inner, EVICTED);
+        self.release_levels(levels);
+        while let Some(child) = below.pop() {
+            match child.kind() {
+                Kind::Empty => {}
+                Kind::Leaf(i) => self.leaves.release(i),
+                Kind::Node(i) => {
+                    let node = self.nodes.get_mut(i);
+                    below.extend(node.children);
+                    let levels = std::mem::take(&mut node.inner);
+                    self.release_levels(levels);
+                    self.nodes.release(i);
+                }
+            }
+        }
+        self.evicted += 1;
+    }
+
+    /// The leaves of evicted node `index` on `path`: kept, or read back and checked
+    /// against the node's hash.
+    fn leaves_of(&self, index: u32, path: &Hash) -> Result<Leaves, TreeError> {
+        let source = self
+            .source
+            .as_ref()
+            .ok_or_else(|| leaves_failed(path, "no source to read them from".into()))?;
+        let leaves = source
+            .leaves_under(path)
+            .map_err(|e| leaves_failed(path, e))?;
+        self.checked_leaves(index, path, leaves)
+    }
+
+    /// `leaves`, read back for evicted node `index` on `path`, if they are its own.
+    fn checked_leaves(
+        &self,
+        index: u32,
+        path: &Hash,
+        leaves: Vec<(Hash, Hash)>,
+    ) -> Result<Leaves, TreeError> {
+        let failed = |reason: &str| leaves_failed(path, reason.into());
+        let ordered = leaves.windows(2).all(|w| w[0].0 < w[1].0);
+        let under = leaves
+            .iter()
+            .all(|(k, _)| node_path(k, EVICT_DEPTH) == *path);
+        if !ordered || !under {
+            return Err(failed("read back out of order or from elsewhere"));
+        }
+        if items_sub(self.suite, EVICT_DEPTH, &leaves).hash() != self.nodes.get(index).hash {
+            return Err(failed("read back, they do not hash to the node's hash"));
+        }
+        Ok(Arc::new(leaves))
+    }
+
+    /// A tree of evicted node `index`'s leaves alone, and its node at `depth` (the
+    /// evicted node's own, at [`EVICT_DEPTH`]) on `path`.
+    fn scratch(&self, index: u32, path: &Hash) -> Result<(Tree, Ref), TreeError> {
+        let leaves = self.leaves_of(index, path)?;
+        let tree = Tree::from_leaves(0, 1, self.suite, leaves.to_vec())?;
+        let mut at = tree.version_root(0);
+        for depth in 0..EVICT_DEPTH {
+            if let Kind::Node(i) = at.kind() {
+                at = tree.nodes.get(i).children[nibble(path, depth)];
+            }
+        }
+        Ok((tree, at))
+    }
+
+    /// Brings evicted node `index` on `path` back into memory: its subtree built again
+    /// from its leaves read back (read ahead, or from the source), which must give its
+    /// hash. The node keeps its index and hash, so every version that shows it is
+    /// unchanged; it counts as made by the latest version for [`Tree::evict_cold`].
+    fn restore(&mut self, index: u32, path: &Hash) -> Result<(), TreeError> {
+        let mut ahead = self.fetched.remove(path);
+        let mut why = "not read";
+        for read_ahead in [true, false] {
+            let leaves = match (read_ahead, ahead.take()) {
+                (true, Some(leaves)) => leaves,
+                (true, None) => continue,
+                (false, _) => {
+                    let source = self
+                        .source
+                        .as_ref()
+                        .ok_or_else(|| leaves_failed(path, "no source to read them from".into()))?;
+                    source
+                        .leaves_under(path)
+                        .map_err(|e| leaves_failed(path, e))?
+                }
+            };
+            match self.restore_from(index, path, &leaves)? {
+                Ok(()) => return Ok(()),
+                Err(reason) => why = reason,
+            }
+        }
+        Err(leaves_failed(path, why.into()))
+    }
+
+    /// [`Tree::restore`] from `leaves`; the inner error: they are not the node's.
+    fn restore_from(
+        &mut self,
+        index: u32,
+        path: &Hash,
+        leaves: &[(Hash, Hash)],
+    ) -> Result<Result<(), &'static str>, TreeError> {
+        let ordered = leaves.windows(2).all(|w| w[0].0 < w[1].0);
+        let under = leaves
+            .iter()
+            .all(|(k, _)| node_path(k, EVICT_DEPTH) == *path);
+        if !ordered || !under {
+            return Ok(Err("read back out of order or from elsewhere"));
+        }
+        let items: Vec<Item> = leaves.iter().map(|(k, v)| Item::New(*k, *v)).collect();
+        let mut built = Garbage::default();
+        let at = self.build(EVICT_DEPTH, &items, &mut built)?;
+        let own = match at.kind() {
+            Kind::Node(j) if self.nodes.get(j).hash == self.nodes.get(index).hash => j,
+            _ => {
+                self.free(built);
+                return Ok(Err("read back, they do not hash to the node's hash"));
+            }
+        };
+        // The built node's children and levels become the evicted node's; what was
+        // built below it stays, now under the evicted node.
+        let node = std::mem::take(self.nodes.get_mut(own));
+        let target = self.nodes.get_mut(index);
+        target.children = node.children;
+        target.inner = node.inner;
+        self.nodes.release(own);
+        self.evicted -= 1;
+        let latest = self.latest();
+        self.cold.push_back((latest, index, *path));
+        Ok(Ok(()))
     }
 
     fn version(&self, number: u64) -> Result<&Version, TreeError> {
@@ -745,6 +1053,43 @@ impl Tree {
 
     /// The new version `version` after `changes` (from [`changes`]) on top of the latest
     /// one, which must be `version - 1`. Nothing committed changes.
+    /// The paths of the evicted nodes that an update of `changes` (sorted by key hash)
+    /// on the latest version would read back: what [`Tree::prepare_fetched`] wants
+    /// read ahead, outside any lock on the tree.
+    pub fn evicted_under(&self, changes: &[Change]) -> Vec<Hash> {
+        let mut paths: Vec<Hash> = Vec::new();
+        if self.source.is_none() || self.evicted == 0 {
+            return paths;
+        }
+        let latest = self.latest();
+        for (key_hash, _) in changes {
+            let path = node_path(key_hash, EVICT_DEPTH);
+            if paths.last() == Some(&path) {
+                continue;
+            }
+            if let Some(i) = self.cold_node_at(latest, &path) {
+                if self.is_evicted(i) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    }
+
+    /// [`Tree::prepare`] with the leaves of evicted nodes read ahead (by
+    /// [`Tree::evicted_under`]'s paths); those not the nodes' own are read again.
+    pub fn prepare_fetched(
+        &mut self,
+        version: u64,
+        changes: &[Change],
+        fetched: Vec<(Hash, Vec<(Hash, Hash)>)>,
+    ) -> Result<Update, TreeError> {
+        self.fetched = fetched.into_iter().collect();
+        let update = self.prepare(version, changes);
+        self.fetched.clear();
+        update
+    }
+
     pub fn prepare(&mut self, version: u64, changes: &[Change]) -> Result<Update, TreeError> {
         let latest = self.latest();
         if version != latest + 1 {
@@ -788,11 +1133,17 @@ impl Tree {
         // Nothing builds on a replaced node again: its kept levels go now, while
         // the node stays readable at the versions that hold it.
         for &i in &update.replaced.nodes {
-            let inner = std::mem::take(&mut self.nodes.get_mut(i).inner);
-            self.release_levels(inner);
+            // An evicted node stays marked: the versions that show it read its leaves.
+            if !self.is_evicted(i) {
+                let inner = std::mem::take(&mut self.nodes.get_mut(i).inner);
+                self.release_levels(inner);
+            }
         }
         if let Some(last) = self.versions.back_mut() {
             last.replaced_by_next = update.replaced;
+        }
+        for (i, path) in update.made.cold {
+            self.cold.push_back((update.version, i, path));
         }
         self.versions.push_back(Version {
             number: update.version,
@@ -814,6 +1165,10 @@ impl Tree {
 
     fn free(&mut self, garbage: Garbage) {
         for i in garbage.nodes {
+            if self.nodes.get(i).inner == EVICTED {
+                self.evicted -= 1;
+                self.nodes.get_mut(i).inner = 0;
+            }
             self.nodes.release(i);
         }
         for i in garbage.leaves {
@@ -826,6 +1181,9 @@ impl Tree {
 
     /// Frees the levels a [`Node::inner`] names, if any.
     fn release_levels(&mut self, at: u32) {
+        if at == EVICTED {
+            return;
+        }
         if at & QUARTERS_TAG != 0 {
             self.quarters.release(at & !QUARTERS_TAG);
         } else if at != 0 {
@@ -874,7 +1232,7 @@ impl Tree {
         } else if depth == QUARTERS_DEPTH {
             let old = replacing.and_then(|(i, old)| {
                 let at = self.nodes.get(i).inner;
-                (at & QUARTERS_TAG != 0)
+                (at & QUARTERS_TAG != 0 && at != EVICTED)
                     .then(|| (*self.quarters.get(at & !QUARTERS_TAG), changed(&old)))
             });
             let quarters = self.quarters_of(&children, old);
@@ -893,6 +1251,13 @@ impl Tree {
         Ok(Ref::node(index))
     }
 
+    /// Notes a node made at [`EVICT_DEPTH`] for [`Tree::evict_cold`].
+    fn made_cold(&self, node: Ref, depth: usize, key_hash: &Hash, made: &mut Garbage) {
+        if let (EVICT_DEPTH, Kind::Node(i), Some(_)) = (depth, node.kind(), &self.source) {
+            made.cold.push((i, node_path(key_hash, depth)));
+        }
+    }
+
     /// The subtree at `depth` (in nibbles) holding exactly `items` (sorted by key hash).
     fn build(
         &mut self,
@@ -904,6 +1269,24 @@ impl Tree {
             [] => Ok(Ref::EMPTY),
             [Item::Existing(i, _)] => Ok(Ref::leaf(*i)),
             [Item::New(k, v)] => self.new_leaf(*k, *v, made),
+            _ if depth == EVICT_DEPTH && self.building_on_disk => {
+                let leaves: Vec<(Hash, Hash)> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Item::New(k, v) => Some((*k, *v)),
+                        Item::Existing(..) => None,
+                    })
+                    .collect();
+                debug_assert_eq!(leaves.len(), items.len(), "built from new leaves only");
+                let index = self.nodes.alloc(Node {
+                    hash: items_sub(self.suite, depth, &leaves).hash(),
+                    children: [Ref::EMPTY; 16],
+                    inner: EVICTED,
+                })?;
+                made.nodes.push(index);
+                self.evicted += 1;
+                Ok(Ref::node(index))
+            }
             _ => {
                 // Two distinct key hashes differ within 64 nibbles.
                 assert!(depth < DEPTH_MAX, "two leaves with one key hash");
@@ -911,7 +1294,9 @@ impl Tree {
                 for (slot, part) in split(items, depth, Item::key_hash) {
                     children[slot] = self.build(depth + 1, part, made)?;
                 }
-                self.new_node(depth, children, None, made)
+                let node = self.new_node(depth, children, None, made)?;
+                self.made_cold(node, depth, &items[0].key_hash(), made);
+                Ok(node)
             }
         }
     }
@@ -963,6 +1348,12 @@ impl Tree {
                 }
                 self.build(depth, &items, made)
             }
+            Kind::Node(i) if self.is_evicted(i) => {
+                // Brought back in place (same hash: the versions that show it are
+                // unchanged), then updated as any node in memory.
+                self.restore(i, &node_path(&changes[0].0, depth))?;
+                self.update(at, depth, changes, made, replaced)
+            }
             Kind::Node(i) => {
                 assert!(depth < DEPTH_MAX, "a node below the last nibble");
                 let old = self.nodes.get(i).children;
@@ -979,7 +1370,11 @@ impl Tree {
                     (None, _) => Ok(Ref::EMPTY),
                     // One leaf left under this node: the subtree is that leaf.
                     (Some(only), None) if matches!(only.kind(), Kind::Leaf(_)) => Ok(*only),
-                    _ => self.new_node(depth, children, Some((i, old)), made),
+                    _ => {
+                        let node = self.new_node(depth, children, Some((i, old)), made)?;
+                        self.made_cold(node, depth, &changes[0].0, made);
+                        Ok(node)
+                    }
                 }
             }
         }
@@ -996,6 +1391,10 @@ impl Tree {
                     let leaf = self.leaves.get(i);
                     return Ok((leaf.key_hash == *key_hash).then_some(leaf.value_hash));
                 }
+                Kind::Node(i) if self.is_evicted(i) => {
+                    let (scratch, _) = self.scratch(i, &node_path(key_hash, depth))?;
+                    return scratch.value_hash(0, key_hash);
+                }
                 Kind::Node(i) => {
                     at = self.nodes.get(i).children[nibble(key_hash, depth)];
                     depth += 1;
@@ -1009,13 +1408,23 @@ impl Tree {
     pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
         let mut at = self.version(version)?.root;
         let root = self.stored(at);
+        // Below an evicted node, the walk goes on in a tree of its leaves read back.
+        let mut scratch: Option<Tree> = None;
         prove(self.suite, root, key_hash, |depth| {
             // `prove` goes down only into nodes, and `at` follows it.
+            if let (Kind::Node(i), None) = (at.kind(), &scratch) {
+                if self.is_evicted(i) {
+                    let (tree, own) = self.scratch(i, &node_path(key_hash, depth))?;
+                    at = own;
+                    scratch = Some(tree);
+                }
+            }
+            let tree = scratch.as_ref().unwrap_or(self);
             let Kind::Node(i) = at.kind() else {
                 return Ok([Stored::Empty; 16]);
             };
-            at = self.nodes.get(i).children[nibble(key_hash, depth)];
-            Ok(self.stored_node(i))
+            at = tree.nodes.get(i).children[nibble(key_hash, depth)];
+            Ok(tree.stored_node(i))
         })
     }
 
@@ -1051,6 +1460,11 @@ impl Tree {
         for (key_hash, _) in changes {
             let (mut at, mut depth) = (root, 0);
             while let Kind::Node(i) = at.kind() {
+                if self.is_evicted(i) {
+                    // Not made by this version (every node it made is younger than
+                    // any evicted one), so given with the version that made it.
+                    break;
+                }
                 if !seen.insert(i) {
                     // Its path up to here was given already; below may differ.
                 } else {
@@ -1075,21 +1489,51 @@ impl Tree {
         let mut stack = vec![(root, 0usize, Hash([0; 32]))];
         while let Some((at, depth, path)) = stack.pop() {
             let Kind::Node(i) = at.kind() else { continue };
+            if self.is_evicted(i) {
+                let (scratch, own) = self.scratch(i, &path)?;
+                scratch.walk_nodes(own, depth, path, out);
+                continue;
+            }
             out(depth, path, self.stored_node(i));
             for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
                 if matches!(child.kind(), Kind::Node(_)) {
-                    let mut below = path;
-                    let nib = slot as u8;
-                    below.0[depth / 2] |= if depth % 2 == 0 { nib << 4 } else { nib };
-                    stack.push((*child, depth + 1, below));
+                    stack.push((*child, depth + 1, child_path(&path, depth, slot)));
                 }
             }
         }
         Ok(self.stored(root))
     }
+
+    /// Every node of the subtree `at` (at `depth`, on `path`; nothing evicted in it).
+    fn walk_nodes(
+        &self,
+        at: Ref,
+        depth: usize,
+        path: Hash,
+        out: &mut dyn FnMut(usize, Hash, StoredNode),
+    ) {
+        let mut stack = vec![(at, depth, path)];
+        while let Some((at, depth, path)) = stack.pop() {
+            let Kind::Node(i) = at.kind() else { continue };
+            out(depth, path, self.stored_node(i));
+            for (slot, child) in self.nodes.get(i).children.iter().enumerate() {
+                if matches!(child.kind(), Kind::Node(_)) {
+                    stack.push((*child, depth + 1, child_path(&path, depth, slot)));
+                }
+            }
+        }
+    }
 }
 
 /// Consecutive runs of `items` (sorted by key hash) with the same nibble at `depth`.
+/// The error for the leaves of the evicted node on `path`.
+fn leaves_failed(path: &Hash, reason: String) -> TreeError {
+    TreeError::Leaves {
+        path: hex::encode(&path.0[..EVICT_DEPTH.div_ceil(2)]),
+        reason,
+    }
+}
+
 fn split<'a, T>(
     items: &'a [T],
     depth: usize,
@@ -1103,6 +1547,36 @@ fn split<'a, T>(
         rest = after;
         Some((slot, run))
     })
+}
+
+/// The path of a node's child in `slot`, the node being at `depth` on `path`.
+fn child_path(path: &Hash, depth: usize, slot: usize) -> Hash {
+    let mut below = *path;
+    let nib = slot as u8;
+    below.0[depth / 2] |= if depth % 2 == 0 { nib << 4 } else { nib };
+    below
+}
+
+/// The subtree at `depth` of `leaves` (sorted by key hash), hashed without building it.
+fn items_sub(suite: Suite, depth: usize, leaves: &[(Hash, Hash)]) -> Sub {
+    match leaves {
+        [] => Sub::Empty,
+        [(key_hash, value_hash)] => Sub::One(
+            Leaf {
+                key_hash: *key_hash,
+                value_hash: *value_hash,
+            }
+            .hash(suite),
+        ),
+        _ if depth >= DEPTH_MAX => Sub::Empty, // two leaves with one key hash: refused above
+        _ => {
+            let mut subs = [Sub::Empty; 16];
+            for (slot, part) in split(leaves, depth, |l| l.0) {
+                subs[slot] = items_sub(suite, depth + 1, part);
+            }
+            reduce(suite, &subs, 0, 16)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1670,5 +2144,322 @@ mod tests {
         assert_eq!(tree.quarters.live(), before + 1);
         tree.discard(update);
         assert_eq!(tree.quarters.live(), before);
+    }
+
+    /// A source that hands back what `persist` was given: the disk of the tests.
+    #[derive(Debug, Default)]
+    struct MapSource {
+        leaves: std::sync::Mutex<BTreeMap<Hash, Hash>>,
+    }
+
+    impl MapSource {
+        fn persist(&self, changes: &[Change]) {
+            let mut leaves = self.leaves.lock().expect("lock");
+            for (k, v) in changes {
+                match v {
+                    Some(v) => leaves.insert(*k, *v),
+                    None => leaves.remove(k),
+                };
+            }
+        }
+    }
+
+    impl LeafSource for MapSource {
+        fn leaves_under(&self, path: &Hash) -> Result<Vec<(Hash, Hash)>, String> {
+            let leaves = self.leaves.lock().expect("lock");
+            Ok(leaves
+                .range(*path..)
+                .take_while(|(k, _)| node_path(k, EVICT_DEPTH) == *path)
+                .map(|(k, v)| (*k, *v))
+                .collect())
+        }
+    }
+
+    /// Blocks of changes to keys under 300 nodes at depth 5 (20 keys each at first),
+    /// then small blocks that change a few of them.
+    fn cold_blocks(small: usize) -> Vec<Vec<Change>> {
+        let prefixes = 300;
+        let mut seed = 11u64;
+        let mut blocks = vec![(0..6_000u32)
+            .map(|i| (i, Some(u64::from(i))))
+            .collect::<Vec<_>>()];
+        for n in (0..small).map(|b| [1, 3, 20, 2][b % 4]) {
+            let block: BTreeMap<u32, Option<u64>> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let i = (seed >> 33) as u32 % 7_000;
+                    (i, ((seed >> 20) % 4 != 0).then_some(seed))
+                })
+                .collect();
+            blocks.push(block.into_iter().collect());
+        }
+        blocks
+            .iter()
+            .map(|block| {
+                let mut changes: Vec<Change> = block
+                    .iter()
+                    .map(|(i, v)| {
+                        let value = v.map(|v| sparse::value_hash(SUITE, &v.to_be_bytes()));
+                        (deep_key(*i, prefixes), value)
+                    })
+                    .collect();
+                changes.sort_unstable_by_key(|c| c.0);
+                changes
+            })
+            .collect()
+    }
+
+    /// A tree that evicts, beside one that does not, through the same blocks; the disk
+    /// (the source) two versions behind, as the store's persisting thread may be.
+    struct ColdPair {
+        cold: Tree,
+        whole: Tree,
+        source: Arc<MapSource>,
+        unwritten: VecDeque<Vec<Change>>,
+        most_evicted: usize,
+    }
+
+    impl ColdPair {
+        fn new(keep: usize) -> ColdPair {
+            ColdPair::with_budget(keep, 0)
+        }
+
+        /// `resident`: the most leaves the evicting tree keeps in memory.
+        fn with_budget(keep: usize, resident: usize) -> ColdPair {
+            let source = Arc::new(MapSource::default());
+            let mut cold = Tree::new(0, keep, SUITE);
+            cold.set_source(source.clone(), resident);
+            ColdPair {
+                cold,
+                whole: Tree::new(0, keep, SUITE),
+                source,
+                unwritten: VecDeque::new(),
+                most_evicted: 0,
+            }
+        }
+
+        fn apply(&mut self, changes: &[Change]) {
+            let version = self.cold.latest() + 1;
+            // As the store does: what the update reaches on disk read ahead.
+            let wanted = self.cold.evicted_under(changes);
+            let fetched = self.source.leaves_under_many(&wanted).expect("read");
+            let fetched = wanted.into_iter().zip(fetched).collect();
+            let update = self
+                .cold
+                .prepare_fetched(version, changes, fetched)
+                .expect("prepare");
+            assert!(self.cold.fetched.is_empty(), "read-ahead dropped after use");
+            let expected = self.whole.prepare(version, changes).expect("prepare");
+            assert_eq!(
+                update.root_hash(),
+                expected.root_hash(),
+                "version {version}"
+            );
+            self.cold.commit(update).expect("commit");
+            self.whole.commit(expected).expect("commit");
+            self.unwritten.push_back(changes.to_vec());
+            while self.unwritten.len() > 2 {
+                let written = self.unwritten.pop_front().expect("one");
+                self.source.persist(&written);
+            }
+            let persisted = self.cold.latest() - self.unwritten.len() as u64;
+            self.cold.evict_cold(persisted);
+            self.most_evicted = self.most_evicted.max(self.cold.size().evicted);
+        }
+
+        /// Proofs and values of `keys` at every kept version, from both trees.
+        fn check(&self, keys: &[Hash]) {
+            for version in self.cold.oldest()..=self.cold.latest() {
+                assert_eq!(
+                    self.cold.root_hash(version).expect("kept"),
+                    self.whole.root_hash(version).expect("kept")
+                );
+                for key in keys {
+                    assert_eq!(
+                        self.cold.proof(version, key).expect("proof"),
+                        self.whole.proof(version, key).expect("proof"),
+                        "version {version}"
+                    );
+                    assert_eq!(
+                        self.cold.value_hash(version, key).expect("value"),
+                        self.whole.value_hash(version, key).expect("value")
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn evicted_subtrees_read_back_prove_and_update_as_the_whole_tree() {
+        let mut pair = ColdPair::new(4);
+        let keys: Vec<Hash> = (0..7_000).step_by(97).map(|i| deep_key(i, 300)).collect();
+        for (b, changes) in cold_blocks(40).iter().enumerate() {
+            pair.apply(changes);
+            let changed: Vec<Hash> = changes.iter().map(|c| c.0).collect();
+            pair.check(&changed);
+            if b % 8 == 0 {
+                pair.check(&keys);
+            }
+        }
+        let (cold, whole) = (pair.cold.size(), pair.whole.size());
+        assert!(pair.most_evicted >= 250, "{} evicted", pair.most_evicted);
+        assert!(
+            cold.leaves * 4 < whole.leaves,
+            "in memory: {cold:?} against {whole:?}"
+        );
+        // Whole archives agree, evicted subtrees walked from their leaves.
+        let latest = pair.cold.latest();
+        let mut walked = [BTreeMap::new(), BTreeMap::new()];
+        for (tree, nodes) in [&pair.cold, &pair.whole].into_iter().zip(&mut walked) {
+            tree.archive_all(latest, &mut |depth, path, node| {
+                nodes.insert((depth, path), encode_node(&node));
+            })
+            .expect("archive");
+        }
+        assert_eq!(walked[0], walked[1]);
+        // Every evicted node goes once the versions that show it are dropped.
+        for _ in 0..10 {
+            pair.apply(&[]);
+        }
+        // Built from the leaves on disk (the last two versions changed nothing), the
+        // tree holds nothing below the eviction depth and proves the same.
+        let leaves: Vec<(Hash, Hash)> = pair
+            .source
+            .leaves
+            .lock()
+            .expect("lock")
+            .clone()
+            .into_iter()
+            .collect();
+        let latest = pair.whole.latest();
+        let built = Tree::from_leaves_on_disk(latest, 4, SUITE, leaves, pair.source.clone(), 0)
+            .expect("build");
+        assert_eq!(built.root_hash(latest), pair.whole.root_hash(latest));
+        assert!(
+            built.size().evicted >= 250 && built.size().leaves < 100,
+            "{:?}",
+            built.size()
+        );
+        for key in &keys {
+            assert_eq!(
+                built.proof(latest, key).expect("proof"),
+                pair.whole.proof(latest, key).expect("proof")
+            );
+        }
+    }
+
+    /// With a budget, eviction stops at it, the subtrees changed longest ago going
+    /// first: a tree that keeps more leaves than another with a smaller budget, both
+    /// far fewer than the whole tree, and both giving its roots and proofs.
+    #[test]
+    fn eviction_keeps_the_budget_and_evicts_the_oldest_first() {
+        let blocks = cold_blocks(40);
+        let mut all = ColdPair::new(4);
+        let mut budget = ColdPair::with_budget(4, 2_000);
+        for changes in &blocks {
+            all.apply(changes);
+            budget.apply(changes);
+            let (kept, whole) = (budget.cold.size().leaves, budget.whole.size().leaves);
+            // Over the budget only while nothing old enough is left to evict.
+            if kept > 2_000 {
+                let front = budget.cold.cold.front().map(|c| c.0);
+                assert!(
+                    front.is_none_or(|made| made > budget.cold.oldest()),
+                    "{kept} leaves kept of {whole} with an old subtree still in memory"
+                );
+            }
+        }
+        let (none, some, whole) = (
+            all.cold.size().leaves,
+            budget.cold.size().leaves,
+            budget.whole.size().leaves,
+        );
+        assert!(none < some && some < whole, "{none} < {some} < {whole}");
+        assert!(
+            some <= 2_000 + 4 * 300,
+            "{some} leaves for a budget of 2,000"
+        );
+        let keys: Vec<Hash> = (0..7_000).step_by(89).map(|i| deep_key(i, 300)).collect();
+        budget.check(&keys);
+        // The subtrees kept are the ones changed last: the last block's are in memory.
+        let latest = budget.cold.latest();
+        for (key, _) in blocks.last().expect("a block") {
+            let path = node_path(key, EVICT_DEPTH);
+            if let Some(i) = budget.cold.cold_node_at(latest, &path) {
+                assert!(!budget.cold.is_evicted(i), "the last block's subtree kept");
+            }
+        }
+    }
+
+    /// Leaves read ahead that are not the node's (a stale or damaged read) are never
+    /// used: the update reads them again from the source and gives the right root.
+    #[test]
+    fn leaves_read_ahead_wrong_are_read_again() {
+        let mut pair = ColdPair::new(4);
+        let blocks = cold_blocks(12);
+        for changes in &blocks[..11] {
+            pair.apply(changes);
+        }
+        let changes = &blocks[11];
+        let wanted = pair.cold.evicted_under(changes);
+        assert!(!wanted.is_empty(), "the block reaches evicted subtrees");
+        let mut fetched: Vec<(Hash, Vec<(Hash, Hash)>)> = wanted
+            .iter()
+            .zip(pair.source.leaves_under_many(&wanted).expect("read"))
+            .map(|(p, l)| (*p, l))
+            .collect();
+        for (_, leaves) in &mut fetched {
+            match leaves.first_mut() {
+                Some(leaf) => leaf.1 .0[0] ^= 1,
+                None => leaves.push((Hash([7; 32]), Hash([7; 32]))),
+            }
+        }
+        let version = pair.cold.latest() + 1;
+        let update = pair
+            .cold
+            .prepare_fetched(version, changes, fetched)
+            .expect("read again");
+        let expected = pair.whole.prepare(version, changes).expect("prepare");
+        assert_eq!(update.root_hash(), expected.root_hash());
+    }
+
+    #[test]
+    fn evicted_leaves_read_back_wrong_are_refused() {
+        let mut pair = ColdPair::new(4);
+        let blocks = cold_blocks(8);
+        for changes in &blocks {
+            pair.apply(changes);
+        }
+        let latest = pair.cold.latest();
+        // A key under an evicted node, and one more under it.
+        let prefix = (0..300)
+            .find(|&i| {
+                let path = node_path(&deep_key(i, 300), EVICT_DEPTH);
+                pair.cold
+                    .cold_node_at(latest, &path)
+                    .is_some_and(|n| pair.cold.is_evicted(n))
+            })
+            .expect("an evicted node");
+        let (key, other) = (deep_key(prefix, 300), deep_key(prefix + 300, 300));
+        // One value hash on disk with a byte flipped, under an evicted node.
+        pair.source
+            .leaves
+            .lock()
+            .expect("lock")
+            .entry(key)
+            .and_modify(|v| v.0[31] ^= 1);
+        let refused = |e: TreeError| matches!(e, TreeError::Leaves { .. });
+        let proof = pair.cold.proof(latest, &other);
+        assert!(proof.is_err_and(refused), "a proof under it");
+        assert!(pair.cold.value_hash(latest, &key).is_err_and(refused));
+        let change = [(other, Some(Hash([7; 32])))];
+        let update = pair.cold.prepare(latest + 1, &change);
+        assert!(update.is_err_and(refused), "an update under it");
+        // A leaf missing is refused as well.
+        pair.source.leaves.lock().expect("lock").remove(&key);
+        assert!(pair.cold.proof(latest, &key).is_err_and(refused));
+        // Nodes elsewhere are still read.
+        let elsewhere = deep_key(if prefix == 0 { 1 } else { 0 }, 300);
+        assert!(pair.cold.proof(latest, &elsewhere).is_ok());
     }
 }

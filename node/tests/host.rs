@@ -241,6 +241,9 @@ impl Kv for FailingKv {
     fn scan(&self, cf: Cf, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         self.inner.scan(cf, from, limit)
     }
+    fn range(&self, cf: Cf, from: &[u8], until: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.range(cf, from, until)
+    }
     fn each(&self, cf: Cf, f: cbec_node::kv::Visit<'_>) -> Result<(), KvError> {
         self.inner.each(cf, f)
     }
