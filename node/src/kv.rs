@@ -337,7 +337,12 @@ impl Kv for RocksKv {
     fn ranges(&self, cf: Cf, bounds: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entries>> {
         // One iterator (creating one costs a seek in every level); the ranges are
         // ascending, so each seek moves forward over blocks the last one may have read.
-        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+        // What is read this way is kept by its reader (the state tree keeps the
+        // subtrees it reads back), so it does not push the working set out of the
+        // block cache.
+        let mut options = rocksdb::ReadOptions::default();
+        options.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), options);
         let mut out = Vec::with_capacity(bounds.len());
         for (from, until) in bounds {
             iter.seek(from);
