@@ -2104,14 +2104,7 @@ mod tests {
         let first: Vec<(u32, Option<u64>)> = (0..6_000).map(|i| (i, Some(u64::from(i)))).collect();
         let mut blocks = vec![first];
         for n in [1, 2, 7, 60, 400, 3, 1_500, 1] {
-            let block: BTreeMap<u32, Option<u64>> = (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let i = (seed >> 33) as u32 % 8_000;
-                    (i, ((seed >> 20) % 4 != 0).then_some(seed))
-                })
-                .collect();
-            blocks.push(block.into_iter().collect());
+            blocks.push(random_changes(&mut seed, n, 8_000));
         }
         for block in &blocks {
             let mut changes: Vec<Change> = block
@@ -2175,6 +2168,19 @@ mod tests {
         }
     }
 
+    /// `n` changes to keys below `keys` drawn from `seed` (one in four a deletion), in
+    /// key order, a key at most once.
+    fn random_changes(seed: &mut u64, n: usize, keys: u32) -> Vec<(u32, Option<u64>)> {
+        let block: BTreeMap<u32, Option<u64>> = (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let i = (*seed >> 33) as u32 % keys;
+                (i, ((*seed >> 20) % 4 != 0).then_some(*seed))
+            })
+            .collect();
+        block.into_iter().collect()
+    }
+
     /// Blocks of changes to keys under 300 nodes at depth 5 (20 keys each at first),
     /// then small blocks that change a few of them.
     fn cold_blocks(small: usize) -> Vec<Vec<Change>> {
@@ -2184,14 +2190,7 @@ mod tests {
             .map(|i| (i, Some(u64::from(i))))
             .collect::<Vec<_>>()];
         for n in (0..small).map(|b| [1, 3, 20, 2][b % 4]) {
-            let block: BTreeMap<u32, Option<u64>> = (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let i = (seed >> 33) as u32 % 7_000;
-                    (i, ((seed >> 20) % 4 != 0).then_some(seed))
-                })
-                .collect();
-            blocks.push(block.into_iter().collect());
+            blocks.push(random_changes(&mut seed, n, 7_000));
         }
         blocks
             .iter()
