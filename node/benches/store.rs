@@ -4,7 +4,10 @@
 //! that already holds 10^5, 10^6 and 10^7 keys, on one core.
 //!
 //! `cargo bench -p cbec-node` (all three sizes; the 10^7 store takes a few minutes to
-//! build). `CBEC_BENCH_KEYS=100000,1000000` picks sizes.
+//! build). `CBEC_BENCH_KEYS=100000,1000000` picks sizes, `CBEC_BENCH_BLOCKS=N` the
+//! blocks measured (30), and `CBEC_BENCH_RESIDENT=N` gives the store a state-tree
+//! budget of N keys (`[store] tree_resident_keys`), so evicted subtrees are read back
+//! from the `leaves` family.
 
 use std::time::Instant;
 
@@ -69,10 +72,21 @@ fn block(store: &Store, height: u64, root: Hash) -> Block {
     }
 }
 
-fn run(keys: u64) {
+fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={value}: not a whole number"),
+    }
+}
+
+fn run(keys: u64, blocks: u64, resident: Option<u64>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        Store::open_with(dir.path(), &Hash([1; 32]), StoreOptions::default()).expect("open");
+    let options = StoreOptions {
+        tree_resident_keys: resident.map(|n| n as usize),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), &Hash([1; 32]), options).expect("open");
     let built = Instant::now();
     store
         .init_genesis_with(
@@ -82,7 +96,7 @@ fn run(keys: u64) {
         .expect("synthetic state");
     let build_s = built.elapsed().as_secs_f64();
     let (mut prepare, mut apply) = (Vec::new(), Vec::new());
-    for h in 1..=BLOCKS {
+    for h in 1..=blocks {
         let w = writes(h);
         let start = Instant::now();
         let prepared = store.prepare_state(h, &w).expect("prepare");
@@ -104,11 +118,12 @@ fn run(keys: u64) {
     let tree = store.memory().tree;
     println!(
         "store/commit-1000-tx @ {keys:>10} keys: prepare {p:6.1} ms + apply {a:6.1} ms = {:6.1} ms per block ({:5.1} µs per tx); \
-         tree {} nodes, {} leaves; synthetic state built in {build_s:.1} s",
+         tree {} nodes, {} leaves, {} evicted; synthetic state built in {build_s:.1} s",
         p + a,
         (p + a) * 1e3 / TXS as f64,
         tree.nodes,
         tree.leaves,
+        tree.evicted,
     );
 }
 
@@ -117,7 +132,12 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100_000, 1_000_000, 10_000_000]);
+    let blocks = env_number("CBEC_BENCH_BLOCKS").unwrap_or(BLOCKS).max(1);
+    let resident = env_number("CBEC_BENCH_RESIDENT");
+    if let Some(n) = resident {
+        println!("store: the state tree keeps at most {n} keys' leaves in memory");
+    }
     for keys in sizes {
-        run(keys);
+        run(keys, blocks, resident);
     }
 }
