@@ -6,15 +6,20 @@
 //! key of a filed, non-revoked, unlisted enterprise, read from committed state; see
 //! `cbec_chaincode::permission`), and a batch signature check, only for as many
 //! transactions as the mempool has room for (the rest are refused as full before any
-//! signature work). The host's mempool then does the cheap half (duplicates, nonces,
-//! bounds). Every refusal is a typed [`Rejection`] that the API maps to a status code a
+//! signature work). A transaction whose nonce the sender's committed transactions have
+//! used is refused as stale before its signature is checked (read with the sender's
+//! standing, one read more a sender and batch): a committed transaction replayed, by a
+//! client or a peer, carries a valid signature, so a flood of replays cost a signature
+//! check each before the mempool refused them. The host's mempool then does the cheap
+//! half (duplicates, nonces against pending ones, bounds). Every refusal is a typed [`Rejection`] that the API maps to a status code a
 //! client can act on.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cbec_chaincode::permission::StandingError;
-use cbec_chaincode::{standing, NotPermitted, StateRead};
+use cbec_chaincode::{layout, standing, NotPermitted, StateRead};
 use cbec_ledger::{codec, tx, Hash, PublicKey, Suite, Transaction, TxError};
 
 use crate::mempool::{Checked, Room};
@@ -108,6 +113,16 @@ pub struct Admission {
     /// One signature-checking batch at a time per node (API and network share it), so
     /// admission never takes more than a core from consensus and execution.
     slot: Arc<tokio::sync::Semaphore>,
+    counts: Arc<Counts>,
+}
+
+/// What admission did, since the node started (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Transactions whose signatures were checked.
+    pub signatures_checked: AtomicU64,
+    /// Transactions refused as already committed (stale nonce), unchecked.
+    pub stale_unchecked: AtomicU64,
 }
 
 impl std::fmt::Debug for Admission {
@@ -134,7 +149,12 @@ impl Admission {
             room,
             state,
             slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            counts: Arc::default(),
         }
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     pub fn room(&self) -> &Room {
@@ -164,14 +184,30 @@ impl Admission {
     /// Size, the sender's standing and a batch signature check; transactions beyond
     /// the first `room` are refused as [`Rejection::Full`] unchecked.
     pub fn check(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
-        check(
+        let checked = check(
             txs,
             &self.chain_id,
             self.suite,
             self.tx_bytes_max,
             room,
             self.state.as_ref(),
-        )
+        );
+        // Every signature check ends admitted or invalid; every stale refusal here
+        // came before one (the mempool's come later, in the host).
+        let (mut signatures, mut stale) = (0, 0);
+        for answer in &checked {
+            match answer {
+                Ok(_) | Err(Rejection::Invalid(_)) => signatures += 1,
+                Err(Rejection::StaleNonce { .. }) => stale += 1,
+                Err(_) => {}
+            }
+        }
+        let counts = &self.counts;
+        counts
+            .signatures_checked
+            .fetch_add(signatures, Ordering::Relaxed);
+        counts.stale_unchecked.fetch_add(stale, Ordering::Relaxed);
+        checked
     }
 }
 
@@ -189,8 +225,9 @@ pub fn check(
     let mut early = Vec::with_capacity(txs.len());
     let mut candidates = Vec::new();
     let mut sizes = Vec::new();
-    // One state read per sender of the batch, not per transaction.
-    let mut standings: BTreeMap<PublicKey, Option<Rejection>> = BTreeMap::new();
+    // One state read per sender of the batch, not per transaction: its standing, and
+    // its next nonce in committed state.
+    let mut standings: BTreeMap<PublicKey, (Option<Rejection>, u64)> = BTreeMap::new();
     for (i, tx) in txs.into_iter().enumerate() {
         if i >= room {
             early.push(Some(Rejection::Full));
@@ -202,22 +239,30 @@ pub fn check(
             early.push(Some(Rejection::Invalid(TxError::Signature(e))));
             continue;
         }
-        let refusal = standings
+        let (refusal, next) = standings
             .entry(sender)
-            .or_insert_with(|| match standing(|key| state.get(key), &sender) {
-                Ok(Ok(_)) => None,
-                Ok(Err(reason)) => Some(Rejection::NotPermitted(reason)),
-                // State the engine would record as INTERNAL: the same on every node.
-                Err(StandingError::Corrupt(_)) => None,
-                Err(StandingError::Storage(e)) => {
-                    tracing::error!("admission cannot read state: {e}");
-                    Some(Rejection::Unavailable)
-                }
+            .or_insert_with(|| {
+                let refusal = match standing(|key| state.get(key), &sender) {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(reason)) => Some(Rejection::NotPermitted(reason)),
+                    // State the engine would record as INTERNAL: the same on every node.
+                    Err(StandingError::Corrupt(_)) => None,
+                    Err(StandingError::Storage(e)) => {
+                        tracing::error!("admission cannot read state: {e}");
+                        Some(Rejection::Unavailable)
+                    }
+                };
+                (refusal, committed_next_nonce(state, &sender))
             })
             .clone();
         let size = codec::encoded_len(&tx);
         if let Some(refusal) = refusal {
             early.push(Some(refusal));
+        } else if tx.body.nonce < next {
+            early.push(Some(Rejection::StaleNonce {
+                found: tx.body.nonce,
+                expected: next,
+            }));
         } else if size > tx_bytes_max {
             early.push(Some(Rejection::TooLarge {
                 size,
@@ -242,6 +287,15 @@ pub fn check(
             }
         })
         .collect()
+}
+
+/// A sender's next nonce in committed state (0 if it has none, or none readable: the
+/// mempool, which reads it again, then decides).
+fn committed_next_nonce(state: &(dyn StateRead + Send + Sync), sender: &PublicKey) -> u64 {
+    match state.get(layout::nonce_key(&sender.to_hex()).as_bytes()) {
+        Ok(Some(bytes)) => codec::decode::<u64>(&bytes).unwrap_or(0),
+        Ok(None) | Err(_) => 0,
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +442,45 @@ mod tests {
             checked[0],
             Err(Rejection::Invalid(TxError::Signature(_)))
         ));
+    }
+
+    /// A transaction whose nonce the sender's committed transactions used is refused
+    /// as stale before its signature is checked (a forged one too: it could not be
+    /// admitted either way), and counted as such; one with the next nonce is checked,
+    /// so a forged one is refused for its signature.
+    #[test]
+    fn a_used_nonce_is_refused_before_the_signature_is_checked() {
+        let key = KeyPair::from_seed(&[1; 32]);
+        let mut state = state_with(&key);
+        let nonce_key = layout::nonce_key(&key.public().to_hex()).into_bytes();
+        state.apply(&BTreeMap::from([(nonce_key, Some(codec::encode(&3u64)))]));
+        let forged = |nonce| {
+            let mut t = tx(&key, nonce);
+            t.signature.0[0] ^= 1;
+            t
+        };
+        let admission = Admission::new(CHAIN, SUITE, 1_000, Room::default(), Arc::new(state));
+        let checked = admission.check(vec![tx(&key, 2), forged(2), forged(3), tx(&key, 3)], 10);
+        for stale in &checked[..2] {
+            assert!(
+                matches!(
+                    stale,
+                    Err(Rejection::StaleNonce {
+                        found: 2,
+                        expected: 3
+                    })
+                ),
+                "{stale:?}"
+            );
+        }
+        assert!(matches!(
+            checked[2],
+            Err(Rejection::Invalid(TxError::Signature(_)))
+        ));
+        assert!(checked[3].is_ok(), "{:?}", checked[3]);
+        let counts = admission.counts();
+        assert_eq!(counts.stale_unchecked.load(Ordering::Relaxed), 2);
+        assert_eq!(counts.signatures_checked.load(Ordering::Relaxed), 2);
     }
 
     /// Issue 13, item 2: a key that belongs to no agency and no filed enterprise is

@@ -799,6 +799,14 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     hits.inc_by(memory.read_cache.hits.saturating_sub(hits.get()));
     let misses = &m.store_read_cache_misses;
     misses.inc_by(memory.read_cache.misses.saturating_sub(misses.get()));
+    let counts = shared.admission.counts();
+    for (counter, count) in [
+        (&m.admission_signatures_checked, &counts.signatures_checked),
+        (&m.admission_stale_unchecked, &counts.stale_unchecked),
+    ] {
+        let count = count.load(std::sync::atomic::Ordering::Relaxed);
+        counter.inc_by(count.saturating_sub(counter.get()));
+    }
     (
         [(
             header::CONTENT_TYPE,

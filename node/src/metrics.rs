@@ -40,6 +40,8 @@ pub struct Metrics {
     pub store_read_cache_bytes: Gauge,
     pub store_read_cache_hits: Counter,
     pub store_read_cache_misses: Counter,
+    pub admission_signatures_checked: Counter,
+    pub admission_stale_unchecked: Counter,
     /// Commits of the last ten seconds, for `tx_per_second`.
     recent: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -67,6 +69,8 @@ impl Metrics {
         let store_read_cache_bytes = Gauge::default();
         let store_read_cache_hits = Counter::default();
         let store_read_cache_misses = Counter::default();
+        let admission_signatures_checked = Counter::default();
+        let admission_stale_unchecked = Counter::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
@@ -192,6 +196,17 @@ impl Metrics {
             "State reads that went to disk",
             store_read_cache_misses.clone(),
         );
+        registry.register(
+            "admission_signatures_checked",
+            "Transactions whose signatures admission checked (from clients and peers)",
+            admission_signatures_checked.clone(),
+        );
+        registry.register(
+            "admission_stale_unchecked",
+            "Transactions admission refused as already committed (a used nonce) before \
+             checking their signatures",
+            admission_stale_unchecked.clone(),
+        );
         Metrics {
             registry,
             height,
@@ -220,6 +235,8 @@ impl Metrics {
             store_read_cache_bytes,
             store_read_cache_hits,
             store_read_cache_misses,
+            admission_signatures_checked,
+            admission_stale_unchecked,
             recent: Mutex::new(VecDeque::new()),
         }
     }
