@@ -2107,14 +2107,7 @@ mod tests {
             blocks.push(random_changes(&mut seed, n, 8_000));
         }
         for block in &blocks {
-            let mut changes: Vec<Change> = block
-                .iter()
-                .map(|(i, v)| {
-                    let value = v.map(|v| sparse::value_hash(SUITE, &v.to_be_bytes()));
-                    (deep_key(*i, prefixes), value)
-                })
-                .collect();
-            changes.sort_unstable_by_key(|c| c.0);
+            let changes = deep_changes(block, prefixes);
             let update = tree.prepare(tree.latest() + 1, &changes).expect("prepare");
             let root = update.root_hash();
             tree.commit(update).expect("commit");
@@ -2168,6 +2161,20 @@ mod tests {
         }
     }
 
+    /// A block of (key index, value) as the tree's changes: [`deep_key`]s under
+    /// `prefixes` prefixes, sorted by key hash.
+    fn deep_changes(block: &[(u32, Option<u64>)], prefixes: u32) -> Vec<Change> {
+        let mut changes: Vec<Change> = block
+            .iter()
+            .map(|(i, v)| {
+                let value = v.map(|v| sparse::value_hash(SUITE, &v.to_be_bytes()));
+                (deep_key(*i, prefixes), value)
+            })
+            .collect();
+        changes.sort_unstable_by_key(|c| c.0);
+        changes
+    }
+
     /// `n` changes to keys below `keys` drawn from `seed` (one in four a deletion), in
     /// key order, a key at most once.
     fn random_changes(seed: &mut u64, n: usize, keys: u32) -> Vec<(u32, Option<u64>)> {
@@ -2194,17 +2201,7 @@ mod tests {
         }
         blocks
             .iter()
-            .map(|block| {
-                let mut changes: Vec<Change> = block
-                    .iter()
-                    .map(|(i, v)| {
-                        let value = v.map(|v| sparse::value_hash(SUITE, &v.to_be_bytes()));
-                        (deep_key(*i, prefixes), value)
-                    })
-                    .collect();
-                changes.sort_unstable_by_key(|c| c.0);
-                changes
-            })
+            .map(|block| deep_changes(block, prefixes))
             .collect()
     }
 
