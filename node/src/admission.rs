@@ -184,30 +184,15 @@ impl Admission {
     /// Size, the sender's standing and a batch signature check; transactions beyond
     /// the first `room` are refused as [`Rejection::Full`] unchecked.
     pub fn check(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
-        let checked = check(
+        check_counted(
             txs,
             &self.chain_id,
             self.suite,
             self.tx_bytes_max,
             room,
             self.state.as_ref(),
-        );
-        // Every signature check ends admitted or invalid; every stale refusal here
-        // came before one (the mempool's come later, in the host).
-        let (mut signatures, mut stale) = (0, 0);
-        for answer in &checked {
-            match answer {
-                Ok(_) | Err(Rejection::Invalid(_)) => signatures += 1,
-                Err(Rejection::StaleNonce { .. }) => stale += 1,
-                Err(_) => {}
-            }
-        }
-        let counts = &self.counts;
-        counts
-            .signatures_checked
-            .fetch_add(signatures, Ordering::Relaxed);
-        counts.stale_unchecked.fetch_add(stale, Ordering::Relaxed);
-        checked
+            Some(&self.counts),
+        )
     }
 }
 
@@ -219,6 +204,19 @@ pub fn check(
     tx_bytes_max: usize,
     room: usize,
     state: &(dyn StateRead + Send + Sync),
+) -> Vec<Checked> {
+    check_counted(txs, chain_id, suite, tx_bytes_max, room, state, None)
+}
+
+/// [`check`], adding what it did to `counts`.
+fn check_counted(
+    txs: Vec<Transaction>,
+    chain_id: &Hash,
+    suite: Suite,
+    tx_bytes_max: usize,
+    room: usize,
+    state: &(dyn StateRead + Send + Sync),
+    counts: Option<&Counts>,
 ) -> Vec<Checked> {
     // Each transaction's early answer (`None`: it goes on to the signature check); the
     // candidates move into the batch check, nothing is cloned or encoded past the room.
@@ -273,6 +271,15 @@ pub fn check(
             candidates.push(tx);
             sizes.push(size);
         }
+    }
+    if let Some(counts) = counts {
+        let stale = early
+            .iter()
+            .filter(|a| matches!(a, Some(Rejection::StaleNonce { .. })))
+            .count();
+        let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
+        add(&counts.signatures_checked, candidates.len());
+        add(&counts.stale_unchecked, stale);
     }
     let mut verified = tx::verify_all(candidates, chain_id, suite)
         .into_iter()
