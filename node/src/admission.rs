@@ -22,7 +22,7 @@ use cbec_chaincode::permission::StandingError;
 use cbec_chaincode::{layout, standing, NotPermitted, StateRead};
 use cbec_ledger::{codec, tx, Hash, PublicKey, Suite, Transaction, TxError};
 
-use crate::mempool::{Checked, Room};
+use crate::mempool::{Checked, Reservation, Room};
 
 /// Why a transaction was not admitted; shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,11 +161,15 @@ impl Admission {
         &self.room
     }
 
-    /// Checks `txs` on a blocking thread, waiting for the node's checking slot.
-    pub async fn check_async(&self, txs: Vec<Transaction>) -> Vec<Checked> {
+    /// Checks `txs` on a blocking thread, waiting for the node's checking slot, with
+    /// the mempool's room reserved for them: the reservation goes to the host with the
+    /// batch and is given back when dropped, once the host has admitted it (so the
+    /// next batch, checked meanwhile, does not count on the same room).
+    pub async fn check_async(&self, txs: Vec<Transaction>) -> (Vec<Checked>, Reservation) {
         let permit = self.slot.clone().acquire_owned().await;
         let this = self.clone();
-        let room = self.room.get();
+        let reserved = self.room.reserve(txs.len());
+        let room = reserved.len();
         let checked = tokio::task::spawn_blocking(move || {
             let checked = this.check(txs, room);
             drop(permit);
@@ -173,7 +177,7 @@ impl Admission {
         })
         .await;
         // A panic in the check is a bug; refuse the batch rather than lose the node.
-        checked.unwrap_or_default()
+        (checked.unwrap_or_default(), reserved)
     }
 
     /// Whether the node's checking slot is free now (peer pushes do not queue long).
@@ -488,6 +492,44 @@ mod tests {
         let counts = admission.counts();
         assert_eq!(counts.stale_unchecked.load(Ordering::Relaxed), 2);
         assert_eq!(counts.signatures_checked.load(Ordering::Relaxed), 2);
+    }
+
+    /// Two batches checked before the host admits the first do not count on the same
+    /// room: past what the first reserved, the second is refused as full before any
+    /// signature work (before, the mempool refused those after their checks, and each
+    /// client resend was checked again); the room comes back once the batches are in.
+    #[tokio::test]
+    async fn a_batch_on_its_way_in_keeps_its_room_from_the_next() {
+        use crate::mempool::{Mempool, MempoolConfig};
+        let key = KeyPair::from_seed(&[1; 32]);
+        let mut pool = Mempool::new(MempoolConfig {
+            txs_max: 10,
+            ..MempoolConfig::default()
+        });
+        let admission =
+            Admission::new(CHAIN, SUITE, 1_000, pool.room(), Arc::new(state_with(&key)));
+        let (first, first_room) = admission
+            .check_async((0..8).map(|n| tx(&key, n)).collect())
+            .await;
+        let (second, second_room) = admission
+            .check_async((8..16).map(|n| tx(&key, n)).collect())
+            .await;
+        assert_eq!((first_room.len(), second_room.len()), (8, 2));
+        assert!(second[2..]
+            .iter()
+            .all(|c| matches!(c, Err(Rejection::Full))));
+        let counts = admission.counts();
+        assert_eq!(counts.signatures_checked.load(Ordering::Relaxed), 10);
+        assert_eq!(pool.room().get(), 0, "all of it reserved");
+        for (batch, room, admitted) in [(first, first_room, 8), (second, second_room, 2)] {
+            let answers = pool.admit_checked(batch, |_| 0, 0);
+            drop(room);
+            assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), admitted);
+        }
+        assert_eq!(pool.len(), 10);
+        assert_eq!(pool.room().get(), 0);
+        let (_, none) = admission.check_async(vec![tx(&key, 10)]).await;
+        assert!(none.is_empty());
     }
 
     /// Issue 13, item 2: a key that belongs to no agency and no filed enterprise is

@@ -300,10 +300,11 @@ async fn submit(
     shared: &Shared,
     txs: Vec<Transaction>,
 ) -> Result<Vec<Result<Hash, Rejection>>, ApiError> {
-    let checked = shared.admission.check_async(txs).await;
+    let (checked, reserved) = shared.admission.check_async(txs).await;
     let (reply, answer) = oneshot::channel();
     let event = Event::Admit {
         checked,
+        reserved,
         origin: Origin::Client,
         reply: Some(reply),
     };

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::Rejection;
 use crate::host::{Effect, Fatal, Host, Now, Origin, Timer};
-use crate::mempool::Checked;
+use crate::mempool::{Checked, Reservation};
 use crate::network::NetCommand;
 use crate::seam::{Adversary, NodeView, Outgoing};
 use crate::shared::Shared;
@@ -49,6 +49,8 @@ pub enum Event {
     Disconnected(PeerId),
     Admit {
         checked: Vec<Checked>,
+        /// The mempool room admission reserved for the batch, given back once admitted.
+        reserved: Reservation,
         origin: Origin,
         reply: Option<oneshot::Sender<Vec<Result<Hash, Rejection>>>>,
     },
@@ -266,10 +268,14 @@ impl Driver {
             }
             Event::Admit {
                 checked,
+                reserved,
                 origin,
                 reply,
             } => {
+                let passed: Vec<bool> = checked.iter().map(Result::is_ok).collect();
                 let (answers, effects) = self.host.admit(checked, origin, now)?;
+                drop(reserved);
+                self.shared.metrics.refused_after_check(&passed, &answers);
                 if let Some(reply) = reply {
                     let _ = reply.send(answers);
                 }

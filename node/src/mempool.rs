@@ -77,16 +77,93 @@ pub type Checked = Result<(VerifiedTransaction, usize), Rejection>;
 /// How many more transactions the mempool can take, readable off the host thread.
 /// Admission checks signatures only for that many: when the pool is full, a flood of
 /// submissions costs the node no signature work (they would be refused anyway).
+///
+/// Admission *reserves* the room it checks for ([`Room::reserve`]) until the host has
+/// admitted the batch: batches checked one after another while the host has not yet
+/// admitted the first would otherwise each see the same room, and the mempool then
+/// refused as full, after their signature checks, what did not fit (a client resends
+/// them, and each resend was checked again).
 #[derive(Debug, Clone, Default)]
-pub struct Room(Arc<AtomicUsize>);
+pub struct Room(Arc<RoomCounts>);
+
+#[derive(Debug, Default)]
+struct RoomCounts {
+    /// Set by the mempool: its capacity less what it holds.
+    free: AtomicUsize,
+    /// Held by batches admission is checking or the host has yet to admit.
+    reserved: AtomicUsize,
+}
 
 impl Room {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+    fn new(free: usize) -> Room {
+        let room = Room::default();
+        room.set(free);
+        room
     }
 
-    fn set(&self, room: usize) {
-        self.0.store(room, Ordering::Relaxed)
+    /// The room not reserved by batches on their way in.
+    pub fn get(&self) -> usize {
+        let free = self.0.free.load(Ordering::Relaxed);
+        free.saturating_sub(self.0.reserved.load(Ordering::Relaxed))
+    }
+
+    #[cfg(test)]
+    fn free(&self) -> usize {
+        self.0.free.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, free: usize) {
+        self.0.free.store(free, Ordering::Relaxed)
+    }
+
+    /// Reserves room for at most `want` transactions (less if less is left), until
+    /// the [`Reservation`] is dropped: after the host admitted the batch, or when the
+    /// batch is given up.
+    pub fn reserve(&self, want: usize) -> Reservation {
+        let counts = &self.0;
+        let mut reserved = counts.reserved.load(Ordering::Relaxed);
+        loop {
+            let left = counts.free.load(Ordering::Relaxed).saturating_sub(reserved);
+            let n = want.min(left);
+            match counts.reserved.compare_exchange_weak(
+                reserved,
+                reserved + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Reservation {
+                        room: self.clone(),
+                        n,
+                    }
+                }
+                Err(now) => reserved = now,
+            }
+        }
+    }
+}
+
+/// Room reserved for one batch; given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    room: Room,
+    n: usize,
+}
+
+impl Reservation {
+    /// How many transactions the batch may have checked.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.room.0.reserved.fetch_sub(self.n, Ordering::Relaxed);
     }
 }
 
@@ -126,7 +203,7 @@ impl Mempool {
             by_age: BTreeSet::new(),
             executable: 0,
             bytes: 0,
-            room: Room(Arc::new(AtomicUsize::new(config.txs_max))),
+            room: Room::new(config.txs_max),
             config,
         }
     }
@@ -574,7 +651,7 @@ impl Mempool {
         assert_eq!(self.by_age.len(), self.by_hash.len());
         assert!(self.by_hash.len() <= self.config.txs_max);
         assert!(self.future_by_age.len() <= self.config.future_max);
-        assert_eq!(self.room.get(), self.config.txs_max - self.by_hash.len());
+        assert_eq!(self.room.free(), self.config.txs_max - self.by_hash.len());
     }
 }
 

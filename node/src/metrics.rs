@@ -7,9 +7,14 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use cbec_ledger::Hash;
+
+use crate::admission::Rejection;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -42,6 +47,8 @@ pub struct Metrics {
     pub store_read_cache_misses: Counter,
     pub admission_signatures_checked: Counter,
     pub admission_stale_unchecked: Counter,
+    /// By the refusal's code.
+    pub admission_refused_after_check: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Commits of the last ten seconds, for `tx_per_second`.
     recent: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -71,6 +78,7 @@ impl Metrics {
         let store_read_cache_misses = Counter::default();
         let admission_signatures_checked = Counter::default();
         let admission_stale_unchecked = Counter::default();
+        let admission_refused_after_check = Family::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
         let dropped_inbound = Counter::default();
@@ -207,6 +215,12 @@ impl Metrics {
              checking their signatures",
             admission_stale_unchecked.clone(),
         );
+        registry.register(
+            "admission_refused_after_check",
+            "Transactions through admission's checks that the mempool then refused \
+             (signature work for nothing), by the refusal's code",
+            admission_refused_after_check.clone(),
+        );
         Metrics {
             registry,
             height,
@@ -237,6 +251,7 @@ impl Metrics {
             store_read_cache_misses,
             admission_signatures_checked,
             admission_stale_unchecked,
+            admission_refused_after_check,
             recent: Mutex::new(VecDeque::new()),
         }
     }
@@ -261,6 +276,18 @@ impl Metrics {
             disk.signing_write.clone(),
         );
         metrics
+    }
+
+    /// Counts, by the refusal's code, the transactions of a batch that passed
+    /// admission's checks (`passed`) and that the mempool then refused (`answers`).
+    pub fn refused_after_check(&self, passed: &[bool], answers: &[Result<Hash, Rejection>]) {
+        for (_, answer) in passed.iter().zip(answers).filter(|(passed, _)| **passed) {
+            if let Err(rejection) = answer {
+                self.admission_refused_after_check
+                    .get_or_create(&vec![("code", rejection.code())])
+                    .inc();
+            }
+        }
     }
 
     /// Counts a commit of `txs` transactions in the rolling ten-second rate.
@@ -295,5 +322,39 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only transactions that passed admission's checks and were then refused count,
+    /// each under its refusal's code.
+    #[test]
+    fn refusals_after_the_checks_are_counted_by_code() {
+        let metrics = Metrics::new();
+        let gap = Rejection::NonceGap {
+            found: 90,
+            expected: 10,
+        };
+        metrics.refused_after_check(
+            &[true, true, false, true, true],
+            &[
+                Err(gap.clone()),
+                Ok(Hash([1; 32])),
+                Err(Rejection::Full),
+                Err(gap),
+                Err(Rejection::Duplicate(Hash([2; 32]))),
+            ],
+        );
+        let shown = metrics.render();
+        for line in [
+            "cbec_admission_refused_after_check_total{code=\"nonce_gap\"} 2",
+            "cbec_admission_refused_after_check_total{code=\"duplicate\"} 1",
+        ] {
+            assert!(shown.contains(line), "{line} not in {shown}");
+        }
+        assert!(!shown.contains("code=\"full\""), "{shown}");
     }
 }

@@ -715,10 +715,11 @@ impl Net {
                 };
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
-                    let checked = admission.check_async(request.0).await;
+                    let (checked, reserved) = admission.check_async(request.0).await;
                     drop(queued);
                     let event = Event::Admit {
                         checked,
+                        reserved,
                         origin: Origin::Peer,
                         reply: None,
                     };
