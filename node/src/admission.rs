@@ -14,14 +14,15 @@
 //! half (duplicates, nonces against pending ones, bounds). Every refusal is a typed [`Rejection`] that the API maps to a status code a
 //! client can act on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cbec_chaincode::permission::StandingError;
 use cbec_chaincode::{layout, standing, NotPermitted, StateRead};
 use cbec_ledger::{codec, tx, Hash, PublicKey, Suite, Transaction, TxError};
 
+use crate::host::Origin;
 use crate::mempool::{Checked, Reservation, Room};
 
 /// Why a transaction was not admitted; shown to the client.
@@ -114,7 +115,11 @@ pub struct Admission {
     /// admission never takes more than a core from consensus and execution.
     slot: Arc<tokio::sync::Semaphore>,
     counts: Arc<Counts>,
+    gaps: Arc<Mutex<BTreeMap<PublicKey, u64>>>,
 }
+
+/// Senders whose nonces have a gap this node has seen, at most this many.
+const GAPS_MAX: usize = 4_096;
 
 /// What admission did, since the node started (for `/metrics`).
 #[derive(Debug, Default)]
@@ -123,6 +128,8 @@ pub struct Counts {
     pub signatures_checked: AtomicU64,
     /// Transactions refused as already committed (stale nonce), unchecked.
     pub stale_unchecked: AtomicU64,
+    /// Peers' pushes refused as behind a gap in their sender's nonces, unchecked.
+    pub gap_unchecked: AtomicU64,
 }
 
 impl std::fmt::Debug for Admission {
@@ -150,6 +157,7 @@ impl Admission {
             state,
             slot: Arc::new(tokio::sync::Semaphore::new(1)),
             counts: Arc::default(),
+            gaps: Arc::default(),
         }
     }
 
@@ -165,13 +173,20 @@ impl Admission {
     /// the mempool's room reserved for them: the reservation goes to the host with the
     /// batch and is given back when dropped, once the host has admitted it (so the
     /// next batch, checked meanwhile, does not count on the same room).
-    pub async fn check_async(&self, txs: Vec<Transaction>) -> (Vec<Checked>, Reservation) {
+    pub async fn check_async(
+        &self,
+        txs: Vec<Transaction>,
+        origin: Origin,
+    ) -> (Vec<Checked>, Reservation) {
         let permit = self.slot.clone().acquire_owned().await;
         let this = self.clone();
         let reserved = self.room.reserve(txs.len());
         let room = reserved.len();
         let checked = tokio::task::spawn_blocking(move || {
-            let checked = this.check(txs, room);
+            let checked = match origin {
+                Origin::Client => this.check(txs, room),
+                Origin::Peer => this.check_push(txs, room),
+            };
             drop(permit);
             checked
         })
@@ -197,6 +212,84 @@ impl Admission {
             self.state.as_ref(),
             Some(&self.counts),
         )
+    }
+
+    /// [`Admission::check`] for a peer's push, which is refused unchecked (as
+    /// `nonce_gap`) past a gap in its sender's nonces that this node's mempool refused
+    /// a push for and that no commit and no transaction of the batch has closed.
+    ///
+    /// A push this node drops (its mempool full, or its checking slot busy) leaves such
+    /// a gap, and every later push of that sender is a future transaction past the few
+    /// a sender may hold: at saturation two thirds of admission's signature checks were
+    /// of such pushes, refused by the mempool after the check. A push refused costs
+    /// nothing: the transaction still comes in the block that carries it.
+    pub fn check_push(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
+        let gaps = self.open_gaps(&txs);
+        if gaps.is_empty() {
+            return self.check(txs, room);
+        }
+        let mut early = Vec::with_capacity(txs.len());
+        let mut rest = Vec::with_capacity(txs.len());
+        for tx in txs {
+            match gaps.get(&tx.body.sender) {
+                Some(&expected) if tx.body.nonce > expected => {
+                    early.push(Some(Rejection::NonceGap {
+                        found: tx.body.nonce,
+                        expected,
+                    }));
+                }
+                _ => {
+                    early.push(None);
+                    rest.push(tx);
+                }
+            }
+        }
+        let refused = early.iter().flatten().count();
+        self.counts
+            .gap_unchecked
+            .fetch_add(refused as u64, Ordering::Relaxed);
+        let mut checked = self.check(rest, room).into_iter();
+        early
+            .into_iter()
+            .map(|answer| match answer {
+                Some(rejection) => Err(rejection),
+                None => checked.next().expect("one answer per transaction checked"),
+            })
+            .collect()
+    }
+
+    /// Notes that the mempool refused a push of `sender` as `nonce_gap`, expecting
+    /// `expected` next.
+    pub fn note_gap(&self, sender: PublicKey, expected: u64) {
+        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        if gaps.len() < GAPS_MAX || gaps.contains_key(&sender) {
+            gaps.insert(sender, expected);
+        }
+    }
+
+    /// The open gaps of the senders of `txs`; gaps that a commit or a transaction of
+    /// `txs` (the nonce expected) closes are forgotten.
+    fn open_gaps(&self, txs: &[Transaction]) -> BTreeMap<PublicKey, u64> {
+        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = BTreeMap::new();
+        if gaps.is_empty() {
+            return open;
+        }
+        let senders: BTreeSet<PublicKey> = txs.iter().map(|t| t.body.sender).collect();
+        for sender in senders {
+            let Some(&expected) = gaps.get(&sender) else {
+                continue;
+            };
+            let filled = txs
+                .iter()
+                .any(|t| t.body.sender == sender && t.body.nonce == expected);
+            if filled || committed_next_nonce(self.state.as_ref(), &sender) > expected {
+                gaps.remove(&sender);
+            } else {
+                open.insert(sender, expected);
+            }
+        }
+        open
     }
 }
 
@@ -509,10 +602,10 @@ mod tests {
         let admission =
             Admission::new(CHAIN, SUITE, 1_000, pool.room(), Arc::new(state_with(&key)));
         let (first, first_room) = admission
-            .check_async((0..8).map(|n| tx(&key, n)).collect())
+            .check_async((0..8).map(|n| tx(&key, n)).collect(), Origin::Client)
             .await;
         let (second, second_room) = admission
-            .check_async((8..16).map(|n| tx(&key, n)).collect())
+            .check_async((8..16).map(|n| tx(&key, n)).collect(), Origin::Client)
             .await;
         assert_eq!((first_room.len(), second_room.len()), (8, 2));
         assert!(second[2..]
@@ -528,8 +621,72 @@ mod tests {
         }
         assert_eq!(pool.len(), 10);
         assert_eq!(pool.room().get(), 0);
-        let (_, none) = admission.check_async(vec![tx(&key, 10)]).await;
+        let (_, none) = admission
+            .check_async(vec![tx(&key, 10)], Origin::Client)
+            .await;
         assert!(none.is_empty());
+    }
+
+    /// Past a gap the mempool refused a push for, a peer's push of that sender is
+    /// refused as `nonce_gap` before its signature check (a forged one too); a
+    /// client's is checked as before; a batch carrying the nonce expected closes the
+    /// gap, and so does a commit past it.
+    #[test]
+    fn a_push_behind_a_known_gap_is_refused_before_its_signature_is_checked() {
+        let key = KeyPair::from_seed(&[1; 32]);
+        /// Committed state that a test commits to.
+        struct Committing(std::sync::RwLock<cbec_chaincode::MemoryState>);
+        impl StateRead for Committing {
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, cbec_chaincode::StateError> {
+                self.0.read().expect("lock").get(key)
+            }
+        }
+        let state = Arc::new(Committing(std::sync::RwLock::new(state_with(&key))));
+        let admission = Admission::new(CHAIN, SUITE, 1_000, Room::default(), state.clone());
+        let forged = |nonce| {
+            let mut t = tx(&key, nonce);
+            t.signature.0[0] ^= 1;
+            t
+        };
+        let checked_so_far = || {
+            admission
+                .counts()
+                .signatures_checked
+                .load(Ordering::Relaxed)
+        };
+        admission.note_gap(key.public(), 5);
+        let pushed = admission.check_push(vec![tx(&key, 7), forged(8), tx(&key, 3)], 10);
+        assert!(matches!(
+            pushed[0],
+            Err(Rejection::NonceGap {
+                found: 7,
+                expected: 5
+            })
+        ));
+        assert!(matches!(
+            pushed[1],
+            Err(Rejection::NonceGap { found: 8, .. })
+        ));
+        assert!(pushed[2].is_ok(), "below the gap: checked");
+        assert_eq!(checked_so_far(), 1);
+        assert_eq!(admission.counts().gap_unchecked.load(Ordering::Relaxed), 2);
+        // A client's transaction is not judged by what pushes showed.
+        assert!(admission.check(vec![tx(&key, 7)], 10)[0].is_ok());
+        assert_eq!(checked_so_far(), 2);
+        // The nonce expected in the batch fills the gap: all of it is checked.
+        let pushed = admission.check_push(vec![tx(&key, 5), tx(&key, 6)], 10);
+        assert!(pushed.iter().all(Result::is_ok), "{pushed:?}");
+        assert_eq!(checked_so_far(), 4);
+        // A commit past the gap closes it too.
+        admission.note_gap(key.public(), 5);
+        assert!(admission.check_push(vec![tx(&key, 9)], 10)[0].is_err());
+        let nonce_key = layout::nonce_key(&key.public().to_hex()).into_bytes();
+        state
+            .0
+            .write()
+            .expect("lock")
+            .apply(&BTreeMap::from([(nonce_key, Some(codec::encode(&6u64)))]));
+        assert!(admission.check_push(vec![tx(&key, 9)], 10)[0].is_ok());
     }
 
     /// Issue 13, item 2: a key that belongs to no agency and no filed enterprise is

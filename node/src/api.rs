@@ -300,7 +300,7 @@ async fn submit(
     shared: &Shared,
     txs: Vec<Transaction>,
 ) -> Result<Vec<Result<Hash, Rejection>>, ApiError> {
-    let (checked, reserved) = shared.admission.check_async(txs).await;
+    let (checked, reserved) = shared.admission.check_async(txs, Origin::Client).await;
     let (reply, answer) = oneshot::channel();
     let event = Event::Admit {
         checked,
@@ -804,6 +804,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     for (counter, count) in [
         (&m.admission_signatures_checked, &counts.signatures_checked),
         (&m.admission_stale_unchecked, &counts.stale_unchecked),
+        (&m.admission_gap_unchecked, &counts.gap_unchecked),
     ] {
         let count = count.load(std::sync::atomic::Ordering::Relaxed);
         counter.inc_by(count.saturating_sub(counter.get()));

@@ -272,10 +272,24 @@ impl Driver {
                 origin,
                 reply,
             } => {
-                let passed: Vec<bool> = checked.iter().map(Result::is_ok).collect();
+                let senders: Vec<Option<PublicKey>> = checked
+                    .iter()
+                    .map(|c| c.as_ref().ok().map(|(tx, _)| tx.body().sender))
+                    .collect();
+                let passed: Vec<bool> = senders.iter().map(Option::is_some).collect();
                 let (answers, effects) = self.host.admit(checked, origin, now)?;
                 drop(reserved);
                 self.shared.metrics.refused_after_check(&passed, &answers);
+                if origin == Origin::Peer {
+                    // Later pushes past the gap are refused before their checks.
+                    for (sender, answer) in senders.iter().zip(&answers) {
+                        if let (Some(sender), Err(Rejection::NonceGap { expected, .. })) =
+                            (sender, answer)
+                        {
+                            self.shared.admission.note_gap(*sender, *expected);
+                        }
+                    }
+                }
                 if let Some(reply) = reply {
                     let _ = reply.send(answers);
                 }

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub store_read_cache_misses: Counter,
     pub admission_signatures_checked: Counter,
     pub admission_stale_unchecked: Counter,
+    pub admission_gap_unchecked: Counter,
     /// By the refusal's code.
     pub admission_refused_after_check: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Commits of the last ten seconds, for `tx_per_second`.
@@ -78,6 +79,7 @@ impl Metrics {
         let store_read_cache_misses = Counter::default();
         let admission_signatures_checked = Counter::default();
         let admission_stale_unchecked = Counter::default();
+        let admission_gap_unchecked = Counter::default();
         let admission_refused_after_check = Family::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
@@ -216,6 +218,12 @@ impl Metrics {
             admission_stale_unchecked.clone(),
         );
         registry.register(
+            "admission_gap_unchecked",
+            "Peers' pushes admission refused, before checking their signatures, as behind \
+             a gap in their sender's nonces that the mempool refused a push for",
+            admission_gap_unchecked.clone(),
+        );
+        registry.register(
             "admission_refused_after_check",
             "Transactions through admission's checks that the mempool then refused \
              (signature work for nothing), by the refusal's code",
@@ -251,6 +259,7 @@ impl Metrics {
             store_read_cache_misses,
             admission_signatures_checked,
             admission_stale_unchecked,
+            admission_gap_unchecked,
             admission_refused_after_check,
             recent: Mutex::new(VecDeque::new()),
         }
