@@ -22,7 +22,6 @@ use cbec_chaincode::permission::StandingError;
 use cbec_chaincode::{layout, standing, NotPermitted, StateRead};
 use cbec_ledger::{codec, tx, Hash, PublicKey, Suite, Transaction, TxError};
 
-use crate::host::Origin;
 use crate::mempool::{Checked, Reservation, Room};
 
 /// Why a transaction was not admitted; shown to the client.
@@ -173,20 +172,13 @@ impl Admission {
     /// the mempool's room reserved for them: the reservation goes to the host with the
     /// batch and is given back when dropped, once the host has admitted it (so the
     /// next batch, checked meanwhile, does not count on the same room).
-    pub async fn check_async(
-        &self,
-        txs: Vec<Transaction>,
-        origin: Origin,
-    ) -> (Vec<Checked>, Reservation) {
+    pub async fn check_async(&self, txs: Vec<Transaction>) -> (Vec<Checked>, Reservation) {
         let permit = self.slot.clone().acquire_owned().await;
         let this = self.clone();
         let reserved = self.room.reserve(txs.len());
         let room = reserved.len();
         let checked = tokio::task::spawn_blocking(move || {
-            let checked = match origin {
-                Origin::Client => this.check(txs, room),
-                Origin::Peer => this.check_push(txs, room),
-            };
+            let checked = this.check_past_gaps(txs, room);
             drop(permit);
             checked
         })
@@ -214,16 +206,19 @@ impl Admission {
         )
     }
 
-    /// [`Admission::check`] for a peer's push, which is refused unchecked (as
-    /// `nonce_gap`) past a gap in its sender's nonces that this node's mempool refused
-    /// a push for and that no commit and no transaction of the batch has closed.
+    /// [`Admission::check`], but a transaction is refused unchecked (as `nonce_gap`)
+    /// past a gap in its sender's nonces that this node's mempool refused a transaction
+    /// for and that no commit and no transaction of the batch has closed.
     ///
-    /// A push this node drops (its mempool full, or its checking slot busy) leaves such
-    /// a gap, and every later push of that sender is a future transaction past the few
-    /// a sender may hold: at saturation two thirds of admission's signature checks were
-    /// of such pushes, refused by the mempool after the check. A push refused costs
-    /// nothing: the transaction still comes in the block that carries it.
-    pub fn check_push(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
+    /// At saturation such gaps are common: a push this node drops (its mempool full,
+    /// or its checking slot busy) leaves one, and so does the mempool making room by
+    /// evicting a large holder's last transaction; every later transaction of that
+    /// sender is then a future one past the few a sender may hold. Before this two
+    /// thirds of admission's signature checks at saturation were of such transactions,
+    /// refused by the mempool after the check (peers' pushes, and clients resending
+    /// behind an evicted transaction). A push refused costs nothing (the transaction
+    /// still comes in the block that carries it); a client is told the nonce expected.
+    pub fn check_past_gaps(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
         let gaps = self.open_gaps(&txs);
         if gaps.is_empty() {
             return self.check(txs, room);
@@ -258,8 +253,8 @@ impl Admission {
             .collect()
     }
 
-    /// Notes that the mempool refused a push of `sender` as `nonce_gap`, expecting
-    /// `expected` next.
+    /// Notes that the mempool refused a transaction of `sender` as `nonce_gap`,
+    /// expecting `expected` next.
     pub fn note_gap(&self, sender: PublicKey, expected: u64) {
         let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
         if gaps.len() < GAPS_MAX || gaps.contains_key(&sender) {
@@ -602,10 +597,10 @@ mod tests {
         let admission =
             Admission::new(CHAIN, SUITE, 1_000, pool.room(), Arc::new(state_with(&key)));
         let (first, first_room) = admission
-            .check_async((0..8).map(|n| tx(&key, n)).collect(), Origin::Client)
+            .check_async((0..8).map(|n| tx(&key, n)).collect())
             .await;
         let (second, second_room) = admission
-            .check_async((8..16).map(|n| tx(&key, n)).collect(), Origin::Client)
+            .check_async((8..16).map(|n| tx(&key, n)).collect())
             .await;
         assert_eq!((first_room.len(), second_room.len()), (8, 2));
         assert!(second[2..]
@@ -621,18 +616,16 @@ mod tests {
         }
         assert_eq!(pool.len(), 10);
         assert_eq!(pool.room().get(), 0);
-        let (_, none) = admission
-            .check_async(vec![tx(&key, 10)], Origin::Client)
-            .await;
+        let (_, none) = admission.check_async(vec![tx(&key, 10)]).await;
         assert!(none.is_empty());
     }
 
-    /// Past a gap the mempool refused a push for, a peer's push of that sender is
-    /// refused as `nonce_gap` before its signature check (a forged one too); a
-    /// client's is checked as before; a batch carrying the nonce expected closes the
-    /// gap, and so does a commit past it.
+    /// Past a gap the mempool refused a transaction for, a later transaction of that
+    /// sender (a peer's push or a client's) is refused as `nonce_gap` before its
+    /// signature check (a forged one too); one below the gap is checked; a batch
+    /// carrying the nonce expected closes the gap, and so does a commit past it.
     #[test]
-    fn a_push_behind_a_known_gap_is_refused_before_its_signature_is_checked() {
+    fn a_transaction_behind_a_known_gap_is_refused_before_its_signature_is_checked() {
         let key = KeyPair::from_seed(&[1; 32]);
         /// Committed state that a test commits to.
         struct Committing(std::sync::RwLock<cbec_chaincode::MemoryState>);
@@ -655,7 +648,7 @@ mod tests {
                 .load(Ordering::Relaxed)
         };
         admission.note_gap(key.public(), 5);
-        let pushed = admission.check_push(vec![tx(&key, 7), forged(8), tx(&key, 3)], 10);
+        let pushed = admission.check_past_gaps(vec![tx(&key, 7), forged(8), tx(&key, 3)], 10);
         assert!(matches!(
             pushed[0],
             Err(Rejection::NonceGap {
@@ -670,23 +663,20 @@ mod tests {
         assert!(pushed[2].is_ok(), "below the gap: checked");
         assert_eq!(checked_so_far(), 1);
         assert_eq!(admission.counts().gap_unchecked.load(Ordering::Relaxed), 2);
-        // A client's transaction is not judged by what pushes showed.
-        assert!(admission.check(vec![tx(&key, 7)], 10)[0].is_ok());
-        assert_eq!(checked_so_far(), 2);
         // The nonce expected in the batch fills the gap: all of it is checked.
-        let pushed = admission.check_push(vec![tx(&key, 5), tx(&key, 6)], 10);
+        let pushed = admission.check_past_gaps(vec![tx(&key, 5), tx(&key, 6)], 10);
         assert!(pushed.iter().all(Result::is_ok), "{pushed:?}");
-        assert_eq!(checked_so_far(), 4);
+        assert_eq!(checked_so_far(), 3);
         // A commit past the gap closes it too.
         admission.note_gap(key.public(), 5);
-        assert!(admission.check_push(vec![tx(&key, 9)], 10)[0].is_err());
+        assert!(admission.check_past_gaps(vec![tx(&key, 9)], 10)[0].is_err());
         let nonce_key = layout::nonce_key(&key.public().to_hex()).into_bytes();
         state
             .0
             .write()
             .expect("lock")
             .apply(&BTreeMap::from([(nonce_key, Some(codec::encode(&6u64)))]));
-        assert!(admission.check_push(vec![tx(&key, 9)], 10)[0].is_ok());
+        assert!(admission.check_past_gaps(vec![tx(&key, 9)], 10)[0].is_ok());
     }
 
     /// Issue 13, item 2: a key that belongs to no agency and no filed enterprise is

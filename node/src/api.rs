@@ -300,7 +300,7 @@ async fn submit(
     shared: &Shared,
     txs: Vec<Transaction>,
 ) -> Result<Vec<Result<Hash, Rejection>>, ApiError> {
-    let (checked, reserved) = shared.admission.check_async(txs, Origin::Client).await;
+    let (checked, reserved) = shared.admission.check_async(txs).await;
     let (reply, answer) = oneshot::channel();
     let event = Event::Admit {
         checked,

@@ -279,15 +279,15 @@ impl Driver {
                 let passed: Vec<bool> = senders.iter().map(Option::is_some).collect();
                 let (answers, effects) = self.host.admit(checked, origin, now)?;
                 drop(reserved);
-                self.shared.metrics.refused_after_check(&passed, &answers);
-                if origin == Origin::Peer {
-                    // Later pushes past the gap are refused before their checks.
-                    for (sender, answer) in senders.iter().zip(&answers) {
-                        if let (Some(sender), Err(Rejection::NonceGap { expected, .. })) =
-                            (sender, answer)
-                        {
-                            self.shared.admission.note_gap(*sender, *expected);
-                        }
+                self.shared
+                    .metrics
+                    .refused_after_check(&passed, &answers, origin);
+                // Later transactions past the gap are refused before their checks.
+                for (sender, answer) in senders.iter().zip(&answers) {
+                    if let (Some(sender), Err(Rejection::NonceGap { expected, .. })) =
+                        (sender, answer)
+                    {
+                        self.shared.admission.note_gap(*sender, *expected);
                     }
                 }
                 if let Some(reply) = reply {
@@ -405,5 +405,8 @@ impl Driver {
         m.peers.set(status.peers as i64);
         m.mempool_txs.set(status.mempool_txs as i64);
         m.block_txs_max.set(status.block_txs_max as i64);
+        let kept = &m.mempool_kept_hits;
+        kept.inc_by(status.mempool_kept_hits.saturating_sub(kept.get()));
+        m.mempool_kept.set(status.mempool_kept as i64);
     }
 }

@@ -21,7 +21,7 @@
 //! monotonic milliseconds).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cbec_ledger::{Hash, PublicKey, Transaction, VerifiedTransaction};
@@ -191,6 +191,75 @@ pub struct Mempool {
     executable: usize,
     bytes: usize,
     room: Room,
+    kept: Kept,
+}
+
+/// Pushes whose signatures admission checked but that the pool had no place for (past
+/// a gap in their sender's nonces, mostly, at saturation): the block that carries one
+/// later need not check it again. Bounded, oldest out first; a transaction leaves when
+/// a block commits it.
+#[derive(Debug)]
+struct Kept {
+    by_hash: BTreeMap<Hash, (u64, VerifiedTransaction, usize)>,
+    by_seq: BTreeMap<u64, Hash>,
+    seq: u64,
+    bytes: usize,
+    /// [`KEPT_MAX`] but in tests.
+    max: usize,
+    /// Block transactions found here (`verified_exact`), since the node started.
+    hits: AtomicU64,
+}
+
+/// At most this many kept transactions, and this many bytes of them: a few seconds of
+/// refused pushes at saturation.
+const KEPT_MAX: usize = 65_536;
+const KEPT_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+impl Default for Kept {
+    fn default() -> Kept {
+        Kept {
+            by_hash: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            seq: 0,
+            bytes: 0,
+            max: KEPT_MAX,
+            hits: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Kept {
+    fn keep(&mut self, tx: VerifiedTransaction, bytes: usize) {
+        let hash = tx.hash();
+        if self.by_hash.contains_key(&hash) {
+            return;
+        }
+        self.seq += 1;
+        self.by_seq.insert(self.seq, hash);
+        self.by_hash.insert(hash, (self.seq, tx, bytes));
+        self.bytes += bytes;
+        while self.by_hash.len() > self.max || self.bytes > KEPT_BYTES_MAX {
+            let Some((_, oldest)) = self.by_seq.pop_first() else {
+                break;
+            };
+            if let Some((_, _, b)) = self.by_hash.remove(&oldest) {
+                self.bytes -= b;
+            }
+        }
+    }
+
+    fn forget(&mut self, hash: &Hash) {
+        if let Some((seq, _, bytes)) = self.by_hash.remove(hash) {
+            self.by_seq.remove(&seq);
+            self.bytes -= bytes;
+        }
+    }
+
+    fn get(&self, tx: &Transaction, hash: &Hash) -> Option<VerifiedTransaction> {
+        let (_, kept, _) = self.by_hash.get(hash).filter(|(_, k, _)| k.tx() == tx)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(kept.clone())
+    }
 }
 
 impl Mempool {
@@ -204,6 +273,7 @@ impl Mempool {
             executable: 0,
             bytes: 0,
             room: Room::new(config.txs_max),
+            kept: Kept::default(),
             config,
         }
     }
@@ -262,11 +332,24 @@ impl Mempool {
     /// verified: a block validator need not check its signature again. `hash` is
     /// `tx`'s id, which the block check computed. (The id names the body only: a block
     /// could carry the same body with another signature.)
+    /// Pushes the pool refused for want of room after their checks count too.
     pub fn verified_exact(&self, tx: &Transaction, hash: &Hash) -> Option<VerifiedTransaction> {
         self.by_hash
             .get(hash)
             .filter(|e| e.tx.tx() == tx)
             .map(|e| e.tx.clone())
+            .or_else(|| self.kept.get(tx, hash))
+    }
+
+    /// Block transactions whose signature checks a push refused after its check saved
+    /// (found by [`Mempool::verified_exact`] among the kept ones), since the start.
+    pub fn kept_hits(&self) -> u64 {
+        self.kept.hits.load(Ordering::Relaxed)
+    }
+
+    /// How many refused pushes are kept verified now.
+    pub fn kept_len(&self) -> usize {
+        self.kept.by_hash.len()
     }
 
     /// The cheap half of admission, for transactions checked elsewhere (off the host
@@ -278,25 +361,61 @@ impl Mempool {
         next_nonce: impl Fn(&PublicKey) -> u64,
         now_ms: u64,
     ) -> Vec<Result<Hash, Rejection>> {
+        self.admit(checked, &next_nonce, now_ms, false)
+    }
+
+    /// [`Mempool::admit_checked`] for a peer's push: what the pool has no place for
+    /// (past a gap in its sender's nonces, or full) is kept aside, verified, for the
+    /// block that will carry it (see [`Mempool::verified_exact`]).
+    pub fn admit_pushed(
+        &mut self,
+        checked: Vec<Checked>,
+        next_nonce: impl Fn(&PublicKey) -> u64,
+        now_ms: u64,
+    ) -> Vec<Result<Hash, Rejection>> {
+        self.admit(checked, &next_nonce, now_ms, true)
+    }
+
+    fn admit(
+        &mut self,
+        checked: Vec<Checked>,
+        next_nonce: &impl Fn(&PublicKey) -> u64,
+        now_ms: u64,
+        keep: bool,
+    ) -> Vec<Result<Hash, Rejection>> {
         self.expire(now_ms);
         let answers = checked
             .into_iter()
             .map(|c| {
                 let (tx, size) = c?;
-                self.insert(tx, size, &next_nonce, now_ms)
+                let next = match self.place_for(&tx, size, next_nonce) {
+                    Ok(next) => next,
+                    Err(rejection) => {
+                        let no_place = matches!(
+                            rejection,
+                            Rejection::NonceGap { .. } | Rejection::Full | Rejection::SenderFull(_)
+                        );
+                        if keep && no_place {
+                            self.kept.keep(tx, size);
+                        }
+                        return Err(rejection);
+                    }
+                };
+                Ok(self.insert(tx, size, next, now_ms))
             })
             .collect();
         self.update_room();
         answers
     }
 
-    fn insert(
+    /// Whether `tx` (of `bytes`) may enter the pool, making room for it if it is
+    /// executable; its sender's next nonce if so.
+    fn place_for(
         &mut self,
-        tx: VerifiedTransaction,
+        tx: &VerifiedTransaction,
         bytes: usize,
         next_nonce: &impl Fn(&PublicKey) -> u64,
-        now_ms: u64,
-    ) -> Result<Hash, Rejection> {
+    ) -> Result<u64, Rejection> {
         let hash = tx.hash();
         if self.by_hash.contains_key(&hash) {
             return Err(Rejection::Duplicate(hash));
@@ -345,6 +464,14 @@ impl Mempool {
         if self.bytes + bytes > self.config.bytes_max {
             return Err(Rejection::Full);
         }
+        Ok(next)
+    }
+
+    /// Enters `tx`, which [`Mempool::place_for`] found a place for.
+    fn insert(&mut self, tx: VerifiedTransaction, bytes: usize, next: u64, now_ms: u64) -> Hash {
+        let hash = tx.hash();
+        let sender = tx.body().sender;
+        let nonce = tx.body().nonce;
         let queue = self.queues.entry(sender).or_insert_with(|| Queue {
             next,
             run_end: next,
@@ -368,7 +495,7 @@ impl Mempool {
         );
         let run_end = self.queues.get(&sender).map_or(next, |q| q.run_end);
         self.settle(sender, run_end);
-        Ok(hash)
+        hash
     }
 
     /// Room for one more executable transaction of `sender` (which holds `holds`
@@ -602,6 +729,7 @@ impl Mempool {
         }
         for hash in committed {
             self.remove(hash);
+            self.kept.forget(hash);
         }
         self.update_room();
     }
@@ -911,6 +1039,56 @@ mod tests {
         assert!(pool
             .verified_exact(&swapped, &swapped.hash(SUITE))
             .is_none());
+    }
+
+    /// A peer's push the pool has no place for (past its sender's future room) is
+    /// kept, verified, for the block that carries it: exactly those bytes, not a
+    /// client's, a few only, and not past its commit.
+    #[test]
+    fn a_refused_push_is_kept_verified_for_its_block() {
+        let mut pool = Mempool::new(config());
+        pool.kept.max = 2;
+        let (a, b) = (key(1), key(2));
+        let push = |pool: &mut Mempool, k: &KeyPair, nonces: &[u64]| {
+            let batch = nonces.iter().map(|n| checked(k, *n)).collect();
+            let answers = pool.admit_pushed(batch, zero, 0);
+            pool.check_invariants();
+            answers
+        };
+        let answers = push(&mut pool, &a, &[2, 3, 4]);
+        assert!(matches!(
+            answers[2],
+            Err(Rejection::NonceGap {
+                found: 4,
+                expected: 0
+            })
+        ));
+        assert_eq!(pool.len(), 2, "the refused push is not pending");
+        let four = tx(&a, 4, 10);
+        let id = four.hash(SUITE);
+        assert!(pool.verified_exact(&four, &id).is_some());
+        assert_eq!(pool.kept_hits(), 1);
+        let mut forged = four.clone();
+        forged.signature.0[3] ^= 0x40;
+        assert!(pool.verified_exact(&forged, &id).is_none());
+        // A client's refused transaction is not kept.
+        let answers = admit(&mut pool, &b, &[2, 3, 4], 0);
+        assert!(answers[2].is_err());
+        let b_four = tx(&b, 4, 10);
+        assert!(pool.verified_exact(&b_four, &b_four.hash(SUITE)).is_none());
+        // Committed, it is forgotten.
+        pool.remove_committed(&[id], &BTreeSet::new(), zero);
+        assert!(pool.verified_exact(&four, &id).is_none());
+        // Oldest out first past the bound.
+        push(&mut pool, &a, &[5, 6, 7]);
+        let kept = |pool: &Mempool, n| {
+            let t = tx(&a, n, 10);
+            pool.verified_exact(&t, &t.hash(SUITE)).is_some()
+        };
+        assert_eq!(
+            (kept(&pool, 5), kept(&pool, 6), kept(&pool, 7)),
+            (false, true, true)
+        );
     }
 
     #[test]

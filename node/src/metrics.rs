@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use cbec_ledger::Hash;
 
 use crate::admission::Rejection;
+use crate::host::Origin;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -48,7 +49,9 @@ pub struct Metrics {
     pub admission_signatures_checked: Counter,
     pub admission_stale_unchecked: Counter,
     pub admission_gap_unchecked: Counter,
-    /// By the refusal's code.
+    pub mempool_kept_hits: Counter,
+    pub mempool_kept: Gauge,
+    /// By the refusal's code and the batch's origin (`client`, `peer`).
     pub admission_refused_after_check: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Commits of the last ten seconds, for `tx_per_second`.
     recent: Mutex<VecDeque<(Instant, u64)>>,
@@ -80,6 +83,8 @@ impl Metrics {
         let admission_signatures_checked = Counter::default();
         let admission_stale_unchecked = Counter::default();
         let admission_gap_unchecked = Counter::default();
+        let mempool_kept_hits = Counter::default();
+        let mempool_kept = Gauge::default();
         let admission_refused_after_check = Family::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
@@ -224,9 +229,20 @@ impl Metrics {
             admission_gap_unchecked.clone(),
         );
         registry.register(
+            "mempool_kept_hits",
+            "Block transactions not checked again because admission checked them when the \
+             mempool refused their push (past a gap in their sender's nonces, or full)",
+            mempool_kept_hits.clone(),
+        );
+        registry.register(
+            "mempool_kept",
+            "Pushes the mempool refused after their checks, kept verified for their blocks",
+            mempool_kept.clone(),
+        );
+        registry.register(
             "admission_refused_after_check",
             "Transactions through admission's checks that the mempool then refused \
-             (signature work for nothing), by the refusal's code",
+             (signature work for nothing), by the refusal's code and where the batch came from",
             admission_refused_after_check.clone(),
         );
         Metrics {
@@ -260,6 +276,8 @@ impl Metrics {
             admission_signatures_checked,
             admission_stale_unchecked,
             admission_gap_unchecked,
+            mempool_kept_hits,
+            mempool_kept,
             admission_refused_after_check,
             recent: Mutex::new(VecDeque::new()),
         }
@@ -289,11 +307,20 @@ impl Metrics {
 
     /// Counts, by the refusal's code, the transactions of a batch that passed
     /// admission's checks (`passed`) and that the mempool then refused (`answers`).
-    pub fn refused_after_check(&self, passed: &[bool], answers: &[Result<Hash, Rejection>]) {
+    pub fn refused_after_check(
+        &self,
+        passed: &[bool],
+        answers: &[Result<Hash, Rejection>],
+        origin: Origin,
+    ) {
+        let origin = match origin {
+            Origin::Client => "client",
+            Origin::Peer => "peer",
+        };
         for (_, answer) in passed.iter().zip(answers).filter(|(passed, _)| **passed) {
             if let Err(rejection) = answer {
                 self.admission_refused_after_check
-                    .get_or_create(&vec![("code", rejection.code())])
+                    .get_or_create(&vec![("code", rejection.code()), ("origin", origin)])
                     .inc();
             }
         }
@@ -356,14 +383,17 @@ mod tests {
                 Err(gap),
                 Err(Rejection::Duplicate(Hash([2; 32]))),
             ],
+            Origin::Peer,
         );
+        metrics.refused_after_check(&[true], &[Err(Rejection::Full)], Origin::Client);
         let shown = metrics.render();
         for line in [
-            "cbec_admission_refused_after_check_total{code=\"nonce_gap\"} 2",
-            "cbec_admission_refused_after_check_total{code=\"duplicate\"} 1",
+            "cbec_admission_refused_after_check_total{code=\"nonce_gap\",origin=\"peer\"} 2",
+            "cbec_admission_refused_after_check_total{code=\"duplicate\",origin=\"peer\"} 1",
+            "cbec_admission_refused_after_check_total{code=\"full\",origin=\"client\"} 1",
         ] {
             assert!(shown.contains(line), "{line} not in {shown}");
         }
-        assert!(!shown.contains("code=\"full\""), "{shown}");
+        assert!(!shown.contains("code=\"full\",origin=\"peer\""), "{shown}");
     }
 }

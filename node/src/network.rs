@@ -715,7 +715,7 @@ impl Net {
                 };
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
-                    let (checked, reserved) = admission.check_async(request.0, Origin::Peer).await;
+                    let (checked, reserved) = admission.check_async(request.0).await;
                     drop(queued);
                     let event = Event::Admit {
                         checked,

@@ -142,6 +142,11 @@ pub struct HostStatus {
     pub mempool_bytes: usize,
     /// Transactions this validator's next block may take (see [`block_size`]).
     pub block_txs_max: usize,
+    /// Block transactions whose signatures were checked when the mempool refused their
+    /// push (see [`Mempool::admit_pushed`]), since the start.
+    pub mempool_kept_hits: u64,
+    /// Such transactions kept now.
+    pub mempool_kept: usize,
 }
 
 /// Genesis facts the host runs on.
@@ -343,6 +348,8 @@ impl<P: Peer> Host<P> {
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
             block_txs_max: self.block_size.limits().0,
+            mempool_kept_hits: self.mempool.kept_hits(),
+            mempool_kept: self.mempool.kept_len(),
         }
     }
 
@@ -905,14 +912,23 @@ impl<P: Peer> Host<P> {
         now: Now,
     ) -> HostResult<Admitted<P>> {
         let store = self.store().clone();
-        let pushed: Vec<Option<Transaction>> = checked
-            .iter()
-            .map(|c| c.as_ref().ok().map(|(tx, _)| tx.tx().clone()))
-            .collect();
+        // A client's transactions, to push on to peers once admitted.
+        let pushed: Vec<Option<Transaction>> = match origin {
+            Origin::Client => checked
+                .iter()
+                .map(|c| c.as_ref().ok().map(|(tx, _)| tx.tx().clone()))
+                .collect(),
+            Origin::Peer => Vec::new(),
+        };
         let nonces = Nonces::new(&store);
-        let answers = self
-            .mempool
-            .admit_checked(checked, |k| nonces.get(k), now.mono_ms);
+        let answers = match origin {
+            Origin::Client => self
+                .mempool
+                .admit_checked(checked, |k| nonces.get(k), now.mono_ms),
+            Origin::Peer => self
+                .mempool
+                .admit_pushed(checked, |k| nonces.get(k), now.mono_ms),
+        };
         nonces.finish()?;
         let mut effects = Vec::new();
         if origin == Origin::Client {
