@@ -713,11 +713,9 @@ impl Mempool {
                 continue;
             }
             let stale: Vec<Hash> = queue.txs.range(..next).map(|(_, h)| *h).collect();
-            let old_next = queue.next;
             queue.next = next;
             // Nonces below `next` that were marked future (past a gap here, but in the
             // block) must not count as the run's; the run now starts at `next`.
-            let _ = old_next;
             for hash in stale {
                 self.remove(&hash);
             }
