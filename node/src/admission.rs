@@ -14,7 +14,7 @@
 //! half (duplicates, nonces against pending ones, bounds). Every refusal is a typed [`Rejection`] that the API maps to a status code a
 //! client can act on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -253,35 +253,58 @@ impl Admission {
             .collect()
     }
 
-    /// Notes that the mempool refused a transaction of `sender` as `nonce_gap`,
-    /// expecting `expected` next.
-    pub fn note_gap(&self, sender: PublicKey, expected: u64) {
+    /// Notes the gaps the mempool showed: `(sender, expected)` for each transaction
+    /// it refused as `nonce_gap`.
+    pub fn note_gaps(&self, refused: impl IntoIterator<Item = (PublicKey, u64)>) {
+        let mut refused = refused.into_iter().peekable();
+        if refused.peek().is_none() {
+            return;
+        }
         let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
-        if gaps.len() < GAPS_MAX || gaps.contains_key(&sender) {
-            gaps.insert(sender, expected);
+        for (sender, expected) in refused {
+            if gaps.len() < GAPS_MAX || gaps.contains_key(&sender) {
+                gaps.insert(sender, expected);
+            }
         }
     }
 
     /// The open gaps of the senders of `txs`; gaps that a commit or a transaction of
-    /// `txs` (the nonce expected) closes are forgotten.
+    /// `txs` (the nonce expected) closes are forgotten. Committed state is read
+    /// outside the lock, once per gapped sender.
     fn open_gaps(&self, txs: &[Transaction]) -> BTreeMap<PublicKey, u64> {
-        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
-        let mut open = BTreeMap::new();
-        if gaps.is_empty() {
+        let mut open: BTreeMap<PublicKey, u64> = {
+            let gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+            if gaps.is_empty() {
+                return BTreeMap::new();
+            }
+            txs.iter()
+                .filter_map(|t| gaps.get(&t.body.sender).map(|&e| (t.body.sender, e)))
+                .collect()
+        };
+        if open.is_empty() {
             return open;
         }
-        let senders: BTreeSet<PublicKey> = txs.iter().map(|t| t.body.sender).collect();
-        for sender in senders {
-            let Some(&expected) = gaps.get(&sender) else {
-                continue;
-            };
-            let filled = txs
-                .iter()
-                .any(|t| t.body.sender == sender && t.body.nonce == expected);
-            if filled || committed_next_nonce(self.state.as_ref(), &sender) > expected {
-                gaps.remove(&sender);
-            } else {
-                open.insert(sender, expected);
+        let mut closed = BTreeMap::new();
+        for t in txs {
+            if open.get(&t.body.sender) == Some(&t.body.nonce) {
+                closed.insert(t.body.sender, t.body.nonce);
+            }
+        }
+        for (sender, &expected) in &open {
+            if !closed.contains_key(sender)
+                && committed_next_nonce(self.state.as_ref(), sender) > expected
+            {
+                closed.insert(*sender, expected);
+            }
+        }
+        open.retain(|sender, _| !closed.contains_key(sender));
+        if !closed.is_empty() {
+            let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+            for (sender, expected) in closed {
+                // Unless a newer refusal moved it meanwhile.
+                if gaps.get(&sender) == Some(&expected) {
+                    gaps.remove(&sender);
+                }
             }
         }
         open
@@ -647,7 +670,7 @@ mod tests {
                 .signatures_checked
                 .load(Ordering::Relaxed)
         };
-        admission.note_gap(key.public(), 5);
+        admission.note_gaps([(key.public(), 5)]);
         let pushed = admission.check_past_gaps(vec![tx(&key, 7), forged(8), tx(&key, 3)], 10);
         assert!(matches!(
             pushed[0],
@@ -668,7 +691,7 @@ mod tests {
         assert!(pushed.iter().all(Result::is_ok), "{pushed:?}");
         assert_eq!(checked_so_far(), 3);
         // A commit past the gap closes it too.
-        admission.note_gap(key.public(), 5);
+        admission.note_gaps([(key.public(), 5)]);
         assert!(admission.check_past_gaps(vec![tx(&key, 9)], 10)[0].is_err());
         let nonce_key = layout::nonce_key(&key.public().to_hex()).into_bytes();
         state

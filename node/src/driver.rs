@@ -283,13 +283,8 @@ impl Driver {
                     .metrics
                     .refused_after_check(&passed, &answers, origin);
                 // Later transactions past the gap are refused before their checks.
-                for (sender, answer) in senders.iter().zip(&answers) {
-                    if let (Some(sender), Err(Rejection::NonceGap { expected, .. })) =
-                        (sender, answer)
-                    {
-                        self.shared.admission.note_gap(*sender, *expected);
-                    }
-                }
+                let gaps = senders.iter().zip(&answers).filter_map(gap_shown);
+                self.shared.admission.note_gaps(gaps);
                 if let Some(reply) = reply {
                     let _ = reply.send(answers);
                 }
@@ -408,5 +403,16 @@ impl Driver {
         let kept = &m.mempool_kept_hits;
         kept.inc_by(status.mempool_kept_hits.saturating_sub(kept.get()));
         m.mempool_kept.set(status.mempool_kept as i64);
+    }
+}
+
+/// The gap in its sender's nonces that the mempool's answer to a checked transaction
+/// showed: `(sender, expected)` for a `nonce_gap` refusal.
+fn gap_shown(
+    (sender, answer): (&Option<PublicKey>, &Result<Hash, Rejection>),
+) -> Option<(PublicKey, u64)> {
+    match (sender, answer) {
+        (Some(sender), Err(Rejection::NonceGap { expected, .. })) => Some((*sender, *expected)),
+        _ => None,
     }
 }
