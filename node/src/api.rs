@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cbec_genesis::ApiSettings;
-use cbec_ledger::{codec, Hash, ProofFile, PublicKey, Transaction};
+use cbec_ledger::{codec, Block, Hash, ProofFile, PublicKey, Transaction};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -490,7 +490,7 @@ async fn block(
         ) else {
             return Ok(None);
         };
-        let block = &treed.block;
+        let block: &Block = &treed.block;
         Ok(Some(if binary {
             // The canonical `CertifiedBlock` encoding: the block, then its certificate.
             let bytes = codec::encode(&(block, &certificate));
@@ -762,8 +762,9 @@ pub async fn run_event_feed(shared: Arc<Shared>) {
         }
         let s = shared.clone();
         let event = tokio::task::spawn_blocking(move || {
-            let treed = s.blocks.get(&s.store, height).ok().flatten()?;
-            let block = &treed.block;
+            // The block alone (shared while in memory): the feed needs none of the
+            // proof trees the API's block cache builds.
+            let block = s.store.block_shared(height).ok().flatten()?;
             // Serialised straight from the block (no `serde_json::Value` tree in
             // between), and each transaction's hash taken from its result, which a valid
             // block holds equal to it (hashing every transaction again cost a SHA-256
@@ -800,6 +801,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     hits.inc_by(memory.read_cache.hits.saturating_sub(hits.get()));
     let misses = &m.store_read_cache_misses;
     misses.inc_by(memory.read_cache.misses.saturating_sub(misses.get()));
+    let absent = &m.store_read_absent;
+    absent.inc_by(memory.read_cache.absent.saturating_sub(absent.get()));
     let counts = shared.admission.counts();
     for (counter, count) in [
         (&m.admission_signatures_checked, &counts.signatures_checked),

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub store_read_cache_bytes: Gauge,
     pub store_read_cache_hits: Counter,
     pub store_read_cache_misses: Counter,
+    pub store_read_absent: Counter,
     pub admission_signatures_checked: Counter,
     pub admission_stale_unchecked: Counter,
     pub admission_gap_unchecked: Counter,
@@ -80,6 +81,7 @@ impl Metrics {
         let store_read_cache_bytes = Gauge::default();
         let store_read_cache_hits = Counter::default();
         let store_read_cache_misses = Counter::default();
+        let store_read_absent = Counter::default();
         let admission_signatures_checked = Counter::default();
         let admission_stale_unchecked = Counter::default();
         let admission_gap_unchecked = Counter::default();
@@ -212,6 +214,11 @@ impl Metrics {
             store_read_cache_misses.clone(),
         );
         registry.register(
+            "store_read_absent",
+            "State reads of keys the state tree lacks, answered without the disk",
+            store_read_absent.clone(),
+        );
+        registry.register(
             "admission_signatures_checked",
             "Transactions whose signatures admission checked (from clients and peers)",
             admission_signatures_checked.clone(),
@@ -273,6 +280,7 @@ impl Metrics {
             store_read_cache_bytes,
             store_read_cache_hits,
             store_read_cache_misses,
+            store_read_absent,
             admission_signatures_checked,
             admission_stale_unchecked,
             admission_gap_unchecked,

@@ -80,7 +80,7 @@ impl Reads {
 /// A decoded block with the Merkle trees of its transactions and results.
 #[derive(Debug)]
 pub struct TreedBlock {
-    pub block: Block,
+    pub block: Arc<Block>,
     pub txs: MerkleTree,
     pub results: MerkleTree,
 }
@@ -106,7 +106,7 @@ impl BlockCache {
         if let Some(found) = self.lock().blocks.get(&height) {
             return Ok(Some(found.clone()));
         }
-        let Some(block) = store.block(height)? else {
+        let Some(block) = store.block_shared(height)? else {
             return Ok(None);
         };
         let suite = store.suite();

@@ -251,6 +251,8 @@ struct ReadCache {
     epoch: u64,
     hits: u64,
     misses: u64,
+    /// Reads the state tree answered "absent" without the disk.
+    absent: u64,
 }
 
 /// The read cache's budget: keys, values and a bookkeeping allowance an entry.
@@ -454,7 +456,10 @@ pub struct StoreMemory {
 pub struct ReadCacheSize {
     pub bytes: u64,
     pub hits: u64,
+    /// Reads that went to disk.
     pub misses: u64,
+    /// Reads of keys the state tree showed absent, answered without the disk.
+    pub absent: u64,
 }
 
 /// `meta` keys `set-change/<height BE>`: the validator set changed after that height.
@@ -547,7 +552,7 @@ impl Inner {
     }
 
     /// The latest value of a state key: the newest applied block that wrote it, else
-    /// the disk.
+    /// the read cache, else absent if the state tree lacks it, else the disk.
     fn state_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let epoch = {
             let chain = read(&self.chain);
@@ -561,23 +566,61 @@ impl Inner {
                 cache.hits += 1;
                 return Ok(value);
             }
-            cache.misses += 1;
             cache.epoch
         };
+        // A key the tree's latest version lacks is absent: no disk read (the tree is at
+        // least as new as the pending list just read, and a block it has that the list
+        // had not yet would only make the answer newer). Not cached: the tree answers
+        // every time, and a key a block creates needs no entry to forget.
+        let key_hash = sparse::key_hash(self.options.suite, key);
+        if read(&self.live).tree.holds_latest(&key_hash) == Some(false) {
+            lock(&self.read_cache).absent += 1;
+            return Ok(None);
+        }
         let value = self.kv.get(Cf::State, key)?;
         let mut cache = lock(&self.read_cache);
+        cache.misses += 1;
         if cache.epoch == epoch {
             cache.insert(key, value.clone());
         }
         Ok(value)
     }
 
+    /// An applied block not on disk yet.
     fn pending(&self, height: u64) -> Option<Arc<Applied>> {
         read(&self.chain)
             .pending
             .iter()
             .find(|a| a.block.height() == height)
             .cloned()
+    }
+
+    /// A block (with its certificate) as the disk holds it, or, not on disk yet, as
+    /// applied: what [`Store::check`] reads, never a copy the disk may differ from.
+    fn stored(&self, height: u64) -> Result<Option<(Block, Option<CommitCertificate>)>> {
+        if let Some(applied) = self.pending(height) {
+            return Ok(Some((
+                Block::clone(&applied.block),
+                Some(applied.certificate.clone()),
+            )));
+        }
+        let Some(block) = self.get::<Block>(Cf::Blocks, &height_key(height))? else {
+            return Ok(None);
+        };
+        Ok(Some((block, self.get(Cf::Certs, &height_key(height))?)))
+    }
+
+    /// An applied block still in memory: not on disk yet, or of a kept tree version
+    /// (the last few blocks, which the next block's checks read: its parent's header
+    /// and certificate, not decoded from disk again).
+    fn in_memory(&self, height: u64) -> Option<Arc<Applied>> {
+        self.pending(height).or_else(|| {
+            read(&self.live)
+                .recent
+                .iter()
+                .find(|(h, _)| *h == height)
+                .map(|(_, applied)| applied.clone())
+        })
     }
 
     /// Writes one applied block durably, then lets its waiters run.
@@ -1043,6 +1086,7 @@ impl Store {
                     bytes: cache.bytes as u64,
                     hits: cache.hits,
                     misses: cache.misses,
+                    absent: cache.absent,
                 }
             },
         }
@@ -1156,21 +1200,32 @@ impl Store {
 
     /// A block of the chain (applied, on disk or not yet).
     pub fn block(&self, height: u64) -> Result<Option<Block>> {
-        if let Some(applied) = self.inner.pending(height) {
+        if let Some(applied) = self.inner.in_memory(height) {
             return Ok(Some(Block::clone(&applied.block)));
         }
         self.inner.get(Cf::Blocks, &height_key(height))
     }
 
+    /// [`Store::block`], shared: a block still in memory is not copied.
+    pub fn block_shared(&self, height: u64) -> Result<Option<Arc<Block>>> {
+        if let Some(applied) = self.inner.in_memory(height) {
+            return Ok(Some(applied.block.clone()));
+        }
+        Ok(self
+            .inner
+            .get::<Block>(Cf::Blocks, &height_key(height))?
+            .map(Arc::new))
+    }
+
     pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>> {
-        if let Some(applied) = self.inner.pending(height) {
+        if let Some(applied) = self.inner.in_memory(height) {
             return Ok(Some(applied.certificate.clone()));
         }
         self.inner.get(Cf::Certs, &height_key(height))
     }
 
     pub fn header(&self, height: u64) -> Result<Option<Header>> {
-        if let Some(applied) = self.inner.pending(height) {
+        if let Some(applied) = self.inner.in_memory(height) {
             return Ok(Some(applied.block.header.clone()));
         }
         Ok(self.block(height)?.map(|b| b.header))
@@ -1446,14 +1501,17 @@ impl Store {
             return Ok(());
         }
         let from = height.saturating_sub(depth).max(1);
+        // What the disk holds (blocks not on disk yet as applied), never the copies
+        // of recent blocks the store keeps in memory.
         let mut previous: Option<Header> = if from > 1 {
-            self.header(from - 1)?
+            self.inner.stored(from - 1)?.map(|(b, _)| b.header)
         } else {
             None
         };
         for h in from..=height {
-            let block = self
-                .block(h)?
+            let (block, cert) = self
+                .inner
+                .stored(h)?
                 .ok_or_else(|| corrupt(format!("block {h} is missing")))?;
             if block.height() != h {
                 return Err(corrupt(format!(
@@ -1472,9 +1530,7 @@ impl Store {
                     )));
                 }
             }
-            let cert = self
-                .certificate(h)?
-                .ok_or_else(|| corrupt(format!("certificate {h} is missing")))?;
+            let cert = cert.ok_or_else(|| corrupt(format!("certificate {h} is missing")))?;
             if cert.block_hash != block.hash(self.inner.options.suite) || cert.height != h {
                 return Err(corrupt(format!("certificate {h} names another block")));
             }
@@ -2177,9 +2233,10 @@ mod tests {
         }
     }
 
-    /// A state read from disk is kept for the next read of the key (absent keys too),
-    /// and each block that writes a key, once on disk, gives the cache its value or
-    /// deletion: no read after it sees the value from before.
+    /// A state read from disk is kept for the next read of the key, a key the state
+    /// tree lacks is answered absent without the disk, and each block that writes a
+    /// key, once on disk, gives the cache its value or deletion: no read after it sees
+    /// the value from before.
     #[test]
     fn state_reads_are_cached_and_each_block_written_updates_them() {
         let store = Store::in_memory(&Hash([1; 32])).expect("open");
@@ -2190,12 +2247,14 @@ mod tests {
         for key in ["k", "gone", "absent"] {
             store.state_value(key.as_bytes()).expect("read");
         }
-        let before = cache(&store);
+        let first = cache(&store);
+        assert_eq!((first.misses, first.absent), (2, 1), "{first:?}");
         assert_eq!(store.state_value(b"k").expect("read"), Some(b"0".to_vec()));
         assert_eq!(store.state_value(b"absent").expect("read"), None);
         let after = cache(&store);
-        assert_eq!(after.hits, before.hits + 2, "{after:?}");
-        assert_eq!(after.misses, before.misses, "{after:?}");
+        assert_eq!(after.hits, first.hits + 1, "{after:?}");
+        assert_eq!(after.absent, first.absent + 1, "{after:?}");
+        assert_eq!(after.misses, first.misses, "{after:?}");
         assert!(after.bytes > 0);
         commit(
             &store,
@@ -2210,11 +2269,58 @@ mod tests {
         assert_eq!(store.state_value(b"gone").expect("read"), None);
         assert_eq!(
             cache(&store).misses,
-            after.misses,
-            "answered from the cache"
+            after.misses + 1,
+            "k and gone answered from the cache; the key the block created from disk"
         );
         commit(&store, 2, &writes(&[("k", None)]));
         assert_eq!(store.state_value(b"k").expect("read"), None);
+        let last = cache(&store);
+        assert_eq!(
+            store.state_value(b"absent").expect("read"),
+            Some(b"now".to_vec())
+        );
+        assert_eq!(store.state_value(b"never").expect("read"), None);
+        assert_eq!(cache(&store).misses, last.misses, "{last:?}");
+        assert_eq!(cache(&store).absent, last.absent + 1, "{last:?}");
+    }
+
+    /// The last blocks, on disk, are served from memory (the next block's checks read
+    /// its parent's header and certificate): no block is read back and decoded for
+    /// them; one older than the kept versions is read from disk.
+    #[test]
+    fn recent_blocks_are_served_from_memory_once_on_disk() {
+        let reads = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let mut kv = HookedKv::new();
+        let seen = reads.clone();
+        kv.after_get = Box::new(move |key| lock(&seen).push(key.to_vec()));
+        let store = Store::with_kv(Box::new(kv), &Hash([1; 32])).expect("open");
+        store
+            .init_genesis(&writes(&[("a", Some("1"))]))
+            .expect("genesis");
+        let kept = read(&store.inner.live).tree.keep() as u64;
+        let mut blocks = Vec::new();
+        for h in 1..=kept + 2 {
+            blocks.push(commit(&store, h, &writes(&[("k", Some(&h.to_string()))])));
+        }
+        let last = kept + 2;
+        assert!(store.inner.pending(last).is_none(), "on disk");
+        lock(&reads).clear();
+        let b = &blocks[last as usize - 1];
+        assert_eq!(store.header(last).expect("read"), Some(b.header.clone()));
+        assert_eq!(store.certificate(last).expect("read"), Some(cert(b)));
+        assert_eq!(store.block_shared(last).expect("read").as_deref(), Some(b));
+        assert_eq!(store.block(last).expect("read").as_ref(), Some(b));
+        assert!(
+            lock(&reads).is_empty(),
+            "read from disk: {:?}",
+            lock(&reads)
+        );
+        // The first block is no longer among the kept versions: from disk, the same.
+        assert_eq!(
+            store.header(1).expect("read"),
+            Some(blocks[0].header.clone())
+        );
+        assert!(lock(&reads).contains(&height_key(1).to_vec()));
     }
 
     /// A read that went to disk before a block wrote its key, and finishes after the

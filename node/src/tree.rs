@@ -1403,6 +1403,26 @@ impl Tree {
         }
     }
 
+    /// Whether the latest version has a leaf for `key_hash`, from memory alone: `None`
+    /// when the walk reaches an evicted subtree (the answer is on disk). A key the
+    /// latest version lacks is absent from the state it commits, so a reader need not
+    /// ask the disk for it (most first reads of a block are of keys it creates).
+    pub fn holds_latest(&self, key_hash: &Hash) -> Option<bool> {
+        let mut at = self.versions.back()?.root;
+        let mut depth = 0;
+        loop {
+            match at.kind() {
+                Kind::Empty => return Some(false),
+                Kind::Leaf(i) => return Some(self.leaves.get(i).key_hash == *key_hash),
+                Kind::Node(i) if self.is_evicted(i) => return None,
+                Kind::Node(i) => {
+                    at = self.nodes.get(i).children[nibble(key_hash, depth)];
+                    depth += 1;
+                }
+            }
+        }
+    }
+
     /// The proof, at a kept version, that `key_hash` holds the value its leaf shows, or
     /// none: as `cbec_ledger::sparse` verifies it (siblings from the leaf up).
     pub fn proof(&self, version: u64, key_hash: &Hash) -> Result<SparseProof, TreeError> {
@@ -2342,6 +2362,44 @@ mod tests {
                 pair.whole.proof(latest, key).expect("proof")
             );
         }
+    }
+
+    /// `holds_latest` answers from memory what the latest version's values say, for keys
+    /// present, deleted and never written; a tree with evicted subtrees answers the same
+    /// or, where the walk reaches one, defers to the disk (never a wrong "absent").
+    #[test]
+    fn a_key_the_latest_version_lacks_is_known_absent_from_memory() {
+        let mut pair = ColdPair::new(4);
+        for changes in cold_blocks(40) {
+            pair.apply(&changes);
+        }
+        let latest = pair.whole.latest();
+        // Keys 0..7,000 were written (some deleted since); 7,000.. never were.
+        let (mut present, mut absent, mut deferred) = (0, 0, 0);
+        for i in (0..9_000).step_by(7) {
+            let key = deep_key(i, 300);
+            let holds = pair.whole.value_hash(latest, &key).expect("kept").is_some();
+            assert_eq!(pair.whole.holds_latest(&key), Some(holds), "key {i}");
+            match pair.cold.holds_latest(&key) {
+                Some(answer) => assert_eq!(answer, holds, "key {i}, evicting tree"),
+                None => deferred += 1,
+            }
+            if holds {
+                present += 1;
+            } else {
+                absent += 1;
+            }
+        }
+        assert!(
+            present > 500 && absent > 300,
+            "{present} present, {absent} absent"
+        );
+        assert!(deferred > 0, "some walks reach an evicted subtree");
+        // An empty tree holds nothing.
+        assert_eq!(
+            Tree::new(0, 1, SUITE).holds_latest(&deep_key(1, 300)),
+            Some(false)
+        );
     }
 
     /// With a budget, eviction stops at it, the subtrees changed longest ago going
