@@ -276,13 +276,26 @@ impl ReadCache {
     }
 
     /// A block's writes reached the disk: the entries of keys it wrote take its values.
+    /// In place (no new key; the budget is checked at the next insert), looking up
+    /// whichever side is smaller in the other: at saturation a block writes tens of
+    /// thousands of keys while the cache holds the few filings its rules read.
     fn written(&mut self, writes: &Writes) {
-        for (key, value) in writes {
-            // In place: one lookup, no new key. The budget is checked at the next insert.
-            if let Some(cached) = self.values.get_mut(key.as_slice()) {
-                let old = Self::entry_bytes(key, cached);
-                *cached = value.clone();
-                self.bytes = self.bytes - old + Self::entry_bytes(key, cached);
+        let mut update = |key: &[u8], cached: &mut Option<Vec<u8>>, value: &Option<Vec<u8>>| {
+            let old = Self::entry_bytes(key, cached);
+            *cached = value.clone();
+            self.bytes = self.bytes - old + Self::entry_bytes(key, cached);
+        };
+        if self.values.len() < writes.len() {
+            for (key, cached) in self.values.iter_mut() {
+                if let Some(value) = writes.get(key) {
+                    update(key, cached, value);
+                }
+            }
+        } else {
+            for (key, value) in writes {
+                if let Some(cached) = self.values.get_mut(key.as_slice()) {
+                    update(key, cached, value);
+                }
             }
         }
         self.epoch += 1;
