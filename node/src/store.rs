@@ -343,6 +343,17 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `lock` to read, unless a writer holds it (or waits for it) now: for shortcuts that
+/// have a way round that needs no lock, so a reader on another thread never waits for
+/// a block's tree update to take one.
+fn try_read<T>(lock: &RwLock<T>) -> Option<std::sync::RwLockReadGuard<'_, T>> {
+    match lock.try_read() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
@@ -584,11 +595,16 @@ impl Inner {
         // A key the tree's latest version lacks is absent: no disk read (the tree is at
         // least as new as the pending list just read, and a block it has that the list
         // had not yet would only make the answer newer). Not cached: the tree answers
-        // every time, and a key a block creates needs no entry to forget.
-        let key_hash = sparse::key_hash(self.options.suite, key);
-        if read(&self.live).tree.holds_latest(&key_hash) == Some(false) {
-            lock(&self.read_cache).absent += 1;
-            return Ok(None);
+        // every time, and a key a block creates needs no entry to forget. While a block
+        // updates the tree (on the host thread, which also executes), a reader on
+        // another thread (admission, the API) asks the disk instead of waiting.
+        if let Some(live) = try_read(&self.live) {
+            let key_hash = sparse::key_hash(self.options.suite, key);
+            if live.tree.holds_latest(&key_hash) == Some(false) {
+                drop(live);
+                lock(&self.read_cache).absent += 1;
+                return Ok(None);
+            }
         }
         let value = self.kv.get(Cf::State, key)?;
         let mut cache = lock(&self.read_cache);
@@ -626,9 +642,11 @@ impl Inner {
     /// An applied block still in memory: not on disk yet, or of a kept tree version
     /// (the last few blocks, which the next block's checks read: its parent's header
     /// and certificate, not decoded from disk again).
+    /// While a block updates the tree, a reader on another thread takes the disk's
+    /// copy rather than wait (see [`try_read`]).
     fn in_memory(&self, height: u64) -> Option<Arc<Applied>> {
         self.pending(height).or_else(|| {
-            read(&self.live)
+            try_read(&self.live)?
                 .recent
                 .iter()
                 .find(|(h, _)| *h == height)
@@ -2334,6 +2352,37 @@ mod tests {
             Some(blocks[0].header.clone())
         );
         assert!(lock(&reads).contains(&height_key(1).to_vec()));
+    }
+
+    /// A reader on another thread while the tree is being updated (its lock held for
+    /// writing, as `prepare_state` holds it) is answered from disk at once, absent keys
+    /// and recent blocks alike, the same answers, instead of waiting for the update.
+    #[test]
+    fn a_read_during_a_tree_update_goes_to_disk_without_waiting() {
+        let store = Arc::new(Store::in_memory(&Hash([1; 32])).expect("open"));
+        store
+            .init_genesis(&writes(&[("k", Some("0"))]))
+            .expect("genesis");
+        let b = commit(&store, 1, &writes(&[("k", Some("1"))]));
+        let before = store.memory().read_cache;
+        let updating = write(&store.inner.live);
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = store.clone();
+        std::thread::spawn(move || {
+            let answers = (
+                reader.state_value(b"never").expect("read"),
+                reader.header(1).expect("read"),
+            );
+            done_tx.send(answers).expect("test waits");
+        });
+        let (value, header) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("answered while the tree is locked for writing");
+        drop(updating);
+        assert_eq!((value, header), (None, Some(b.header)));
+        let after = store.memory().read_cache;
+        assert_eq!(after.misses, before.misses + 1, "{after:?}");
+        assert_eq!(after.absent, before.absent, "{after:?}");
     }
 
     /// A read that went to disk before a block wrote its key, and finishes after the
