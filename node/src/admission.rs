@@ -187,6 +187,34 @@ impl Admission {
         (checked.unwrap_or_default(), reserved)
     }
 
+    /// [`Admission::check_async`] for a peer's push: the transactions refused unchecked
+    /// (past a gap, or beyond the room) come back too, with their ids and sizes, to be
+    /// kept for the compact blocks that will name them ([`crate::mempool::Mempool::keep_unchecked`]).
+    pub async fn check_push_async(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> (Vec<Checked>, Reservation, Vec<(Hash, Transaction, usize)>) {
+        let permit = self.slot.clone().acquire_owned().await;
+        let this = self.clone();
+        let reserved = self.room.reserve(txs.len());
+        let room = reserved.len();
+        let checked = tokio::task::spawn_blocking(move || {
+            let (checked, unchecked) = this.check_keeping(txs, room);
+            drop(permit);
+            let unchecked = unchecked
+                .into_iter()
+                .map(|tx| {
+                    let (bytes, id) = tx.encode_with_hash(this.suite);
+                    (id, tx, bytes.len())
+                })
+                .collect();
+            (checked, unchecked)
+        })
+        .await;
+        let (checked, unchecked) = checked.unwrap_or_default();
+        (checked, reserved, unchecked)
+    }
+
     /// Whether the node's checking slot is free now (peer pushes do not queue long).
     pub fn slot(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.slot
@@ -216,22 +244,38 @@ impl Admission {
     /// sender is then a future one past the few a sender may hold. Before this two
     /// thirds of admission's signature checks at saturation were of such transactions,
     /// refused by the mempool after the check (peers' pushes, and clients resending
-    /// behind an evicted transaction). A push refused costs nothing (the transaction
-    /// still comes in the block that carries it); a client is told the nonce expected.
+    /// behind an evicted transaction). A push refused costs no signature check here (the
+    /// transaction is kept unchecked for the compact block that will name it, see
+    /// [`Admission::check_push_async`]); a client is told the nonce expected.
     pub fn check_past_gaps(&self, txs: Vec<Transaction>, room: usize) -> Vec<Checked> {
+        self.check_keeping(txs, room).0
+    }
+
+    /// [`Admission::check_past_gaps`], returning the transactions refused unchecked
+    /// (past a gap, or beyond the first `room` of the rest) as well.
+    fn check_keeping(
+        &self,
+        txs: Vec<Transaction>,
+        room: usize,
+    ) -> (Vec<Checked>, Vec<Transaction>) {
         let gaps = self.open_gaps(&txs);
-        if gaps.is_empty() {
-            return self.check(txs, room);
-        }
         let mut early = Vec::with_capacity(txs.len());
-        let mut rest = Vec::with_capacity(txs.len());
+        let mut rest = Vec::with_capacity(txs.len().min(room));
+        let mut unchecked = Vec::new();
+        let mut gapped = 0;
         for tx in txs {
             match gaps.get(&tx.body.sender) {
                 Some(&expected) if tx.body.nonce > expected => {
+                    gapped += 1;
                     early.push(Some(Rejection::NonceGap {
                         found: tx.body.nonce,
                         expected,
                     }));
+                    unchecked.push(tx);
+                }
+                _ if rest.len() >= room => {
+                    early.push(Some(Rejection::Full));
+                    unchecked.push(tx);
                 }
                 _ => {
                     early.push(None);
@@ -239,18 +283,18 @@ impl Admission {
                 }
             }
         }
-        let refused = early.iter().flatten().count();
         self.counts
             .gap_unchecked
-            .fetch_add(refused as u64, Ordering::Relaxed);
+            .fetch_add(gapped as u64, Ordering::Relaxed);
         let mut checked = self.check(rest, room).into_iter();
-        early
+        let answers = early
             .into_iter()
             .map(|answer| match answer {
                 Some(rejection) => Err(rejection),
                 None => checked.next().expect("one answer per transaction checked"),
             })
-            .collect()
+            .collect();
+        (answers, unchecked)
     }
 
     /// Notes the gaps the mempool showed: `(sender, expected)` for each transaction
@@ -641,6 +685,48 @@ mod tests {
         assert_eq!(pool.room().get(), 0);
         let (_, none) = admission.check_async(vec![tx(&key, 10)]).await;
         assert!(none.is_empty());
+    }
+
+    /// A peer's push checked for the mempool gives back what it refused unchecked (past a
+    /// known gap, or beyond the room), with ids that are the transactions' own, to be
+    /// kept for compact blocks; what it checked is not among them.
+    #[tokio::test]
+    async fn a_push_gives_back_what_was_refused_unchecked_with_its_ids() {
+        use crate::mempool::{Mempool, MempoolConfig};
+        let key = KeyPair::from_seed(&[1; 32]);
+        let other = KeyPair::from_seed(&[2; 32]);
+        let pool = Mempool::new(MempoolConfig {
+            txs_max: 2,
+            ..MempoolConfig::default()
+        });
+        let mut state = cbec_chaincode::MemoryState::default();
+        state.apply(&cbec_chaincode::Engine::genesis_writes(&[(
+            "commerce".to_string(),
+            vec![key.public(), other.public()],
+        )]));
+        let admission = Admission::new(CHAIN, SUITE, 1_000, pool.room(), Arc::new(state));
+        admission.note_gaps([(key.public(), 5)]);
+        let push = vec![tx(&key, 7), tx(&other, 0), tx(&other, 1), tx(&other, 2)];
+        let (checked, _room, unchecked) = admission.check_push_async(push.clone()).await;
+        assert!(matches!(checked[0], Err(Rejection::NonceGap { .. })));
+        assert!(checked[1].is_ok() && checked[2].is_ok(), "{checked:?}");
+        assert!(matches!(checked[3], Err(Rejection::Full)));
+        let kept: Vec<(Hash, Transaction)> =
+            unchecked.into_iter().map(|(id, tx, _)| (id, tx)).collect();
+        assert_eq!(
+            kept,
+            vec![
+                (push[0].hash(SUITE), push[0].clone()),
+                (push[3].hash(SUITE), push[3].clone())
+            ]
+        );
+        assert_eq!(
+            admission
+                .counts()
+                .signatures_checked
+                .load(Ordering::Relaxed),
+            2
+        );
     }
 
     /// Past a gap the mempool refused a transaction for, a later transaction of that

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cbec_ledger::{Block, CommitCertificate, Hash, KeyPair, PublicKey};
+use cbec_ledger::{Block, CommitCertificate, Hash, KeyPair, PublicKey, Transaction};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
@@ -54,6 +54,11 @@ pub enum Event {
         origin: Origin,
         reply: Option<oneshot::Sender<Vec<Result<Hash, Rejection>>>>,
     },
+    /// Peers' pushes the node had no room or time to check, with the ids the network
+    /// computed and their sizes: kept for compact blocks.
+    Unchecked {
+        txs: Vec<(Hash, Transaction, usize)>,
+    },
     NextNonce {
         key: PublicKey,
         reply: oneshot::Sender<u64>,
@@ -61,6 +66,13 @@ pub enum Event {
     IsPending {
         hash: Hash,
         reply: oneshot::Sender<bool>,
+    },
+    /// A peer asks for the block of a proposal at this height (it could not put the
+    /// compact one together).
+    ProposalBlock {
+        height: u64,
+        hash: Hash,
+        reply: oneshot::Sender<Option<Arc<Block>>>,
     },
 }
 
@@ -84,7 +96,7 @@ impl HostHandle {
     /// Queues an event; admissions go on their own queue, behind control events.
     pub fn send(&self, event: Event) -> Result<(), QueueError> {
         let queue = match event {
-            Event::Admit { .. } => &self.admit,
+            Event::Admit { .. } | Event::Unchecked { .. } => &self.admit,
             _ => &self.control,
         };
         queue.try_send(event).map_err(|e| match e {
@@ -154,14 +166,17 @@ fn event_kind(event: &Event) -> &'static str {
     match event {
         Event::Inbound { inbound, .. } => match inbound {
             Inbound::Status { .. } => "a peer's status",
-            Inbound::Proposal { .. } => "a proposal",
+            Inbound::Proposal { .. } | Inbound::CompactProposal { .. } => "a proposal",
             Inbound::Vote(_) => "a vote",
         },
         Event::Blocks { .. } => "synced blocks",
         Event::SyncFailed { .. } => "a failed sync request",
         Event::Connected(_) | Event::Disconnected(_) => "a peer's connection",
         Event::Admit { .. } => "admitting transactions",
-        Event::NextNonce { .. } | Event::IsPending { .. } => "a query",
+        Event::Unchecked { .. } => "keeping unchecked pushes",
+        Event::NextNonce { .. } | Event::IsPending { .. } | Event::ProposalBlock { .. } => {
+            "a query"
+        }
     }
 }
 
@@ -244,7 +259,7 @@ impl Driver {
         let now = clock.now();
         let began = Instant::now();
         if let Event::Inbound {
-            inbound: Inbound::Proposal { block: Some(_), .. },
+            inbound: Inbound::Proposal { block: Some(_), .. } | Inbound::CompactProposal { .. },
             ..
         } = &event
         {
@@ -290,12 +305,21 @@ impl Driver {
                 }
                 effects
             }
+            Event::Unchecked { txs } => self.host.keep_unchecked(txs, now)?,
             Event::NextNonce { key, reply } => {
                 let _ = reply.send(self.host.next_nonce(&key)?);
                 Vec::new()
             }
             Event::IsPending { hash, reply } => {
                 let _ = reply.send(self.host.is_pending(&hash));
+                Vec::new()
+            }
+            Event::ProposalBlock {
+                height,
+                hash,
+                reply,
+            } => {
+                let _ = reply.send(self.host.proposal_block(height, &hash));
                 Vec::new()
             }
         };
@@ -316,7 +340,9 @@ impl Driver {
         let at = Instant::now();
         for effect in &effects {
             match effect {
-                Effect::Broadcast(NetMessage::Proposal { .. }) => timeline.proposal(at, true),
+                Effect::Broadcast(
+                    NetMessage::Proposal { .. } | NetMessage::CompactProposal { .. },
+                ) => timeline.proposal(at, true),
                 Effect::Broadcast(NetMessage::Consensus(cbec_consensus::Message::Vote(v))) => {
                     timeline.vote(v.vote.kind, at)
                 }
@@ -352,6 +378,9 @@ impl Driver {
                 Effect::PushTxs(txs) => self.send_net(NetCommand::PushTxs(txs)),
                 Effect::RequestBlocks { peer, from } => {
                     self.send_net(NetCommand::RequestBlocks { peer, from })
+                }
+                Effect::FetchBlock { peer, proposal } => {
+                    self.send_net(NetCommand::FetchBlock { peer, proposal })
                 }
                 Effect::Disconnect { peer, reason } => {
                     tracing::warn!(%peer, "disconnecting: {reason}");
@@ -403,6 +432,13 @@ impl Driver {
         let kept = &m.mempool_kept_hits;
         kept.inc_by(status.mempool_kept_hits.saturating_sub(kept.get()));
         m.mempool_kept.set(status.mempool_kept as i64);
+        m.mempool_unchecked.set(status.mempool_unchecked as i64);
+        let filled = &m.compact_filled;
+        filled.inc_by(status.compact_filled.saturating_sub(filled.get()));
+        let waited = &m.compact_waited;
+        waited.inc_by(status.compact_waited.saturating_sub(waited.get()));
+        let fetched = &m.compact_fetched;
+        fetched.inc_by(status.compact_fetched.saturating_sub(fetched.get()));
     }
 }
 

@@ -192,6 +192,50 @@ pub struct Mempool {
     bytes: usize,
     room: Room,
     kept: Kept,
+    unchecked: Unchecked,
+}
+
+/// Peers' pushes that arrived when the pool was full or admission busy, kept as they
+/// came, unchecked, by the ids the network computed: compact proposals are put together
+/// from them too (their signatures are then checked in validation, as a whole block's
+/// were). Bounded, oldest out first; a transaction leaves when a block commits it.
+#[derive(Debug, Default)]
+struct Unchecked {
+    by_hash: BTreeMap<Hash, (u64, Transaction, usize)>,
+    by_seq: BTreeMap<u64, Hash>,
+    seq: u64,
+    bytes: usize,
+}
+
+/// At most this many unchecked pushes, and this many bytes of them.
+const UNCHECKED_MAX: usize = 65_536;
+const UNCHECKED_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+impl Unchecked {
+    fn keep(&mut self, id: Hash, tx: Transaction, bytes: usize) {
+        if self.by_hash.contains_key(&id) {
+            return;
+        }
+        self.seq += 1;
+        self.by_seq.insert(self.seq, id);
+        self.by_hash.insert(id, (self.seq, tx, bytes));
+        self.bytes += bytes;
+        while self.by_hash.len() > UNCHECKED_MAX || self.bytes > UNCHECKED_BYTES_MAX {
+            let Some((_, oldest)) = self.by_seq.pop_first() else {
+                break;
+            };
+            if let Some((_, _, b)) = self.by_hash.remove(&oldest) {
+                self.bytes -= b;
+            }
+        }
+    }
+
+    fn forget(&mut self, id: &Hash) {
+        if let Some((seq, _, bytes)) = self.by_hash.remove(id) {
+            self.by_seq.remove(&seq);
+            self.bytes -= bytes;
+        }
+    }
 }
 
 /// Pushes whose signatures admission checked but that the pool had no place for (past
@@ -274,6 +318,7 @@ impl Mempool {
             bytes: 0,
             room: Room::new(config.txs_max),
             kept: Kept::default(),
+            unchecked: Unchecked::default(),
             config,
         }
     }
@@ -339,6 +384,40 @@ impl Mempool {
             .filter(|e| e.tx.tx() == tx)
             .map(|e| e.tx.clone())
             .or_else(|| self.kept.get(tx, hash))
+    }
+
+    /// Whether the transaction with id `id` is here: pending, kept from a refused push,
+    /// or kept unchecked ([`Mempool::keep_unchecked`]).
+    pub fn holds(&self, id: &Hash) -> bool {
+        self.by_hash.contains_key(id)
+            || self.kept.by_hash.contains_key(id)
+            || self.unchecked.by_hash.contains_key(id)
+    }
+
+    /// The transaction with id `id`, as [`Mempool::holds`] finds it: what a compact
+    /// proposal's block is put back together from. (Validation checks the signatures
+    /// of those it did not verify before: [`Mempool::verified_exact`] knows which.)
+    pub fn by_id(&self, id: &Hash) -> Option<Transaction> {
+        self.by_hash
+            .get(id)
+            .map(|e| e.tx.tx().clone())
+            .or_else(|| self.kept.by_hash.get(id).map(|(_, tx, _)| tx.tx().clone()))
+            .or_else(|| self.unchecked.by_hash.get(id).map(|(_, tx, _)| tx.clone()))
+    }
+
+    /// Keeps peers' pushes that the node had no room or time to check, by the ids the
+    /// network computed (each its body's hash), with their encoded sizes.
+    pub fn keep_unchecked(&mut self, txs: Vec<(Hash, Transaction, usize)>) {
+        for (id, tx, bytes) in txs {
+            if !self.by_hash.contains_key(&id) && !self.kept.by_hash.contains_key(&id) {
+                self.unchecked.keep(id, tx, bytes);
+            }
+        }
+    }
+
+    /// How many unchecked pushes are kept now.
+    pub fn unchecked_len(&self) -> usize {
+        self.unchecked.by_hash.len()
     }
 
     /// Block transactions whose signature checks a push refused after its check saved
@@ -728,6 +807,7 @@ impl Mempool {
         for hash in committed {
             self.remove(hash);
             self.kept.forget(hash);
+            self.unchecked.forget(hash);
         }
         self.update_room();
     }
@@ -1087,6 +1167,37 @@ mod tests {
             (kept(&pool, 5), kept(&pool, 6), kept(&pool, 7)),
             (false, true, true)
         );
+    }
+
+    /// Pushes kept unchecked are found by id for compact blocks (with the pending and
+    /// the kept-verified ones), never shadow a verified one, are not "verified" for
+    /// validation (it checks their signatures), and leave when a block commits them.
+    #[test]
+    fn unchecked_pushes_are_found_for_compact_blocks_and_leave_on_commit() {
+        let mut pool = Mempool::new(config());
+        let k = key(1);
+        assert!(admit(&mut pool, &k, &[0], 0)[0].is_ok());
+        let pending = tx(&k, 0, 10);
+        let id = |t: &Transaction| t.hash(SUITE);
+        let later = tx(&k, 5, 10);
+        // The pending one offered again unchecked is not kept twice.
+        pool.keep_unchecked(vec![
+            (id(&pending), pending.clone(), 100),
+            (id(&later), later.clone(), 100),
+        ]);
+        assert_eq!(pool.unchecked_len(), 1);
+        assert!(pool.holds(&id(&pending)) && pool.holds(&id(&later)));
+        assert_eq!(pool.by_id(&id(&later)), Some(later.clone()));
+        assert_eq!(pool.by_id(&id(&pending)), Some(pending.clone()));
+        assert!(!pool.holds(&id(&tx(&k, 6, 10))));
+        assert!(
+            pool.verified_exact(&later, &id(&later)).is_none(),
+            "validation checks an unchecked push's signature"
+        );
+        pool.remove_committed(&[id(&later)], &BTreeSet::new(), zero);
+        assert_eq!(pool.unchecked_len(), 0);
+        assert!(!pool.holds(&id(&later)));
+        pool.check_invariants();
     }
 
     #[test]

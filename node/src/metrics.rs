@@ -52,6 +52,10 @@ pub struct Metrics {
     pub admission_gap_unchecked: Counter,
     pub mempool_kept_hits: Counter,
     pub mempool_kept: Gauge,
+    pub mempool_unchecked: Gauge,
+    pub compact_filled: Counter,
+    pub compact_waited: Counter,
+    pub compact_fetched: Counter,
     /// By the refusal's code and the batch's origin (`client`, `peer`).
     pub admission_refused_after_check: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Commits of the last ten seconds, for `tx_per_second`.
@@ -87,6 +91,10 @@ impl Metrics {
         let admission_gap_unchecked = Counter::default();
         let mempool_kept_hits = Counter::default();
         let mempool_kept = Gauge::default();
+        let mempool_unchecked = Gauge::default();
+        let compact_filled = Counter::default();
+        let compact_waited = Counter::default();
+        let compact_fetched = Counter::default();
         let admission_refused_after_check = Family::default();
         let bad_peer_messages = Counter::default();
         let dropped_net_commands = Counter::default();
@@ -247,6 +255,29 @@ impl Metrics {
             mempool_kept.clone(),
         );
         registry.register(
+            "mempool_unchecked",
+            "Peers' pushes the node had no room or time to check, kept unchecked for the \
+             compact proposals that name them",
+            mempool_unchecked.clone(),
+        );
+        registry.register(
+            "compact_proposals_filled",
+            "Peers' compact proposals whose blocks were put together from this node's mempool",
+            compact_filled.clone(),
+        );
+        registry.register(
+            "compact_proposals_waited",
+            "Peers' compact proposals put together once pushes still on their way had \
+             brought the transactions they lacked",
+            compact_waited.clone(),
+        );
+        registry.register(
+            "compact_proposals_fetched",
+            "Peers' compact proposals whose blocks had to be asked of a peer (transactions \
+             missing here, or held with other signatures)",
+            compact_fetched.clone(),
+        );
+        registry.register(
             "admission_refused_after_check",
             "Transactions through admission's checks that the mempool then refused \
              (signature work for nothing), by the refusal's code and where the batch came from",
@@ -286,6 +317,10 @@ impl Metrics {
             admission_gap_unchecked,
             mempool_kept_hits,
             mempool_kept,
+            mempool_unchecked,
+            compact_filled,
+            compact_waited,
+            compact_fetched,
             admission_refused_after_check,
             recent: Mutex::new(VecDeque::new()),
         }

@@ -48,8 +48,8 @@ use crate::seam::Adversary;
 use crate::shared::Shared;
 use crate::store::Store;
 use crate::wire::{
-    self, Inbound, NetMessage, SyncRequest, SyncResponse, TxAck, TxBatch, FRAME_BYTES_MAX,
-    SYNC_BLOCKS_MAX,
+    self, BlockRequest, BlockResponse, Inbound, NetMessage, SyncRequest, SyncResponse, TxAck,
+    TxBatch, FRAME_BYTES_MAX, SYNC_BLOCKS_MAX,
 };
 
 /// Length-prefixed canonical frames, bounded in size, for a request-response protocol.
@@ -82,8 +82,23 @@ pub type SyncCodec = FrameCodec<SyncRequest, SyncResponse>;
 /// its own mempool).
 pub type TxCodec = FrameCodec<TxBatch, TxAck>;
 
+/// A proposal's whole block, asked of a peer after its compact form could not be put
+/// together (see [`wire::NetMessage::CompactProposal`]). Answered by the host, which holds
+/// the blocks of the current height.
+pub type BlockCodec = FrameCodec<BlockRequest, BlockResponse>;
+
+/// Peers' block requests the host may be asked about at once; beyond that a request is
+/// answered "not held" at once, so a peer cannot fill the host's queue with them.
+pub const BLOCK_REQUESTS_SERVED_MAX: usize = 4;
+
+/// How long a block request waits for the host's answer before it is answered "not held".
+const BLOCK_SERVE_WAIT: Duration = Duration::from_secs(2);
+
 /// Pushes from peers that may wait for this node's signature-checking slot.
 pub const TX_PUSHES_WAITING_MAX: usize = 16;
+
+/// Pushes kept unchecked (see [`Net::keep_unchecked`]) being hashed at once.
+pub const UNCHECKED_PUSHES_MAX: usize = 8;
 
 /// Pushes in flight to one peer beyond which new transactions are not pushed to it.
 pub const TX_PUSHES_IN_FLIGHT_MAX: usize = 8;
@@ -188,6 +203,7 @@ struct Behaviour {
     gossip: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     txs: request_response::Behaviour<TxCodec>,
+    blocks: request_response::Behaviour<BlockCodec>,
 }
 
 /// Commands from the node to the network task.
@@ -201,6 +217,11 @@ pub enum NetCommand {
     RequestBlocks {
         peer: PeerId,
         from: u64,
+    },
+    /// Ask `peer`, then each other connected peer, for the block `proposal` names.
+    FetchBlock {
+        peer: PeerId,
+        proposal: Box<cbec_consensus::SignedProposal>,
     },
     Disconnect(PeerId),
 }
@@ -230,6 +251,22 @@ enum Done {
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
     },
+    /// The host's answer to a peer's block request.
+    BlockServed {
+        channel: ResponseChannel<BlockResponse>,
+        response: BlockResponse,
+    },
+    /// A fetched block through the edge, with the proposal it was asked for.
+    Fetched {
+        peer: PeerId,
+        result: Box<Result<Inbound, wire::EdgeFault>>,
+    },
+}
+
+/// A block being fetched: for which proposal, and the peers asked so far.
+struct Fetch {
+    proposal: Box<cbec_consensus::SignedProposal>,
+    asked: Vec<PeerId>,
 }
 
 /// Builds the swarm and spawns the task that drives it; the task ends when the sender
@@ -309,11 +346,16 @@ fn build_swarm(config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
                 [(StreamProtocol::new("/cbec/txs/1"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
+            let blocks = request_response::Behaviour::new(
+                [(StreamProtocol::new("/cbec/block/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            );
             Ok(Behaviour {
                 allow,
                 gossip,
                 sync,
                 txs,
+                blocks,
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -333,10 +375,16 @@ struct Net {
     /// When each connected peer last delivered a gossip message (or connected).
     heard: BTreeMap<PeerId, Instant>,
     in_flight: BTreeMap<PeerId, usize>,
+    /// Block requests sent, by request.
+    fetches: BTreeMap<request_response::OutboundRequestId, Fetch>,
+    /// Peers' block requests waiting for the host's answer.
+    serving: usize,
     redial: mpsc::Sender<PeerId>,
     done: mpsc::UnboundedSender<Done>,
     /// Pushes from peers allowed to wait for the checking slot.
     push_queue: Arc<tokio::sync::Semaphore>,
+    /// Unchecked pushes being hashed.
+    unchecked_queue: Arc<tokio::sync::Semaphore>,
     warnings: RateLimited,
     /// The last gossip envelope's sequence number (from the clock at start, so a
     /// restarted node does not repeat its earlier envelopes).
@@ -362,9 +410,12 @@ async fn run(
         connected: BTreeMap::new(),
         heard: BTreeMap::new(),
         in_flight: BTreeMap::new(),
+        fetches: BTreeMap::new(),
+        serving: 0,
         redial: redial_tx,
         done: done_tx,
         push_queue: Arc::new(tokio::sync::Semaphore::new(TX_PUSHES_WAITING_MAX)),
+        unchecked_queue: Arc::new(tokio::sync::Semaphore::new(UNCHECKED_PUSHES_MAX)),
         warnings: RateLimited::default(),
         seq: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -407,6 +458,7 @@ async fn run(
                     NetCommand::RequestBlocks { peer, from } => {
                         net.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: SYNC_BLOCKS_MAX });
                     }
+                    NetCommand::FetchBlock { peer, proposal } => net.fetch(Fetch { proposal, asked: Vec::new() }, peer),
                     NetCommand::Disconnect(peer) => {
                         let _ = net.swarm.disconnect_peer_id(peer);
                     }
@@ -526,6 +578,145 @@ impl Net {
                     .sync
                     .send_response(channel, response);
             }
+            Done::BlockServed { channel, response } => {
+                self.serving = self.serving.saturating_sub(1);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_response(channel, response);
+            }
+            Done::Fetched { peer, result } => match *result {
+                Ok(inbound) => self.to_host(Event::Inbound {
+                    from: peer,
+                    inbound,
+                }),
+                Err(fault) => {
+                    self.warnings.warn(
+                        "bad block",
+                        format_args!("{fault}; disconnecting {peer}, the peer that served it"),
+                    );
+                    self.shared.metrics.bad_peer_messages.inc();
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            },
+        }
+    }
+
+    /// Asks `peer` for a proposal's block; if it is not connected (or was asked), the
+    /// next connected peer not asked yet. Gives up once every peer was asked: the round
+    /// times out, and the proposal's next rebroadcast asks again.
+    fn fetch(&mut self, mut fetch: Fetch, peer: PeerId) {
+        let next = Some(peer)
+            .filter(|p| self.connected.contains_key(p) && !fetch.asked.contains(p))
+            .or_else(|| {
+                self.connected
+                    .keys()
+                    .find(|p| !fetch.asked.contains(p))
+                    .copied()
+            });
+        let Some(peer) = next else {
+            tracing::debug!(
+                height = fetch.proposal.proposal.height,
+                round = fetch.proposal.proposal.round,
+                "no peer had the proposal's block"
+            );
+            return;
+        };
+        fetch.asked.push(peer);
+        let p = &fetch.proposal.proposal;
+        let request = BlockRequest {
+            height: p.height,
+            hash: p.value,
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .blocks
+            .send_request(&peer, request);
+        self.fetches.insert(id, fetch);
+    }
+
+    /// A peer's block request (answered by the host, bounded), or the answer to ours
+    /// (checked at the edge on a blocking thread, else the next peer is asked).
+    fn on_block_request(&mut self, event: request_response::Event<BlockRequest, BlockResponse>) {
+        match event {
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let asked = self.adversary.serves_blocks()
+                    && self.serving < BLOCK_REQUESTS_SERVED_MAX
+                    && self
+                        .shared
+                        .host
+                        .send(Event::ProposalBlock {
+                            height: request.height,
+                            hash: request.hash,
+                            reply,
+                        })
+                        .is_ok();
+                if !asked {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .blocks
+                        .send_response(channel, BlockResponse(None));
+                    return;
+                }
+                self.serving += 1;
+                let done = self.done.clone();
+                tokio::spawn(async move {
+                    let block = tokio::time::timeout(BLOCK_SERVE_WAIT, answer)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    let _ = done.send(Done::BlockServed {
+                        channel,
+                        response: BlockResponse(block),
+                    });
+                });
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(fetch) = self.fetches.remove(&request_id) else {
+                    return;
+                };
+                let Some(block) = response.0 else {
+                    self.fetch(fetch, peer);
+                    return;
+                };
+                let (chain_id, done) = (self.shared.chain_id, self.done.clone());
+                let suite = self.shared.store.suite();
+                tokio::task::spawn_blocking(move || {
+                    let result =
+                        wire::proposal_with_block(*fetch.proposal, block, &chain_id, suite);
+                    let _ = done.send(Done::Fetched {
+                        peer,
+                        result: Box::new(result),
+                    });
+                });
+            }
+            request_response::Event::OutboundFailure {
+                peer, request_id, ..
+            } => {
+                if let Some(fetch) = self.fetches.remove(&request_id) {
+                    self.fetch(fetch, peer);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -643,6 +834,7 @@ impl Net {
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Txs(event)) => self.on_tx_push(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_request(event),
             _ => {}
         }
     }
@@ -704,19 +896,30 @@ impl Net {
                 let _ = self.swarm.behaviour_mut().txs.send_response(channel, TxAck);
                 let admission = self.shared.admission.clone();
                 if admission.room().get() == 0 {
-                    tracing::debug!(%peer, "mempool full: dropped pushed transactions");
+                    tracing::debug!(%peer, "mempool full: pushed transactions kept unchecked");
+                    self.keep_unchecked(request.0);
                     return;
                 }
                 // A bounded number of pushes wait for the node's one checking slot; beyond
-                // that they are dropped (the pushing peer still proposes them).
+                // that they are kept unchecked (the pushing peer still proposes them).
                 let Ok(queued) = self.push_queue.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "node busy: dropped pushed transactions");
+                    tracing::debug!(%peer, "node busy: pushed transactions kept unchecked");
+                    self.keep_unchecked(request.0);
                     return;
                 };
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
-                    let (checked, reserved) = admission.check_async(request.0).await;
+                    let (checked, reserved, unchecked) =
+                        admission.check_push_async(request.0).await;
                     drop(queued);
+                    if !unchecked.is_empty()
+                        && shared
+                            .host
+                            .send(Event::Unchecked { txs: unchecked })
+                            .is_err()
+                    {
+                        shared.metrics.dropped_inbound.inc();
+                    }
                     let event = Event::Admit {
                         checked,
                         reserved,
@@ -740,6 +943,32 @@ impl Net {
             }
             _ => {}
         }
+    }
+}
+
+impl Net {
+    /// Pushes this node has no room or time to check go to the host unchecked, with
+    /// their ids (hashed on a blocking thread), for the compact blocks that name them;
+    /// beyond [`UNCHECKED_PUSHES_MAX`] being hashed at once they are dropped.
+    fn keep_unchecked(&self, txs: Vec<Transaction>) {
+        let Ok(slot) = self.unchecked_queue.clone().try_acquire_owned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let suite = shared.store.suite();
+            let txs = txs
+                .into_iter()
+                .map(|tx| {
+                    let (bytes, id) = tx.encode_with_hash(suite);
+                    (id, tx, bytes.len())
+                })
+                .collect();
+            drop(slot);
+            if shared.host.send(Event::Unchecked { txs }).is_err() {
+                shared.metrics.dropped_inbound.inc();
+            }
+        });
     }
 }
 

@@ -286,6 +286,7 @@ pub async fn run_with(
             trust,
             consensus: genesis.consensus.clone(),
             genesis_time_ms: genesis.genesis_time_ms,
+            compact_txs_min: crate::host::COMPACT_TXS_MIN,
         },
         store.clone(),
         engine,

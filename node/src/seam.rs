@@ -46,6 +46,11 @@ pub trait Adversary<P>: Send + Sync {
         let _ = request;
         None
     }
+
+    /// Whether the node answers peers' requests for its current proposals' blocks.
+    fn serves_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// Follows the protocol.
@@ -73,7 +78,7 @@ pub mod byzantine {
         /// Signs proposals of junk blocks for this and the next rounds, whether or not
         /// it proposes them: a flood meant to crowd out the real proposal.
         pub junk_proposals: u32,
-        /// Sends its own proposals without their blocks.
+        /// Sends its own proposals without their blocks, and serves no block asked of it.
         pub withhold_blocks: bool,
         /// Claims `u64::MAX` as its height and serves no blocks.
         pub lie_about_height: bool,
@@ -192,7 +197,10 @@ pub mod byzantine {
                 Effect::Broadcast(NetMessage::Status { .. }) if b.lie_about_height => {
                     Effect::Broadcast(NetMessage::Status { height: u64::MAX })
                 }
-                Effect::Broadcast(NetMessage::Proposal { proposal, .. }) if b.withhold_blocks => {
+                Effect::Broadcast(
+                    NetMessage::Proposal { proposal, .. }
+                    | NetMessage::CompactProposal { proposal, .. },
+                ) if b.withhold_blocks => {
                     Effect::Broadcast(NetMessage::Consensus(Message::Proposal(proposal)))
                 }
                 Effect::Broadcast(NetMessage::Consensus(Message::Vote(vote))) if b.equivocate => {
@@ -262,6 +270,10 @@ pub mod byzantine {
 
         fn serve_sync(&self, _request: &SyncRequest) -> Option<SyncResponse> {
             self.behaviour.lie_about_height.then(SyncResponse::default)
+        }
+
+        fn serves_blocks(&self) -> bool {
+            !self.behaviour.withhold_blocks
         }
     }
 }

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use cbec_chaincode::{args_from_json, catalog, Engine};
-use cbec_consensus::Message;
+use cbec_consensus::{Message, SignedProposal};
 use cbec_genesis::{Agency, ConsensusParams, Genesis};
 use cbec_ledger::{codec, Call, Hash, KeyPair, Suite, Transaction, TxBody};
 
@@ -300,6 +300,12 @@ enum Event {
         to: u8,
         response: SyncResponse,
     },
+    /// `from` asks `to` for the block of `proposal` (as the network's block protocol).
+    BlockRequest {
+        from: u8,
+        to: u8,
+        proposal: Box<SignedProposal>,
+    },
     Timer {
         node: u8,
         epoch: u32,
@@ -445,6 +451,9 @@ pub fn host_over(genesis: &Genesis, i: usize, store: Arc<Store>) -> Host<NodeId>
             trust: genesis.trust_root(),
             consensus: genesis.consensus.clone(),
             genesis_time_ms: genesis.genesis_time_ms,
+            // Every proposal compact, so the simulation goes through putting blocks
+            // together, waiting for pushes and fetching.
+            compact_txs_min: 0,
         },
         store,
         Engine::from_configs(&genesis.chaincodes).expect("catalog"),
@@ -749,6 +758,32 @@ impl Sim {
                     );
                 }
             }
+            Event::BlockRequest { from, to, proposal } => {
+                let n = &self.nodes[usize::from(to)];
+                let Some(host) = n.host.as_ref().filter(|_| n.adversary.serves_blocks()) else {
+                    return; // not answered: the asking node's round times out
+                };
+                let p = &proposal.proposal;
+                let Some(block) = host.proposal_block(p.height, &p.value) else {
+                    return;
+                };
+                // The answer goes through the asking node's edge as a proposal with its
+                // block, as the network's does.
+                let bytes = codec::encode(&NetMessage::Proposal {
+                    proposal: *proposal,
+                    block,
+                });
+                if let Some(at) = self.delivery(to, from) {
+                    self.at(
+                        at,
+                        Event::Gossip {
+                            from: to,
+                            to: from,
+                            bytes: Arc::new(bytes),
+                        },
+                    );
+                }
+            }
             Event::SyncResponse { from, to, response } => {
                 let now = self.now_of(to);
                 let synced = response.blocks.len() as u64;
@@ -800,6 +835,7 @@ impl Sim {
                 trust: self.genesis.trust_root(),
                 consensus: self.genesis.consensus.clone(),
                 genesis_time_ms: self.genesis.genesis_time_ms,
+                compact_txs_min: 0,
             },
             n.store.clone(),
             engine,
@@ -920,6 +956,18 @@ impl Sim {
                     );
                 }
             }
+            Effect::FetchBlock { peer, proposal } => {
+                if let Some(at) = self.delivery(node, peer.0) {
+                    self.at(
+                        at,
+                        Event::BlockRequest {
+                            from: node,
+                            to: peer.0,
+                            proposal,
+                        },
+                    );
+                }
+            }
             Effect::Disconnect { peer, reason } => self.disconnect(node, peer.0, reason),
             Effect::SetTimer { timer, after_ms } => {
                 let epoch = self.nodes[usize::from(node)].epoch;
@@ -1012,7 +1060,8 @@ impl Sim {
     /// the same height, round and step is a double signature.
     fn record_signed(&mut self, node: u8, message: &NetMessage) {
         let signed = match message {
-            NetMessage::Proposal { proposal, .. } => Message::Proposal(proposal.clone()),
+            NetMessage::Proposal { proposal, .. }
+            | NetMessage::CompactProposal { proposal, .. } => Message::Proposal(proposal.clone()),
             NetMessage::Consensus(m) => m.clone(),
             NetMessage::Status { .. } => return,
         };

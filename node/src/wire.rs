@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 use cbec_consensus::{Message, SignedProposal, VerifiedMessage};
-use cbec_ledger::{codec, Block, BlockError, CommitCertificate, Hash, Suite, Transaction};
+use cbec_ledger::block::{result_leaves, tx_leaves};
+use cbec_ledger::{
+    codec, merkle, Block, BlockError, CommitCertificate, Hash, Header, Suite, Transaction, TxResult,
+};
 
 /// What validators gossip.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -22,6 +25,15 @@ pub enum NetMessage {
     Proposal {
         proposal: SignedProposal,
         block: Arc<Block>,
+    },
+    /// A proposal with its block's header, results and parent certificate but not its
+    /// transactions: peers were pushed those at admission, and put the block back
+    /// together from their mempools ([`CheckedCompact::fill`]); a peer missing some asks
+    /// for the whole block ([`BlockRequest`]). A block's transactions are most of its
+    /// bytes, and gossip copies a message once per peer it sends it to.
+    CompactProposal {
+        proposal: SignedProposal,
+        block: Compact,
     },
     /// Votes (and proposals re-sent without their block, which peers already hold).
     Consensus(Message),
@@ -45,6 +57,18 @@ pub struct SyncRequest {
 pub struct SyncResponse {
     pub blocks: Vec<(Block, CommitCertificate)>,
 }
+
+/// A proposal's whole block, asked of a peer by its hash when a compact proposal could
+/// not be put back together here.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct BlockRequest {
+    pub height: u64,
+    pub hash: Hash,
+}
+
+/// The block asked for, if the peer holds it.
+#[derive(Debug, Clone, Encode, Decode)]
+pub struct BlockResponse(pub Option<Arc<Block>>);
 
 /// Transactions pushed to a peer, which acknowledges them.
 #[derive(Debug, Clone, Encode, Decode)]
@@ -91,6 +115,127 @@ impl CheckedBlock {
     }
 }
 
+/// A block without its transactions, as a compact proposal carries it: encoded from the
+/// proposer's whole block, skipping the transactions (nothing is copied); decoded into a
+/// block whose transaction list is empty. Only [`CheckedCompact::check`] looks inside
+/// one, and only [`CheckedCompact::fill`] makes a block of it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compact(Arc<Block>);
+
+impl Compact {
+    pub fn of(block: Arc<Block>) -> Compact {
+        Compact(block)
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.0.header
+    }
+}
+
+impl Encode for Compact {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.0.header.encode(encoder)?;
+        self.0.last_commit.encode(encoder)?;
+        self.0.results.encode(encoder)
+    }
+}
+
+impl<C> Decode<C> for Compact {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let header = Header::decode(decoder)?;
+        let last_commit = Option::<CommitCertificate>::decode(decoder)?;
+        let results = Vec::<TxResult>::decode(decoder)?;
+        Ok(Compact(Arc::new(Block {
+            header,
+            txs: Vec::new(),
+            results,
+            last_commit,
+        })))
+    }
+}
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for Compact {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Self::decode(decoder)
+    }
+}
+
+/// A compact block whose results were checked against its header (their count and
+/// root), with the transaction ids its results name. What is left to check is the
+/// transactions, once found: [`CheckedCompact::fill`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedCompact {
+    block: Arc<Block>,
+    ids: Arc<[Hash]>,
+}
+
+impl CheckedCompact {
+    pub fn check(compact: Compact, suite: Suite) -> Result<CheckedCompact, BlockError> {
+        let block = compact.0;
+        if block.header.tx_count != block.results.len() as u64 {
+            return Err(BlockError::TxCount {
+                header: block.header.tx_count,
+                body: block.results.len(),
+            });
+        }
+        let computed = merkle::root(suite, &result_leaves(&block.results));
+        if computed != block.header.results_root {
+            return Err(BlockError::ResultsRoot {
+                computed,
+                header: block.header.results_root,
+            });
+        }
+        let ids = block.results.iter().map(|r| r.tx_hash).collect();
+        Ok(CheckedCompact { block, ids })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.block.header
+    }
+
+    /// The id of each transaction the block holds, in order.
+    pub fn ids(&self) -> &[Hash] {
+        &self.ids
+    }
+
+    /// The whole block again, with `txs`, each found under its id in a store keyed by
+    /// the hash of its body as this node computed it (so each result names its
+    /// transaction's id, as [`Block::check_body`] requires): checked against the
+    /// header's transaction root, which covers whole transactions, signatures included.
+    /// A mempool may hold a transaction under the same id with another signature (a
+    /// client that signed it twice): then the root differs, and the caller asks a peer
+    /// for the whole block. Signatures are not checked here: validation checks those of
+    /// the transactions this node did not verify before.
+    pub fn fill(self, txs: Vec<Transaction>, suite: Suite) -> Result<CheckedBlock, BlockError> {
+        if txs.len() != self.ids.len() {
+            return Err(BlockError::TxCount {
+                header: self.ids.len() as u64,
+                body: txs.len(),
+            });
+        }
+        let computed = merkle::root(suite, &tx_leaves(&txs));
+        if computed != self.block.header.tx_root {
+            return Err(BlockError::TxRoot {
+                computed,
+                header: self.block.header.tx_root,
+            });
+        }
+        let mut block = Arc::try_unwrap(self.block).unwrap_or_else(|shared| (*shared).clone());
+        block.txs = txs;
+        Ok(CheckedBlock {
+            block: Arc::new(block),
+            ids: self.ids,
+        })
+    }
+}
+
 /// A gossiped message past the edge: decoded, consistent, signature verified.
 #[derive(Debug, Clone)]
 pub enum Inbound {
@@ -99,6 +244,12 @@ pub enum Inbound {
     Proposal {
         proposal: VerifiedMessage,
         block: Option<Box<CheckedBlock>>,
+    },
+    /// A proposal (verified) with its block less the transactions, whose results match
+    /// the header.
+    CompactProposal {
+        proposal: VerifiedMessage,
+        block: Box<CheckedCompact>,
     },
     Vote(VerifiedMessage),
     Status {
@@ -156,27 +307,58 @@ pub fn inbound(bytes: &[u8], chain_id: &Hash, suite: Suite) -> Result<Inbound, E
             })
         }
         NetMessage::Proposal { proposal, block } => {
-            let carried = block.hash(suite);
-            if carried != proposal.proposal.value || block.height() != proposal.proposal.height {
-                return Err(EdgeFault::WrongBlock {
-                    named: proposal.proposal.value,
-                    carried,
-                });
-            }
-            // The header hash names the block; the body must be the one it commits to,
-            // or a relayer could swap transactions under a valid proposal.
-            let block =
-                CheckedBlock::check(block, suite).map_err(|e| EdgeFault::BadBody(e.to_string()))?;
-            let signer = proposal.proposer;
-            let verified = Message::Proposal(proposal)
-                .verify(chain_id)
-                .map_err(|_| EdgeFault::BadSignature(signer))?;
-            Ok(Inbound::Proposal {
-                proposal: verified,
-                block: Some(Box::new(block)),
+            proposal_with_block(proposal, block, chain_id, suite)
+        }
+        NetMessage::CompactProposal { proposal, block } => {
+            named(&proposal, block.header(), suite)?;
+            let block = CheckedCompact::check(block, suite)
+                .map_err(|e| EdgeFault::BadBody(e.to_string()))?;
+            Ok(Inbound::CompactProposal {
+                proposal: verify_proposal(proposal, chain_id)?,
+                block: Box::new(block),
             })
         }
     }
+}
+
+/// A proposal with its whole block (gossiped, or fetched from a peer after a compact
+/// proposal): the block must be the one the proposal names, its body the one its header
+/// commits to (or a relayer could swap transactions under a valid proposal), and the
+/// proposal signed by its proposer.
+pub fn proposal_with_block(
+    proposal: SignedProposal,
+    block: Arc<Block>,
+    chain_id: &Hash,
+    suite: Suite,
+) -> Result<Inbound, EdgeFault> {
+    named(&proposal, &block.header, suite)?;
+    let block = CheckedBlock::check(block, suite).map_err(|e| EdgeFault::BadBody(e.to_string()))?;
+    Ok(Inbound::Proposal {
+        proposal: verify_proposal(proposal, chain_id)?,
+        block: Some(Box::new(block)),
+    })
+}
+
+/// The header is the block the proposal names, at its height.
+fn named(proposal: &SignedProposal, header: &Header, suite: Suite) -> Result<(), EdgeFault> {
+    let carried = header.hash(suite);
+    if carried != proposal.proposal.value || header.height != proposal.proposal.height {
+        return Err(EdgeFault::WrongBlock {
+            named: proposal.proposal.value,
+            carried,
+        });
+    }
+    Ok(())
+}
+
+fn verify_proposal(
+    proposal: SignedProposal,
+    chain_id: &Hash,
+) -> Result<VerifiedMessage, EdgeFault> {
+    let signer = proposal.proposer;
+    Message::Proposal(proposal)
+        .verify(chain_id)
+        .map_err(|_| EdgeFault::BadSignature(signer))
 }
 
 #[cfg(test)]
@@ -223,6 +405,153 @@ mod tests {
             proposer: key.public(),
             signature,
         }
+    }
+
+    /// A block of two signed transactions, its body matching its header.
+    fn block_of_two(key: &KeyPair) -> (Block, Vec<Transaction>) {
+        let txs: Vec<Transaction> = (0..2)
+            .map(|nonce| {
+                let body = cbec_ledger::TxBody {
+                    chain_id: CHAIN,
+                    sender: key.public(),
+                    nonce,
+                    call: cbec_ledger::Call {
+                        chaincode: "enterprise".into(),
+                        method: "file".into(),
+                        args: vec![nonce as u8; 40],
+                    },
+                };
+                Transaction::sign(body, key)
+            })
+            .collect();
+        let results: Vec<TxResult> = txs
+            .iter()
+            .map(|tx| TxResult {
+                tx_hash: tx.hash(SUITE),
+                outcome: cbec_ledger::Outcome::Accepted { events: vec![] },
+            })
+            .collect();
+        let mut b = block();
+        b.header.tx_count = 2;
+        b.header.tx_root = merkle::root(SUITE, &tx_leaves(&txs));
+        b.header.results_root = merkle::root(SUITE, &result_leaves(&results));
+        b.txs = txs.clone();
+        b.results = results;
+        (b, txs)
+    }
+
+    /// A compact proposal leaves the transactions out (their bytes are not sent), passes
+    /// the edge, and is filled back into exactly the proposer's block, whose body check
+    /// agrees. Each way a compact block can disagree with its header is caught: results
+    /// changed, a count changed, a header whose transaction root is not the named
+    /// transactions', transactions missing or in another order.
+    #[test]
+    fn a_compact_proposal_is_filled_back_and_each_mismatch_is_caught() {
+        let key = KeyPair::from_seed(&[4; 32]);
+        let (b, txs) = block_of_two(&key);
+        let compact = |b: &Block| NetMessage::CompactProposal {
+            proposal: signed(&key, b.hash(SUITE)),
+            block: Compact::of(Arc::new(b.clone())),
+        };
+        let whole = codec::encode(&NetMessage::Proposal {
+            proposal: signed(&key, b.hash(SUITE)),
+            block: Arc::new(b.clone()),
+        });
+        let bytes = codec::encode(&compact(&b));
+        assert!(
+            bytes.len() + codec::encode(&txs).len() == whole.len(),
+            "the transactions are left out: {} against {}",
+            bytes.len(),
+            whole.len()
+        );
+        let Ok(Inbound::CompactProposal { block: checked, .. }) = inbound(&bytes, &CHAIN, SUITE)
+        else {
+            panic!("a good compact proposal passes the edge")
+        };
+        assert_eq!(checked.ids(), &[txs[0].hash(SUITE), txs[1].hash(SUITE)]);
+        let filled = checked.clone().fill(txs.clone(), SUITE).expect("filled");
+        assert_eq!(filled.block(), &b);
+        assert_eq!(
+            filled.block().check_body(SUITE).expect("body"),
+            filled.ids()
+        );
+        // Transactions missing, or in another order.
+        assert!(matches!(
+            checked.clone().fill(txs[..1].to_vec(), SUITE),
+            Err(BlockError::TxCount { .. })
+        ));
+        let swapped = vec![txs[1].clone(), txs[0].clone()];
+        assert!(matches!(
+            checked.clone().fill(swapped, SUITE),
+            Err(BlockError::TxRoot { .. })
+        ));
+        // The same transaction under the same id with another signature (as a mempool
+        // may hold it): the root covers signatures, so the block is fetched instead.
+        let mut resigned = txs.clone();
+        resigned[1].signature = Signature([9; 64]);
+        assert!(matches!(
+            checked.clone().fill(resigned, SUITE),
+            Err(BlockError::TxRoot { .. })
+        ));
+        // A header whose transaction root is not the named transactions' (a proposer
+        // lying about its block): the compact form passes the edge (the header is the
+        // one signed), filling it fails, and the whole block is then fetched.
+        let mut lying = b.clone();
+        lying.header.tx_root = Hash([5; 32]);
+        let Ok(Inbound::CompactProposal { block: lying, .. }) =
+            inbound(&codec::encode(&compact(&lying)), &CHAIN, SUITE)
+        else {
+            panic!("its header and results agree")
+        };
+        assert!(matches!(
+            lying.fill(txs.clone(), SUITE),
+            Err(BlockError::TxRoot { .. })
+        ));
+        // Results changed under the header, and a count changed.
+        let mut changed = compact(&b);
+        if let NetMessage::CompactProposal { block, .. } = &mut changed {
+            let mut inner = (*block.0).clone();
+            inner.results[1].outcome = cbec_ledger::Outcome::Rejected {
+                rule: "R4".into(),
+                message: "no".into(),
+            };
+            *block = Compact::of(Arc::new(inner));
+        }
+        assert!(matches!(
+            inbound(&codec::encode(&changed), &CHAIN, SUITE),
+            Err(EdgeFault::BadBody(_))
+        ));
+        let mut fewer = compact(&b);
+        if let NetMessage::CompactProposal { block, .. } = &mut fewer {
+            let mut inner = (*block.0).clone();
+            inner.results.pop();
+            *block = Compact::of(Arc::new(inner));
+        }
+        assert!(matches!(
+            inbound(&codec::encode(&fewer), &CHAIN, SUITE),
+            Err(EdgeFault::BadBody(_))
+        ));
+        // Another block's header under the proposal, and a forged signature.
+        let mut other = b.clone();
+        other.header.time_ms += 1;
+        let wrong = NetMessage::CompactProposal {
+            proposal: signed(&key, b.hash(SUITE)),
+            block: Compact::of(Arc::new(other)),
+        };
+        assert!(matches!(
+            inbound(&codec::encode(&wrong), &CHAIN, SUITE),
+            Err(EdgeFault::WrongBlock { .. })
+        ));
+        let mut forged = signed(&key, b.hash(SUITE));
+        forged.signature = Signature([7; 64]);
+        let forged = NetMessage::CompactProposal {
+            proposal: forged,
+            block: Compact::of(Arc::new(b)),
+        };
+        assert!(matches!(
+            inbound(&codec::encode(&forged), &CHAIN, SUITE),
+            Err(EdgeFault::BadSignature(_))
+        ));
     }
 
     #[test]

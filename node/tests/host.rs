@@ -88,6 +88,24 @@ fn proposal_with(
     clock_ms: u64,
     txs: Vec<Transaction>,
 ) -> NetMessage {
+    let (compact, host) = compact_proposal_with(genesis, proposer, clock_ms, txs);
+    let NetMessage::CompactProposal { proposal, .. } = compact else {
+        unreachable!()
+    };
+    // As the proposer serves it to a peer that asks for the whole block.
+    let block = host
+        .proposal_block(1, &proposal.proposal.value)
+        .expect("the proposer holds its block");
+    NetMessage::Proposal { proposal, block }
+}
+
+/// The compact proposal the proposer gossips, with the proposer's host.
+fn compact_proposal_with(
+    genesis: &cbec_genesis::Genesis,
+    proposer: usize,
+    clock_ms: u64,
+    txs: Vec<Transaction>,
+) -> (NetMessage, Host<NodeId>) {
     let (mut host, store) = sim::host(genesis, proposer);
     let effects = host.start(now(clock_ms, 0)).expect("start");
     let checked = admission::check(
@@ -111,10 +129,11 @@ fn proposal_with(
     let effects = host
         .on_timer(timer, now(clock_ms + heartbeat, heartbeat))
         .expect("build");
-    gossiped(&effects)
+    let compact = gossiped(&effects)
         .into_iter()
-        .find(|m| matches!(m, NetMessage::Proposal { .. }))
-        .expect("a proposal with its block")
+        .find(|m| matches!(m, NetMessage::CompactProposal { .. }))
+        .expect("a proposal with its compact block");
+    (compact, host)
 }
 
 /// The prevote `validator` sends on receiving `proposal` with its clock at `clock_ms`.
@@ -205,7 +224,7 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
             .expect("build tick");
         let proposed = gossiped(&effects)
             .iter()
-            .any(|m| matches!(m, NetMessage::Proposal { .. }));
+            .any(|m| matches!(m, NetMessage::CompactProposal { .. }));
         assert_eq!(proposed, proposes_at_once, "nonce {nonce}");
         if !proposes_at_once {
             let (again, after) = timers(&effects)
@@ -336,6 +355,194 @@ fn a_proposal_before_its_block_waits_for_it_and_is_then_prevoted() {
     assert_eq!(prevote, Some(Some(value)));
 }
 
+/// The prevote among `effects`, if one was sent.
+fn prevote_in(effects: &[Effect<NodeId>]) -> Option<Option<cbec_ledger::Hash>> {
+    gossiped(effects).into_iter().find_map(|m| match m {
+        NetMessage::Consensus(Message::Vote(v)) if v.vote.kind == VoteKind::Prevote => {
+            Some(v.vote.value)
+        }
+        _ => None,
+    })
+}
+
+/// A compact proposal (the block without its transactions) is put back together from
+/// the validator's mempool, which a push filled, and prevoted at once: nothing fetched.
+#[test]
+fn a_compact_proposal_is_put_together_from_the_mempool_and_prevoted() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(6, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let tx = commerce_tx(&genesis, 0);
+    let (compact, _) = compact_proposal_with(&genesis, p, real_ms, vec![tx.clone()]);
+    let NetMessage::CompactProposal { proposal, .. } = &compact else {
+        unreachable!()
+    };
+    let value = proposal.proposal.value;
+    let chain = genesis.chain_id();
+    let (mut host, store) = sim::host(&genesis, other);
+    host.start(now(real_ms, 0)).expect("start");
+    let checked = admission::check(vec![tx], &chain, SUITE, 65_536, usize::MAX, store.as_ref());
+    let (answers, _) = host
+        .admit(checked, Origin::Peer, now(real_ms, 1))
+        .expect("push");
+    assert!(answers[0].is_ok(), "{answers:?}");
+    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
+        .expect("compact proposal");
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::FetchBlock { .. })),
+        "nothing fetched"
+    );
+    assert_eq!(prevote_in(&effects), Some(Some(value)));
+    assert_eq!(host.status().compact_filled, 1);
+    assert_eq!(host.status().compact_fetched, 0);
+}
+
+/// A compact proposal naming a transaction this validator never received is pending,
+/// not invalid: no vote; it waits `ASSEMBLE_WAIT_MS` for the push, then the whole block
+/// is asked of the peer that delivered the proposal (again when the proposal is re-sent
+/// while the block is missing). The block served comes through the edge as a proposal
+/// with its block and is prevoted; a block served that is not the one the proposal
+/// names is refused there.
+#[test]
+fn a_compact_proposal_missing_transactions_fetches_its_block_then_prevotes() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(7, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let (compact, proposer) =
+        compact_proposal_with(&genesis, p, real_ms, vec![commerce_tx(&genesis, 0)]);
+    let NetMessage::CompactProposal { proposal, .. } = &compact else {
+        unreachable!()
+    };
+    let value = proposal.proposal.value;
+    let chain = genesis.chain_id();
+    let (mut host, _) = sim::host(&genesis, other);
+    host.start(now(real_ms, 0)).expect("start");
+    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
+        .expect("compact proposal");
+    assert_eq!(prevote_in(&effects), None, "no vote without the block");
+    let fetches = |effects: &[Effect<NodeId>]| -> Vec<(NodeId, cbec_consensus::SignedProposal)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::FetchBlock { peer, proposal } => Some((*peer, (**proposal).clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(fetches(&effects).is_empty(), "the push may be on its way");
+    let (timer, after) = timers(&effects)
+        .into_iter()
+        .find(|(t, _)| matches!(t, Timer::Assemble { .. }))
+        .expect("a wait for the transactions");
+    assert_eq!(after, cbec_node::host::ASSEMBLE_WAIT_MS);
+    let effects = host
+        .on_timer(timer, now(real_ms + after, 5 + after))
+        .expect("the wait is over");
+    assert_eq!(prevote_in(&effects), None);
+    let asked = fetches(&effects);
+    assert_eq!(asked.len(), 1, "{effects:?}");
+    assert_eq!(
+        asked[0].0,
+        NodeId(p as u8),
+        "asked of the peer that delivered it"
+    );
+    assert_eq!(asked[0].1, *proposal);
+    assert_eq!(host.status().compact_fetched, 1);
+    // The proposal re-sent without its block: asked again.
+    let bare = NetMessage::Consensus(Message::Proposal(proposal.clone()));
+    let inbound = wire::inbound(&codec::encode(&bare), &chain, SUITE).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 200))
+        .expect("bare proposal");
+    assert_eq!(fetches(&effects).len(), 1, "asked again: {effects:?}");
+    // A wrong block served for it is the server's fault, caught at the edge.
+    let NetMessage::Proposal { block: empty, .. } = proposal_at(&genesis, p, real_ms + 1) else {
+        unreachable!()
+    };
+    let wrong = NetMessage::Proposal {
+        proposal: proposal.clone(),
+        block: empty,
+    };
+    assert!(matches!(
+        wire::inbound(&codec::encode(&wrong), &chain, SUITE),
+        Err(wire::EdgeFault::WrongBlock { .. })
+    ));
+    // The proposer serves the block it holds; the validator prevotes it.
+    let served = NetMessage::Proposal {
+        proposal: proposal.clone(),
+        block: proposer.proposal_block(1, &value).expect("held"),
+    };
+    let inbound = wire::inbound(&codec::encode(&served), &chain, SUITE).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 210))
+        .expect("fetched block");
+    assert_eq!(prevote_in(&effects), Some(Some(value)));
+    assert_eq!(host.proposal_block(1, &value).map(|b| b.txs.len()), Some(1));
+}
+
+/// A compact proposal that arrives before the push of its transaction (the proposer
+/// took it into its block as soon as its client's was admitted) is put together when
+/// the push arrives, and prevoted then: nothing fetched, and the timer that would have
+/// fetched it does nothing.
+#[test]
+fn a_compact_proposal_before_the_push_is_put_together_when_the_push_arrives() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(8, real_ms - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let tx = commerce_tx(&genesis, 0);
+    let (compact, _) = compact_proposal_with(&genesis, p, real_ms, vec![tx.clone()]);
+    let NetMessage::CompactProposal { proposal, .. } = &compact else {
+        unreachable!()
+    };
+    let value = proposal.proposal.value;
+    let chain = genesis.chain_id();
+    let (mut host, store) = sim::host(&genesis, other);
+    host.start(now(real_ms, 0)).expect("start");
+    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
+    let effects = host
+        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
+        .expect("compact proposal");
+    assert_eq!(prevote_in(&effects), None);
+    let (timer, _) = timers(&effects)
+        .into_iter()
+        .find(|(t, _)| matches!(t, Timer::Assemble { .. }))
+        .expect("a wait for the transaction");
+    let checked = admission::check(vec![tx], &chain, SUITE, 65_536, usize::MAX, store.as_ref());
+    let (answers, effects) = host
+        .admit(checked, Origin::Peer, now(real_ms, 20))
+        .expect("push");
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert_eq!(
+        prevote_in(&effects),
+        Some(Some(value)),
+        "prevoted on the push"
+    );
+    let status = host.status();
+    assert_eq!(
+        (
+            status.compact_filled,
+            status.compact_waited,
+            status.compact_fetched
+        ),
+        (0, 1, 0)
+    );
+    let effects = host
+        .on_timer(timer, now(real_ms + 105, 105))
+        .expect("timer");
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::FetchBlock { .. })),
+        "{effects:?}"
+    );
+}
+
 /// A block from sync is checked whole, its body included: the network edge checks the
 /// bodies of gossiped proposals only, and validation no longer checks them a second
 /// time, so the sync path must. A served block with one transaction changed under its
@@ -413,7 +620,7 @@ fn a_proposer_writes_its_signing_state_once_for_its_proposal_and_prevote() {
         .expect("build");
     let sent = gossiped(&effects);
     let Some(value) = sent.iter().find_map(|m| match m {
-        NetMessage::Proposal { proposal, .. } => Some(proposal.proposal.value),
+        NetMessage::CompactProposal { proposal, .. } => Some(proposal.proposal.value),
         _ => None,
     }) else {
         panic!("no proposal in {sent:?}")
