@@ -168,6 +168,7 @@ pub fn generate_consortium(
                 peer_addresses: Default::default(),
                 api: Default::default(),
                 store: Default::default(),
+                network: Default::default(),
             },
         ));
     }

@@ -238,6 +238,9 @@ pub struct NetConfig {
     pub message_bytes_max: usize,
     /// The chain's suite: gossip message ids are its hash of the message.
     pub suite: Suite,
+    /// Keep peers' pushes this node has no room or time to check, unchecked, for
+    /// compact proposals (`[network] compact_proposals`); else they are dropped.
+    pub keep_unchecked: bool,
 }
 
 /// Completions from blocking threads back to the swarm task.
@@ -385,6 +388,7 @@ struct Net {
     push_queue: Arc<tokio::sync::Semaphore>,
     /// Unchecked pushes being hashed.
     unchecked_queue: Arc<tokio::sync::Semaphore>,
+    keep_unchecked: bool,
     warnings: RateLimited,
     /// The last gossip envelope's sequence number (from the clock at start, so a
     /// restarted node does not repeat its earlier envelopes).
@@ -416,6 +420,7 @@ async fn run(
         done: done_tx,
         push_queue: Arc::new(tokio::sync::Semaphore::new(TX_PUSHES_WAITING_MAX)),
         unchecked_queue: Arc::new(tokio::sync::Semaphore::new(UNCHECKED_PUSHES_MAX)),
+        keep_unchecked: config.keep_unchecked,
         warnings: RateLimited::default(),
         seq: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -908,9 +913,14 @@ impl Net {
                     return;
                 };
                 let shared = self.shared.clone();
+                let keep = self.keep_unchecked;
                 tokio::spawn(async move {
-                    let (checked, reserved, unchecked) =
-                        admission.check_push_async(request.0).await;
+                    let (checked, reserved, unchecked) = if keep {
+                        admission.check_push_async(request.0).await
+                    } else {
+                        let (checked, reserved) = admission.check_async(request.0).await;
+                        (checked, reserved, Vec::new())
+                    };
                     drop(queued);
                     if !unchecked.is_empty()
                         && shared
@@ -951,6 +961,9 @@ impl Net {
     /// their ids (hashed on a blocking thread), for the compact blocks that name them;
     /// beyond [`UNCHECKED_PUSHES_MAX`] being hashed at once they are dropped.
     fn keep_unchecked(&self, txs: Vec<Transaction>) {
+        if !self.keep_unchecked {
+            return;
+        }
         let Ok(slot) = self.unchecked_queue.clone().try_acquire_owned() else {
             return;
         };

@@ -253,6 +253,7 @@ pub async fn run_with(
             peers,
             message_bytes_max,
             suite: genesis.crypto,
+            keep_unchecked: config.network.compact_proposals,
         },
         shared.clone(),
         adversary.clone(),
@@ -286,7 +287,11 @@ pub async fn run_with(
             trust,
             consensus: genesis.consensus.clone(),
             genesis_time_ms: genesis.genesis_time_ms,
-            compact_txs_min: crate::host::COMPACT_TXS_MIN,
+            compact_txs_min: if config.network.compact_proposals {
+                crate::host::COMPACT_TXS_MIN
+            } else {
+                usize::MAX
+            },
         },
         store.clone(),
         engine,

@@ -543,6 +543,56 @@ fn a_compact_proposal_before_the_push_is_put_together_when_the_push_arrives() {
     );
 }
 
+/// A proposer that committed its block and moved on still serves it to a peer that
+/// asks (a peer a height behind, whose compact proposal lacked transactions): from the
+/// store, by height and hash. A hash that is not the committed block's gets nothing.
+#[test]
+fn a_committed_proposal_block_is_still_served_to_a_peer_that_asks() {
+    let real_ms = 1_900_000_000_000;
+    let genesis = sim::genesis_at(9, real_ms - MINUTE_MS);
+    let (p, _) = proposer_and_other(&genesis);
+    let (compact, mut host) = compact_proposal_with(&genesis, p, real_ms, Vec::new());
+    let NetMessage::CompactProposal { proposal, .. } = &compact else {
+        unreachable!()
+    };
+    let value = proposal.proposal.value;
+    let chain = genesis.chain_id();
+    let (validators, _) = sim::keys();
+    let mut t = 100;
+    for kind in [VoteKind::Prevote, VoteKind::Precommit] {
+        for (i, key) in validators.iter().enumerate().filter(|(i, _)| *i != p) {
+            let vote = cbec_consensus::Vote {
+                height: 1,
+                round: 0,
+                kind,
+                value: Some(value),
+            };
+            let signature = key.sign(&vote.sign_bytes(&chain));
+            let message = NetMessage::Consensus(Message::Vote(cbec_consensus::SignedVote {
+                vote,
+                validator: key.public(),
+                signature,
+            }));
+            let inbound = wire::inbound(&codec::encode(&message), &chain, SUITE).expect("edge");
+            t += 1;
+            host.on_inbound(NodeId(i as u8), inbound, now(real_ms + t, t))
+                .expect("vote");
+        }
+    }
+    assert_eq!(host.height(), 2, "block 1 committed, height 2 begun");
+    let served = host
+        .proposal_block(1, &value)
+        .expect("served from the store");
+    assert_eq!(served.hash(SUITE), value);
+    assert!(host
+        .proposal_block(1, &cbec_ledger::Hash([3; 32]))
+        .is_none());
+    assert!(
+        host.proposal_block(2, &value).is_none(),
+        "not at another height"
+    );
+}
+
 /// A block from sync is checked whole, its body included: the network edge checks the
 /// bodies of gossiped proposals only, and validation no longer checks them a second
 /// time, so the sync path must. A served block with one transaction changed under its

@@ -253,3 +253,77 @@ fn a_validator_key_of_the_other_scheme_is_refused_at_start() {
         "{log}"
     );
 }
+
+/// With `[network] compact_proposals` on every node, blocks of 512 transactions or more
+/// travel without them: the proposer's peers put them together from their mempools
+/// (or fetch them whole on `/cbec/block/1`), and all four commit the same blocks.
+#[test]
+fn compact_proposals_are_put_together_and_committed_by_all_four() {
+    let mut c = Consortium::generate(NODE);
+    for i in ALL {
+        c.configure(i, |config| config.network.compact_proposals = true);
+    }
+    c.start_all();
+    c.wait_for("first block", Duration::from_secs(60), |c| {
+        ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
+    });
+    // Enough that each block, even at a limit halved by early failed rounds, is large.
+    let txs: Vec<cbec_ledger::Transaction> = (0..1_500u16)
+        .map(|n| {
+            let uscc = cbec_chaincode::codes::uscc_with_check(&format!("91140200MB{n:07}"))
+                .expect("a 17-character USCC body");
+            let [lo, hi] = n.to_le_bytes();
+            let key = c.endpoints().client_key(&[
+                lo, hi, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                7, 7, 7, 7, 7,
+            ]);
+            c.sign(
+                &c.operator(3),
+                u64::from(n),
+                "enterprise",
+                "approve_filing",
+                json!({"uscc": uscc, "name": format!("compact {n}"), "roles": ["seller"],
+                       "keys": [key.public()], "customs_code": format!("1403{n:06}")}),
+            )
+        })
+        .collect();
+    let body = serde_json::to_vec(&txs).expect("json");
+    let (status, answer) = c
+        .endpoints()
+        .post(1, "/v1/txs", "application/json", body)
+        .expect("an answer");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"].as_u64(), Some(1_500), "{answer}");
+    let last = c.endpoints().tx_hash(&txs[1_499]);
+    c.wait_for(
+        "the last filing committed on all four",
+        Duration::from_secs(90),
+        |c| {
+            ALL.iter().all(|i| {
+                c.get(*i, &format!("/v1/tx/{last}"))
+                    .is_some_and(|found| found["status"] == "committed")
+            })
+        },
+    );
+    let height = c.height(0).expect("height");
+    agree_at(&c, &ALL, height);
+    let counter = |i: usize, name: &str| -> f64 {
+        let metrics = c.endpoints().text(i, "/metrics").expect("metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    let compact: f64 = ALL
+        .iter()
+        .map(|i| {
+            counter(*i, "cbec_compact_proposals_filled_total")
+                + counter(*i, "cbec_compact_proposals_waited_total")
+                + counter(*i, "cbec_compact_proposals_fetched_total")
+        })
+        .sum();
+    assert!(
+        compact >= 3.0,
+        "the proposer's three peers each took a compact proposal: {compact}"
+    );
+}
