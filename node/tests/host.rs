@@ -365,40 +365,98 @@ fn prevote_in(effects: &[Effect<NodeId>]) -> Option<Option<cbec_ledger::Hash>> {
     })
 }
 
+/// A compact proposal of block 1 holding one commerce transaction, with what the
+/// compact tests need: a started host of another validator has nothing in its mempool.
+struct CompactCase {
+    genesis: cbec_genesis::Genesis,
+    chain: cbec_ledger::Hash,
+    /// The proposer's index, and its host (it serves its block).
+    p: usize,
+    proposer: Host<NodeId>,
+    tx: Transaction,
+    compact: NetMessage,
+    proposal: cbec_consensus::SignedProposal,
+    value: cbec_ledger::Hash,
+    host: Host<NodeId>,
+    store: Arc<Store>,
+}
+
+const REAL_MS: u64 = 1_900_000_000_000;
+
+fn compact_case(seed: u64) -> CompactCase {
+    let genesis = sim::genesis_at(seed, REAL_MS - MINUTE_MS);
+    let (p, other) = proposer_and_other(&genesis);
+    let tx = commerce_tx(&genesis, 0);
+    let (compact, proposer) = compact_proposal_with(&genesis, p, REAL_MS, vec![tx.clone()]);
+    let NetMessage::CompactProposal { proposal, .. } = &compact else {
+        unreachable!()
+    };
+    let proposal = proposal.clone();
+    let (mut host, store) = sim::host(&genesis, other);
+    host.start(now(REAL_MS, 0)).expect("start");
+    CompactCase {
+        chain: genesis.chain_id(),
+        genesis,
+        p,
+        proposer,
+        tx,
+        value: proposal.proposal.value,
+        proposal,
+        compact,
+        host,
+        store,
+    }
+}
+
+impl CompactCase {
+    /// The transaction pushed to the validator by a peer, at `mono_ms`.
+    fn push(&mut self, mono_ms: u64) -> Vec<Effect<NodeId>> {
+        let checked = admission::check(
+            vec![self.tx.clone()],
+            &self.chain,
+            SUITE,
+            65_536,
+            usize::MAX,
+            self.store.as_ref(),
+        );
+        let (answers, effects) = self
+            .host
+            .admit(checked, Origin::Peer, now(REAL_MS + mono_ms, mono_ms))
+            .expect("push");
+        assert!(answers[0].is_ok(), "{answers:?}");
+        effects
+    }
+
+    /// `message` from the proposer arrives at the validator at `mono_ms`.
+    fn deliver(&mut self, message: &NetMessage, mono_ms: u64) -> Vec<Effect<NodeId>> {
+        let inbound = wire::inbound(&codec::encode(message), &self.chain, SUITE).expect("edge");
+        self.host
+            .on_inbound(
+                NodeId(self.p as u8),
+                inbound,
+                now(REAL_MS + mono_ms, mono_ms),
+            )
+            .expect("inbound")
+    }
+}
+
 /// A compact proposal (the block without its transactions) is put back together from
 /// the validator's mempool, which a push filled, and prevoted at once: nothing fetched.
 #[test]
 fn a_compact_proposal_is_put_together_from_the_mempool_and_prevoted() {
-    let real_ms = 1_900_000_000_000;
-    let genesis = sim::genesis_at(6, real_ms - MINUTE_MS);
-    let (p, other) = proposer_and_other(&genesis);
-    let tx = commerce_tx(&genesis, 0);
-    let (compact, _) = compact_proposal_with(&genesis, p, real_ms, vec![tx.clone()]);
-    let NetMessage::CompactProposal { proposal, .. } = &compact else {
-        unreachable!()
-    };
-    let value = proposal.proposal.value;
-    let chain = genesis.chain_id();
-    let (mut host, store) = sim::host(&genesis, other);
-    host.start(now(real_ms, 0)).expect("start");
-    let checked = admission::check(vec![tx], &chain, SUITE, 65_536, usize::MAX, store.as_ref());
-    let (answers, _) = host
-        .admit(checked, Origin::Peer, now(real_ms, 1))
-        .expect("push");
-    assert!(answers[0].is_ok(), "{answers:?}");
-    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
-    let effects = host
-        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
-        .expect("compact proposal");
+    let mut case = compact_case(6);
+    case.push(1);
+    let compact = case.compact.clone();
+    let effects = case.deliver(&compact, 5);
     assert!(
         !effects
             .iter()
             .any(|e| matches!(e, Effect::FetchBlock { .. })),
         "nothing fetched"
     );
-    assert_eq!(prevote_in(&effects), Some(Some(value)));
-    assert_eq!(host.status().compact_filled, 1);
-    assert_eq!(host.status().compact_fetched, 0);
+    assert_eq!(prevote_in(&effects), Some(Some(case.value)));
+    assert_eq!(case.host.status().compact_filled, 1);
+    assert_eq!(case.host.status().compact_fetched, 0);
 }
 
 /// A compact proposal naming a transaction this validator never received is pending,
@@ -409,22 +467,9 @@ fn a_compact_proposal_is_put_together_from_the_mempool_and_prevoted() {
 /// names is refused there.
 #[test]
 fn a_compact_proposal_missing_transactions_fetches_its_block_then_prevotes() {
-    let real_ms = 1_900_000_000_000;
-    let genesis = sim::genesis_at(7, real_ms - MINUTE_MS);
-    let (p, other) = proposer_and_other(&genesis);
-    let (compact, proposer) =
-        compact_proposal_with(&genesis, p, real_ms, vec![commerce_tx(&genesis, 0)]);
-    let NetMessage::CompactProposal { proposal, .. } = &compact else {
-        unreachable!()
-    };
-    let value = proposal.proposal.value;
-    let chain = genesis.chain_id();
-    let (mut host, _) = sim::host(&genesis, other);
-    host.start(now(real_ms, 0)).expect("start");
-    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
-    let effects = host
-        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
-        .expect("compact proposal");
+    let mut case = compact_case(7);
+    let (compact, proposal, value) = (case.compact.clone(), case.proposal.clone(), case.value);
+    let effects = case.deliver(&compact, 5);
     assert_eq!(prevote_in(&effects), None, "no vote without the block");
     let fetches = |effects: &[Effect<NodeId>]| -> Vec<(NodeId, cbec_consensus::SignedProposal)> {
         effects
@@ -441,28 +486,27 @@ fn a_compact_proposal_missing_transactions_fetches_its_block_then_prevotes() {
         .find(|(t, _)| matches!(t, Timer::Assemble { .. }))
         .expect("a wait for the transactions");
     assert_eq!(after, cbec_node::host::ASSEMBLE_WAIT_MS);
-    let effects = host
-        .on_timer(timer, now(real_ms + after, 5 + after))
+    let effects = case
+        .host
+        .on_timer(timer, now(REAL_MS + 5 + after, 5 + after))
         .expect("the wait is over");
     assert_eq!(prevote_in(&effects), None);
     let asked = fetches(&effects);
     assert_eq!(asked.len(), 1, "{effects:?}");
     assert_eq!(
         asked[0].0,
-        NodeId(p as u8),
+        NodeId(case.p as u8),
         "asked of the peer that delivered it"
     );
-    assert_eq!(asked[0].1, *proposal);
-    assert_eq!(host.status().compact_fetched, 1);
+    assert_eq!(asked[0].1, proposal);
+    assert_eq!(case.host.status().compact_fetched, 1);
     // The proposal re-sent without its block: asked again.
     let bare = NetMessage::Consensus(Message::Proposal(proposal.clone()));
-    let inbound = wire::inbound(&codec::encode(&bare), &chain, SUITE).expect("edge");
-    let effects = host
-        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 200))
-        .expect("bare proposal");
+    let effects = case.deliver(&bare, 200);
     assert_eq!(fetches(&effects).len(), 1, "asked again: {effects:?}");
     // A wrong block served for it is the server's fault, caught at the edge.
-    let NetMessage::Proposal { block: empty, .. } = proposal_at(&genesis, p, real_ms + 1) else {
+    let NetMessage::Proposal { block: empty, .. } = proposal_at(&case.genesis, case.p, REAL_MS + 1)
+    else {
         unreachable!()
     };
     let wrong = NetMessage::Proposal {
@@ -470,20 +514,20 @@ fn a_compact_proposal_missing_transactions_fetches_its_block_then_prevotes() {
         block: empty,
     };
     assert!(matches!(
-        wire::inbound(&codec::encode(&wrong), &chain, SUITE),
+        wire::inbound(&codec::encode(&wrong), &case.chain, SUITE),
         Err(wire::EdgeFault::WrongBlock { .. })
     ));
     // The proposer serves the block it holds; the validator prevotes it.
     let served = NetMessage::Proposal {
-        proposal: proposal.clone(),
-        block: proposer.proposal_block(1, &value).expect("held"),
+        proposal,
+        block: case.proposer.proposal_block(1, &value).expect("held"),
     };
-    let inbound = wire::inbound(&codec::encode(&served), &chain, SUITE).expect("edge");
-    let effects = host
-        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 210))
-        .expect("fetched block");
+    let effects = case.deliver(&served, 210);
     assert_eq!(prevote_in(&effects), Some(Some(value)));
-    assert_eq!(host.proposal_block(1, &value).map(|b| b.txs.len()), Some(1));
+    assert_eq!(
+        case.host.proposal_block(1, &value).map(|b| b.txs.len()),
+        Some(1)
+    );
 }
 
 /// A compact proposal that arrives before the push of its transaction (the proposer
@@ -492,38 +536,21 @@ fn a_compact_proposal_missing_transactions_fetches_its_block_then_prevotes() {
 /// fetched it does nothing.
 #[test]
 fn a_compact_proposal_before_the_push_is_put_together_when_the_push_arrives() {
-    let real_ms = 1_900_000_000_000;
-    let genesis = sim::genesis_at(8, real_ms - MINUTE_MS);
-    let (p, other) = proposer_and_other(&genesis);
-    let tx = commerce_tx(&genesis, 0);
-    let (compact, _) = compact_proposal_with(&genesis, p, real_ms, vec![tx.clone()]);
-    let NetMessage::CompactProposal { proposal, .. } = &compact else {
-        unreachable!()
-    };
-    let value = proposal.proposal.value;
-    let chain = genesis.chain_id();
-    let (mut host, store) = sim::host(&genesis, other);
-    host.start(now(real_ms, 0)).expect("start");
-    let inbound = wire::inbound(&codec::encode(&compact), &chain, SUITE).expect("edge");
-    let effects = host
-        .on_inbound(NodeId(p as u8), inbound, now(real_ms, 5))
-        .expect("compact proposal");
+    let mut case = compact_case(8);
+    let compact = case.compact.clone();
+    let effects = case.deliver(&compact, 5);
     assert_eq!(prevote_in(&effects), None);
     let (timer, _) = timers(&effects)
         .into_iter()
         .find(|(t, _)| matches!(t, Timer::Assemble { .. }))
         .expect("a wait for the transaction");
-    let checked = admission::check(vec![tx], &chain, SUITE, 65_536, usize::MAX, store.as_ref());
-    let (answers, effects) = host
-        .admit(checked, Origin::Peer, now(real_ms, 20))
-        .expect("push");
-    assert!(answers[0].is_ok(), "{answers:?}");
+    let effects = case.push(20);
     assert_eq!(
         prevote_in(&effects),
-        Some(Some(value)),
+        Some(Some(case.value)),
         "prevoted on the push"
     );
-    let status = host.status();
+    let status = case.host.status();
     assert_eq!(
         (
             status.compact_filled,
@@ -532,8 +559,9 @@ fn a_compact_proposal_before_the_push_is_put_together_when_the_push_arrives() {
         ),
         (0, 1, 0)
     );
-    let effects = host
-        .on_timer(timer, now(real_ms + 105, 105))
+    let effects = case
+        .host
+        .on_timer(timer, now(REAL_MS + 105, 105))
         .expect("timer");
     assert!(
         !effects
