@@ -267,7 +267,20 @@ fn compact_proposals_are_put_together_and_committed_by_all_four() {
     c.wait_for("first block", Duration::from_secs(60), |c| {
         ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
     });
-    // Enough that each block, even at a limit halved by early failed rounds, is large.
+    // Failed rounds while the nodes start halve the block limit; blocks decided in
+    // their first round double it back. Wait for room for large blocks.
+    let limit = |c: &Consortium, i: usize| -> f64 {
+        let metrics = c.endpoints().text(i, "/metrics").unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("cbec_block_txs_max")?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    c.wait_for(
+        "block limits of 1,024 transactions or more",
+        Duration::from_secs(60),
+        |c| ALL.iter().all(|i| limit(c, *i) >= 1_024.0),
+    );
     let txs: Vec<cbec_ledger::Transaction> = (0..1_500u16)
         .map(|n| {
             let uscc = cbec_chaincode::codes::uscc_with_check(&format!("91140200MB{n:07}"))
