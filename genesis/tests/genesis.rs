@@ -279,6 +279,21 @@ fn node_config_faults_name_the_field() {
     assert!(err.to_string().contains("(`archive = \"yes\"`)"), "{err}");
     assert!(err.to_string().contains("expected a boolean"), "{err}");
 
+    assert!(
+        !config.network.compact_proposals,
+        "whole proposals by default"
+    );
+    let compact = format!("{text}\n[network]\ncompact_proposals = true\n");
+    std::fs::write(path, &compact).expect("write");
+    let config = NodeConfig::load(path).expect("compact proposals load");
+    assert!(config.network.compact_proposals);
+    std::fs::write(path, compact.replace("compact_proposals", "compact")).expect("write");
+    let err = NodeConfig::load(path).unwrap_err();
+    assert!(
+        err.to_string().contains("compact"),
+        "an unknown key is named: {err}"
+    );
+
     std::fs::write(path, routed.replace("tcp/40001", "tcp/0x1")).expect("write");
     let err = NodeConfig::load(path).unwrap_err();
     assert!(
