@@ -201,14 +201,7 @@ impl Admission {
         let checked = tokio::task::spawn_blocking(move || {
             let (checked, unchecked) = this.check_keeping(txs, room);
             drop(permit);
-            let unchecked = unchecked
-                .into_iter()
-                .map(|tx| {
-                    let (bytes, id) = tx.encode_with_hash(this.suite);
-                    (id, tx, bytes.len())
-                })
-                .collect();
-            (checked, unchecked)
+            (checked, with_ids(unchecked, this.suite))
         })
         .await;
         let (checked, unchecked) = checked.unwrap_or_default();
@@ -365,6 +358,17 @@ pub fn check(
     state: &(dyn StateRead + Send + Sync),
 ) -> Vec<Checked> {
     check_counted(txs, chain_id, suite, tx_bytes_max, room, state, None)
+}
+
+/// Transactions kept unchecked, each with its id (its body's hash) and encoded size, as
+/// the mempool keeps them ([`crate::mempool::Mempool::keep_unchecked`]).
+pub fn with_ids(txs: Vec<Transaction>, suite: Suite) -> Vec<(Hash, Transaction, usize)> {
+    txs.into_iter()
+        .map(|tx| {
+            let (bytes, id) = tx.encode_with_hash(suite);
+            (id, tx, bytes.len())
+        })
+        .collect()
 }
 
 /// [`check`], adding what it did to `counts`.

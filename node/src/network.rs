@@ -969,14 +969,7 @@ impl Net {
         };
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let suite = shared.store.suite();
-            let txs = txs
-                .into_iter()
-                .map(|tx| {
-                    let (bytes, id) = tx.encode_with_hash(suite);
-                    (id, tx, bytes.len())
-                })
-                .collect();
+            let txs = crate::admission::with_ids(txs, shared.store.suite());
             drop(slot);
             if shared.host.send(Event::Unchecked { txs }).is_err() {
                 shared.metrics.dropped_inbound.inc();

@@ -599,23 +599,20 @@ impl<P: Peer> Host<P> {
         if self.keeper.checked(value).is_some() {
             return Fill::Failed; // held already (a relayed copy)
         }
-        let missing: BTreeSet<Hash> = block
-            .ids()
-            .iter()
-            .filter(|id| !self.mempool.holds(id))
-            .copied()
-            .collect();
+        // One lookup an id: usually every one is here.
+        let mut txs = Vec::with_capacity(block.ids().len());
+        let mut missing = BTreeSet::new();
+        for id in block.ids() {
+            match self.mempool.by_id(id) {
+                Some(tx) => txs.push(tx),
+                None => {
+                    missing.insert(*id);
+                }
+            }
+        }
         if !missing.is_empty() {
             return Fill::Missing(block, missing);
         }
-        let txs: Option<Vec<_>> = block
-            .ids()
-            .iter()
-            .map(|id| self.mempool.by_id(id))
-            .collect();
-        let Some(txs) = txs else {
-            return Fill::Failed;
-        };
         match block.fill(txs, self.store().suite()) {
             Ok(filled) => Fill::Done(filled),
             Err(e) => {
