@@ -195,32 +195,39 @@ pub struct Mempool {
     unchecked: Unchecked,
 }
 
-/// Peers' pushes that arrived when the pool was full or admission busy, kept as they
-/// came, unchecked, by the ids the network computed: compact proposals are put together
-/// from them too (their signatures are then checked in validation, as a whole block's
-/// were). Bounded, oldest out first; a transaction leaves when a block commits it.
-#[derive(Debug, Default)]
-struct Unchecked {
-    by_hash: BTreeMap<Hash, (u64, Transaction, usize)>,
+/// Transactions kept aside by id, bounded in count and bytes, oldest out first; one
+/// leaves when a block commits it. Two such: [`Kept`] and the unchecked pushes.
+#[derive(Debug)]
+struct OldestOut<V> {
+    by_hash: BTreeMap<Hash, (u64, V, usize)>,
     by_seq: BTreeMap<u64, Hash>,
     seq: u64,
     bytes: usize,
+    max: usize,
+    bytes_max: usize,
 }
 
-/// At most this many unchecked pushes, and this many bytes of them.
-const UNCHECKED_MAX: usize = 65_536;
-const UNCHECKED_BYTES_MAX: usize = 32 * 1024 * 1024;
+impl<V> OldestOut<V> {
+    fn new(max: usize, bytes_max: usize) -> OldestOut<V> {
+        OldestOut {
+            by_hash: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            seq: 0,
+            bytes: 0,
+            max,
+            bytes_max,
+        }
+    }
 
-impl Unchecked {
-    fn keep(&mut self, id: Hash, tx: Transaction, bytes: usize) {
+    fn keep(&mut self, id: Hash, value: V, bytes: usize) {
         if self.by_hash.contains_key(&id) {
             return;
         }
         self.seq += 1;
         self.by_seq.insert(self.seq, id);
-        self.by_hash.insert(id, (self.seq, tx, bytes));
+        self.by_hash.insert(id, (self.seq, value, bytes));
         self.bytes += bytes;
-        while self.by_hash.len() > UNCHECKED_MAX || self.bytes > UNCHECKED_BYTES_MAX {
+        while self.by_hash.len() > self.max || self.bytes > self.bytes_max {
             let Some((_, oldest)) = self.by_seq.pop_first() else {
                 break;
             };
@@ -236,20 +243,37 @@ impl Unchecked {
             self.bytes -= bytes;
         }
     }
+
+    fn get(&self, id: &Hash) -> Option<&V> {
+        self.by_hash.get(id).map(|(_, value, _)| value)
+    }
+
+    fn contains(&self, id: &Hash) -> bool {
+        self.by_hash.contains_key(id)
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len()
+    }
 }
+
+/// Peers' pushes that arrived when the pool was full or admission busy (with
+/// `[network] compact_proposals`), kept as they came, unchecked, by the ids the network
+/// computed: compact proposals are put together from them too (their signatures are
+/// then checked in validation, as a whole block's were).
+type Unchecked = OldestOut<Transaction>;
+
+/// At most this many unchecked pushes, and this many bytes of them.
+const UNCHECKED_MAX: usize = 65_536;
+const UNCHECKED_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// Pushes whose signatures admission checked but that the pool had no place for (past
 /// a gap in their sender's nonces, mostly, at saturation): the block that carries one
-/// later need not check it again. Bounded, oldest out first; a transaction leaves when
-/// a block commits it.
+/// later need not check it again.
 #[derive(Debug)]
 struct Kept {
-    by_hash: BTreeMap<Hash, (u64, VerifiedTransaction, usize)>,
-    by_seq: BTreeMap<u64, Hash>,
-    seq: u64,
-    bytes: usize,
-    /// [`KEPT_MAX`] but in tests.
-    max: usize,
+    /// At most [`KEPT_MAX`] (but in tests) and [`KEPT_BYTES_MAX`].
+    txs: OldestOut<VerifiedTransaction>,
     /// Block transactions found here (`verified_exact`), since the node started.
     hits: AtomicU64,
 }
@@ -262,11 +286,7 @@ const KEPT_BYTES_MAX: usize = 32 * 1024 * 1024;
 impl Default for Kept {
     fn default() -> Kept {
         Kept {
-            by_hash: BTreeMap::new(),
-            by_seq: BTreeMap::new(),
-            seq: 0,
-            bytes: 0,
-            max: KEPT_MAX,
+            txs: OldestOut::new(KEPT_MAX, KEPT_BYTES_MAX),
             hits: AtomicU64::new(0),
         }
     }
@@ -274,33 +294,11 @@ impl Default for Kept {
 
 impl Kept {
     fn keep(&mut self, tx: VerifiedTransaction, bytes: usize) {
-        let hash = tx.hash();
-        if self.by_hash.contains_key(&hash) {
-            return;
-        }
-        self.seq += 1;
-        self.by_seq.insert(self.seq, hash);
-        self.by_hash.insert(hash, (self.seq, tx, bytes));
-        self.bytes += bytes;
-        while self.by_hash.len() > self.max || self.bytes > KEPT_BYTES_MAX {
-            let Some((_, oldest)) = self.by_seq.pop_first() else {
-                break;
-            };
-            if let Some((_, _, b)) = self.by_hash.remove(&oldest) {
-                self.bytes -= b;
-            }
-        }
-    }
-
-    fn forget(&mut self, hash: &Hash) {
-        if let Some((seq, _, bytes)) = self.by_hash.remove(hash) {
-            self.by_seq.remove(&seq);
-            self.bytes -= bytes;
-        }
+        self.txs.keep(tx.hash(), tx, bytes);
     }
 
     fn get(&self, tx: &Transaction, hash: &Hash) -> Option<VerifiedTransaction> {
-        let (_, kept, _) = self.by_hash.get(hash).filter(|(_, k, _)| k.tx() == tx)?;
+        let kept = self.txs.get(hash).filter(|k| k.tx() == tx)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(kept.clone())
     }
@@ -318,7 +316,7 @@ impl Mempool {
             bytes: 0,
             room: Room::new(config.txs_max),
             kept: Kept::default(),
-            unchecked: Unchecked::default(),
+            unchecked: OldestOut::new(UNCHECKED_MAX, UNCHECKED_BYTES_MAX),
             config,
         }
     }
@@ -389,9 +387,7 @@ impl Mempool {
     /// Whether the transaction with id `id` is here: pending, kept from a refused push,
     /// or kept unchecked ([`Mempool::keep_unchecked`]).
     pub fn holds(&self, id: &Hash) -> bool {
-        self.by_hash.contains_key(id)
-            || self.kept.by_hash.contains_key(id)
-            || self.unchecked.by_hash.contains_key(id)
+        self.by_hash.contains_key(id) || self.kept.txs.contains(id) || self.unchecked.contains(id)
     }
 
     /// The transaction with id `id`, as [`Mempool::holds`] finds it: what a compact
@@ -401,15 +397,15 @@ impl Mempool {
         self.by_hash
             .get(id)
             .map(|e| e.tx.tx().clone())
-            .or_else(|| self.kept.by_hash.get(id).map(|(_, tx, _)| tx.tx().clone()))
-            .or_else(|| self.unchecked.by_hash.get(id).map(|(_, tx, _)| tx.clone()))
+            .or_else(|| self.kept.txs.get(id).map(|tx| tx.tx().clone()))
+            .or_else(|| self.unchecked.get(id).cloned())
     }
 
     /// Keeps peers' pushes that the node had no room or time to check, by the ids the
     /// network computed (each its body's hash), with their encoded sizes.
     pub fn keep_unchecked(&mut self, txs: Vec<(Hash, Transaction, usize)>) {
         for (id, tx, bytes) in txs {
-            if !self.by_hash.contains_key(&id) && !self.kept.by_hash.contains_key(&id) {
+            if !self.by_hash.contains_key(&id) && !self.kept.txs.contains(&id) {
                 self.unchecked.keep(id, tx, bytes);
             }
         }
@@ -417,7 +413,7 @@ impl Mempool {
 
     /// How many unchecked pushes are kept now.
     pub fn unchecked_len(&self) -> usize {
-        self.unchecked.by_hash.len()
+        self.unchecked.len()
     }
 
     /// Block transactions whose signature checks a push refused after its check saved
@@ -428,7 +424,7 @@ impl Mempool {
 
     /// How many refused pushes are kept verified now.
     pub fn kept_len(&self) -> usize {
-        self.kept.by_hash.len()
+        self.kept.txs.len()
     }
 
     /// The cheap half of admission, for transactions checked elsewhere (off the host
@@ -806,7 +802,7 @@ impl Mempool {
         }
         for hash in committed {
             self.remove(hash);
-            self.kept.forget(hash);
+            self.kept.txs.forget(hash);
             self.unchecked.forget(hash);
         }
         self.update_room();
@@ -1125,7 +1121,7 @@ mod tests {
     #[test]
     fn a_refused_push_is_kept_verified_for_its_block() {
         let mut pool = Mempool::new(config());
-        pool.kept.max = 2;
+        pool.kept.txs.max = 2;
         let (a, b) = (key(1), key(2));
         let push = |pool: &mut Mempool, k: &KeyPair, nonces: &[u64]| {
             let batch = nonces.iter().map(|n| checked(k, *n)).collect();
