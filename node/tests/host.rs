@@ -188,13 +188,13 @@ fn a_proposal_whose_time_is_far_from_the_clock_gets_a_nil_prevote() {
 /// Item 9: a transaction that no block can take yet (its nonce is ahead) is not work:
 /// the proposer waits for the heartbeat instead of proposing at once (which made empty
 /// blocks back to back). A transaction it can take is proposed at once: after the
-/// genesis batch delay (1 ms by default), while with nothing to propose it looks again
-/// every `IDLE_POLL_MS`, not every batch delay.
+/// genesis batch delay (10 ms by default), while with nothing to propose it looks again
+/// every `IDLE_POLL_MS` or batch delay, whichever is longer.
 #[test]
 fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
     let mut genesis = sim::genesis_at(2, 1_900_000_000_000);
     genesis.consensus.batch_delay_ms = cbec_genesis::ConsensusParams::default().batch_delay_ms;
-    assert_eq!(genesis.consensus.batch_delay_ms, 1);
+    assert_eq!(genesis.consensus.batch_delay_ms, 10);
     let (p, _) = proposer_and_other(&genesis);
     let chain = genesis.chain_id();
     let tx = |nonce| commerce_tx(&genesis, nonce);
@@ -206,7 +206,7 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
             .into_iter()
             .find(|(t, _)| matches!(t, Timer::Build { .. }))
             .expect("build timer");
-        assert_eq!(delay, 1, "the first look is after the batch delay");
+        assert_eq!(delay, 10, "the first look is after the batch delay");
         let checked = admission::check(
             vec![tx(nonce)],
             &chain,
@@ -231,10 +231,68 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
                 .into_iter()
                 .find(|(t, _)| matches!(t, Timer::Build { .. }))
                 .expect("it looks again later");
-            assert_eq!(after, cbec_node::host::IDLE_POLL_MS);
+            assert_eq!(after, cbec_node::host::IDLE_POLL_MS.max(10));
             assert_eq!(again, timer);
         }
     }
+}
+
+/// The batch delay is for a light load: a proposer whose mempool already holds a whole
+/// block builds without it, whether the block was there when the height asked for one
+/// or arrived while the proposer waited; one transaction short of a block, it waits.
+#[test]
+fn a_proposer_holding_a_whole_block_builds_without_the_batch_delay() {
+    let mut genesis = sim::genesis_at(2, 1_900_000_000_000);
+    genesis.consensus.batch_delay_ms = 10;
+    genesis.consensus.block_txs_max = 3;
+    let (p, _) = proposer_and_other(&genesis);
+    let chain = genesis.chain_id();
+    let t0 = 1_900_000_000_000;
+    let admit = |host: &mut Host<NodeId>, store: &Arc<Store>, nonces: std::ops::Range<u64>| {
+        let txs = nonces.map(|n| commerce_tx(&genesis, n)).collect();
+        let checked = admission::check(txs, &chain, SUITE, 65_536, usize::MAX, store.as_ref());
+        let (answers, effects) = host
+            .admit(checked, Origin::Client, now(t0, 0))
+            .expect("admit");
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        effects
+    };
+    let build_after = |effects: &[Effect<NodeId>]| {
+        timers(effects)
+            .into_iter()
+            .filter(|(t, _)| matches!(t, Timer::Build { .. }))
+            .map(|(_, after)| after)
+            .collect::<Vec<_>>()
+    };
+
+    // A whole block held when the height asks: no delay.
+    let (mut host, store) = sim::host(&genesis, p);
+    admit(&mut host, &store, 0..3);
+    let effects = host.start(now(t0, 0)).expect("start");
+    assert_eq!(build_after(&effects), vec![0]);
+
+    // Two of three held: the batch delay; the third arriving builds at once, and
+    // only the arrival that completes the block says so.
+    let (mut host, store) = sim::host(&genesis, p);
+    admit(&mut host, &store, 0..2);
+    let effects = host.start(now(t0, 0)).expect("start");
+    assert_eq!(build_after(&effects), vec![10]);
+    let (timer, _) = timers(&effects)
+        .into_iter()
+        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .expect("build timer");
+    let effects = admit(&mut host, &store, 2..3);
+    assert_eq!(build_after(&effects), vec![0], "the block completed");
+    assert_eq!(timers(&effects)[0].0, timer, "this height's build");
+    let effects = admit(&mut host, &store, 3..4);
+    assert_eq!(build_after(&effects), Vec::<u64>::new(), "already said");
+    let effects = host.on_timer(timer, now(t0, 0)).expect("build");
+    assert!(
+        gossiped(&effects)
+            .iter()
+            .any(|m| matches!(m, NetMessage::CompactProposal { .. })),
+        "the proposal goes out without the delay"
+    );
 }
 
 /// Committed state over memory whose reads fail once `failing` is set.

@@ -526,7 +526,7 @@ impl<P: Peer> Host<P> {
                     self.building = Some((height, round, now.mono_ms));
                     effects.push(Effect::SetTimer {
                         timer: Timer::Build { height, round },
-                        after_ms: self.config.consensus.batch_delay_ms,
+                        after_ms: self.batch_delay(),
                     });
                 }
                 Output::ValidateValue { height, value, .. } => {
@@ -1022,6 +1022,26 @@ impl<P: Peer> Host<P> {
         Ok(effects)
     }
 
+    /// How long a proposer waits, once a height asks it for a block, before it looks at
+    /// its mempool: the genesis batch delay, which lets a lightly loaded chain gather a
+    /// few milliseconds of transactions a block instead of making a block for each one
+    /// or two; none when the mempool already holds a whole block it can take, as under
+    /// a backlog, where waiting would only lengthen every height.
+    fn batch_delay(&self) -> u64 {
+        if self.whole_block_pending() {
+            0
+        } else {
+            self.config.consensus.batch_delay_ms
+        }
+    }
+
+    /// Whether the mempool holds as many transactions a block can take as the next
+    /// block may carry.
+    fn whole_block_pending(&self) -> bool {
+        let (executable, _) = self.mempool.counts();
+        executable >= self.block_size.limits().0
+    }
+
     /// Builds this validator's proposal once there is work it can put in a block (first
     /// looked at the batch delay after the height asked for a value); with none, looks
     /// again every [`IDLE_POLL_MS`] up to half the propose timeout, then proposes an
@@ -1223,6 +1243,7 @@ impl<P: Peer> Host<P> {
                 .collect(),
             Origin::Peer => Vec::new(),
         };
+        let whole_block_before = self.whole_block_pending();
         let nonces = Nonces::new(&store);
         let answers = match origin {
             Origin::Client => self
@@ -1247,6 +1268,17 @@ impl<P: Peer> Host<P> {
         if !self.assembling.is_empty() {
             let outputs = self.assemble_arrived(now);
             self.perform(outputs, now, &mut effects)?;
+        }
+        // A proposer waiting out its batch delay builds as soon as a whole block is here.
+        if let (Some((height, round, _)), false, true) = (
+            self.building,
+            whole_block_before,
+            self.whole_block_pending(),
+        ) {
+            effects.push(Effect::SetTimer {
+                timer: Timer::Build { height, round },
+                after_ms: 0,
+            });
         }
         Ok((answers, effects))
     }
