@@ -76,7 +76,8 @@ pub const SYNC_EVERY_MS: u64 = 500;
 pub const BEHIND_AFTER_MS: u64 = 3_000;
 /// How often a node stuck at a height with no peer to fetch blocks from says so.
 pub const STUCK_WARN_EVERY_MS: u64 = 10_000;
-/// How often a proposer with nothing to put in a block looks again, until the heartbeat.
+/// How often, at the most, a proposer with nothing to put in a block looks again, until
+/// the heartbeat (it looks every batch delay when that is longer).
 pub const IDLE_POLL_MS: u64 = 5;
 
 /// The timers a host sets; the driver fires each once, after its delay.
@@ -1044,9 +1045,10 @@ impl<P: Peer> Host<P> {
 
     /// Builds this validator's proposal once there is work it can put in a block (first
     /// looked at the batch delay after the height asked for a value); with none, looks
-    /// again every [`IDLE_POLL_MS`] up to half the propose timeout, then proposes an
-    /// empty block (a heartbeat). Transactions that cannot go in a block yet (a nonce
-    /// ahead) are not work: proposing at once for them made empty blocks back to back.
+    /// again every batch delay (at least [`IDLE_POLL_MS`]) up to half the propose
+    /// timeout, then proposes an empty block (a heartbeat). Transactions that cannot go
+    /// in a block yet (a nonce ahead) are not work: proposing at once for them made
+    /// empty blocks back to back.
     fn on_build(
         &mut self,
         height: u64,
