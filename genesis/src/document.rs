@@ -80,8 +80,8 @@ pub struct ConsensusParams {
     /// How long a proposer waits, once a height asks it for a block, before it takes
     /// what its mempool holds (none when the mempool already holds a whole block). Under
     /// light load it sets how many blocks a second the chain makes: at 1,000 tx/s on
-    /// two cores, 10 ms made half the blocks that 1 ms made, for a fifth less CPU a
-    /// transaction and the same latency (docs/performance.md).
+    /// two cores, 10 ms made half the blocks that 1 ms made, for a sixth to a fifth less
+    /// CPU a transaction and a median latency 1.5-3.5 ms higher (docs/performance.md).
     pub batch_delay_ms: u64,
     pub block_txs_max: u32,
     pub block_bytes_max: u32,

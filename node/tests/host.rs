@@ -56,6 +56,14 @@ fn timers(effects: &[Effect<NodeId>]) -> Vec<(Timer, u64)> {
         .collect()
 }
 
+/// The build timers the host set, with their delays.
+fn build_timers(effects: &[Effect<NodeId>]) -> Vec<(Timer, u64)> {
+    timers(effects)
+        .into_iter()
+        .filter(|(t, _)| matches!(t, Timer::Build { .. }))
+        .collect()
+}
+
 /// The proposer's block for height 1, built with its clock at `clock_ms`.
 fn proposal_at(genesis: &cbec_genesis::Genesis, proposer: usize, clock_ms: u64) -> NetMessage {
     proposal_with(genesis, proposer, clock_ms, Vec::new())
@@ -120,9 +128,9 @@ fn compact_proposal_with(
         .admit(checked, Origin::Client, now(clock_ms, 0))
         .expect("admit");
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    let (timer, _) = timers(&effects)
+    let (timer, _) = build_timers(&effects)
         .into_iter()
-        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .next()
         .expect("the proposer builds");
     // No work: the heartbeat, after half the propose timeout.
     let heartbeat = genesis.consensus.timeout_propose_ms / 2;
@@ -202,9 +210,9 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
         let (mut host, store) = sim::host(&genesis, p);
         let t0 = 1_900_000_000_000;
         let effects = host.start(now(t0, 0)).expect("start");
-        let (timer, delay) = timers(&effects)
+        let (timer, delay) = build_timers(&effects)
             .into_iter()
-            .find(|(t, _)| matches!(t, Timer::Build { .. }))
+            .next()
             .expect("build timer");
         assert_eq!(delay, 10, "the first look is after the batch delay");
         let checked = admission::check(
@@ -227,9 +235,9 @@ fn the_proposer_builds_at_once_only_for_transactions_a_block_can_take() {
             .any(|m| matches!(m, NetMessage::CompactProposal { .. }));
         assert_eq!(proposed, proposes_at_once, "nonce {nonce}");
         if !proposes_at_once {
-            let (again, after) = timers(&effects)
+            let (again, after) = build_timers(&effects)
                 .into_iter()
-                .find(|(t, _)| matches!(t, Timer::Build { .. }))
+                .next()
                 .expect("it looks again later");
             assert_eq!(after, cbec_node::host::IDLE_POLL_MS.max(10));
             assert_eq!(again, timer);
@@ -258,9 +266,8 @@ fn a_proposer_holding_a_whole_block_builds_without_the_batch_delay() {
         effects
     };
     let build_after = |effects: &[Effect<NodeId>]| {
-        timers(effects)
+        build_timers(effects)
             .into_iter()
-            .filter(|(t, _)| matches!(t, Timer::Build { .. }))
             .map(|(_, after)| after)
             .collect::<Vec<_>>()
     };
@@ -277,9 +284,9 @@ fn a_proposer_holding_a_whole_block_builds_without_the_batch_delay() {
     admit(&mut host, &store, 0..2);
     let effects = host.start(now(t0, 0)).expect("start");
     assert_eq!(build_after(&effects), vec![10]);
-    let (timer, _) = timers(&effects)
+    let (timer, _) = build_timers(&effects)
         .into_iter()
-        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .next()
         .expect("build timer");
     let effects = admit(&mut host, &store, 2..3);
     assert_eq!(build_after(&effects), vec![0], "the block completed");
@@ -745,9 +752,9 @@ fn a_proposer_writes_its_signing_state_once_for_its_proposal_and_prevote() {
     let (p, _) = proposer_and_other(&genesis);
     let (mut host, store) = sim::host(&genesis, p);
     let effects = host.start(now(real_ms, 0)).expect("start");
-    let (timer, _) = timers(&effects)
+    let (timer, _) = build_timers(&effects)
         .into_iter()
-        .find(|(t, _)| matches!(t, Timer::Build { .. }))
+        .next()
         .expect("the proposer builds");
     let before = store.signing_writes();
     let heartbeat = genesis.consensus.timeout_propose_ms / 2;
