@@ -415,6 +415,7 @@ pub fn main_with_adversary(
         .or_else(|| NodeConfig::load(config).ok().map(|c| c.log_format))
         .unwrap_or_default();
     init_logging(format);
+    crate::no_transparent_huge_pages();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

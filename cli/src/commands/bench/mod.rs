@@ -776,6 +776,8 @@ fn agreement(dir: &Path) -> anyhow::Result<(u64, String, String)> {
 }
 
 pub fn run(args: BenchArgs, out: &Output) -> anyhow::Result<()> {
+    // The client's buffers churn like a node's (see the function).
+    cbec_node::no_transparent_huge_pages();
     if args.clients == 0 || args.duration == 0 {
         anyhow::bail!("--clients and --duration must be at least 1");
     }
