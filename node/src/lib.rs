@@ -27,8 +27,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// faulted in, and the kernel zeroed, a whole 2 MiB page. At saturation that zeroing was
 /// 15 % of all the CPU on the machine (`clear_page_erms` under huge-page faults, from the
 /// nodes' block and message buffers and the state tree's maps), and with huge pages off
-/// four nodes committed 8-16 % more transactions a second (docs/performance.md, "Huge
-/// pages"). Not the machine's setting: only this process's, as `prctl(2)` sets it. A
+/// four nodes committed 6-20 % more transactions a second (11 % at the mean); with
+/// 10,000,000 keys, whose tree huge pages map with fewer misses, about 4 % fewer (within
+/// the noise) (docs/performance.md, "Huge pages"). Not the machine's setting: only this
+/// process's, as `prctl(2)` sets it. A
 /// kernel without the call (or a sandbox refusing it) leaves the setting as it was.
 pub fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
