@@ -63,7 +63,10 @@ fn commit_agree_and_survive_a_killed_node(suite: Suite) {
         ALL.iter().all(|i| c.height(*i).is_some_and(|h| h >= 1))
     });
 
-    // The event stream of another node announces the block that commits it.
+    // The event stream of another node announces the block that commits it. The node
+    // subscribes the stream before it answers, so once the answer's head is in, no
+    // later block can be missed (a fixed wait here could be too short under load).
+    let (subscribed, is_subscribed) = std::sync::mpsc::channel();
     let events = std::thread::spawn({
         let url = format!("{}/v1/events", c.api(2));
         move || {
@@ -72,6 +75,7 @@ fn commit_agree_and_survive_a_killed_node(suite: Suite) {
                 .timeout(Duration::from_secs(60))
                 .send()
                 .expect("event stream");
+            let _ = subscribed.send(());
             let mut lines = std::io::BufRead::lines(std::io::BufReader::new(response));
             lines
                 .find_map(|line| {
@@ -83,7 +87,9 @@ fn commit_agree_and_survive_a_killed_node(suite: Suite) {
                 .expect("a block with one transaction")
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    is_subscribed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("subscribed to the event stream");
 
     // A transaction submitted to one node commits on all four, identically.
     let (status, answer) = c.submit(1, &filing(&c, 0, 1), true);
