@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// memory back to the kernel after a second; every later touch of such memory then
 /// faulted in, and the kernel zeroed, a whole 2 MiB page. At saturation that zeroing was
 /// 15 % of all the CPU on the machine (`clear_page_erms` under huge-page faults, from the
-/// nodes' gossip buffers and B-tree maps being built and cloned), and with huge pages off
+/// nodes' gossip buffers, and the bench client's B-tree maps), and with huge pages off
 /// four nodes committed 6-20 % more transactions a second (11 % at the mean); with
 /// 10,000,000 keys, whose tree huge pages map with fewer misses, about 4 % fewer (within
 /// the noise) (docs/performance.md, "Huge pages"). Not the machine's setting: only this
