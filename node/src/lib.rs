@@ -30,8 +30,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// four nodes committed 6-20 % more transactions a second (11 % at the mean); with
 /// 10,000,000 keys, whose tree huge pages map with fewer misses, about 4 % fewer (within
 /// the noise) (docs/performance.md, "Huge pages"). Not the machine's setting: only this
-/// process's, as `prctl(2)` sets it. A
-/// kernel without the call (or a sandbox refusing it) leaves the setting as it was.
+/// process's, as `prctl(2)` sets it. A kernel without the call (or a sandbox refusing
+/// it) leaves the setting as it was.
 pub fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
