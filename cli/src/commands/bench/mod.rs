@@ -11,6 +11,7 @@
 //! arrived. At the end every node must agree on the block hash and state root at a
 //! common height, or nothing is reported.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ use cbec_genesis::{read_key, AGENCIES};
 use cbec_ledger::goods::{EventKind, RecordEvent};
 use cbec_ledger::{codec, crypto, Call, Hash, KeyPair, Scheme, Suite, Transaction, TxBody};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::client::Client;
@@ -578,37 +580,70 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
+/// A block event as the client reads it: borrowed from the event's text, each result
+/// left as text until a parcel lane asks for it. (Parsed into `serde_json::Value`,
+/// every event's ten thousand results were maps built and dropped: a third of the
+/// client's CPU at saturation.)
+#[derive(Debug, Deserialize)]
+struct BlockSeen<'a> {
+    #[serde(default)]
+    height: u64,
+    #[serde(default)]
+    time_ms: Option<u64>,
+    #[serde(borrow, default)]
+    txs: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    results: Vec<&'a RawValue>,
+}
+
+/// Of a result, only whether rules accepted it.
+#[derive(Debug, Deserialize)]
+struct ResultSeen<'a> {
+    #[serde(borrow)]
+    outcome: OutcomeSeen<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutcomeSeen<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+}
+
+fn accepted(result: &RawValue) -> bool {
+    serde_json::from_str::<ResultSeen<'_>>(result.get())
+        .is_ok_and(|r| r.outcome.status == "accepted")
+}
+
 /// Counts one committed block's transactions (ours only).
-fn account(shared: &Shared, block: &Value) {
+fn account(shared: &Shared, block: &BlockSeen<'_>) {
     let now = Instant::now();
     let window = *shared.window.lock().expect("lock");
     let in_window = window.is_some_and(|(s, e)| now >= s && now <= e);
-    // Borrowed, not cloned: a block's results are JSON objects (maps), and copying ten
-    // thousand of them for each block was a third of the client's own CPU at saturation.
-    let hashes = block["txs"].as_array().map_or(&[][..], Vec::as_slice);
-    let results = block["results"].as_array().map_or(&[][..], Vec::as_slice);
-    let block_time_ms = block["time_ms"].as_u64().map(|t| t as f64);
+    let hashes = &block.txs;
+    let results = &block.results;
+    let block_time_ms = block.time_ms.map(|t| t as f64);
     {
         let mut routes = shared.routes.lock().expect("lock");
         if !routes.is_empty() {
             for (hash, result) in hashes.iter().zip(results.iter()) {
-                let Some(hash) = hash.as_str().and_then(|h| h.parse::<Hash>().ok()) else {
+                let Ok(hash) = hash.parse::<Hash>() else {
                     continue;
                 };
                 if let Some(route) = routes.remove(&hash) {
-                    let _ = route.send((hash, result.clone()));
+                    let result = serde_json::from_str(result.get()).unwrap_or(Value::Null);
+                    let _ = route.send((hash, result));
                 }
             }
         }
     }
     let mut sent = shared.sent_at.lock().expect("lock");
     let mut seen = shared.seen.lock().expect("lock");
-    seen.last_height = seen.last_height.max(block["height"].as_u64().unwrap_or(0));
+    seen.last_height = seen.last_height.max(block.height);
     if in_window {
         seen.blocks_in_window += 1;
     }
     for (hash, result) in hashes.iter().zip(results.iter()) {
-        let Some(hash) = hash.as_str().and_then(|h| h.parse::<Hash>().ok()) else {
+        let Ok(hash) = hash.parse::<Hash>() else {
             continue;
         };
         let Some(at) = sent.remove(&hash) else {
@@ -633,7 +668,7 @@ fn account(shared: &Shared, block: &Value) {
             }
             seen.by_minute[minute].push(latency);
         }
-        if result["outcome"]["status"] == "accepted" {
+        if accepted(result) {
             seen.accepted += 1;
         } else {
             seen.rejected += 1;
@@ -658,8 +693,9 @@ fn watch(node: String, shared: Arc<Shared>) -> anyhow::Result<()> {
         let Some(data) = line.strip_prefix("data:") else {
             continue;
         };
-        let event: Value = serde_json::from_str(data.trim())?;
-        let height = event["height"].as_u64().unwrap_or(0);
+        let event: BlockSeen<'_> = serde_json::from_str(data.trim())
+            .with_context(|| format!("an event from {node}/v1/events"))?;
+        let height = event.height;
         if let Some(want) = expected {
             for missed in want..height {
                 let b = blocks.get(&format!("/v1/blocks/{missed}"))?;
@@ -672,10 +708,9 @@ fn watch(node: String, shared: Arc<Shared>) -> anyhow::Result<()> {
                             .collect()
                     })
                     .unwrap_or_default();
-                account(
-                    &shared,
-                    &json!({"height": missed, "txs": txs, "results": b["block"]["results"]}),
-                );
+                let text = json!({"height": missed, "txs": txs, "results": b["block"]["results"]})
+                    .to_string();
+                account(&shared, &serde_json::from_str(&text)?);
             }
         }
         account(&shared, &event);
@@ -1279,6 +1314,7 @@ fn synthetic_keys(state: Option<cbec_genesis::SyntheticState>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
 
     #[test]
     fn an_existing_devnet_keeps_its_synthetic_state_and_a_different_one_is_refused() {
@@ -1384,23 +1420,64 @@ mod tests {
         assert_eq!(sent[&Hash([3; 32])], now);
     }
 
-    #[test]
-    fn a_latency_splits_at_the_time_of_the_block_that_took_it() {
-        let anchor = Instant::now()
-            .checked_sub(Duration::from_millis(200))
-            .expect("an instant 200 ms ago");
-        let wall = 1_000_000.0;
-        let shared = Shared {
+    /// A client's shared state, its wall clock at `anchor` being 1,000,000 ms.
+    fn shared_at(anchor: Instant) -> Shared {
+        Shared {
             suite: Suite::default(),
             routes: Mutex::new(HashMap::new()),
             sent_at: Mutex::new(HashMap::new()),
-            wall_anchor: (anchor, wall),
+            wall_anchor: (anchor, 1_000_000.0),
             seen: Mutex::new(Seen::default()),
             window: Mutex::new(None),
             submitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-        };
+        }
+    }
+
+    #[test]
+    fn a_block_event_counts_each_outcome_and_routes_a_lanes_result_whole() {
+        let shared = shared_at(Instant::now());
+        let (accepted, rejected, routed, theirs) =
+            (Hash([1; 32]), Hash([2; 32]), Hash([3; 32]), Hash([4; 32]));
+        for hash in [accepted, rejected, routed] {
+            shared.sent_at.lock().unwrap().insert(hash, Instant::now());
+        }
+        let (route, lane) = mpsc::channel();
+        shared.routes.lock().unwrap().insert(routed, route);
+        let routed_result = json!({
+            "tx_hash": routed.to_string(),
+            "outcome": {"status": "accepted"},
+            "events": [{"kind": "goods.recorded", "attributes": [{"key": "note", "value": "a \"quoted\" word"}]}],
+        });
+        let event = json!({
+            "height": 9,
+            "time_ms": 1_000_000u64,
+            "txs": [accepted.to_string(), rejected.to_string(), routed.to_string(), theirs.to_string()],
+            "results": [
+                {"outcome": {"status": "accepted"}, "events": []},
+                {"outcome": {"status": "rejected", "code": "bad_nonce", "reason": "nonce 3, expected 2"}},
+                routed_result,
+                {"outcome": {"status": "accepted"}},
+            ],
+        })
+        .to_string();
+        account(&shared, &serde_json::from_str(&event).unwrap());
+        let seen = shared.seen.lock().unwrap();
+        // Ours only: the fourth transaction was not sent by this client.
+        assert_eq!((seen.accepted, seen.rejected), (2, 1));
+        assert_eq!(seen.latencies_ms.len(), 3);
+        assert_eq!(seen.last_height, 9);
+        assert_eq!(lane.try_recv().unwrap(), (routed, routed_result));
+        assert!(shared.routes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_latency_splits_at_the_time_of_the_block_that_took_it() {
+        let anchor = Instant::now()
+            .checked_sub(Duration::from_millis(200))
+            .expect("an instant 200 ms ago");
+        let shared = shared_at(anchor);
         let (ours, early) = (Hash([7; 32]), Hash([8; 32]));
         // Sent at the anchor and 50 ms after it; the block was built 30 ms after the
         // anchor (the second one's send time is clamped: a block cannot take it early).
@@ -1415,8 +1492,9 @@ mod tests {
             "time_ms": 1_000_030u64,
             "txs": [ours.to_string(), early.to_string()],
             "results": [{"outcome": {"status": "accepted"}}, {"outcome": {"status": "accepted"}}],
-        });
-        account(&shared, &block);
+        })
+        .to_string();
+        account(&shared, &serde_json::from_str(&block).unwrap());
         let seen = shared.seen.lock().unwrap();
         assert_eq!(seen.to_block_ms.len(), 2);
         assert!(
