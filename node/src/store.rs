@@ -663,7 +663,9 @@ impl Inner {
         } = job;
         let block = &applied.block;
         let height = block.height();
-        let mut batch = Batch::default();
+        // The state's writes, the index's and a few more (a large block's are tens of
+        // thousands: grown by doubling, they were copied over and over).
+        let mut batch = Batch::with_capacity(applied.writes.len() + block.results.len() + 8);
         for (key, value) in &applied.writes {
             match value {
                 Some(v) => batch.put(Cf::State, key.as_slice(), v.as_slice()),
