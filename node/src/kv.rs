@@ -86,9 +86,6 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Debug, Default)]
 pub struct Batch {
     ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
-    /// The keys' and values' bytes, with each record's framing: what RocksDB's batch
-    /// will hold.
-    bytes: usize,
 }
 
 /// A record's framing in a RocksDB write batch, at most: its type, its column
@@ -99,22 +96,17 @@ const BATCH_HEADER_BYTES: usize = 12;
 
 impl Batch {
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        let (key, value) = (key.into(), value.into());
-        self.bytes += key.len() + value.len() + RECORD_FRAMING_BYTES;
-        self.ops.push((cf, key, Some(value)));
+        self.ops.push((cf, key.into(), Some(value.into())));
     }
 
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
-        let key = key.into();
-        self.bytes += key.len() + RECORD_FRAMING_BYTES;
-        self.ops.push((cf, key, None));
+        self.ops.push((cf, key.into(), None));
     }
 
     /// A batch of room for `ops` records.
     pub fn with_capacity(ops: usize) -> Batch {
         Batch {
             ops: Vec::with_capacity(ops),
-            bytes: 0,
         }
     }
 
@@ -124,7 +116,12 @@ impl Batch {
 
     /// The bytes RocksDB's batch of these records takes, at most.
     fn capacity_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.bytes
+        let records: usize = self
+            .ops
+            .iter()
+            .map(|(_, key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .sum();
+        BATCH_HEADER_BYTES + records + self.ops.len() * RECORD_FRAMING_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
