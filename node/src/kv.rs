@@ -137,6 +137,17 @@ pub struct KvMemory {
     pub table_readers: u64,
 }
 
+/// What of a column family is not yet settled in its sorted levels (zero in memory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvBacklog {
+    /// Entries in its memtables, not yet flushed to a file.
+    pub memtable_entries: u64,
+    /// Files in level 0, each spanning the whole key range.
+    pub l0_files: u64,
+    /// What RocksDB estimates its compactions still have to rewrite.
+    pub pending_compaction_bytes: u64,
+}
+
 /// What the store needs of a key-value backend.
 pub trait Kv: Send + Sync + std::fmt::Debug {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -168,6 +179,10 @@ pub trait Kv: Send + Sync + std::fmt::Debug {
     /// in one level instead of every level and L0 file the write left).
     fn compact(&self, _cf: Cf) -> Result<()> {
         Ok(())
+    }
+    /// What of `cf` is still to be flushed or compacted.
+    fn backlog(&self, _cf: Cf) -> KvBacklog {
+        KvBacklog::default()
     }
     /// Reads every entry of every column family from the backend's files, checking
     /// every checksum on the way (RocksDB checks each block it reads); the first
@@ -415,6 +430,22 @@ impl Kv for RocksKv {
         self.db
             .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
         Ok(())
+    }
+
+    fn backlog(&self, cf: Cf) -> KvBacklog {
+        let int = |property: &str| {
+            self.db
+                .property_int_value_cf(self.cf(cf), property)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        KvBacklog {
+            memtable_entries: int("rocksdb.num-entries-active-mem-table")
+                + int("rocksdb.num-entries-imm-mem-tables"),
+            l0_files: int("rocksdb.num-files-at-level0"),
+            pending_compaction_bytes: int("rocksdb.estimate-pending-compaction-bytes"),
+        }
     }
 
     fn verify(&self) -> Result<KvVerified> {
