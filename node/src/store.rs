@@ -1172,11 +1172,10 @@ impl Store {
         // Written with the mark that the genesis is done (the extra ones as they come),
         // if the tree evicts.
         let evicting = self.inner.evicting();
-        let genesis_leaves = if evicting { leaves.len() } else { 0 };
+        let from_writes = leaves.len();
+        let genesis_leaves = if evicting { from_writes } else { 0 };
         let mut batch = Batch::default();
-        let mut extra_written = 0usize;
         for (key, value) in extra {
-            extra_written += 1;
             let leaf = (
                 sparse::key_hash(self.inner.options.suite, &key),
                 sparse::value_hash(self.inner.options.suite, &value),
@@ -1191,6 +1190,7 @@ impl Store {
             }
         }
         self.inner.kv.write(batch, false)?;
+        let extra_written = leaves.len() - from_writes;
         let mut batch = Batch::default();
         for (key_hash, value_hash) in leaves.iter().take(genesis_leaves) {
             batch.put(Cf::Leaves, key_hash.0, value_hash.0);
