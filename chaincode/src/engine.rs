@@ -10,7 +10,7 @@ use cbec_ledger::{
 use crate::context::{BlockInfo, Caller, Context};
 use crate::layout;
 use crate::params::Params;
-use crate::permission::{standing, NotPermitted, StandingError};
+use crate::permission::{is_standing_key, standing, NotPermitted, StandingError};
 use crate::state::{BlockOverlay, StateError, StateRead, Writes};
 use crate::{Chaincode, RuleError};
 
@@ -276,6 +276,12 @@ pub(crate) fn storage_failure(e: StateError) -> RuleError {
 struct Run<'s> {
     overlay: BlockOverlay<'s, dyn StateRead + 's>,
     results: Vec<TxResult>,
+    /// The senders whose standing this block has read, as it was read: a sender's
+    /// transactions after its first in the block take it from here instead of four
+    /// state reads (two of them of keys the state lacks, each a walk of the state
+    /// tree). Forgotten whenever a transaction writes a key [`standing`] reads
+    /// ([`is_standing_key`]), so it is always what [`standing`] would say now.
+    callers: BTreeMap<PublicKey, Caller>,
 }
 
 impl<'s> Run<'s> {
@@ -283,7 +289,32 @@ impl<'s> Run<'s> {
         Run {
             overlay: BlockOverlay::new(state),
             results: Vec::new(),
+            callers: BTreeMap::new(),
         }
+    }
+
+    /// The standing of `sender` now: kept from earlier in the block, or read.
+    fn standing(
+        &mut self,
+        sender: &PublicKey,
+    ) -> Result<Result<Caller, NotPermitted>, StandingError> {
+        if let Some(caller) = self.callers.get(sender) {
+            return Ok(Ok(caller.clone()));
+        }
+        let read = standing(|key| self.overlay.get(key), sender)?;
+        if let Ok(caller) = &read {
+            self.callers.insert(*sender, caller.clone());
+        }
+        Ok(read)
+    }
+
+    /// Adds a transaction's writes to the block's; standings they may change are
+    /// forgotten.
+    fn commit(&mut self, writes: Writes) {
+        if writes.keys().any(|key| is_standing_key(key)) {
+            self.callers.clear();
+        }
+        self.overlay.commit(writes);
     }
 
     /// Executes one transaction at position `index`, or says why a block may not hold
@@ -305,7 +336,7 @@ impl<'s> Run<'s> {
                 found: tx.body().nonce,
             }));
         }
-        let caller = match standing(|key| self.overlay.get(key), &sender) {
+        let caller = match self.standing(&sender) {
             Ok(Ok(caller)) => Ok(caller),
             Ok(Err(reason)) => return Ok(Err(InvalidBlock::Sender { index, reason })),
             Err(StandingError::Storage(e)) => return Err(e),
@@ -319,7 +350,7 @@ impl<'s> Run<'s> {
         }
         let outcome = match run {
             Ok((events, writes)) => {
-                self.overlay.commit(writes);
+                self.commit(writes);
                 Outcome::Accepted { events }
             }
             Err(e) => Outcome::Rejected {
@@ -329,7 +360,7 @@ impl<'s> Run<'s> {
         };
         let mut nonce = Writes::new();
         nonce.insert(nonce_key.into_bytes(), Some(codec::encode(&(expected + 1))));
-        self.overlay.commit(nonce);
+        self.commit(nonce);
         self.results.push(TxResult {
             tx_hash: tx.hash(),
             outcome,

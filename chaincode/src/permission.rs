@@ -38,6 +38,24 @@ pub enum StandingError {
     Corrupt(String),
 }
 
+/// The beginnings of every key [`standing`] reads (an agency's operator key, an
+/// enterprise's signing key, its filing, its negative listing): see [`is_standing_key`].
+const STANDING_PREFIXES: [&str; 4] = [
+    "gov/agency-key/",
+    "ent/key/",
+    "ent/filing/",
+    "ent/negative/",
+];
+
+/// Whether [`standing`] may read `key`: a write to any other key leaves every sender's
+/// standing as it was, so a standing looked up once holds until a key of these is
+/// written (the engine keeps each sender's for the rest of a block on this).
+pub fn is_standing_key(key: &[u8]) -> bool {
+    STANDING_PREFIXES
+        .iter()
+        .any(|prefix| key.starts_with(prefix.as_bytes()))
+}
+
 /// Whether `key` may transact, and as whom, by reading state through `get`.
 pub fn standing(
     get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StateError>,
@@ -68,4 +86,63 @@ pub fn standing(
         roles: filing.roles.iter().copied().collect(),
         customs_code: filing.customs_code,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Every key `standing` reads is a standing key, and the keys around them are not:
+    /// the prefixes above follow `layout`.
+    #[test]
+    fn every_key_standing_reads_is_a_standing_key() {
+        let key = cbec_ledger::KeyPair::from_seed(&[3; 32]).public();
+        let uscc = "91140200MA0GRK2220";
+        let read = RefCell::new(Vec::new());
+        let filing = Filing {
+            uscc: uscc.into(),
+            name: "Taiyuan Seller".into(),
+            roles: Vec::new(),
+            keys: vec![key],
+            customs_code: "1402960002".into(),
+            approved_height: 1,
+            revoked: None,
+            attestations: Vec::new(),
+        };
+        let enterprise_key = layout::enterprise_key(&key.to_hex());
+        let filing_key = layout::filing(uscc);
+        let get = |k: &[u8]| -> Result<Option<Vec<u8>>, StateError> {
+            read.borrow_mut().push(k.to_vec());
+            Ok(if k == enterprise_key.as_bytes() {
+                Some(codec::encode(&uscc.to_string()))
+            } else if k == filing_key.as_bytes() {
+                Some(codec::encode(&filing))
+            } else {
+                None
+            })
+        };
+        assert!(matches!(
+            standing(get, &key),
+            Ok(Ok(Caller::Enterprise { .. }))
+        ));
+        let read = read.into_inner();
+        assert_eq!(
+            read.len(),
+            4,
+            "agency key, enterprise key, filing, negative list"
+        );
+        for k in &read {
+            assert!(is_standing_key(k), "{}", String::from_utf8_lossy(k));
+        }
+        for other in [
+            layout::nonce_key(&key.to_hex()),
+            layout::customs_code("1402960002"),
+            "goods/head/A".to_string(),
+            "ent/keys".to_string(),
+        ] {
+            assert!(!is_standing_key(other.as_bytes()), "{other}");
+        }
+    }
 }

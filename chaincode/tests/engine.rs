@@ -20,6 +20,21 @@ fn args(chaincode: &str, method: &str, value: serde_json::Value) -> Vec<u8> {
     cbec_chaincode::args_from_json(chaincode, method, value).expect("encodes")
 }
 
+/// Commerce puts `uscc` on the credit negative list.
+fn list_negative(l: &mut Ledger, uscc: &str) -> cbec_ledger::Transaction {
+    let c = commerce(l);
+    l.sign(
+        &c,
+        "enterprise",
+        "list_negative",
+        args(
+            "enterprise",
+            "list_negative",
+            json!({"uscc": uscc, "reason": "fraud"}),
+        ),
+    )
+}
+
 #[test]
 fn rejected_writes_are_dropped_and_accepted_ones_seen_by_the_next_tx() {
     let mut l = Ledger::new();
@@ -444,7 +459,6 @@ fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
     let mut l = Ledger::new();
     let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
     let stranger = key(77);
-    let c = commerce(&l);
     let produced = |id: &str| {
         args(
             "goods",
@@ -455,16 +469,7 @@ fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
     let a = l.sign(&seller, "goods", "record", produced("A"));
     let unknown = l.sign(&stranger, "goods", "record", produced("S"));
     // Commerce lists the seller; the seller's next transaction cannot follow it.
-    let listing = l.sign(
-        &c,
-        "enterprise",
-        "list_negative",
-        args(
-            "enterprise",
-            "list_negative",
-            json!({"uscc": "91140200MA0GRK2220", "reason": "fraud"}),
-        ),
-    );
+    let listing = list_negative(&mut l, "91140200MA0GRK2220");
     let b = l.sign(&seller, "goods", "record", produced("B"));
     let skipped_nonce = l.sign(&seller, "goods", "record", produced("C"));
     let verified: Vec<_> = [a, unknown, listing, b, skipped_nonce]
@@ -512,6 +517,80 @@ fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
         Err(ExecError::Invalid(InvalidBlock::Sender {
             index: 1,
             reason: NotPermitted::Unknown(stranger.public())
+        }))
+    );
+}
+
+/// A state that counts the reads of keys a sender's standing is read from.
+struct CountingStanding<'a> {
+    state: &'a MemoryState,
+    reads: std::cell::Cell<usize>,
+}
+
+impl StateRead for CountingStanding<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if cbec_chaincode::permission::is_standing_key(key) {
+            self.reads.set(self.reads.get() + 1);
+        }
+        self.state.get(key)
+    }
+}
+
+/// A sender's standing is read once a block, not once a transaction; a listing in the
+/// block still stops the sender's transactions after it, when the block is validated
+/// as when it is built.
+#[test]
+fn a_senders_standing_is_read_once_a_block_and_forgotten_when_a_transaction_changes_it() {
+    let mut l = Ledger::new();
+    let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
+    let produced = |id: &str| {
+        args(
+            "goods",
+            "record",
+            json!({"goods_id": id, "kind": "produced"}),
+        )
+    };
+    let block = BlockInfo {
+        height: 2,
+        time_ms: T0 + 5_000,
+        suite: SUITE,
+    };
+    let verify = |txs: Vec<cbec_ledger::Transaction>| -> Vec<_> {
+        txs.into_iter()
+            .map(|t| t.verify(&CHAIN, SUITE).expect("signed"))
+            .collect()
+    };
+    let three = verify(
+        ["A", "B", "C"]
+            .map(|id| l.sign(&seller, "goods", "record", produced(id)))
+            .into(),
+    );
+    let counting = CountingStanding {
+        state: &l.state,
+        reads: std::cell::Cell::new(0),
+    };
+    let outcome = l
+        .engine
+        .execute_block(&counting, block, &three)
+        .expect("valid block");
+    assert!(outcome.results.iter().all(|r| r.is_accepted()));
+    // The agency key (absent), the enterprise key, the filing, the negative list.
+    assert_eq!(counting.reads.get(), 4, "one sender's standing, read once");
+
+    // On the same state, another block of three: the seller's first, commerce listing
+    // the seller, the seller's next. Invalid at the third: the listing is seen although
+    // the seller's standing was read before it.
+    let mut l = Ledger::new();
+    let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
+    let listing = list_negative(&mut l, "91140200MA0GRK2220");
+    let seller_first = l.sign(&seller, "goods", "record", produced("D"));
+    let seller_next = l.sign(&seller, "goods", "record", produced("E"));
+    let listed = verify(vec![seller_first, listing, seller_next]);
+    assert_eq!(
+        l.engine.execute_block(&l.state, block, &listed),
+        Err(ExecError::Invalid(InvalidBlock::Sender {
+            index: 2,
+            reason: NotPermitted::Listed("91140200MA0GRK2220".into())
         }))
     );
 }
