@@ -792,6 +792,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     m.store_memtable_bytes.set(gauge(memory.memtables));
     m.store_block_cache_bytes.set(gauge(memory.block_cache));
     m.store_table_reader_bytes.set(gauge(memory.table_readers));
+    m.store_compaction_pending_bytes
+        .set(gauge(memory.backlog.pending_compaction_bytes));
+    m.store_l0_files.set(gauge(memory.backlog.l0_files));
     m.store_tree_nodes.set(gauge(memory.tree.nodes as u64));
     m.store_tree_leaves.set(gauge(memory.tree.leaves as u64));
     m.store_tree_evicted.set(gauge(memory.tree.evicted as u64));

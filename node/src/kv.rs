@@ -148,6 +148,18 @@ pub struct KvBacklog {
     pub pending_compaction_bytes: u64,
 }
 
+impl std::ops::Add for KvBacklog {
+    type Output = KvBacklog;
+    fn add(self, other: KvBacklog) -> KvBacklog {
+        KvBacklog {
+            memtable_entries: self.memtable_entries + other.memtable_entries,
+            l0_files: self.l0_files + other.l0_files,
+            pending_compaction_bytes: self.pending_compaction_bytes
+                + other.pending_compaction_bytes,
+        }
+    }
+}
+
 /// What the store needs of a key-value backend.
 pub trait Kv: Send + Sync + std::fmt::Debug {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub store_memtable_bytes: Gauge,
     pub store_block_cache_bytes: Gauge,
     pub store_table_reader_bytes: Gauge,
+    pub store_compaction_pending_bytes: Gauge,
+    pub store_l0_files: Gauge,
     pub store_tree_nodes: Gauge,
     pub store_tree_leaves: Gauge,
     pub store_tree_evicted: Gauge,
@@ -79,6 +81,8 @@ impl Metrics {
         let store_memtable_bytes = Gauge::default();
         let store_block_cache_bytes = Gauge::default();
         let store_table_reader_bytes = Gauge::default();
+        let store_compaction_pending_bytes = Gauge::default();
+        let store_l0_files = Gauge::default();
         let store_tree_nodes = Gauge::default();
         let store_tree_leaves = Gauge::default();
         let store_tree_evicted = Gauge::default();
@@ -190,6 +194,16 @@ impl Metrics {
             "store_table_reader_bytes",
             "RocksDB table readers outside the block cache",
             store_table_reader_bytes.clone(),
+        );
+        registry.register(
+            "store_compaction_pending_bytes",
+            "RocksDB's estimate of what its compactions still have to rewrite, all column families",
+            store_compaction_pending_bytes.clone(),
+        );
+        registry.register(
+            "store_l0_files",
+            "RocksDB table files in level 0, all column families (writes slow down when they pile up)",
+            store_l0_files.clone(),
         );
         registry.register(
             "store_tree_nodes",
@@ -305,6 +319,8 @@ impl Metrics {
             store_memtable_bytes,
             store_block_cache_bytes,
             store_table_reader_bytes,
+            store_compaction_pending_bytes,
+            store_l0_files,
             store_tree_nodes,
             store_tree_leaves,
             store_tree_evicted,

@@ -63,7 +63,7 @@ use cbec_ledger::sparse::{self, SparseProof};
 use cbec_ledger::{codec, Block, CommitCertificate, Hash, Header, Suite};
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::kv::{Batch, Cf, Entries, Kv, KvError, MemKv, RocksKv};
+use crate::kv::{Batch, Cf, Entries, Kv, KvBacklog, KvError, MemKv, RocksKv};
 use crate::signing_file::{SigningFile, SigningFileError};
 use crate::tree::{self, Change, LeafSource, Tree, TreeError, TreeSize, Update};
 
@@ -473,6 +473,9 @@ pub struct StoreMemory {
     pub tree: TreeSize,
     /// The state read cache: its bytes, and its hits and misses since the store opened.
     pub read_cache: ReadCacheSize,
+    /// What RocksDB has still to flush and compact, all column families together: a
+    /// backlog that grows under a steady load is compaction falling behind the writes.
+    pub backlog: KvBacklog,
 }
 
 /// What the state read cache holds and has done, for `/metrics`.
@@ -1122,6 +1125,10 @@ impl Store {
                     absent: cache.absent,
                 }
             },
+            backlog: Cf::ALL
+                .iter()
+                .map(|cf| self.inner.kv.backlog(*cf))
+                .fold(KvBacklog::default(), |all, one| all + one),
         }
     }
 
@@ -2545,6 +2552,31 @@ mod tests {
             .init_genesis(&writes(&[("g", Some("0"))]))
             .expect("genesis");
         assert_eq!(store.inner.kv.backlog(Cf::State).memtable_entries, 1);
+    }
+
+    /// `/metrics` shows RocksDB's backlog over every column family: what the memtables
+    /// hold until a flush, then the level-0 files the flush made.
+    #[test]
+    fn the_stores_memory_report_shows_the_backlog_of_every_column_family() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Hash([1; 32])).expect("open");
+        store
+            .init_genesis(&writes(&[("g", Some("0"))]))
+            .expect("genesis");
+        let before = store.memory().backlog;
+        let state = store.inner.kv.backlog(Cf::State);
+        assert!(
+            before.memtable_entries > state.memtable_entries,
+            "{before:?}"
+        );
+        assert_eq!(before.l0_files, 0, "{before:?}");
+        store.inner.kv.flush().expect("flush");
+        let after = store.memory().backlog;
+        assert_eq!(after.memtable_entries, 0, "{after:?}");
+        assert!(
+            after.l0_files >= 2,
+            "the state's file and the meta's: {after:?}"
+        );
     }
 
     /// With a budget, a store's tree keeps about that many leaves in memory: more than

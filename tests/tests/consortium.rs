@@ -125,6 +125,9 @@ fn commit_agree_and_survive_a_killed_node(suite: Suite) {
     assert!(value("cbec_store_tree_nodes") > 0.0);
     assert!(value("cbec_store_tree_leaves") > 0.0);
     value("cbec_store_table_reader_bytes");
+    // Compaction's backlog is shown; a small ledger has little of it.
+    assert!(value("cbec_store_l0_files") < 64.0);
+    assert!(value("cbec_store_compaction_pending_bytes") < 1024.0 * 1024.0 * 1024.0);
     // The next block's limit: the genesis one (10,000), or a 64th of it at the least.
     let block_txs_max = value("cbec_block_txs_max");
     assert!(
