@@ -383,3 +383,71 @@ impl<'s> Run<'s> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Role;
+    use crate::enterprise::Filing;
+    use crate::state::MemoryState;
+
+    const USCC: &str = "91140200MA0GRK2220";
+
+    fn filed(key: &PublicKey) -> MemoryState {
+        let filing = Filing {
+            uscc: USCC.into(),
+            name: "Taiyuan Seller".into(),
+            roles: vec![Role::Manufacturer],
+            keys: vec![*key],
+            customs_code: "1402960002".into(),
+            approved_height: 1,
+            revoked: None,
+            attestations: Vec::new(),
+        };
+        let mut state = MemoryState::default();
+        let mut writes = Writes::new();
+        writes.insert(
+            layout::enterprise_key(&key.to_hex()).into_bytes(),
+            Some(codec::encode(&USCC.to_string())),
+        );
+        writes.insert(
+            layout::filing(USCC).into_bytes(),
+            Some(codec::encode(&filing)),
+        );
+        state.apply(&writes);
+        state
+    }
+
+    fn write(key: String) -> Writes {
+        let mut writes = Writes::new();
+        writes.insert(key.into_bytes(), Some(vec![0; 8]));
+        writes
+    }
+
+    /// A block keeps each sender's standing once read: a later look-up answers from
+    /// what was kept, not from the state (shown here by changing the state behind the
+    /// block's back). A transaction's write to any other key keeps it; a write to a key
+    /// `standing` reads forgets it, and the next look-up reads the state again.
+    #[test]
+    fn a_kept_standing_is_forgotten_only_when_a_standing_key_is_written() {
+        let key = cbec_ledger::KeyPair::from_seed(&[5; 32]).public();
+        let state = filed(&key);
+        let mut run = Run::new(&state);
+        let first = run.standing(&key).expect("reads").expect("permitted");
+        assert!(matches!(&first, Caller::Enterprise { uscc, .. } if uscc == USCC));
+        // The listing, put in the overlay without going through the run's commit: the
+        // kept standing still answers, so it is not read again.
+        run.overlay.commit(write(layout::negative(USCC)));
+        assert_eq!(run.standing(&key), Ok(Ok(first.clone())));
+        // A write to keys `standing` does not read keeps it.
+        run.commit(write(layout::nonce_key(&key.to_hex())));
+        run.commit(write("goods/head/A".into()));
+        assert_eq!(run.standing(&key), Ok(Ok(first)));
+        // A write to one it reads forgets it: the listing is seen.
+        run.commit(write(layout::negative("91110000MA00OTHER1")));
+        assert_eq!(
+            run.standing(&key),
+            Ok(Err(NotPermitted::Listed(USCC.into())))
+        );
+    }
+}

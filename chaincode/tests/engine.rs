@@ -521,28 +521,11 @@ fn building_leaves_out_what_validators_refuse_and_what_follows_it() {
     );
 }
 
-/// A state that counts the reads of keys a sender's standing is read from.
-struct CountingStanding<'a> {
-    state: &'a MemoryState,
-    reads: std::cell::Cell<usize>,
-}
-
-impl StateRead for CountingStanding<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if cbec_chaincode::permission::is_standing_key(key) {
-            self.reads.set(self.reads.get() + 1);
-        }
-        self.state.get(key)
-    }
-}
-
-/// A sender's standing is read once a block, not once a transaction; a listing in the
-/// block still stops the sender's transactions after it, when the block is validated
-/// as when it is built.
+/// A sender's standing is kept for the rest of a block (the engine's own test shows
+/// it is used), but a listing in the block still stops the sender's transactions after
+/// it, when the block is validated as when it is built (the test above).
 #[test]
-fn a_senders_standing_is_read_once_a_block_and_forgotten_when_a_transaction_changes_it() {
-    let mut l = Ledger::new();
-    let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
+fn a_listing_stops_the_senders_later_transactions_in_the_block_it_is_in() {
     let produced = |id: &str| {
         args(
             "goods",
@@ -560,26 +543,9 @@ fn a_senders_standing_is_read_once_a_block_and_forgotten_when_a_transaction_chan
             .map(|t| t.verify(&CHAIN, SUITE).expect("signed"))
             .collect()
     };
-    let three = verify(
-        ["A", "B", "C"]
-            .map(|id| l.sign(&seller, "goods", "record", produced(id)))
-            .into(),
-    );
-    let counting = CountingStanding {
-        state: &l.state,
-        reads: std::cell::Cell::new(0),
-    };
-    let outcome = l
-        .engine
-        .execute_block(&counting, block, &three)
-        .expect("valid block");
-    assert!(outcome.results.iter().all(|r| r.is_accepted()));
-    // The agency key (absent), the enterprise key, the filing, the negative list.
-    assert_eq!(counting.reads.get(), 4, "one sender's standing, read once");
-
-    // On the same state, another block of three: the seller's first, commerce listing
-    // the seller, the seller's next. Invalid at the third: the listing is seen although
-    // the seller's standing was read before it.
+    // A block of three: the seller's first, commerce listing the seller, the seller's
+    // next. Invalid at the third: the listing is seen although the seller's standing
+    // was read before it.
     let mut l = Ledger::new();
     let seller = l.file(2, "91140200MA0GRK2220", "1402960002", &["manufacturer"]);
     let listing = list_negative(&mut l, "91140200MA0GRK2220");
