@@ -277,9 +277,10 @@ struct Run<'s> {
     overlay: BlockOverlay<'s, dyn StateRead + 's>,
     results: Vec<TxResult>,
     /// The senders whose standing this block has read, as it was read: a sender's
-    /// transactions after its first in the block take it from here instead of four
-    /// state reads (two of them of keys the state lacks, each a walk of the state
-    /// tree). Forgotten whenever a transaction writes a key [`standing`] reads
+    /// transactions after its first in the block take it from here instead of reading
+    /// it again (four lookups in the overlay, the key's hex, four formatted keys and
+    /// the filing decoded; the overlay already keeps what the state answered).
+    /// Forgotten whenever a transaction writes a key [`standing`] reads
     /// ([`is_standing_key`]), so it is always what [`standing`] would say now.
     callers: BTreeMap<PublicKey, Caller>,
 }
