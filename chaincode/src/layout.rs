@@ -57,22 +57,34 @@ pub fn param_key(chaincode: &str, name: &str) -> String {
     format!("gov/param/{chaincode}/{name}")
 }
 
+/// Where [`agency_key`] keys begin.
+pub const AGENCY_KEY_PREFIX: &str = "gov/agency-key/";
+
 pub fn agency_key(key_hex: &str) -> String {
-    format!("gov/agency-key/{key_hex}")
+    format!("{AGENCY_KEY_PREFIX}{key_hex}")
 }
+
+/// Where [`enterprise_key`] keys begin.
+pub const ENTERPRISE_KEY_PREFIX: &str = "ent/key/";
 
 pub fn enterprise_key(key_hex: &str) -> String {
-    format!("ent/key/{key_hex}")
+    format!("{ENTERPRISE_KEY_PREFIX}{key_hex}")
 }
 
+/// Where [`filing`] keys begin.
+pub const FILING_PREFIX: &str = "ent/filing/";
+
 pub fn filing(uscc: &str) -> String {
-    format!("ent/filing/{uscc}")
+    format!("{FILING_PREFIX}{uscc}")
 }
 
 pub fn customs_code(code: &str) -> String {
     format!("ent/customs-code/{code}")
 }
 
+/// Where [`negative`] keys begin.
+pub const NEGATIVE_PREFIX: &str = "ent/negative/";
+
 pub fn negative(uscc: &str) -> String {
-    format!("ent/negative/{uscc}")
+    format!("{NEGATIVE_PREFIX}{uscc}")
 }

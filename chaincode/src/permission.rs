@@ -41,10 +41,10 @@ pub enum StandingError {
 /// The beginnings of every key [`standing`] reads (an agency's operator key, an
 /// enterprise's signing key, its filing, its negative listing): see [`is_standing_key`].
 const STANDING_PREFIXES: [&str; 4] = [
-    "gov/agency-key/",
-    "ent/key/",
-    "ent/filing/",
-    "ent/negative/",
+    layout::AGENCY_KEY_PREFIX,
+    layout::ENTERPRISE_KEY_PREFIX,
+    layout::FILING_PREFIX,
+    layout::NEGATIVE_PREFIX,
 ];
 
 /// Whether [`standing`] may read `key`: a write to any other key leaves every sender's
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     /// Every key `standing` reads is a standing key, and the keys around them are not:
-    /// the prefixes above follow `layout`.
+    /// a read added to `standing` under another prefix fails here until it is listed.
     #[test]
     fn every_key_standing_reads_is_a_standing_key() {
         let key = cbec_ledger::KeyPair::from_seed(&[3; 32]).public();
