@@ -70,12 +70,9 @@ pub struct BlockRequest {
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct BlockResponse(pub Option<Arc<Block>>);
 
-/// Transactions pushed to a peer, which acknowledges them.
+/// Transactions pushed to a peer (a frame of its push stream).
 #[derive(Debug, Clone, Encode, Decode)]
 pub struct TxBatch(pub Vec<Transaction>);
-
-#[derive(Debug, Clone, Encode, Decode)]
-pub struct TxAck;
 
 /// A block whose body was checked against its header ([`Block::check_body`]: counts,
 /// each result naming its transaction, the transaction and result roots), with the

@@ -1,14 +1,17 @@
 //! Only genesis peers get in; a genesis peer that sends garbage or a forgery is dropped,
-//! and never the validator a forgery names as its author.
+//! and never the validator a forgery names as its author. Transactions travel between
+//! peers on push streams, and a bad push costs its sender the connection.
 
 use std::time::Duration;
 
+use cbec_ledger::codec;
+use cbec_node::wire::TxBatch;
 use cbec_tests::Consortium;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identity, noise, tcp, yamux, Multiaddr, PeerId};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const NODE: &str = env!("CARGO_BIN_EXE_cbec-e2e-node");
 
@@ -303,5 +306,152 @@ fn a_peer_that_gossips_nothing_is_disconnected_and_the_others_are_kept() {
         "more blocks after the silent peer",
         Duration::from_secs(30),
         |c| (0..3).all(|i| c.height(i).is_some_and(|h| h > before)),
+    );
+}
+
+/// A swarm that speaks only the transaction push protocol.
+fn push_swarm(keypair: identity::Keypair) -> libp2p::Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// One frame of a push stream: a `u32` length, big endian, then the bytes.
+async fn write_push_frame(stream: &mut libp2p::Stream, bytes: &[u8]) {
+    use futures::AsyncWriteExt;
+    stream
+        .write_all(&(bytes.len() as u32).to_be_bytes())
+        .await
+        .expect("write length");
+    stream.write_all(bytes).await.expect("write frame");
+    stream.flush().await.expect("flush");
+}
+
+async fn read_push_frame(stream: &mut libp2p::Stream) -> TxBatch {
+    use futures::AsyncReadExt;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.expect("frame length");
+    let mut bytes = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut bytes).await.expect("frame");
+    codec::decode(&bytes).expect("a batch of transactions")
+}
+
+/// Pushes travel on one long-lived stream each way: a transaction submitted to a node
+/// reaches a peer's stream, and one a peer pushes is committed without that peer ever
+/// proposing. A frame that is no batch costs its sender the connection, and the node
+/// goes on.
+#[test]
+fn pushes_travel_on_one_stream_each_way_and_a_bad_frame_costs_the_connection() {
+    let mut c = Consortium::generate(NODE);
+    // Nodes 0-2 run; commerce's network key plays the peer that pushes.
+    start_all_but_commerce(&mut c, 1);
+    let target = p2p_address(&c, 0);
+    let keypair = commerce_keypair(&c);
+    let ends = c.endpoints();
+    let filing = |nonce: u64, n: u32| {
+        let uscc = cbec_chaincode::codes::uscc_with_check(&format!("91140200MA{n:07}"))
+            .expect("a USCC body");
+        c.sign(
+            &c.operator(3),
+            nonce,
+            "enterprise",
+            "approve_filing",
+            json!({"uscc": uscc, "name": format!("pushed {n}"), "roles": ["manufacturer"],
+                   "keys": [ends.client_key(&[n as u8; 32]).public()],
+                   "customs_code": format!("1402{n:06}")}),
+        )
+    };
+    let (submitted, pushed) = (filing(0, 1), filing(1, 2));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut peer = push_swarm(keypair);
+    let mut streams = peer.behaviour().new_control();
+    let mut incoming = streams
+        .accept(cbec_node::network::TX_PUSH_PROTOCOL)
+        .expect("accept pushes");
+    let customs = runtime.block_on(async {
+        peer.dial(target).expect("dial");
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } = peer.select_next_some().await
+            {
+                return peer_id;
+            }
+        }
+    });
+    // The swarm is driven in the background from here on.
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    runtime.spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = peer.select_next_some().await {
+                let _ = closed_tx.send(peer_id);
+            }
+        }
+    });
+
+    // A transaction submitted to customs reaches this peer's stream.
+    let (status, answer) = c.submit(0, &submitted, false);
+    assert!(status < 300, "{status} {answer}");
+    let want = ends.tx_hash(&submitted);
+    let got = runtime.block_on(async {
+        let (from, mut stream) = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+            .await
+            .expect("customs opens its push stream")
+            .expect("a stream");
+        assert_eq!(from, customs);
+        let batch = tokio::time::timeout(Duration::from_secs(10), read_push_frame(&mut stream))
+            .await
+            .expect("a push");
+        batch
+            .0
+            .iter()
+            .map(|tx| ends.tx_hash(tx))
+            .collect::<Vec<_>>()
+    });
+    assert!(got.contains(&want), "pushed {got:?}, not {want}");
+
+    // A transaction pushed to customs on this peer's stream is committed, though this
+    // peer never proposes.
+    let mut stream = runtime.block_on(async {
+        let mut stream = streams
+            .open_stream(customs, cbec_node::network::TX_PUSH_PROTOCOL)
+            .await
+            .expect("open a push stream");
+        write_push_frame(&mut stream, &codec::encode(&TxBatch(vec![pushed.clone()]))).await;
+        stream
+    });
+    let path = format!("/v1/tx/{}", ends.tx_hash(&pushed));
+    c.wait_for(
+        "the pushed transaction committed",
+        Duration::from_secs(30),
+        |c| c.get(0, &path).is_some_and(|v| v["height"].is_u64()),
+    );
+    assert!(c.get(1, &path).is_some_and(|v| v["height"].is_u64()));
+
+    // A frame that is no batch of transactions: the connection is closed.
+    let dropped = runtime.block_on(async {
+        write_push_frame(&mut stream, &[0xff; 16]).await;
+        tokio::time::timeout(Duration::from_secs(10), closed_rx.recv()).await
+    });
+    assert_eq!(
+        dropped.ok().flatten(),
+        Some(customs),
+        "the bad pusher was not disconnected"
+    );
+    c.wait_for("the bad push in the log", Duration::from_secs(5), |c| {
+        c.log(0).contains("the peer that pushed it")
+    });
+    let before = c.height(0).expect("status");
+    c.wait_for(
+        "more blocks after the bad push",
+        Duration::from_secs(30),
+        |c| c.height(0).is_some_and(|h| h > before),
     );
 }
