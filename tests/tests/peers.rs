@@ -45,6 +45,17 @@ fn swarm(keypair: identity::Keypair) -> libp2p::Swarm<gossipsub::Behaviour> {
         .heartbeat_interval(Duration::from_millis(200))
         .build()
         .expect("gossipsub config");
+    swarm_with(keypair, |key| {
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+            .expect("gossipsub")
+    })
+}
+
+/// A swarm over TCP, Noise and Yamux, as the nodes run, with `behaviour`.
+fn swarm_with<B: libp2p::swarm::NetworkBehaviour>(
+    keypair: identity::Keypair,
+    behaviour: impl FnOnce(&identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
     libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -53,10 +64,7 @@ fn swarm(keypair: identity::Keypair) -> libp2p::Swarm<gossipsub::Behaviour> {
             yamux::Config::default,
         )
         .expect("tcp")
-        .with_behaviour(|key| {
-            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-                .expect("gossipsub")
-        })
+        .with_behaviour(|key| behaviour(key))
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()
@@ -153,21 +161,9 @@ fn forger(keypair: identity::Keypair, author: PeerId) -> libp2p::Swarm<gossipsub
         .heartbeat_interval(Duration::from_millis(200))
         .build()
         .expect("gossipsub config");
-    libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
-            gossipsub::Behaviour::new(MessageAuthenticity::Author(author), config)
-                .expect("gossipsub")
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    swarm_with(keypair, |_| {
+        gossipsub::Behaviour::new(MessageAuthenticity::Author(author), config).expect("gossipsub")
+    })
 }
 
 /// Item 6 of issue 12: a bad message costs the connection that delivered it, never the
@@ -311,18 +307,7 @@ fn a_peer_that_gossips_nothing_is_disconnected_and_the_others_are_kept() {
 
 /// A swarm that speaks only the transaction push protocol.
 fn push_swarm(keypair: identity::Keypair) -> libp2p::Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    swarm_with(keypair, |_| libp2p_stream::Behaviour::new())
 }
 
 /// One frame of a push stream: a `u32` length, big endian, then the bytes.
